@@ -1,0 +1,1 @@
+"""What every cofi service shares: events, topics, settings, the consumer runtime, logging."""

@@ -1,0 +1,139 @@
+"""Every message on every topic, defined once (pydantic v2, versioned by `v`).
+
+A message on a stage's input topic *is* the previous stage's file-completed event: it carries
+the result of the stage just finished and the context that later stages need.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.stages import EventStage, StageName
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    v: Literal[1] = 1
+
+
+class FileUploaded(Event):
+    """The upload system: one audio file of a batch is ready."""
+
+    type: Literal["FileUploaded"] = "FileUploaded"
+    batch_id: str = Field(min_length=1, max_length=64)
+    file_name: str = Field(min_length=1)
+    audio_uri: str = Field(min_length=1)
+    uploaded_at: datetime = Field(default_factory=utcnow)
+
+
+class BatchClosed(Event):
+    """The upload system: the batch holds exactly `file_count` files."""
+
+    type: Literal["BatchClosed"] = "BatchClosed"
+    batch_id: str = Field(min_length=1, max_length=64)
+    file_count: int = Field(ge=0)
+    closed_at: datetime = Field(default_factory=utcnow)
+
+
+class Attempt(Event):
+    """One call to a model API (or one routing decision) for one file at one stage."""
+
+    number: int = Field(ge=1)
+    host: str | None = None
+    ok: bool
+    error_kind: Literal["transient", "permanent"] | None = None
+    error: str | None = None
+    started_at: datetime
+    duration_ms: float = 0.0
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+
+
+class TriageDecision(Event):
+    route: Literal["stt", "skip"]
+    rule: str | None = None
+    reason: str = ""
+
+
+class FileContext(Event):
+    """What later stages need to know about a file; grows as stages finish."""
+
+    audio_uri: str
+    host: str | None = None
+    denoised_uri: str | None = None
+    is_ivr: bool | None = None
+    language: str | None = None
+    duration_s: float | None = None
+    triage: TriageDecision | None = None
+    transcript: str | None = None
+    llm1: dict[str, Any] | None = None
+    llm2: dict[str, Any] | None = None
+
+
+class FileStageCompleted(Event):
+    """A file finished `stage`; published to the next stage's input topic."""
+
+    type: Literal["FileStageCompleted"] = "FileStageCompleted"
+    batch_id: str = Field(min_length=1, max_length=64)
+    file_name: str = Field(min_length=1)
+    stage: EventStage
+    context: FileContext
+    attempts: tuple[Attempt, ...] = ()
+    completed_at: datetime = Field(default_factory=utcnow)
+
+
+class FileFailed(Event):
+    """A stage gave up on a file: its last word, with every attempt and the input it had."""
+
+    type: Literal["FileFailed"] = "FileFailed"
+    batch_id: str
+    file_name: str
+    stage: StageName
+    host: str | None = None
+    error_kind: Literal["transient", "permanent", "deadline"]
+    error: str
+    attempts: tuple[Attempt, ...] = ()
+    input_event: dict[str, Any]
+    failed_at: datetime = Field(default_factory=utcnow)
+
+
+class DeadLetter(Event):
+    """A message no consumer could decode, kept with its raw bytes (base64)."""
+
+    type: Literal["DeadLetter"] = "DeadLetter"
+    source_topic: str
+    partition: int
+    offset: int
+    consumer: str
+    error: str
+    key_b64: str | None = None
+    value_b64: str
+    at: datetime = Field(default_factory=utcnow)
+
+
+UploadEvent = Annotated[FileUploaded | BatchClosed, Field(discriminator="type")]
+FailedEvent = Annotated[FileFailed | DeadLetter, Field(discriminator="type")]
+AnyEvent = Annotated[
+    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter,
+    Field(discriminator="type"),
+]
+
+upload_event: TypeAdapter[FileUploaded | BatchClosed] = TypeAdapter(UploadEvent)
+any_event: TypeAdapter[
+    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter
+] = TypeAdapter(AnyEvent)
+stage_event: TypeAdapter[FileStageCompleted] = TypeAdapter(FileStageCompleted)
+
+
+def encode(event: Event) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def file_key(batch_id: str, file_name: str) -> bytes:
+    """Partition key of a file on stage topics: its messages stay in order."""
+    return f"{batch_id}/{file_name}".encode()

@@ -1,0 +1,83 @@
+"""Kafka clients configured the way cofi needs them (acks=all, idempotent, manual commits)."""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+    # aiokafka's defaults are weaker than Java's: ask for acks from all replicas, idempotently.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+def make_consumer(
+    bootstrap_servers: str,
+    group_id: str,
+    client_id: str,
+    max_poll_records: int = 500,
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_poll_records,
+        # A GPU host may hold work for minutes; liveness is the heartbeat, not the poll gap.
+        max_poll_interval_ms=600_000,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+        fetch_max_wait_ms=100,
+        metadata_max_age_ms=5_000,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, names: Iterable[str], partitions: int, timeout_s: float = 60.0
+) -> None:
+    """Create the topics that are missing; never rely on broker auto-creation."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in dict.fromkeys(names) if n not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted]
+                )
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created %d topics", len(wanted))
+        await _wait_for_metadata(admin, set(dict.fromkeys(names)), deadline)
+    finally:
+        await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: set[str], deadline: float) -> None:
+    while not names <= set(await admin.list_topics()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics not visible in metadata: {sorted(names)}")
+        await asyncio.sleep(0.2)

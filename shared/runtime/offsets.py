@@ -1,0 +1,37 @@
+"""Which offset of a partition may be committed while work on it runs concurrently."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PartitionProgress:
+    """Offsets of one partition: those in flight and the next one safe to commit.
+
+    Records are started in offset order; they may finish in any order. The committable
+    position is the lowest offset still in flight (everything below it finished), or one
+    past the highest started offset when nothing is in flight.
+    """
+
+    in_flight: set[int] = field(default_factory=set)
+    highest_started: int = -1
+    committed: int = -1
+
+    def start(self, offset: int) -> None:
+        if offset <= self.highest_started:
+            # Redelivered after a seek: it is new work again.
+            pass
+        self.in_flight.add(offset)
+        self.highest_started = max(self.highest_started, offset)
+
+    def finish(self, offset: int) -> None:
+        self.in_flight.discard(offset)
+
+    def committable(self) -> int | None:
+        """Position to commit if it moved since the last commit, else None."""
+        if self.highest_started < 0:
+            return None
+        position = min(self.in_flight) if self.in_flight else self.highest_started + 1
+        return position if position > self.committed else None
+
+    def mark_committed(self, position: int) -> None:
+        self.committed = max(self.committed, position)

@@ -1,0 +1,205 @@
+"""Concurrent per-record processing with commits that never pass unfinished work.
+
+A stage handles up to `max_in_flight` records at once. A record is finished only when the
+broker acknowledged everything it produced (its next-stage event, or its dead letter); the
+committed position of a partition is the lowest offset still in flight. So a kill -9 at any
+moment loses nothing and redoes at most the records that were in flight.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from shared.events import encode
+from shared.logging import fields
+from shared.runtime.dead_letters import dead_letter
+from shared.runtime.offsets import PartitionProgress
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+Record = ConsumerRecord[bytes, bytes]
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+Handler = Callable[[M, Record], Awaitable[Sequence[Output]]]
+
+
+class StageRunner(Generic[M]):
+    def __init__(
+        self,
+        *,
+        name: str,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        topics: Sequence[str],
+        decode: Callable[[bytes], M],
+        handle: Handler[M],
+        dead_letter_topic: str,
+        max_in_flight: int,
+        commit_interval_s: float = 0.2,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.consumer = consumer
+        self.producer = producer
+        self.topics = list(topics)
+        self.decode = decode
+        self.handle = handle
+        self.dead_letter_topic = dead_letter_topic
+        self.max_in_flight = max_in_flight
+        self.commit_interval_s = commit_interval_s
+        self.drain_timeout_s = drain_timeout_s
+        self.progress: dict[TopicPartition, PartitionProgress] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slot_freed = asyncio.Event()
+        self.finished_count = 0
+        self._commit_lock = asyncio.Lock()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
+        await self.consumer.start()
+        committer = asyncio.create_task(self._commit_periodically(stop))
+        try:
+            await self._fetch_until(stop)
+        finally:
+            await self._drain()
+            committer.cancel()
+            await self._commit()
+            await self.consumer.stop()
+
+    async def _fetch_until(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                free = self.max_in_flight - len(self.tasks)
+                if free <= 0:
+                    self.slot_freed.clear()
+                    freed = asyncio.create_task(self.slot_freed.wait())
+                    await asyncio.wait({freed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    freed.cancel()
+                    continue
+                batch = await self.consumer.getmany(timeout_ms=200, max_records=free)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._start(tp, record)
+        finally:
+            stopping.cancel()
+
+    def _start(self, tp: TopicPartition, record: Record) -> None:
+        progress = self.progress.setdefault(tp, PartitionProgress())
+        progress.start(record.offset)
+        task = asyncio.create_task(self._process(record, progress))
+        self.tasks.add(task)
+        task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slot_freed.set()
+
+    async def _process(self, record: Record, progress: PartitionProgress) -> None:
+        outputs = await self._outputs_for(record)
+        await self._publish(outputs, record)
+        progress.finish(record.offset)
+        self.finished_count += 1
+
+    async def _outputs_for(self, record: Record) -> Sequence[Output]:
+        where = fields(service=self.name, topic=record.topic, partition=record.partition,
+                       offset=record.offset)
+        try:
+            message = self.decode(record.value or b"")
+        except Exception as exc:  # any undecodable input is a poison message
+            log.warning("poison message sent to dead letters: %s", _short(exc), extra=where)
+            return [self._dead_letter(record, f"undecodable: {_short(exc)}")]
+        try:
+            return await self.handle(message, record)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not crash-loop the consumer on one message
+            log.exception("handler failed; message sent to dead letters", extra=where)
+            return [self._dead_letter(record, f"handler error: {type(exc).__name__}: {exc}")]
+
+    def _dead_letter(self, record: Record, error: str) -> Output:
+        letter = dead_letter(record, consumer=self.name, error=error)
+        return Output(self.dead_letter_topic, record.key, encode(letter))
+
+    async def _publish(self, outputs: Sequence[Output], record: Record) -> None:
+        """Send and wait for the broker's ack; keep trying through a broker outage."""
+        delay = 0.2
+        while True:
+            try:
+                acks = [
+                    await self.producer.send(o.topic, value=o.value, key=o.key) for o in outputs
+                ]
+                await asyncio.gather(*acks)
+                return
+            except KafkaError as exc:
+                log.warning("publish failed, retrying in %.1fs: %s", delay, exc,
+                            extra=fields(service=self.name, topic=record.topic,
+                                         offset=record.offset))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _commit_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.commit_interval_s)
+            await self._commit()
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        async with self._commit_lock:
+            positions = {
+                tp: pos
+                for tp, p in self.progress.items()
+                if (only is None or tp in only) and (pos := p.committable()) is not None
+            }
+            if not positions:
+                return
+            try:
+                await self.consumer.commit(positions)
+            except KafkaError as exc:
+                log.warning("offset commit failed (will retry): %s", exc,
+                            extra=fields(service=self.name))
+                return
+            for tp, pos in positions.items():
+                self.progress[tp].mark_committed(pos)
+
+    async def _drain(self) -> None:
+        if self.tasks:
+            log.info("draining %d in-flight records", len(self.tasks),
+                     extra=fields(service=self.name))
+            _, pending = await asyncio.wait(set(self.tasks), timeout=self.drain_timeout_s)
+            for task in pending:
+                task.cancel()
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._commit(only=revoked)
+        for tp in revoked:
+            self.progress.pop(tp, None)
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: "StageRunner[object]") -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.runner.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= 300 else text[:300] + "..."

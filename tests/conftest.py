@@ -1,0 +1,60 @@
+"""Fixtures for real infrastructure: the Kafka broker and MariaDB started by `make infra`.
+
+Every test gets its own topic prefix (so its own topics and consumer groups) and its own
+database, so tests never see each other's data.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test's folder is its marker, so `-m unit` and friends select by layer.
+    for item in items:
+        for layer in ("unit", "integration", "e2e", "crash"):
+            if f"tests/{layer}/" in str(item.fspath).replace(os.sep, "/"):
+                item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def mariadb_server_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL", "mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi")
+
+
+@pytest.fixture
+async def mariadb_url(mariadb_server_url: str) -> AsyncIterator[str]:
+    """URL of a fresh, empty MariaDB database, dropped after the test."""
+    name = f"cofi_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(mariadb_server_url)
+    async with admin.begin() as conn:
+        await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield make_url(mariadb_server_url).set(database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        await admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("db") / "cofi.db"
+    yield f"sqlite+aiosqlite:///{path}"
