@@ -1,6 +1,7 @@
 """Kafka clients configured the way cofi needs them (acks=all, idempotent, manual commits)."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -64,12 +65,10 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         wanted = [n for n in dict.fromkeys(names) if n not in existing]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted]
                 )
-            except TopicAlreadyExistsError:
-                pass
             log.info("created %d topics", len(wanted))
         await _wait_for_metadata(admin, set(dict.fromkeys(names)), deadline)
     finally:

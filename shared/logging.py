@@ -5,8 +5,18 @@ import logging
 import sys
 from typing import Any
 
-FILE_FIELDS = ("service", "batch", "file", "stage", "host", "attempt", "topic", "partition",
-               "offset", "error")
+FILE_FIELDS = (
+    "service",
+    "batch",
+    "file",
+    "stage",
+    "host",
+    "attempt",
+    "topic",
+    "partition",
+    "offset",
+    "error",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +48,9 @@ class TextFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", json_lines: bool = True, service: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if json_lines else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        JsonFormatter()
+        if json_lines
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     if service:
         handler.addFilter(_ServiceFilter(service))

@@ -45,9 +45,7 @@ async def mariadb_url(mariadb_server_url: str) -> AsyncIterator[str]:
     async with admin.begin() as conn:
         await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     try:
-        yield make_url(mariadb_server_url).set(database=name).render_as_string(
-            hide_password=False
-        )
+        yield make_url(mariadb_server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         async with admin.begin() as conn:
             await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))

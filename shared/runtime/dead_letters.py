@@ -2,18 +2,25 @@
 
 import base64
 
-from aiokafka.structs import ConsumerRecord
-
 from shared.events import DeadLetter
 
 
-def dead_letter(record: ConsumerRecord[bytes, bytes], consumer: str, error: str) -> DeadLetter:
+def dead_letter(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    consumer: str,
+    error: str,
+) -> DeadLetter:
     return DeadLetter(
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
         consumer=consumer,
         error=error[:2000],
-        key_b64=base64.b64encode(record.key).decode() if record.key is not None else None,
-        value_b64=base64.b64encode(record.value or b"").decode(),
+        key_b64=base64.b64encode(key).decode() if key is not None else None,
+        value_b64=base64.b64encode(value or b"").decode(),
     )

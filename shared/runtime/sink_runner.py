@@ -74,9 +74,14 @@ class SinkRunner:
                 raise
             except Exception as exc:
                 self.ready = False
-                log.warning("sink failed on %d records, retrying in %.1fs: %s: %s",
-                            len(records), delay, type(exc).__name__, str(exc)[:300],
-                            extra=fields(service=self.name))
+                log.warning(
+                    "sink failed on %d records, retrying in %.1fs: %s: %s",
+                    len(records),
+                    delay,
+                    type(exc).__name__,
+                    str(exc)[:300],
+                    extra=fields(service=self.name),
+                )
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                     return False

@@ -116,8 +116,9 @@ class StageRunner(Generic[M]):
         self.finished_count += 1
 
     async def _outputs_for(self, record: Record) -> Sequence[Output]:
-        where = fields(service=self.name, topic=record.topic, partition=record.partition,
-                       offset=record.offset)
+        where = fields(
+            service=self.name, topic=record.topic, partition=record.partition, offset=record.offset
+        )
         try:
             message = self.decode(record.value or b"")
         except Exception as exc:  # any undecodable input is a poison message
@@ -132,7 +133,15 @@ class StageRunner(Generic[M]):
             return [self._dead_letter(record, f"handler error: {type(exc).__name__}: {exc}")]
 
     def _dead_letter(self, record: Record, error: str) -> Output:
-        letter = dead_letter(record, consumer=self.name, error=error)
+        letter = dead_letter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            consumer=self.name,
+            error=error,
+        )
         return Output(self.dead_letter_topic, record.key, encode(letter))
 
     async def _publish(self, outputs: Sequence[Output], record: Record) -> None:
@@ -146,9 +155,12 @@ class StageRunner(Generic[M]):
                 await asyncio.gather(*acks)
                 return
             except KafkaError as exc:
-                log.warning("publish failed, retrying in %.1fs: %s", delay, exc,
-                            extra=fields(service=self.name, topic=record.topic,
-                                         offset=record.offset))
+                log.warning(
+                    "publish failed, retrying in %.1fs: %s",
+                    delay,
+                    exc,
+                    extra=fields(service=self.name, topic=record.topic, offset=record.offset),
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -169,16 +181,18 @@ class StageRunner(Generic[M]):
             try:
                 await self.consumer.commit(positions)
             except KafkaError as exc:
-                log.warning("offset commit failed (will retry): %s", exc,
-                            extra=fields(service=self.name))
+                log.warning(
+                    "offset commit failed (will retry): %s", exc, extra=fields(service=self.name)
+                )
                 return
             for tp, pos in positions.items():
                 self.progress[tp].mark_committed(pos)
 
     async def _drain(self) -> None:
         if self.tasks:
-            log.info("draining %d in-flight records", len(self.tasks),
-                     extra=fields(service=self.name))
+            log.info(
+                "draining %d in-flight records", len(self.tasks), extra=fields(service=self.name)
+            )
             _, pending = await asyncio.wait(set(self.tasks), timeout=self.drain_timeout_s)
             for task in pending:
                 task.cancel()

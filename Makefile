@@ -1,0 +1,48 @@
+# cofi: `make demo` runs one batch end to end; `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHON := $(abspath $(PY))
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install infra infra-stop topics demo test test-unit lint typecheck check bench chaos clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+infra: install
+	infra/kafka.sh start
+	infra/mariadb.sh start
+
+infra-stop:
+	infra/kafka.sh stop
+	infra/mariadb.sh stop
+
+topics: infra
+	$(VENV)/bin/cofi topics
+
+demo: install
+	scripts/demo.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+check: lint typecheck
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test: install check infra
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf .cache/demo .cache/audio

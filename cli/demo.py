@@ -1,0 +1,79 @@
+"""`cofi demo`: one batch of synthetic audio through the whole pipeline, with progress."""
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from cli.audio import make_batch
+from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.report import BatchSummary, batch_summary, render
+from cli.upload import submit
+
+
+async def run_demo(
+    config: PipelineConfig, files: int, corrupt: int, short: int, timeout_s: float, workdir: Path
+) -> bool:
+    batch_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    audio = make_batch(workdir / "audio" / batch_id, files, corrupt=corrupt, short=short)
+    print(f"made {files} WAV files ({corrupt} corrupt, {short} short) in {audio[0].parent}")
+    await create_topics(config)
+    _migrate(config.database_url)
+    group = start_pipeline(config, workdir / "logs" / batch_id)
+    print(f"services running, logs in {group.log_dir}")
+    engine = create_async_engine(config.database_url)
+    try:
+        t0 = time.monotonic()
+        await submit(config.bootstrap, config.settings().topics.uploads, batch_id, audio)
+        print(f"submitted batch {batch_id}: {files} files and BatchClosed")
+        summary = await _watch(engine, batch_id, group, timeout_s)
+        elapsed = time.monotonic() - t0
+        print()
+        if summary is not None:
+            print(render(summary))
+        ok = summary is not None and summary.finished
+        verdict = "completed" if ok else "did NOT complete"
+        print(f"batch {batch_id} {verdict} in {elapsed:.1f}s")
+        return ok
+    finally:
+        await engine.dispose()
+        group.stop_all()
+
+
+def _migrate(url: str) -> None:
+    from services.tracker.migrate import migrate
+
+    migrate(url)
+
+
+async def _watch(
+    engine: object, batch_id: str, group: object, timeout_s: float
+) -> BatchSummary | None:
+    deadline = time.monotonic() + timeout_s
+    summary: BatchSummary | None = None
+    last = ""
+    while time.monotonic() < deadline:
+        dead = group.dead()  # type: ignore[attr-defined]
+        if dead:
+            names = ", ".join(f"{p.name} (see {p.log_path})" for p in dead)
+            print(f"\nservice exited unexpectedly: {names}")
+            return summary
+        summary = await batch_summary(engine, batch_id)  # type: ignore[arg-type]
+        if summary is not None:
+            line = _progress_line(summary)
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if summary.finished:
+                return summary
+        await asyncio.sleep(1.0)
+    print(f"\ntimed out after {timeout_s:.0f}s")
+    return summary
+
+
+def _progress_line(s: BatchSummary) -> str:
+    total = s.total_files or s.files_seen or 1
+    stages = " ".join(f"{line.stage}:{line.done + line.failed}/{total}" for line in s.stages)
+    return f"[{s.status}] {stages} terminal={sum(s.terminal.values())}/{total}"

@@ -1,0 +1,147 @@
+"""cofi: submit batches, watch them, run services, run the demo."""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from shared.settings import CommonSettings
+
+DEFAULT_DB = "mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["run"]:
+        _run_service(args[1:])
+        return
+    parser = _parser()
+    ns = parser.parse_args(args)
+    if not getattr(ns, "command", None):
+        parser.print_help()
+        sys.exit(2)
+    sys.exit(ns.func(ns) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cofi", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("run", help="run a service: distributor, gpu-stage, llm-stage, tracker, "
+                                   "simulator (arguments after the name go to the service)")
+    p.add_argument("service")
+
+    p = sub.add_parser("topics", help="create every topic (idempotent)")
+    p.set_defaults(func=_topics)
+
+    p = sub.add_parser("submit", help="submit a batch, as the upload system does")
+    p.add_argument("batch_id")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--folder", type=Path, help="a folder of audio files")
+    src.add_argument("--synthetic", type=int, metavar="N", help="make N synthetic WAV files")
+    p.add_argument("--corrupt", type=int, default=0, help="of the synthetic files, corrupt ones")
+    p.add_argument("--short", type=int, default=0, help="of the synthetic files, short ones")
+    p.add_argument("--workdir", type=Path, default=Path(".cache/audio"))
+    p.set_defaults(func=_submit)
+
+    p = sub.add_parser("status", help="a batch's per-stage progress from the tracker's tables")
+    p.add_argument("batch_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("migrate", help="create or upgrade the tracker's tables")
+    p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("demo", help="run one batch through the whole pipeline")
+    p.add_argument("--files", type=int, default=300)
+    p.add_argument("--corrupt", type=int, default=5)
+    p.add_argument("--short", type=int, default=5)
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--latency-scale", type=float, default=0.25)
+    p.add_argument("--workdir", type=Path, default=Path(".cache/demo"))
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def _run_service(args: list[str]) -> None:
+    if not args:
+        sys.exit("usage: cofi run {distributor,gpu-stage,llm-stage,tracker,simulator} [args]")
+    from cli.processes import service_argv
+
+    try:
+        argv = service_argv(args[0], *args[1:])
+    except KeyError:
+        sys.exit(f"unknown service {args[0]!r}")
+    os.execv(argv[0], argv)
+
+
+def _topics(ns: argparse.Namespace) -> int:
+    from shared.kafka import ensure_topics
+
+    s = CommonSettings()
+    asyncio.run(ensure_topics(s.kafka_bootstrap_servers, s.topics.all_topics(s.host_ips),
+                              s.stage_partitions))
+    print(f"topics ready for prefix {s.topic_prefix!r}")
+    return 0
+
+
+def _submit(ns: argparse.Namespace) -> int:
+    from cli.audio import make_batch
+    from cli.upload import submit
+
+    s = CommonSettings()
+    if ns.folder:
+        paths = sorted(p for p in ns.folder.iterdir() if p.is_file())
+    else:
+        paths = make_batch(ns.workdir / ns.batch_id, ns.synthetic, ns.corrupt, ns.short)
+    n = asyncio.run(submit(s.kafka_bootstrap_servers, s.topics.uploads, ns.batch_id, paths))
+    print(f"submitted batch {ns.batch_id}: {n} files, then BatchClosed")
+    return 0
+
+
+def _status(ns: argparse.Namespace) -> int:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from cli.report import batch_summary, render
+
+    async def show() -> int:
+        engine = create_async_engine(os.environ.get("DATABASE_URL", DEFAULT_DB))
+        try:
+            summary = await batch_summary(engine, ns.batch_id)
+        finally:
+            await engine.dispose()
+        if summary is None:
+            print(f"no batch {ns.batch_id!r} in batchStatus", file=sys.stderr)
+            return 1
+        print(summary.model_dump_json(indent=2) if ns.json else render(summary))
+        return 0
+
+    return asyncio.run(show())
+
+
+def _migrate(ns: argparse.Namespace) -> int:
+    from services.tracker.migrate import migrate
+
+    migrate(os.environ.get("DATABASE_URL", DEFAULT_DB))
+    return 0
+
+
+def _demo(ns: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+    from cli.pipeline import PipelineConfig
+
+    config = PipelineConfig(
+        bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        topic_prefix=os.environ.get("TOPIC_PREFIX", "cofi"),
+        gpu_hosts=os.environ.get("GPU_HOSTS", "127.0.0.2:4,127.0.0.3:4"),
+        database_url=os.environ.get("DATABASE_URL", DEFAULT_DB),
+        latency_scale=ns.latency_scale,
+    )
+    ok = asyncio.run(run_demo(config, ns.files, ns.corrupt, ns.short, ns.timeout, ns.workdir))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    main()

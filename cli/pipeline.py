@@ -1,0 +1,65 @@
+"""The whole pipeline as processes: simulator, distributor, GPU stages per host, LLM, tracker."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.kafka import ensure_topics
+from shared.settings import CommonSettings
+
+from cli.processes import ProcessGroup, service_argv
+
+
+@dataclass
+class PipelineConfig:
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "cofi"
+    gpu_hosts: str = "127.0.0.2:4,127.0.0.3:4"
+    database_url: str = "mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi"
+    llm_port: int = 8000
+    control_port: int = 5099
+    latency_scale: float = 1.0
+    partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "TOPIC_PREFIX": self.topic_prefix,
+            "GPU_HOSTS": self.gpu_hosts,
+            "DATABASE_URL": self.database_url,
+            "LLM_API_URL": f"http://127.0.0.1:{self.llm_port}/v1",
+            "STAGE_PARTITIONS": str(self.partitions),
+            "LOG_JSON": "true",
+            **self.extra_env,
+        }
+
+    def settings(self) -> CommonSettings:
+        return CommonSettings(
+            kafka_bootstrap_servers=self.bootstrap,
+            topic_prefix=self.topic_prefix,
+            gpu_hosts=self.gpu_hosts,  # type: ignore[arg-type]
+            stage_partitions=self.partitions,
+        )
+
+
+async def create_topics(config: PipelineConfig) -> None:
+    settings = config.settings()
+    await ensure_topics(config.bootstrap, settings.topics.all_topics(settings.host_ips),
+                        config.partitions)
+
+
+def start_pipeline(config: PipelineConfig, log_dir: Path) -> ProcessGroup:
+    """Start every service; returns once the simulator listens (consumers join on their own)."""
+    group = ProcessGroup(log_dir=log_dir, env=config.env())
+    hosts = config.settings().host_ips
+    group.start("simulator", service_argv(
+        "simulator", "--hosts", ",".join(hosts), "--llm-port", str(config.llm_port),
+        "--control-port", str(config.control_port), "--latency-scale", str(config.latency_scale),
+    ))
+    group.wait_for_log("simulator", "simulator ready", timeout_s=60)
+    group.start("tracker", service_argv("tracker"))
+    group.start("distributor", service_argv("distributor"))
+    for host in hosts:
+        group.start(f"gpu-{host}", service_argv("gpu-stage", "--host", host))
+    group.start("llm", service_argv("llm-stage"))
+    return group

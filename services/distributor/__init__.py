@@ -1,0 +1,1 @@
+"""The distributor: assigns each uploaded file a GPU host, and triages files after LID."""

@@ -1,0 +1,3 @@
+from services.distributor.main import main
+
+main()

@@ -1,0 +1,58 @@
+"""The faust-streaming app: two routing agents, one event at a time each.
+
+Agents run with concurrency 1 and never raise (every failure becomes a dead letter), so
+faust's ack-in-finally cannot acknowledge an event whose output was not produced; faust
+flushes the producer before it commits offsets.
+"""
+
+from typing import Any
+
+import faust
+
+from shared.runtime.stage_runner import Output
+
+from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
+from services.distributor.settings import DistributorSettings
+from services.distributor.triage import load_rules
+
+
+def create_app(settings: DistributorSettings) -> faust.App:
+    rules = load_rules(settings.triage_rules_path)
+    topics = settings.topics
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_acks=-1,
+        broker_commit_interval=settings.distributor_commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        web_enabled=False,
+    )
+
+    def upload_router(message: Incoming) -> list[Output]:
+        return route_upload(message, settings.gpu_hosts, topics)
+
+    def triage_router(message: Incoming) -> list[Output]:
+        return route_after_lid(message, rules, topics)
+
+    _agent(app, topics.uploads, "distribute", upload_router)
+    _agent(app, topics.triage, "triage", triage_router)
+    return app
+
+
+def _agent(app: faust.App, topic_name: str, name: str, router: Router) -> None:
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+            for output in router(incoming):
+                await app.producer.send(output.topic, output.key, output.value, None, None, None)
+
+    agent.__name__ = name
+    app.agent(topic, name=name, concurrency=1)(agent)

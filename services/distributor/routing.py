@@ -1,0 +1,103 @@
+"""Pure routing of the distributor's two inputs: uploads, and files that finished LID.
+
+Each function maps one raw message to the messages to publish; a message that cannot be
+decoded becomes a dead letter carrying its raw bytes.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from shared.events import (
+    Attempt,
+    BatchClosed,
+    FileContext,
+    FileFailed,
+    FileStageCompleted,
+    FileUploaded,
+    encode,
+    file_key,
+    upload_event,
+)
+from shared.runtime.dead_letters import dead_letter
+from shared.runtime.stage_runner import Output
+from shared.settings import GpuHost
+from shared.topics import Topics
+
+from services.distributor.assignment import NoHostAvailable, choose_host
+from services.distributor.triage import RuleBook, decide
+
+CONSUMER = "distributor"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def route_upload(message: Incoming, hosts: list[GpuHost], topics: Topics) -> list[Output]:
+    try:
+        event = upload_event.validate_json(message.value or b"")
+    except (ValidationError, ValueError) as exc:
+        return [_dead(message, topics, exc)]
+    if isinstance(event, BatchClosed):
+        return []  # the tracker reads the batch's size from the uploads topic itself
+    return [_assign(event, hosts, topics)]
+
+
+def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output:
+    key = file_key(event.batch_id, event.file_name)
+    try:
+        host = choose_host(event.batch_id, event.file_name, hosts)
+    except NoHostAvailable as exc:
+        failure = FileFailed(
+            batch_id=event.batch_id, file_name=event.file_name, stage="denoise",
+            error_kind="permanent", error=f"not distributed: {exc}",
+            input_event=event.model_dump(mode="json"),
+        )
+        return Output(topics.failed, key, encode(failure))
+    assigned = FileStageCompleted(
+        batch_id=event.batch_id,
+        file_name=event.file_name,
+        stage="distribute",
+        context=FileContext(audio_uri=event.audio_uri, host=host),
+        completed_at=event.uploaded_at,
+    )
+    return Output(topics.gpu("denoise", host), key, encode(assigned))
+
+
+def route_after_lid(message: Incoming, rules: RuleBook, topics: Topics) -> list[Output]:
+    try:
+        event = FileStageCompleted.model_validate_json(message.value or b"")
+        if event.stage != "lid":
+            raise ValueError(f"triage expects events of stage lid, got {event.stage}")
+        if event.context.host is None:
+            raise ValueError("event has no GPU host")
+    except (ValidationError, ValueError) as exc:
+        return [_dead(message, topics, exc)]
+    decision = decide(rules, event.context)
+    context = event.context.model_copy(update={"triage": decision})
+    facts = {"is_ivr": context.is_ivr, "language": context.language,
+             "duration_s": context.duration_s}
+    attempt = Attempt(number=1, ok=True, started_at=datetime.now(UTC), request=facts,
+                      response=decision.model_dump(mode="json"))
+    triaged = FileStageCompleted(batch_id=event.batch_id, file_name=event.file_name,
+                                 stage="triage", context=context, attempts=(attempt,))
+    topic = topics.gpu("stt", event.context.host) if decision.route == "stt" else topics.done
+    return [Output(topic, file_key(event.batch_id, event.file_name), encode(triaged))]
+
+
+def _dead(message: Incoming, topics: Topics, exc: Exception) -> Output:
+    letter = dead_letter(topic=message.topic, partition=message.partition, offset=message.offset,
+                         key=message.key, value=message.value, consumer=CONSUMER,
+                         error=f"undecodable: {str(exc)[:1500]}")
+    return Output(topics.failed, message.key, encode(letter))
+
+
+Router = Callable[[Incoming], list[Output]]

@@ -1,0 +1,16 @@
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+DEFAULT_RULES = Path(__file__).parent / "triage_rules.json"
+
+
+class DistributorSettings(CommonSettings):
+    triage_rules_path: Path = DEFAULT_RULES
+    distributor_commit_interval_s: float = Field(default=0.5, gt=0)
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}-distributor"

@@ -1,0 +1,3 @@
+from services.gpu_stage.main import main
+
+main()

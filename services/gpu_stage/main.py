@@ -1,0 +1,96 @@
+"""Run GPU-stage consumers: one per (stage, host) pair given on the command line."""
+
+import argparse
+import asyncio
+from typing import cast
+
+import httpx
+
+from services.gpu_stage.handler import GpuStageHandler, decoder_for
+from services.gpu_stage.host_health import HostHealth
+from services.gpu_stage.model_api import call_model, stage_url
+from services.gpu_stage.settings import GpuStageSettings
+from shared.kafka import make_consumer, make_producer
+from shared.logging import configure_logging
+from shared.retry import RetryPolicy
+from shared.runtime.lifecycle import stop_event_on_signals
+from shared.runtime.stage_runner import StageRunner
+from shared.stages import GPU_STAGES, GpuStage
+
+
+def build_runner(
+    settings: GpuStageSettings,
+    stage: GpuStage,
+    host: str,
+    client: httpx.AsyncClient,
+    producer: object,
+) -> StageRunner[object]:
+    url = stage_url(host, settings.stage_port(stage), stage)
+    handler = GpuStageHandler(
+        stage=stage,
+        host=host,
+        topics=settings.topics,
+        policy=RetryPolicy(
+            max_attempts=settings.gpu_retry_max_attempts,
+            base_delay_s=settings.gpu_retry_base_delay_s,
+            max_delay_s=settings.gpu_retry_max_delay_s,
+            budget_s=settings.gpu_retry_budget_s,
+        ),
+        health=HostHealth(deadline_s=settings.gpu_host_down_deadline_s),
+        call_model=lambda request: call_model(client, url, request),
+    )
+    name = f"gpu_stage:{stage}@{host}"
+    group = settings.group_id(stage, host)
+    runner: StageRunner[object] = StageRunner(
+        name=name,
+        consumer=make_consumer(settings.kafka_bootstrap_servers, group, name),
+        producer=producer,  # type: ignore[arg-type]
+        topics=[settings.topics.gpu(stage, host)],
+        decode=decoder_for(stage),
+        handle=handler,  # type: ignore[arg-type]
+        dead_letter_topic=settings.topics.failed,
+        max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
+    )
+    return runner
+
+
+async def run(
+    settings: GpuStageSettings,
+    stages: list[GpuStage],
+    hosts: list[str],
+    stop: asyncio.Event,
+) -> None:
+    producer = make_producer(settings.kafka_bootstrap_servers, "gpu_stage")
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+    async with httpx.AsyncClient(timeout=settings.gpu_request_timeout_s, limits=limits) as client:
+        await producer.start()
+        try:
+            runners = [
+                build_runner(settings, s, h, client, producer) for s in stages for h in hosts
+            ]
+            await asyncio.gather(*(r.run(stop) for r in runners))
+        finally:
+            await producer.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cofi run gpu-stage", description=__doc__)
+    parser.add_argument(
+        "--stage", default=",".join(GPU_STAGES), help="comma-separated stages (default: all four)"
+    )
+    parser.add_argument("--host", default="", help="comma-separated GPU hosts (default: all)")
+    args = parser.parse_args(argv)
+    settings = GpuStageSettings()
+    stages = [s.strip() for s in args.stage.split(",") if s.strip()]
+    for stage in stages:
+        if stage not in GPU_STAGES:
+            parser.error(f"unknown GPU stage {stage!r}; choose from {', '.join(GPU_STAGES)}")
+    hosts = [h.strip() for h in args.host.split(",") if h.strip()] or settings.host_ips
+    for host in hosts:
+        settings.host(host)
+    configure_logging(settings.log_level, settings.log_json, service="gpu_stage")
+
+    async def _main() -> None:
+        await run(settings, cast(list[GpuStage], stages), hosts, stop_event_on_signals())
+
+    asyncio.run(_main())

@@ -1,0 +1,19 @@
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class GpuStageSettings(CommonSettings):
+    gpu_request_timeout_s: float = Field(default=30.0, gt=0)
+    gpu_retry_max_attempts: int = Field(default=5, ge=1)
+    gpu_retry_base_delay_s: float = Field(default=0.2, ge=0)
+    gpu_retry_max_delay_s: float = Field(default=5.0, ge=0)
+    gpu_retry_budget_s: float = Field(default=120.0, gt=0)
+    # A host unreachable this long is declared dead: its files fail fast with a clear reason.
+    gpu_host_down_deadline_s: float = Field(default=60.0, gt=0)
+    gpu_max_in_flight: int | None = Field(
+        default=None, ge=1, description="In-flight requests per consumer; default: host capacity"
+    )
+
+    def group_id(self, stage: str, host: str) -> str:
+        return f"{self.topic_prefix}-{stage}-{host}"

@@ -1,0 +1,3 @@
+from services.llm_stage.main import main
+
+main()

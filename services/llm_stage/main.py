@@ -1,0 +1,92 @@
+"""Run the LLM stages (llm1, llm2, or both) in one process under one concurrency limit."""
+
+import argparse
+import asyncio
+from typing import cast
+
+import httpx
+
+from services.llm_stage.answers import ANSWERS
+from services.llm_stage.chat_api import complete
+from services.llm_stage.handler import LlmStageHandler, decoder_for
+from services.llm_stage.prompting import load_templates
+from services.llm_stage.settings import LlmStageSettings
+from shared.kafka import make_consumer, make_producer
+from shared.logging import configure_logging
+from shared.retry import CallOutcome, RetryPolicy
+from shared.runtime.lifecycle import stop_event_on_signals
+from shared.runtime.stage_runner import StageRunner
+from shared.stages import LLM_STAGES, LlmStage
+
+
+async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.Event) -> None:
+    templates = load_templates(settings.llm_prompts_dir)
+    concurrency = asyncio.Semaphore(settings.llm_max_concurrency)
+    policy = RetryPolicy(
+        max_attempts=settings.llm_retry_max_attempts,
+        base_delay_s=settings.llm_retry_base_delay_s,
+        max_delay_s=settings.llm_retry_max_delay_s,
+        budget_s=settings.llm_retry_budget_s,
+    )
+    producer = make_producer(settings.kafka_bootstrap_servers, "llm_stage")
+    limits = httpx.Limits(max_connections=settings.llm_max_concurrency * 2)
+    async with httpx.AsyncClient(timeout=settings.llm_timeout_s, limits=limits) as client:
+
+        async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
+            return await complete(
+                client,
+                settings.llm_api_url,
+                settings.llm_api_key.get_secret_value(),
+                settings.llm_model,
+                messages,
+                ANSWERS[stage],
+            )
+
+        await producer.start()
+        try:
+            runners = []
+            for stage in stages:
+                handler = LlmStageHandler(
+                    stage=stage,
+                    topics=settings.topics,
+                    template=templates[stage],
+                    policy=policy,
+                    chat=chat,
+                    concurrency=concurrency,
+                )
+                name = f"llm_stage:{stage}"
+                runners.append(
+                    StageRunner(
+                        name=name,
+                        consumer=make_consumer(
+                            settings.kafka_bootstrap_servers, settings.group_id(stage), name
+                        ),
+                        producer=producer,
+                        topics=[settings.topics.llm(stage)],
+                        decode=decoder_for(stage),
+                        handle=handler,
+                        dead_letter_topic=settings.topics.failed,
+                        # Hold a little more than the limit so a slot never waits on a fetch.
+                        max_in_flight=settings.llm_max_concurrency * 2,
+                    )
+                )
+            await asyncio.gather(*(r.run(stop) for r in runners))
+        finally:
+            await producer.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="cofi run llm-stage", description=__doc__)
+    parser.add_argument("--stage", default="llm1,llm2", help="llm1, llm2 or both (default)")
+    args = parser.parse_args(argv)
+    stages = [s.strip() for s in args.stage.split(",") if s.strip()]
+    for stage in stages:
+        if stage not in LLM_STAGES:
+            parser.error(f"unknown LLM stage {stage!r}; choose from llm1, llm2")
+    settings = LlmStageSettings()
+    configure_logging(settings.log_level, settings.log_json, service="llm_stage")
+
+    async def _main() -> None:
+        await run(settings, cast(list[LlmStage], stages), stop_event_on_signals())
+
+    asyncio.run(_main())

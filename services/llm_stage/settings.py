@@ -1,0 +1,25 @@
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from shared.settings import CommonSettings
+
+PROMPTS = Path(__file__).parent / "prompts"
+
+
+class LlmStageSettings(CommonSettings):
+    llm_api_url: str = "http://127.0.0.1:8000/v1"
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = "cofi-call-analyst"
+    llm_max_concurrency: int = Field(
+        default=8, ge=1, description="Concurrent LLM requests per process"
+    )
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_retry_max_attempts: int = Field(default=5, ge=1)
+    llm_retry_base_delay_s: float = Field(default=0.5, ge=0)
+    llm_retry_max_delay_s: float = Field(default=10.0, ge=0)
+    llm_retry_budget_s: float = Field(default=300.0, gt=0)
+    llm_prompts_dir: Path = PROMPTS
+
+    def group_id(self, stage: str) -> str:
+        return f"{self.topic_prefix}-{stage}"

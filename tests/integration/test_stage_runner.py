@@ -1,0 +1,101 @@
+"""The shared consumer runtime against the real broker."""
+
+import asyncio
+import base64
+import json
+from collections.abc import Sequence
+
+from aiokafka.structs import TopicPartition
+
+from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.runtime.stage_runner import Output, Record, StageRunner
+from tests.kafka_helpers import read_topic, wait_until
+
+
+async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = make_producer(bootstrap, "test")
+    await producer.start()
+    try:
+        for v in values:
+            await producer.send_and_wait(topic, v, key=b"k")  # one partition via one key
+    finally:
+        await producer.stop()
+
+
+async def test_outputs_published_poison_dead_lettered_offsets_committed(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=2)
+    await _produce(kafka_bootstrap, src, [b"1", b"2", b"not-a-number", b"4"])
+
+    async def double(n: int, record: Record) -> Sequence[Output]:
+        return [Output(dst, record.key, str(n * 2).encode())]
+
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    group = f"{topic_prefix}-g"
+    runner: StageRunner[int] = StageRunner(
+        name="doubler", consumer=make_consumer(kafka_bootstrap, group, "doubler"),
+        producer=producer, topics=[src], decode=lambda b: int(b), handle=double,
+        dead_letter_topic=dlq, max_in_flight=3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        out = await read_topic(kafka_bootstrap, [dst], lambda rs: len(rs) >= 3)
+        dead = await read_topic(kafka_bootstrap, [dlq], lambda rs: len(rs) >= 1)
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+    assert sorted(int(r.value) for r in out) == [2, 4, 8]
+    letter = json.loads(dead[0].value)
+    assert letter["type"] == "DeadLetter"
+    assert base64.b64decode(letter["value_b64"]) == b"not-a-number"
+    assert letter["source_topic"] == src
+
+    checker = make_consumer(kafka_bootstrap, group, "checker")
+    await checker.start()
+    try:
+        committed = [await checker.committed(TopicPartition(src, p)) for p in (0, 1)]
+    finally:
+        await checker.stop()
+    assert sum(c or 0 for c in committed) == 4  # all four records, poison included
+
+
+async def test_commit_never_passes_a_record_still_in_flight(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
+    await _produce(kafka_bootstrap, src, [str(i).encode() for i in range(6)])
+    release = asyncio.Event()
+    finished: list[int] = []
+
+    async def slow_on_one(n: int, record: Record) -> Sequence[Output]:
+        if n == 1:
+            await release.wait()
+        finished.append(n)
+        return [Output(dst, None, str(n).encode())]
+
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    group = f"{topic_prefix}-g"
+    runner: StageRunner[int] = StageRunner(
+        name="slow", consumer=make_consumer(kafka_bootstrap, group, "slow"), producer=producer,
+        topics=[src], decode=lambda b: int(b), handle=slow_on_one, dead_letter_topic=dlq,
+        max_in_flight=10, commit_interval_s=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    tp = TopicPartition(src, 0)
+    try:
+        await wait_until(lambda: len(finished) == 5, what="five records finished")
+        await wait_until(lambda: runner.progress[tp].committed == 1, what="commit of offset 1")
+        assert runner.progress[tp].committable() is None  # 2..5 finished but 1 is in flight
+        release.set()
+        await wait_until(lambda: runner.progress[tp].committed == 6, what="commit of all six")
+    finally:
+        release.set()
+        stop.set()
+        await task
+        await producer.stop()

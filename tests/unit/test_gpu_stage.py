@@ -1,0 +1,101 @@
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.events import FileContext, FileFailed, FileStageCompleted, any_event, encode
+from shared.retry import CallOutcome, RetryPolicy
+from shared.topics import Topics
+
+from services.gpu_stage.handler import GpuStageHandler, decoder_for
+from services.gpu_stage.host_health import HostHealth
+from services.gpu_stage.model_api import call_model
+
+TOPICS = Topics("c")
+FAST = RetryPolicy(max_attempts=3, base_delay_s=0.0, max_delay_s=0.0)
+
+
+def _input(stage: str = "distribute") -> FileStageCompleted:
+    return FileStageCompleted(batch_id="b", file_name="a.wav", stage=stage,  # type: ignore[arg-type]
+                              context=FileContext(audio_uri="file:///a.wav", host="h1"))
+
+
+def _handler(answers: list[CallOutcome], health: HostHealth | None = None) -> GpuStageHandler:
+    async def call(request: dict[str, Any]) -> CallOutcome:
+        return answers.pop(0)
+
+    return GpuStageHandler(stage="denoise", host="h1", topics=TOPICS, policy=FAST,
+                           health=health or HostHealth(deadline_s=60), call_model=call)
+
+
+async def test_success_publishes_to_the_hosts_next_stage_with_its_output() -> None:
+    ok = CallOutcome(response={"denoised_uri": "file:///a.clean.wav", "duration_s": 3.5})
+    [out] = await _handler([ok])(_input(), None)  # type: ignore[arg-type]
+    event = any_event.validate_json(out.value)
+    assert out.topic == "c.ivr.h1"
+    assert isinstance(event, FileStageCompleted)
+    assert event.stage == "denoise"
+    assert event.context.denoised_uri == "file:///a.clean.wav"
+    assert [a.ok for a in event.attempts] == [True]
+
+
+async def test_transient_then_success_keeps_every_attempt() -> None:
+    answers = [CallOutcome(error_kind="transient", error="HTTP 503"),
+               CallOutcome(response={"denoised_uri": "u", "duration_s": 1})]
+    [out] = await _handler(answers)(_input(), None)  # type: ignore[arg-type]
+    event = any_event.validate_json(out.value)
+    assert isinstance(event, FileStageCompleted)
+    assert [(a.number, a.ok) for a in event.attempts] == [(1, False), (2, True)]
+
+
+async def test_permanent_error_dead_letters_the_file_at_once() -> None:
+    answers = [CallOutcome(error_kind="permanent", error="HTTP 422 undecodable audio")]
+    [out] = await _handler(answers)(_input(), None)  # type: ignore[arg-type]
+    event = any_event.validate_json(out.value)
+    assert out.topic == "c.failed"
+    assert isinstance(event, FileFailed)
+    assert (event.stage, event.host, event.error_kind) == ("denoise", "h1", "permanent")
+    assert event.input_event["file_name"] == "a.wav"
+
+
+async def test_malformed_model_answer_is_a_permanent_failure() -> None:
+    [out] = await _handler([CallOutcome(response={"nope": 1})])(_input(), None)  # type: ignore[arg-type]
+    event = any_event.validate_json(out.value)
+    assert isinstance(event, FileFailed)
+    assert "malformed denoise response" in event.error
+
+
+async def test_a_dead_host_fails_files_fast_with_a_clear_reason() -> None:
+    now = [0.0]
+    health = HostHealth(deadline_s=10, clock=lambda: now[0])
+    health.unreachable()
+    now[0] = 11.0
+    [out] = await _handler([], health)(_input(), None)  # type: ignore[arg-type]
+    event = any_event.validate_json(out.value)
+    assert isinstance(event, FileFailed)
+    assert event.error_kind == "deadline"
+    assert "unreachable" in event.error
+
+
+def test_decoder_refuses_events_meant_for_another_stage() -> None:
+    with pytest.raises(ValueError, match="expects events of stage distribute"):
+        decoder_for("denoise")(encode(_input("lid")))
+
+
+async def test_model_api_client_classifies_http_answers() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/ok"):
+            return httpx.Response(200, json={"is_ivr": False})
+        if path.endswith("/busy"):
+            return httpx.Response(429, headers={"Retry-After": "2"})
+        return httpx.Response(422, json={"error": "undecodable audio"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        ok = await call_model(client, "http://h/v1/ok", {})
+        busy = await call_model(client, "http://h/v1/busy", {})
+        bad = await call_model(client, "http://h/v1/bad", {})
+    assert ok.response == {"is_ivr": False}
+    assert (busy.error_kind, busy.retry_after_s) == ("transient", 2.0)
+    assert bad.error_kind == "permanent"
+    assert "undecodable audio" in (bad.error or "")
