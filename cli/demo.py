@@ -20,7 +20,9 @@ async def run_demo(
     audio = make_batch(workdir / "audio" / batch_id, files, corrupt=corrupt, short=short)
     print(f"made {files} WAV files ({corrupt} corrupt, {short} short) in {audio[0].parent}")
     await create_topics(config)
-    _migrate(config.database_url)
+    from services.tracker.migrate import migrate
+
+    await migrate(config.database_url)
     group = start_pipeline(config, workdir / "logs" / batch_id)
     print(f"services running, logs in {group.log_dir}")
     engine = create_async_engine(config.database_url)
@@ -40,12 +42,6 @@ async def run_demo(
     finally:
         await engine.dispose()
         group.stop_all()
-
-
-def _migrate(url: str) -> None:
-    from services.tracker.migrate import migrate
-
-    migrate(url)
 
 
 async def _watch(

@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 from pathlib import Path
@@ -124,7 +123,7 @@ def _status(ns: argparse.Namespace) -> int:
 def _migrate(ns: argparse.Namespace) -> int:
     from services.tracker.migrate import migrate
 
-    migrate(os.environ.get("DATABASE_URL", DEFAULT_DB))
+    asyncio.run(migrate(os.environ.get("DATABASE_URL", DEFAULT_DB)))
     return 0
 
 

@@ -1,0 +1,3 @@
+from services.tracker.main import main
+
+main()

@@ -1,0 +1,346 @@
+"""Decode records and fold a poll's events into row changes: pure functions, no I/O.
+
+The fold merges everything a poll says about one file into one `FileChange` first, so the
+store writes one row per file per poll whatever the number of events.
+"""
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from services.tracker.rows import (
+    FILE_ERROR,
+    FILE_START,
+    FLAG_OF_STAGE,
+    AttemptRow,
+    DeadLetterRow,
+    FileChange,
+    LogRow,
+    PollChanges,
+    naive_utc,
+    sha256_of,
+)
+from shared.events import (
+    Attempt,
+    BatchClosed,
+    DeadLetter,
+    FileFailed,
+    FileStageCompleted,
+    FileUploaded,
+    any_event,
+)
+from shared.stages import STAGES
+
+# Column limits. An event that cannot be stored is a poison message for the tracker: writing
+# it would fail the transaction forever, so it is recorded as a dead letter instead.
+MAX_BATCH_ID: Final = 64
+MAX_FILE_NAME: Final = 4096
+MAX_SHORT: Final = 255
+MAX_ERROR: Final = 4000
+
+# The stage a file enters when it finished a stage (for file_start rows).
+NEXT_STAGE: Final[dict[str, str]] = {
+    "distribute": "denoise",
+    "denoise": "ivr",
+    "ivr": "lid",
+    "lid": "triage",
+    "triage": "stt",
+    "stt": "llm1",
+    "llm1": "llm2",
+}
+
+TRACKER_CONSUMER: Final = "tracker"
+
+Decoded = FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter
+
+
+@dataclass(frozen=True)
+class RecordMeta:
+    """Where a record was read; identifies it for dead letters and its time for their rows."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    meta: RecordMeta
+    value: bytes | None
+    error: str
+
+
+TrackedEvent = Decoded | Undecodable
+
+
+def decode(meta: RecordMeta, value: bytes | None) -> TrackedEvent:
+    """An event, or why the record is poison. Never raises."""
+    if value is None:
+        return Undecodable(meta, None, "undecodable: record has no value")
+    try:
+        event = any_event.validate_json(value)
+    except Exception as exc:  # a pydantic error, or anything else the bytes provoke
+        return Undecodable(meta, value, f"undecodable: {_short_text(str(exc), 1000)}")
+    problem = unstorable(event)
+    return Undecodable(meta, value, problem) if problem else event
+
+
+def unstorable(event: Decoded) -> str | None:
+    """Why an event cannot be written (identities longer than their columns), or None."""
+    if isinstance(event, DeadLetter):
+        return None
+    if not 0 < len(event.batch_id) <= MAX_BATCH_ID:
+        return f"unstorable: batch_id must have 1..{MAX_BATCH_ID} characters"
+    name = getattr(event, "file_name", None)
+    if name is not None and not 0 < len(name) <= MAX_FILE_NAME:
+        return f"unstorable: file_name must have 1..{MAX_FILE_NAME} characters"
+    return None
+
+
+def fold(
+    events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: bool
+) -> PollChanges:
+    changes = PollChanges()
+    for event in events:
+        if isinstance(event, FileUploaded):
+            _uploaded(changes, event, log_file_start)
+        elif isinstance(event, BatchClosed):
+            at = naive_utc(event.closed_at)
+            changes.touch(event.batch_id, at).close(event.file_count, at)
+        elif isinstance(event, FileStageCompleted):
+            _stage_completed(changes, event, log_file_start)
+        elif isinstance(event, FileFailed):
+            _failed(changes, event)
+        elif isinstance(event, DeadLetter):
+            changes.add_dead_letter(_dead_letter_row(event, topic_prefix))
+        else:
+            changes.add_dead_letter(_undecodable_row(event, topic_prefix))
+    return changes
+
+
+def _uploaded(changes: PollChanges, ev: FileUploaded, log_file_start: bool) -> None:
+    at = naive_utc(ev.uploaded_at)
+    changes.add_file(FileChange(ev.batch_id, ev.file_name, at, at, audio_uri=ev.audio_uri))
+    if log_file_start:
+        changes.add_log(_file_start(ev.batch_id, "distribute", ev.file_name, at))
+
+
+def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_start: bool) -> None:
+    at = naive_utc(ev.completed_at)
+    ctx = ev.context
+    triage = ctx.triage
+    terminal: str | None = None
+    if ev.stage == "llm2":
+        terminal = "done"
+    elif ev.stage == "triage" and triage is not None and triage.route == "skip":
+        terminal = "skipped"
+    flag = FLAG_OF_STAGE.get(ev.stage)
+    changes.add_file(
+        FileChange(
+            ev.batch_id,
+            ev.file_name,
+            created_at=at,
+            updated_at=at,
+            audio_uri=ctx.audio_uri,
+            ip=_short_opt(ctx.host),
+            flags=frozenset({flag}) if flag else frozenset(),
+            terminal_state=terminal,
+            finished_at=at if terminal else None,
+            # Every later event carries the decision too: the file row gets it even if the
+            # triage event itself is still behind on its partition.
+            triage_route=triage.route if triage else None,
+            triage_rule=_short_opt(triage.rule) if triage else None,
+            triage_reason=_short_text(triage.reason, MAX_ERROR) if triage else None,
+        )
+    )
+    for attempt in ev.attempts:
+        changes.add_attempt(_attempt_row(ev.batch_id, ev.file_name, ev.stage, attempt))
+    following = NEXT_STAGE.get(ev.stage)
+    if log_file_start and following and terminal is None:
+        changes.add_log(_file_start(ev.batch_id, following, ev.file_name, at))
+
+
+def _failed(changes: PollChanges, ev: FileFailed) -> None:
+    at = naive_utc(ev.failed_at)
+    error = _short_text(ev.error, MAX_ERROR)
+    host, audio_uri = _context_of(ev.input_event)
+    changes.add_file(
+        FileChange(
+            ev.batch_id,
+            ev.file_name,
+            created_at=at,
+            updated_at=at,
+            audio_uri=audio_uri,
+            ip=host,
+            terminal_state="failed",
+            finished_at=at,
+            failed_stage=ev.stage,
+            failed_error=error,
+            failed_at=at,
+        )
+    )
+    for attempt in ev.attempts:
+        changes.add_attempt(_attempt_row(ev.batch_id, ev.file_name, ev.stage, attempt))
+    if not ev.attempts:
+        # A failure without a model call (a deadline, say) still gets its processing_logs row.
+        changes.add_attempt(
+            AttemptRow(
+                attempt_key=sha256_of(ev.batch_id, ev.file_name, ev.stage, 0),
+                call_id=ev.file_name,
+                batch_id=ev.batch_id,
+                stage_name=ev.stage,
+                status="failure",
+                error_message=error,
+                input_payload=_json(ev.input_event),
+                output_payload=None,
+                attempt=0,
+                host=_short_opt(ev.host),
+                error_kind=ev.error_kind,
+                started_at=at,
+                duration_ms=0.0,
+            )
+        )
+    changes.add_log(
+        LogRow(
+            event_key=sha256_of(ev.batch_id, ev.stage, FILE_ERROR, ev.file_name),
+            batch_id=ev.batch_id,
+            stage=ev.stage,
+            event_type=FILE_ERROR,
+            created_at=at,
+            file_name=ev.file_name,
+            status=error,
+        )
+    )
+
+
+def _attempt_row(batch_id: str, file_name: str, stage: str, a: Attempt) -> AttemptRow:
+    return AttemptRow(
+        attempt_key=sha256_of(batch_id, file_name, stage, a.number),
+        call_id=file_name,
+        batch_id=batch_id,
+        stage_name=stage,
+        status="success" if a.ok else "failure",
+        error_message=_short_text(a.error, MAX_ERROR) if a.error is not None else None,
+        input_payload=_json(a.request),
+        output_payload=_json(a.response),
+        attempt=a.number,
+        host=_short_opt(a.host),
+        error_kind=a.error_kind,
+        started_at=naive_utc(a.started_at),
+        duration_ms=a.duration_ms,
+    )
+
+
+def _file_start(batch_id: str, stage: str, file_name: str, at: datetime) -> LogRow:
+    return LogRow(
+        event_key=sha256_of(batch_id, stage, FILE_START, file_name),
+        batch_id=batch_id,
+        stage=stage,
+        event_type=FILE_START,
+        created_at=at,
+        file_name=file_name,
+        status="InProgress",
+    )
+
+
+def _dead_letter_row(ev: DeadLetter, topic_prefix: str) -> DeadLetterRow:
+    try:
+        raw: bytes | None = base64.b64decode(ev.value_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raw = None
+    batch_id, file_name = _ids_from_raw(raw)
+    return DeadLetterRow(
+        letter_key=sha256_of(ev.source_topic, ev.partition, ev.offset),
+        source_topic=_short_text(ev.source_topic, MAX_SHORT),
+        source_partition=ev.partition,
+        source_offset=ev.offset,
+        stage=stage_of_topic(ev.source_topic, topic_prefix),
+        consumer=_short_text(ev.consumer, MAX_SHORT),
+        error=_short_text(ev.error, MAX_ERROR),
+        batch_id=batch_id,
+        file_name=file_name,
+        key_b64=ev.key_b64,
+        value_b64=ev.value_b64,
+        created_at=naive_utc(ev.at),
+    )
+
+
+def _undecodable_row(u: Undecodable, topic_prefix: str) -> DeadLetterRow:
+    """A record the tracker itself cannot read. Keyed like the owning stage's DeadLetter for
+    the same record, so the two never make two rows; topics no stage reads (done, failed)
+    are covered too."""
+    batch_id, file_name = _ids_from_raw(u.value)
+    meta = u.meta
+    return DeadLetterRow(
+        letter_key=sha256_of(meta.topic, meta.partition, meta.offset),
+        source_topic=meta.topic,
+        source_partition=meta.partition,
+        source_offset=meta.offset,
+        stage=stage_of_topic(meta.topic, topic_prefix),
+        consumer=TRACKER_CONSUMER,
+        error=u.error,
+        batch_id=batch_id,
+        file_name=file_name,
+        key_b64=base64.b64encode(meta.key).decode() if meta.key is not None else None,
+        value_b64=base64.b64encode(u.value or b"").decode(),
+        created_at=datetime.fromtimestamp(meta.timestamp_ms / 1000, UTC).replace(tzinfo=None),
+    )
+
+
+def stage_of_topic(topic: str, topic_prefix: str) -> str | None:
+    """The stage that reads a topic: `cofi.ivr.127.0.0.2` is ivr's input."""
+    if not topic.startswith(topic_prefix + "."):
+        return None
+    head = topic[len(topic_prefix) + 1 :].split(".", 1)[0]
+    if head == "uploads":
+        return "distribute"
+    return head if head in (*STAGES, "done", "failed") else None
+
+
+def _ids_from_raw(raw: bytes | None) -> tuple[str | None, str | None]:
+    """Best effort: the batch and file a poison message was about, if it is JSON at all."""
+    if not raw:
+        return None, None
+    try:
+        obj = json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        return None, None
+    if not isinstance(obj, dict):
+        return None, None
+    batch_id, file_name = obj.get("batch_id"), obj.get("file_name")
+    return (
+        batch_id if isinstance(batch_id, str) and 0 < len(batch_id) <= MAX_BATCH_ID else None,
+        file_name if isinstance(file_name, str) and 0 < len(file_name) <= MAX_FILE_NAME else None,
+    )
+
+
+def _context_of(input_event: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Host and audio URI from a failed stage's input event (a FileStageCompleted)."""
+    ctx = input_event.get("context")
+    if not isinstance(ctx, dict):
+        return None, None
+    host, uri = ctx.get("host"), ctx.get("audio_uri")
+    return (
+        _short_opt(host) if isinstance(host, str) else None,
+        uri if isinstance(uri, str) else None,
+    )
+
+
+def _json(value: dict[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _short_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_opt(text: str | None) -> str | None:
+    return None if text is None else _short_text(text, MAX_SHORT)

@@ -1,0 +1,74 @@
+"""Wiring: settings → migrations → engine → tracker sink → SinkRunner over every topic."""
+
+import asyncio
+import logging
+import sys
+
+from services.tracker.migrate import migrate
+from services.tracker.service import Tracker, TrackerOptions
+from services.tracker.settings import TrackerSettings
+from services.tracker.store import make_engine
+from shared.kafka import make_consumer
+from shared.logging import configure_logging
+from shared.runtime.lifecycle import stop_event_on_signals
+from shared.runtime.sink_runner import AfterApplyHook, SinkRunner
+
+log = logging.getLogger(__name__)
+
+
+async def run(
+    settings: TrackerSettings,
+    stop: asyncio.Event,
+    *,
+    after_apply: AfterApplyHook | None = None,
+) -> None:
+    """Track until `stop` is set. Offsets are committed only after the database commit."""
+    url = settings.resolved_database_url
+    if settings.tracker_migrate:
+        await migrate(url, wait_s=settings.database_wait_s)
+    engine = make_engine(url)
+    tracker = Tracker(
+        engine,
+        TrackerOptions(
+            topic_prefix=settings.topic_prefix,
+            progress_interval=settings.progress_update_interval,
+            log_file_start=settings.log_file_start_events,
+        ),
+    )
+    consumer = make_consumer(
+        settings.kafka_bootstrap_servers,
+        group_id=settings.group_id,
+        client_id=f"{settings.group_id}-consumer",
+        max_poll_records=settings.tracker_max_batch,
+    )
+    runner = SinkRunner(
+        name="tracker",
+        consumer=consumer,
+        pattern=settings.topics.tracked_pattern(),
+        apply=tracker.apply_records,
+        max_batch=settings.tracker_max_batch,
+        after_apply=after_apply,
+    )
+    log.info("tracker consuming %s as group %s", settings.topics.tracked_pattern(),
+             settings.group_id)
+    try:
+        await runner.run(stop)
+    finally:
+        await engine.dispose()
+
+
+async def _serve(settings: TrackerSettings) -> None:
+    await run(settings, stop_event_on_signals())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m services.tracker [run|migrate]`."""
+    args = sys.argv[1:] if argv is None else argv
+    settings = TrackerSettings()
+    configure_logging(settings.log_level, settings.log_json, service="tracker")
+    if args and args[0] == "migrate":
+        asyncio.run(migrate(settings.resolved_database_url, wait_s=settings.database_wait_s))
+    elif not args or args[0] == "run":
+        asyncio.run(_serve(settings))
+    else:
+        raise SystemExit(f"usage: python -m services.tracker [run|migrate], not {args}")

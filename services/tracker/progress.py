@@ -1,0 +1,281 @@
+"""A batch's stage statuses and milestones, recomputed from counts: pure functions, no I/O.
+
+The store reads, for the batches a poll touched, how many files share each combination of
+progress columns (a `FileSignature`), the batch's current row and the milestones already
+logged; `recompute` turns that into the new `batchStatus` row and the new
+`batchExecutionLog` rows. Counts are recomputed, never incremented, so applying a poll twice
+changes nothing.
+
+How a file counts for a stage (`outcome`):
+- finished: it finished the stage or any later one;
+- skipped: triage routed it out before the stage (stt, llm1, llm2);
+- failed: its terminal state is failed (or cancelled) at or before the stage;
+- pending: none of these yet; it has *entered* the stage if it finished the stage before.
+A stage is Complete when the batch is closed (`totalFiles` known), every announced file is
+known and every known file is finished, skipped or failed for it. So a stage that finished
+with failures shows Complete: its failures are counted in `failedFiles` of its
+`stage_complete` row, in the `file_error` rows and in the batch's `failedFiles`, never by
+holding the stage InProgress, so that one bad file cannot stall a batch's dashboard.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Final, TypeVar
+
+from services.tracker.rows import (
+    STAGE_COMPLETE,
+    STAGE_PROGRESS,
+    STAGE_START,
+    BatchTouch,
+    LogRow,
+    sha256_of,
+)
+from shared.stages import stage_index
+
+PENDING: Final = "Pending"
+IN_PROGRESS: Final = "InProgress"
+COMPLETE: Final = "Complete"
+CANCELLED: Final = "Cancelled"
+
+_T = TypeVar("_T", int, datetime)
+
+
+@dataclass(frozen=True)
+class BatchStage:
+    name: str  # the stage's name in events and logs
+    column: str  # its batchStatus column
+    done_value: str  # the batch's `status` once it and every earlier stage are Complete
+
+
+BATCH_STAGES: Final[tuple[BatchStage, ...]] = (
+    BatchStage("distribute", "dbInsertionStatus", "dbInsertionDone"),
+    BatchStage("denoise", "denoiseStatus", "denoiseDone"),
+    BatchStage("ivr", "ivrStatus", "ivrDone"),
+    BatchStage("lid", "lidStatus", "lidDone"),
+    BatchStage("triage", "triagingStatus", "triagingDone"),
+    BatchStage("stt", "sttStatus", "sttDone"),
+    BatchStage("llm1", "llm1Status", "llm1Done"),
+    BatchStage("llm2", "llm2Status", COMPLETE),
+)
+TRIAGE_INDEX: Final = stage_index("triage")
+LAST_INDEX: Final = stage_index("llm2")
+
+
+@dataclass(frozen=True)
+class FileSignature:
+    """A combination of a file's progress columns, and how many files of the batch have it."""
+
+    count: int
+    assigned: bool = False  # the distributor chose its host (`ip` set)
+    denoise: bool = False
+    ivr: bool = False
+    lid: bool = False
+    stt: bool = False
+    llm1: bool = False
+    llm2: bool = False
+    triage_route: str | None = None
+    terminal_state: str | None = None
+    failed_stage: str | None = None
+
+    def reached(self) -> int:
+        """Index of the furthest stage the file is known to have finished (-2: none)."""
+        reached = -1 if self.assigned else -2
+        for index, done in (
+            (0, self.denoise),
+            (1, self.ivr),
+            (2, self.lid),
+            (TRIAGE_INDEX, self.triage_route is not None),
+            (4, self.stt),
+            (5, self.llm1),
+            (LAST_INDEX, self.llm2 or self.terminal_state == "done"),
+        ):
+            if done:
+                reached = max(reached, index)
+        return reached
+
+    def outcome(self, index: int) -> str:
+        """"finished", "skipped", "failed" or "pending" for the stage at `index`."""
+        if self.reached() >= index:
+            return "finished"
+        if self.triage_route == "skip" and index > TRIAGE_INDEX:
+            return "skipped"
+        if self.terminal_state in ("failed", "cancelled") and self._failed_index() <= index:
+            return "failed"
+        return "pending"
+
+    def entered(self, index: int) -> bool:
+        outcome = self.outcome(index)
+        if outcome == "finished":
+            return True
+        if outcome == "failed":
+            return self._failed_index() == index
+        return outcome == "pending" and self.reached() >= index - 1
+
+    def _failed_index(self) -> int:
+        return stage_index(self.failed_stage) if self.failed_stage else -1
+
+
+@dataclass(frozen=True)
+class StageTally:
+    known: int = 0
+    entered: int = 0
+    finished: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    @property
+    def resolved(self) -> int:
+        """Files through the stage one way or another: what `stage_progress` counts."""
+        return self.finished + self.skipped + self.failed
+
+
+def tally(signatures: Iterable[FileSignature], index: int) -> StageTally:
+    known = entered = finished = skipped = failed = 0
+    for sig in signatures:
+        known += sig.count
+        outcome = sig.outcome(index)
+        finished += sig.count if outcome == "finished" else 0
+        skipped += sig.count if outcome == "skipped" else 0
+        failed += sig.count if outcome == "failed" else 0
+        entered += sig.count if sig.entered(index) else 0
+    return StageTally(known, entered, finished, skipped, failed)
+
+
+def stage_status(t: StageTally, total_files: int | None) -> str:
+    if total_files is not None and t.known >= total_files and t.resolved == t.known:
+        return COMPLETE
+    return IN_PROGRESS if t.entered > 0 else PENDING
+
+
+def overall_status(statuses: Mapping[str, str]) -> str:
+    """Pending, then the done value of the furthest stage that, with every earlier stage,
+    is Complete; Complete when all are."""
+    status = PENDING
+    for stage in BATCH_STAGES:
+        if statuses[stage.column] != COMPLETE:
+            break
+        status = stage.done_value
+    return status
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A `batchStatus` row."""
+
+    batch_id: str
+    statuses: tuple[tuple[str, str], ...]  # (column, value) in BATCH_STAGES order
+    status: str
+    total_files: int | None
+    known_files: int
+    done_files: int
+    skipped_files: int
+    failed_files: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    closed_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LoggedMilestones:
+    """What batchExecutionLog already holds for one stage of one batch."""
+
+    started: bool = False
+    completed: bool = False
+    progress: int = 0  # highest processedFiles of its stage_progress rows
+
+
+def recompute(
+    batch_id: str,
+    existing: BatchRow | None,
+    touch: BatchTouch,
+    signatures: Iterable[FileSignature],
+    logged: Mapping[str, LoggedMilestones],
+    progress_interval: int,
+) -> tuple[BatchRow, list[LogRow]]:
+    """The batch's new row and the milestones to log, from its files' current counts."""
+    sigs = list(signatures)
+    total = _max_opt(existing.total_files if existing else None, touch.total_files)
+    at = touch.last_at
+    statuses: dict[str, str] = {}
+    logs: list[LogRow] = []
+    for stage in BATCH_STAGES:
+        t = tally(sigs, stage_index(stage.name))
+        status = statuses[stage.column] = stage_status(t, total)
+        logs += _milestones(batch_id, stage.name, t, status, total, at,
+                            logged.get(stage.name, LoggedMilestones()), progress_interval)
+    status = overall_status(statuses)
+    if existing is not None and existing.status == CANCELLED:
+        status = CANCELLED  # set by an operator; events do not revive a cancelled batch
+    completed_at = None
+    if status == COMPLETE:
+        completed_at = existing.completed_at if existing and existing.completed_at else at
+    terminal_counts = {state: 0 for state in ("done", "skipped", "failed")}
+    for sig in sigs:
+        if sig.terminal_state in terminal_counts:
+            terminal_counts[sig.terminal_state] += sig.count
+    row = BatchRow(
+        batch_id=batch_id,
+        statuses=tuple((s.column, statuses[s.column]) for s in BATCH_STAGES),
+        status=status,
+        total_files=total,
+        known_files=sum(sig.count for sig in sigs),
+        done_files=terminal_counts["done"],
+        skipped_files=terminal_counts["skipped"],
+        failed_files=terminal_counts["failed"],
+        created_at=_min_opt(existing.created_at if existing else None, touch.first_at),
+        updated_at=_max_opt(existing.updated_at if existing else None, touch.last_at),
+        closed_at=_min_opt(existing.closed_at if existing else None, touch.closed_at),
+        completed_at=completed_at,
+    )
+    return row, logs
+
+
+def _milestones(
+    batch_id: str,
+    stage: str,
+    t: StageTally,
+    status: str,
+    total: int | None,
+    at: datetime,
+    logged: LoggedMilestones,
+    interval: int,
+) -> list[LogRow]:
+    base = LogRow(
+        event_key="",
+        batch_id=batch_id,
+        stage=stage,
+        event_type=STAGE_START,
+        created_at=at,
+        total_files=total,
+        failed_files=t.failed,
+        skipped_files=t.skipped,
+    )
+    rows: list[LogRow] = []
+    if not logged.started and (t.entered > 0 or status == COMPLETE):
+        rows.append(replace(base, event_key=sha256_of(batch_id, stage, STAGE_START),
+                            status=IN_PROGRESS, processed_files=t.resolved))
+    # One row per multiple of the interval, however many a poll crossed at once.
+    first = (logged.progress // interval + 1) * interval
+    for processed in range(first, t.resolved + 1, interval):
+        rows.append(replace(base, event_key=sha256_of(batch_id, stage, STAGE_PROGRESS, processed),
+                            event_type=STAGE_PROGRESS, status=IN_PROGRESS,
+                            processed_files=processed))
+    if not logged.completed and status == COMPLETE:
+        rows.append(replace(base, event_key=sha256_of(batch_id, stage, STAGE_COMPLETE),
+                            event_type=STAGE_COMPLETE, status=COMPLETE,
+                            processed_files=t.resolved))
+    return rows
+
+
+def _min_opt(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a, b)
+
+
+def _max_opt(a: _T | None, b: _T | None) -> _T | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return max(a, b)

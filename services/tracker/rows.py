@@ -1,0 +1,243 @@
+"""The rows the tracker writes, as plain values, and the keys that make writes idempotent.
+
+Everything here is pure. A row's key is a sha256 of its natural identity, so the same event
+always yields the same key and a redelivered or replayed event is a no-op in the database.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+# Terminal states, weakest first: a file dead-lettered and retried later can still succeed,
+# so done/skipped win over failed whatever order the events arrive in.
+TERMINAL_RANK: Final[dict[str, int]] = {"cancelled": 1, "failed": 2, "skipped": 3, "done": 4}
+
+FLAG_OF_STAGE: Final[dict[str, str]] = {
+    "denoise": "denoiseDone",
+    "ivr": "ivrDone",
+    "lid": "lidDone",
+    "stt": "sttDone",
+    "llm1": "llm1Done",
+    "llm2": "llm2Done",
+}
+
+# batchExecutionLog event types (the seed's EventLogger).
+STAGE_START = "stage_start"
+STAGE_PROGRESS = "stage_progress"
+STAGE_COMPLETE = "stage_complete"
+FILE_ERROR = "file_error"
+FILE_START = "file_start"
+
+
+def sha256_of(*parts: object) -> str:
+    """Key of a tuple of values; JSON keeps ("a/b", "c") and ("a", "b/c") apart."""
+    encoded = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def file_key(file_name: str) -> str:
+    """sha256 hex of a file name: names may be 1,000 characters, too long for a unique key."""
+    return hashlib.sha256(file_name.encode()).hexdigest()
+
+
+def naive_utc(value: datetime) -> datetime:
+    """The database stores UTC without a zone; a naive event time is taken as UTC."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def terminal_rank(state: str | None) -> int:
+    return TERMINAL_RANK.get(state, 0) if state is not None else 0
+
+
+def _first(a: str | None, b: str | None) -> str | None:
+    return a if a is not None else b
+
+
+def _min_time(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a, b)
+
+
+def _max_time(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return max(a, b)
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """What a poll's events say about one file; `merge` is the same rule the upsert applies."""
+
+    batch_id: str
+    file_name: str
+    created_at: datetime
+    updated_at: datetime
+    audio_uri: str | None = None
+    ip: str | None = None
+    flags: frozenset[str] = frozenset()
+    terminal_state: str | None = None
+    finished_at: datetime | None = None
+    failed_stage: str | None = None
+    failed_error: str | None = None
+    failed_at: datetime | None = None
+    triage_route: str | None = None
+    triage_rule: str | None = None
+    triage_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.batch_id, self.file_name)
+
+    def merge(self, other: "FileChange") -> "FileChange":
+        """Join of two changes: commutative, associative and idempotent for the fields that
+        matter (flags only set, terminal state by rank, set-once values kept)."""
+        terminal, finished_at = self.terminal_state, self.finished_at
+        if terminal_rank(other.terminal_state) > terminal_rank(terminal):
+            terminal, finished_at = other.terminal_state, other.finished_at
+        elif other.terminal_state is not None and other.terminal_state == terminal:
+            finished_at = _min_time(finished_at, other.finished_at)
+        failure = self
+        if other.failed_at is not None and (
+            self.failed_at is None
+            or (other.failed_at, other.failed_stage or "", other.failed_error or "")
+            > (self.failed_at, self.failed_stage or "", self.failed_error or "")
+        ):
+            failure = other
+        triage = self if self.triage_route is not None else other
+        return FileChange(
+            batch_id=self.batch_id,
+            file_name=self.file_name,
+            created_at=min(self.created_at, other.created_at),
+            updated_at=max(self.updated_at, other.updated_at),
+            audio_uri=_first(self.audio_uri, other.audio_uri),
+            ip=_first(self.ip, other.ip),
+            flags=self.flags | other.flags,
+            terminal_state=terminal,
+            finished_at=finished_at,
+            failed_stage=failure.failed_stage,
+            failed_error=failure.failed_error,
+            failed_at=failure.failed_at,
+            triage_route=triage.triage_route,
+            triage_rule=triage.triage_rule,
+            triage_reason=triage.triage_reason,
+        )
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One `processing_logs` row: one model call (or routing decision) of one file."""
+
+    attempt_key: str
+    call_id: str
+    batch_id: str
+    stage_name: str
+    status: str  # "success" | "failure"
+    error_message: str | None
+    input_payload: str | None
+    output_payload: str | None
+    attempt: int
+    host: str | None
+    error_kind: str | None
+    started_at: datetime
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One `batchExecutionLog` row (a milestone or a per-file event)."""
+
+    event_key: str
+    batch_id: str
+    stage: str
+    event_type: str
+    created_at: datetime
+    file_name: str | None = None
+    status: str | None = None
+    total_files: int | None = None
+    processed_files: int | None = None
+    failed_files: int | None = None
+    skipped_files: int | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    """One `deadLetters` row: a record nobody could decode, keyed by where it was read."""
+
+    letter_key: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str | None
+    consumer: str
+    error: str
+    batch_id: str | None
+    file_name: str | None
+    key_b64: str | None
+    value_b64: str
+    created_at: datetime
+
+
+@dataclass
+class BatchTouch:
+    """What a poll says about a batch itself: when it was seen and whether it was closed."""
+
+    first_at: datetime
+    last_at: datetime
+    total_files: int | None = None
+    closed_at: datetime | None = None
+
+    def see(self, at: datetime) -> None:
+        self.first_at = min(self.first_at, at)
+        self.last_at = max(self.last_at, at)
+
+    def close(self, file_count: int, at: datetime) -> None:
+        # Several closes of one batch: the largest count, the first time (order-independent).
+        self.total_files = file_count if self.total_files is None else max(
+            self.total_files, file_count
+        )
+        self.closed_at = _min_time(self.closed_at, at)
+
+
+@dataclass
+class PollChanges:
+    """Everything one poll changes, merged per row before anything touches the database."""
+
+    files: dict[tuple[str, str], FileChange] = field(default_factory=dict)
+    attempts: dict[str, AttemptRow] = field(default_factory=dict)
+    logs: dict[str, LogRow] = field(default_factory=dict)
+    dead_letters: dict[str, DeadLetterRow] = field(default_factory=dict)
+    batches: dict[str, BatchTouch] = field(default_factory=dict)
+
+    def touch(self, batch_id: str, at: datetime) -> BatchTouch:
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            batch = self.batches[batch_id] = BatchTouch(first_at=at, last_at=at)
+        else:
+            batch.see(at)
+        return batch
+
+    def add_file(self, change: FileChange) -> None:
+        self.touch(change.batch_id, change.updated_at)
+        self.touch(change.batch_id, change.created_at)
+        old = self.files.get(change.key)
+        self.files[change.key] = change if old is None else old.merge(change)
+
+    def add_attempt(self, row: AttemptRow) -> None:
+        # The first wins, as INSERT IGNORE does.
+        self.attempts.setdefault(row.attempt_key, row)
+
+    def add_log(self, row: LogRow) -> None:
+        self.logs.setdefault(row.event_key, row)
+
+    def add_dead_letter(self, row: DeadLetterRow) -> None:
+        self.dead_letters.setdefault(row.letter_key, row)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.files or self.attempts or self.logs or self.dead_letters
+                    or self.batches)

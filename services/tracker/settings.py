@@ -1,0 +1,29 @@
+"""The tracker's knobs, read from the environment (nothing is read at import time)."""
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+# With no DATABASE_URL a newcomer's first run needs no database server.
+EMBEDDED_DATABASE_URL = "sqlite+aiosqlite:///./cofi.db"
+
+
+class TrackerSettings(CommonSettings):
+    database_url: str | None = None
+    progress_update_interval: int = Field(default=100, ge=1)
+    log_file_start_events: bool = False
+    tracker_max_batch: int = Field(default=2000, ge=1)
+    # Empty means "<topic_prefix>-tracker"; a second tracker over the same topics sets its own.
+    tracker_group_id: str = ""
+    # Apply the Alembic migrations before consuming (one tracker per deployment should).
+    tracker_migrate: bool = True
+    # How long startup waits for the database to answer before giving up.
+    database_wait_s: float = Field(default=120.0, ge=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or EMBEDDED_DATABASE_URL
+
+    @property
+    def group_id(self) -> str:
+        return self.tracker_group_id or f"{self.topic_prefix}-tracker"

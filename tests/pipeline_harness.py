@@ -1,0 +1,62 @@
+"""Run the whole pipeline as processes for a test, and read its outcome from the tables."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.processes import ProcessGroup
+from cli.report import BatchSummary, batch_summary
+
+# Ports of their own, so a demo running on the defaults does not collide with the tests.
+TEST_PORTS = {"DENOISE_PORT": "15010", "IVR_PORT": "15011", "LID_PORT": "15012",
+              "STT_PORT": "15013"}
+
+
+@dataclass
+class RunningPipeline:
+    config: PipelineConfig
+    group: ProcessGroup
+    engine: AsyncEngine
+
+    async def wait_finished(self, batch_id: str, timeout_s: float = 300.0) -> BatchSummary:
+        deadline = time.monotonic() + timeout_s
+        summary = None
+        while time.monotonic() < deadline:
+            dead = self.group.dead()
+            if dead:
+                raise AssertionError(
+                    "service exited: " + ", ".join(f"{p.name} ({p.log_path})" for p in dead))
+            summary = await batch_summary(self.engine, batch_id)
+            if summary is not None and summary.finished:
+                return summary
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"batch {batch_id} not finished in {timeout_s}s: {summary}")
+
+
+@asynccontextmanager
+async def running_pipeline(
+    prefix: str, database_url: str, log_dir: Path, bootstrap: str,
+    gpu_hosts: str = "127.0.0.2:4,127.0.0.3:4", latency_scale: float = 0.05,
+) -> AsyncIterator[RunningPipeline]:
+    from services.tracker.migrate import migrate
+
+    config = PipelineConfig(
+        bootstrap=bootstrap, topic_prefix=prefix, gpu_hosts=gpu_hosts,
+        database_url=database_url, llm_port=18000, control_port=15099,
+        latency_scale=latency_scale, extra_env=dict(TEST_PORTS, LOG_JSON="true"),
+    )
+    await create_topics(config)
+    await migrate(database_url)
+    group = await asyncio.to_thread(start_pipeline, config, log_dir)
+    engine = create_async_engine(database_url)
+    try:
+        yield RunningPipeline(config, group, engine)
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(group.stop_all)

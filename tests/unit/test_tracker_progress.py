@@ -1,0 +1,168 @@
+"""The tracker's batch recomputation: counts → stage statuses and milestones (pure)."""
+
+from datetime import datetime
+
+from services.tracker.progress import (
+    BatchRow,
+    FileSignature,
+    LoggedMilestones,
+    recompute,
+    stage_status,
+    tally,
+)
+from services.tracker.rows import BatchTouch
+from shared.stages import stage_index
+
+T = datetime(2026, 1, 15, 12, 0)
+TOUCH = BatchTouch(first_at=T, last_at=T)
+ALL_FLAGS = dict(assigned=True, denoise=True, ivr=True, lid=True, stt=True, llm1=True)
+
+
+def done(count: int) -> FileSignature:
+    return FileSignature(count, **ALL_FLAGS, llm2=True, triage_route="stt",  # type: ignore[arg-type]
+                         terminal_state="done")
+
+
+def skipped(count: int) -> FileSignature:
+    return FileSignature(count, assigned=True, denoise=True, ivr=True, lid=True,
+                         triage_route="skip", terminal_state="skipped")
+
+
+def failed_at(stage: str, count: int = 1) -> FileSignature:
+    """Files that finished every stage before `stage`, then failed there."""
+    flags = {name: stage_index(name) < stage_index(stage)
+             for name in ("denoise", "ivr", "lid", "stt", "llm1")}
+    route = "stt" if stage_index(stage) > stage_index("triage") else None
+    return FileSignature(count, assigned=True, triage_route=route, terminal_state="failed",
+                         failed_stage=stage, **flags)  # type: ignore[arg-type]
+
+
+def statuses(row: BatchRow) -> dict[str, str]:
+    return dict(row.statuses)
+
+
+def closed(total: int) -> BatchTouch:
+    return BatchTouch(first_at=T, last_at=T, total_files=total, closed_at=T)
+
+
+def test_an_open_batch_never_completes() -> None:
+    row, logs = recompute("b", None, TOUCH, [done(5)], {}, 100)
+    assert set(statuses(row).values()) == {"InProgress"}
+    assert row.status == "Pending" and row.total_files is None
+    assert {r.event_type for r in logs} == {"stage_start"}
+
+
+def test_closed_before_its_files_arrive() -> None:
+    row, logs = recompute("b", None, closed(3), [], {}, 100)
+    assert set(statuses(row).values()) == {"Pending"}
+    assert logs == []
+    row, _ = recompute("b", None, closed(3), [done(2)], {}, 100)
+    assert row.status == "Pending"  # a third file is still to come
+    row, _ = recompute("b", None, closed(3), [done(3)], {}, 100)
+    assert row.status == "Complete" and row.completed_at == T
+
+
+def test_closed_after_its_files_completes_the_batch() -> None:
+    existing, _ = recompute("b", None, TOUCH, [done(3)], {}, 100)
+    row, _ = recompute("b", existing, closed(3), [done(3)], {}, 100)
+    assert set(statuses(row).values()) == {"Complete"}
+    assert (row.status, row.total_files, row.done_files) == ("Complete", 3, 3)
+
+
+def test_an_empty_closed_batch_is_complete() -> None:
+    row, _ = recompute("b", None, closed(0), [], {}, 100)
+    assert row.status == "Complete"
+
+
+def test_failures_and_skips_resolve_later_stages() -> None:
+    sigs = [done(5), skipped(2), failed_at("ivr"), failed_at("llm1")]
+    row, logs = recompute("b", None, closed(9), sigs, {}, 100)
+    assert set(statuses(row).values()) == {"Complete"}
+    assert (row.done_files, row.skipped_files, row.failed_files) == (5, 2, 2)
+    complete = {r.stage: r for r in logs if r.event_type == "stage_complete"}
+    assert (complete["denoise"].failed_files, complete["denoise"].processed_files) == (0, 9)
+    assert complete["ivr"].failed_files == 1
+    assert (complete["stt"].failed_files, complete["stt"].skipped_files) == (1, 2)
+    assert complete["llm2"].failed_files == 2
+
+
+def test_a_stage_waits_for_files_still_in_it() -> None:
+    in_ivr = FileSignature(1, assigned=True, denoise=True)
+    sigs = [done(3), failed_at("denoise"), in_ivr]
+    row, _ = recompute("b", None, closed(5), sigs, {}, 100)
+    s = statuses(row)
+    assert (s["dbInsertionStatus"], s["denoiseStatus"], s["ivrStatus"]) == (
+        "Complete", "Complete", "InProgress")
+    assert row.status == "denoiseDone"
+
+
+def test_triage_skips_count_as_finished_for_stt_and_after() -> None:
+    t = tally([skipped(4), done(1)], stage_index("stt"))
+    assert (t.finished, t.skipped, t.entered, t.resolved) == (1, 4, 1, 5)
+    t = tally([skipped(4)], stage_index("triage"))
+    assert (t.finished, t.skipped) == (4, 0)
+
+
+def test_entered_means_finished_the_stage_before() -> None:
+    waiting = FileSignature(2, assigned=True)  # distributed, denoise not finished
+    assert tally([waiting], stage_index("denoise")).entered == 2
+    assert tally([waiting], stage_index("ivr")).entered == 0
+    assert stage_status(tally([waiting], stage_index("ivr")), 2) == "Pending"
+    assert tally([failed_at("lid")], stage_index("lid")).entered == 1
+
+
+def test_a_later_flag_implies_the_earlier_stages() -> None:
+    # The llm1 event was applied before the lid event still behind on its partition.
+    ahead = FileSignature(1, assigned=True, llm1=True, triage_route="stt")
+    assert tally([ahead], stage_index("lid")).finished == 1
+
+
+def test_done_wins_over_failed() -> None:
+    retried = FileSignature(1, **ALL_FLAGS, llm2=True, triage_route="stt",  # type: ignore[arg-type]
+                            terminal_state="done", failed_stage="ivr")
+    row, _ = recompute("b", None, closed(1), [retried], {}, 100)
+    assert (row.failed_files, row.done_files, row.status) == (0, 1, "Complete")
+
+
+def test_progress_rows_every_interval_without_repeats() -> None:
+    _, logs = recompute("b", None, closed(1000), [done(250)], {}, 100)
+    progress = [r.processed_files for r in logs
+                if r.stage == "denoise" and r.event_type == "stage_progress"]
+    assert progress == [100, 200]
+    logged = {"denoise": LoggedMilestones(started=True, progress=200)}
+    _, logs = recompute("b", None, closed(1000), [done(420)], logged, 100)
+    denoise = [(r.event_type, r.processed_files) for r in logs if r.stage == "denoise"]
+    assert denoise == [("stage_progress", 300), ("stage_progress", 400)]
+
+
+def test_ten_thousand_files_give_a_hundred_progress_rows_per_stage() -> None:
+    _, logs = recompute("b", None, closed(10_000), [done(9_990), failed_at("stt", 10)], {}, 100)
+    for stage in ("distribute", "denoise", "stt", "llm2"):
+        rows = [r for r in logs if r.stage == stage]
+        assert sum(r.event_type == "stage_progress" for r in rows) == 100
+        assert sum(r.event_type == "stage_start" for r in rows) == 1
+        assert sum(r.event_type == "stage_complete" for r in rows) == 1
+
+
+def test_milestones_already_logged_are_not_logged_again() -> None:
+    everything = {s: LoggedMilestones(True, True, 3) for s in (
+        "distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")}
+    _, logs = recompute("b", None, closed(3), [done(3)], everything, 1)
+    assert logs == []
+
+
+def test_milestone_keys_are_stable() -> None:
+    _, a = recompute("b", None, closed(3), [done(3)], {}, 1)
+    _, b = recompute("b", None, BatchTouch(T, T, 3, T), [done(3)], {}, 1)
+    assert [r.event_key for r in a] == [r.event_key for r in b]
+    assert len({r.event_key for r in a}) == len(a)
+
+
+def test_timestamps_and_cancellation() -> None:
+    later = datetime(2026, 1, 16)
+    first, _ = recompute("b", None, closed(2), [done(1)], {}, 100)
+    cancelled = BatchRow(**{**first.__dict__, "status": "Cancelled"})
+    row, _ = recompute("b", cancelled, BatchTouch(later, later), [done(2)], {}, 100)
+    assert row.status == "Cancelled"
+    assert (row.created_at, row.updated_at, row.closed_at) == (T, later, T)
+    assert row.completed_at is None
