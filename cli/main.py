@@ -28,8 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cofi", description=__doc__)
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("run", help="run a service: distributor, gpu-stage, llm-stage, tracker, "
-                                   "simulator (arguments after the name go to the service)")
+    p = sub.add_parser(
+        "run",
+        help="run a service: distributor, gpu-stage, llm-stage, tracker, "
+        "simulator (arguments after the name go to the service)",
+    )
     p.add_argument("service")
 
     p = sub.add_parser("topics", help="create every topic (idempotent)")
@@ -80,8 +83,11 @@ def _topics(ns: argparse.Namespace) -> int:
     from shared.kafka import ensure_topics
 
     s = CommonSettings()
-    asyncio.run(ensure_topics(s.kafka_bootstrap_servers, s.topics.all_topics(s.host_ips),
-                              s.stage_partitions))
+    asyncio.run(
+        ensure_topics(
+            s.kafka_bootstrap_servers, s.topics.all_topics(s.host_ips), s.stage_partitions
+        )
+    )
     print(f"topics ready for prefix {s.topic_prefix!r}")
     return 0
 

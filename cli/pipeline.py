@@ -3,10 +3,9 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.processes import ProcessGroup, service_argv
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
-
-from cli.processes import ProcessGroup, service_argv
 
 
 @dataclass
@@ -44,18 +43,29 @@ class PipelineConfig:
 
 async def create_topics(config: PipelineConfig) -> None:
     settings = config.settings()
-    await ensure_topics(config.bootstrap, settings.topics.all_topics(settings.host_ips),
-                        config.partitions)
+    await ensure_topics(
+        config.bootstrap, settings.topics.all_topics(settings.host_ips), config.partitions
+    )
 
 
 def start_pipeline(config: PipelineConfig, log_dir: Path) -> ProcessGroup:
     """Start every service; returns once the simulator listens (consumers join on their own)."""
     group = ProcessGroup(log_dir=log_dir, env=config.env())
     hosts = config.settings().host_ips
-    group.start("simulator", service_argv(
-        "simulator", "--hosts", ",".join(hosts), "--llm-port", str(config.llm_port),
-        "--control-port", str(config.control_port), "--latency-scale", str(config.latency_scale),
-    ))
+    group.start(
+        "simulator",
+        service_argv(
+            "simulator",
+            "--hosts",
+            ",".join(hosts),
+            "--llm-port",
+            str(config.llm_port),
+            "--control-port",
+            str(config.control_port),
+            "--latency-scale",
+            str(config.latency_scale),
+        ),
+    )
     group.wait_for_log("simulator", "simulator ready", timeout_s=60)
     group.start("tracker", service_argv("tracker"))
     group.start("distributor", service_argv("distributor"))

@@ -80,8 +80,10 @@ class ProcessGroup:
             if text in proc.log_path.read_text(errors="replace"):
                 return
             if not proc.alive:
-                raise RuntimeError(f"{name} exited (code {proc.popen.returncode}) before "
-                                   f"logging {text!r}; see {proc.log_path}")
+                raise RuntimeError(
+                    f"{name} exited (code {proc.popen.returncode}) before "
+                    f"logging {text!r}; see {proc.log_path}"
+                )
             time.sleep(0.1)
         raise TimeoutError(f"{name} did not log {text!r} within {timeout_s}s; see {proc.log_path}")
 

@@ -9,13 +9,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.stages import STAGES
 
 STATUS_COLUMNS = {
-    "denoise": "denoiseStatus", "ivr": "ivrStatus", "lid": "lidStatus",
-    "triage": "triagingStatus", "stt": "sttStatus", "llm1": "llm1Status", "llm2": "llm2Status",
+    "denoise": "denoiseStatus",
+    "ivr": "ivrStatus",
+    "lid": "lidStatus",
+    "triage": "triagingStatus",
+    "stt": "sttStatus",
+    "llm1": "llm1Status",
+    "llm2": "llm2Status",
 }
 DONE_EXPR = {
-    "denoise": "SUM(denoiseDone)", "ivr": "SUM(ivrDone)", "lid": "SUM(lidDone)",
+    "denoise": "SUM(denoiseDone)",
+    "ivr": "SUM(ivrDone)",
+    "lid": "SUM(lidDone)",
     "triage": "SUM(CASE WHEN triageRoute IS NOT NULL THEN 1 ELSE 0 END)",
-    "stt": "SUM(sttDone)", "llm1": "SUM(llm1Done)", "llm2": "SUM(llm2Done)",
+    "stt": "SUM(sttDone)",
+    "llm1": "SUM(llm1Done)",
+    "llm2": "SUM(llm2Done)",
 }
 
 
@@ -49,20 +58,40 @@ class BatchSummary(BaseModel):
 async def batch_summary(engine: AsyncEngine, batch_id: str) -> BatchSummary | None:
     async with engine.connect() as conn:
         status_row = (
-            await conn.execute(text('SELECT * FROM batchStatus WHERE batchId = :b'), {"b": batch_id})
-        ).mappings().first()
+            (
+                await conn.execute(
+                    text("SELECT * FROM batchStatus WHERE batchId = :b"), {"b": batch_id}
+                )
+            )
+            .mappings()
+            .first()
+        )
         if status_row is None:
             return None
         sums = ", ".join(f"{expr} AS {stage}" for stage, expr in DONE_EXPR.items())
-        totals = (await conn.execute(text(
-            f"SELECT COUNT(*) AS files, SUM(CASE WHEN ip IS NOT NULL THEN 1 ELSE 0 END) AS "
-            f"distributed, {sums} FROM fileDistribution WHERE batchId = :b"), {"b": batch_id}
-        )).mappings().one()
+        totals = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT COUNT(*) AS files, "
+                        "SUM(CASE WHEN ip IS NOT NULL THEN 1 ELSE 0 END) AS distributed, "
+                        f"{sums} FROM fileDistribution WHERE batchId = :b"
+                    ),
+                    {"b": batch_id},
+                )
+            )
+            .mappings()
+            .one()
+        )
         terminal = await _grouped(conn, "terminalState", batch_id)
         failed = await _grouped(conn, "failedStage", batch_id, "terminalState = 'failed'")
     stages = [
-        StageLine(stage=s, status=str(status_row[STATUS_COLUMNS[s]]),
-                  done=int(totals[s] or 0), failed=failed.get(s, 0))
+        StageLine(
+            stage=s,
+            status=str(status_row[STATUS_COLUMNS[s]]),
+            done=int(totals[s] or 0),
+            failed=failed.get(s, 0),
+        )
         for s in STAGES
     ]
     return BatchSummary(
@@ -78,9 +107,13 @@ async def batch_summary(engine: AsyncEngine, batch_id: str) -> BatchSummary | No
 
 
 async def _grouped(conn: Any, column: str, batch_id: str, where: str = "1=1") -> dict[str, int]:
-    rows = await conn.execute(text(
-        f"SELECT {column} AS k, COUNT(*) AS n FROM fileDistribution "
-        f"WHERE batchId = :b AND {where} GROUP BY {column}"), {"b": batch_id})
+    rows = await conn.execute(
+        text(
+            f"SELECT {column} AS k, COUNT(*) AS n FROM fileDistribution "
+            f"WHERE batchId = :b AND {where} GROUP BY {column}"
+        ),
+        {"b": batch_id},
+    )
     return {str(r.k): int(r.n) for r in rows}
 
 

@@ -32,7 +32,7 @@ async def probe(bootstrap: str, attempt_timeout: float) -> str:
     finally:
         try:
             await admin.close()
-        except Exception:  # noqa: BLE001 - closing a half-started client
+        except Exception:
             pass
     brokers = cluster.get("brokers") or []
     controller = cluster.get("controller_id", -1)
@@ -68,7 +68,7 @@ async def main() -> int:
             break
         try:
             info = await probe(args.bootstrap, max(1.0, min(5.0, remaining)))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             last_error = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             continue

@@ -15,4 +15,4 @@ LLM_STAGES: Final[tuple[LlmStage, ...]] = ("llm1", "llm2")
 
 def stage_index(stage: str) -> int:
     """Position of a stage in the pipeline; "distribute" comes first at -1."""
-    return -1 if stage == "distribute" else STAGES.index(stage)  # type: ignore[arg-type]
+    return -1 if stage == "distribute" else STAGES.index(stage)

@@ -14,8 +14,12 @@ from cli.processes import ProcessGroup
 from cli.report import BatchSummary, batch_summary
 
 # Ports of their own, so a demo running on the defaults does not collide with the tests.
-TEST_PORTS = {"DENOISE_PORT": "15010", "IVR_PORT": "15011", "LID_PORT": "15012",
-              "STT_PORT": "15013"}
+TEST_PORTS = {
+    "DENOISE_PORT": "15010",
+    "IVR_PORT": "15011",
+    "LID_PORT": "15012",
+    "STT_PORT": "15013",
+}
 
 
 @dataclass
@@ -31,7 +35,8 @@ class RunningPipeline:
             dead = self.group.dead()
             if dead:
                 raise AssertionError(
-                    "service exited: " + ", ".join(f"{p.name} ({p.log_path})" for p in dead))
+                    "service exited: " + ", ".join(f"{p.name} ({p.log_path})" for p in dead)
+                )
             summary = await batch_summary(self.engine, batch_id)
             if summary is not None and summary.finished:
                 return summary
@@ -41,15 +46,24 @@ class RunningPipeline:
 
 @asynccontextmanager
 async def running_pipeline(
-    prefix: str, database_url: str, log_dir: Path, bootstrap: str,
-    gpu_hosts: str = "127.0.0.2:4,127.0.0.3:4", latency_scale: float = 0.05,
+    prefix: str,
+    database_url: str,
+    log_dir: Path,
+    bootstrap: str,
+    gpu_hosts: str = "127.0.0.2:4,127.0.0.3:4",
+    latency_scale: float = 0.05,
 ) -> AsyncIterator[RunningPipeline]:
     from services.tracker.migrate import migrate
 
     config = PipelineConfig(
-        bootstrap=bootstrap, topic_prefix=prefix, gpu_hosts=gpu_hosts,
-        database_url=database_url, llm_port=18000, control_port=15099,
-        latency_scale=latency_scale, extra_env=dict(TEST_PORTS, LOG_JSON="true"),
+        bootstrap=bootstrap,
+        topic_prefix=prefix,
+        gpu_hosts=gpu_hosts,
+        database_url=database_url,
+        llm_port=18000,
+        control_port=15099,
+        latency_scale=latency_scale,
+        extra_env=dict(TEST_PORTS, LOG_JSON="true"),
     )
     await create_topics(config)
     await migrate(database_url)

@@ -9,11 +9,10 @@ from typing import Any
 
 import faust
 
-from shared.runtime.stage_runner import Output
-
 from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
+from shared.runtime.stage_runner import Output
 
 
 def create_app(settings: DistributorSettings) -> faust.App:

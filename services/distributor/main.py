@@ -4,10 +4,9 @@ import logging
 
 import faust
 
-from shared.logging import configure_logging
-
 from services.distributor.app import create_app
 from services.distributor.settings import DistributorSettings
+from shared.logging import configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from services.distributor.assignment import NoHostAvailable, choose_host
+from services.distributor.triage import RuleBook, decide
 from shared.events import (
     Attempt,
     BatchClosed,
@@ -25,9 +27,6 @@ from shared.runtime.dead_letters import dead_letter
 from shared.runtime.stage_runner import Output
 from shared.settings import GpuHost
 from shared.topics import Topics
-
-from services.distributor.assignment import NoHostAvailable, choose_host
-from services.distributor.triage import RuleBook, decide
 
 CONSUMER = "distributor"
 
@@ -57,8 +56,11 @@ def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output
         host = choose_host(event.batch_id, event.file_name, hosts)
     except NoHostAvailable as exc:
         failure = FileFailed(
-            batch_id=event.batch_id, file_name=event.file_name, stage="denoise",
-            error_kind="permanent", error=f"not distributed: {exc}",
+            batch_id=event.batch_id,
+            file_name=event.file_name,
+            stage="denoise",
+            error_kind="permanent",
+            error=f"not distributed: {exc}",
             input_event=event.model_dump(mode="json"),
         )
         return Output(topics.failed, key, encode(failure))
@@ -83,20 +85,39 @@ def route_after_lid(message: Incoming, rules: RuleBook, topics: Topics) -> list[
         return [_dead(message, topics, exc)]
     decision = decide(rules, event.context)
     context = event.context.model_copy(update={"triage": decision})
-    facts = {"is_ivr": context.is_ivr, "language": context.language,
-             "duration_s": context.duration_s}
-    attempt = Attempt(number=1, ok=True, started_at=datetime.now(UTC), request=facts,
-                      response=decision.model_dump(mode="json"))
-    triaged = FileStageCompleted(batch_id=event.batch_id, file_name=event.file_name,
-                                 stage="triage", context=context, attempts=(attempt,))
+    facts = {
+        "is_ivr": context.is_ivr,
+        "language": context.language,
+        "duration_s": context.duration_s,
+    }
+    attempt = Attempt(
+        number=1,
+        ok=True,
+        started_at=datetime.now(UTC),
+        request=facts,
+        response=decision.model_dump(mode="json"),
+    )
+    triaged = FileStageCompleted(
+        batch_id=event.batch_id,
+        file_name=event.file_name,
+        stage="triage",
+        context=context,
+        attempts=(attempt,),
+    )
     topic = topics.gpu("stt", event.context.host) if decision.route == "stt" else topics.done
     return [Output(topic, file_key(event.batch_id, event.file_name), encode(triaged))]
 
 
 def _dead(message: Incoming, topics: Topics, exc: Exception) -> Output:
-    letter = dead_letter(topic=message.topic, partition=message.partition, offset=message.offset,
-                         key=message.key, value=message.value, consumer=CONSUMER,
-                         error=f"undecodable: {str(exc)[:1500]}")
+    letter = dead_letter(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        consumer=CONSUMER,
+        error=f"undecodable: {str(exc)[:1500]}",
+    )
     return Output(topics.failed, message.key, encode(letter))
 
 

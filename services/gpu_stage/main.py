@@ -5,11 +5,13 @@ import asyncio
 from typing import cast
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
 from services.gpu_stage.handler import GpuStageHandler, decoder_for
 from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model, stage_url
 from services.gpu_stage.settings import GpuStageSettings
+from shared.events import FileStageCompleted
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
 from shared.retry import RetryPolicy
@@ -23,8 +25,8 @@ def build_runner(
     stage: GpuStage,
     host: str,
     client: httpx.AsyncClient,
-    producer: object,
-) -> StageRunner[object]:
+    producer: AIOKafkaProducer,
+) -> StageRunner[FileStageCompleted]:
     url = stage_url(host, settings.stage_port(stage), stage)
     handler = GpuStageHandler(
         stage=stage,
@@ -41,17 +43,16 @@ def build_runner(
     )
     name = f"gpu_stage:{stage}@{host}"
     group = settings.group_id(stage, host)
-    runner: StageRunner[object] = StageRunner(
+    return StageRunner(
         name=name,
         consumer=make_consumer(settings.kafka_bootstrap_servers, group, name),
-        producer=producer,  # type: ignore[arg-type]
+        producer=producer,
         topics=[settings.topics.gpu(stage, host)],
         decode=decoder_for(stage),
-        handle=handler,  # type: ignore[arg-type]
+        handle=handler,
         dead_letter_topic=settings.topics.failed,
         max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
     )
-    return runner
 
 
 async def run(

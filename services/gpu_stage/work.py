@@ -78,7 +78,7 @@ def failed(
         file_name=event.file_name,
         stage=stage,
         host=host,
-        error_kind=error_kind,  # type: ignore[arg-type]
+        error_kind=error_kind,
         error=error,
         attempts=tuple(attempts),
         input_event=event.model_dump(mode="json"),

@@ -103,9 +103,7 @@ def unstorable(event: Decoded) -> str | None:
     return None
 
 
-def fold(
-    events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: bool
-) -> PollChanges:
+def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: bool) -> PollChanges:
     changes = PollChanges()
     for event in events:
         if isinstance(event, FileUploaded):

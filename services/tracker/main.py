@@ -49,12 +49,21 @@ async def run(
         max_batch=settings.tracker_max_batch,
         after_apply=after_apply,
     )
-    log.info("tracker consuming %s as group %s", settings.topics.tracked_pattern(),
-             settings.group_id)
+    log.info(
+        "tracker consuming %s as group %s", settings.topics.tracked_pattern(), settings.group_id
+    )
     try:
         await runner.run(stop)
     finally:
         await engine.dispose()
+
+
+class _DuplicateEntryFilter(logging.Filter):
+    """asyncmy logs every warning of a statement; an INSERT IGNORE skipping a row it already
+    has is how a replay is made harmless, so one line per replayed row would only be noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Duplicate entry")
 
 
 async def _serve(settings: TrackerSettings) -> None:
@@ -66,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     settings = TrackerSettings()
     configure_logging(settings.log_level, settings.log_json, service="tracker")
+    logging.getLogger("asyncmy").addFilter(_DuplicateEntryFilter())
     if args and args[0] == "migrate":
         asyncio.run(migrate(settings.resolved_database_url, wait_s=settings.database_wait_s))
     elif not args or args[0] == "run":

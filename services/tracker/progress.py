@@ -95,7 +95,7 @@ class FileSignature:
         return reached
 
     def outcome(self, index: int) -> str:
-        """"finished", "skipped", "failed" or "pending" for the stage at `index`."""
+        """ "finished", "skipped", "failed" or "pending" for the stage at `index`."""
         if self.reached() >= index:
             return "finished"
         if self.triage_route == "skip" and index > TRIAGE_INDEX:
@@ -203,8 +203,16 @@ def recompute(
     for stage in BATCH_STAGES:
         t = tally(sigs, stage_index(stage.name))
         status = statuses[stage.column] = stage_status(t, total)
-        logs += _milestones(batch_id, stage.name, t, status, total, at,
-                            logged.get(stage.name, LoggedMilestones()), progress_interval)
+        logs += _milestones(
+            batch_id,
+            stage.name,
+            t,
+            status,
+            total,
+            at,
+            logged.get(stage.name, LoggedMilestones()),
+            progress_interval,
+        )
     status = overall_status(statuses)
     if existing is not None and existing.status == CANCELLED:
         status = CANCELLED  # set by an operator; events do not revive a cancelled batch
@@ -254,18 +262,36 @@ def _milestones(
     )
     rows: list[LogRow] = []
     if not logged.started and (t.entered > 0 or status == COMPLETE):
-        rows.append(replace(base, event_key=sha256_of(batch_id, stage, STAGE_START),
-                            status=IN_PROGRESS, processed_files=t.resolved))
+        rows.append(
+            replace(
+                base,
+                event_key=sha256_of(batch_id, stage, STAGE_START),
+                status=IN_PROGRESS,
+                processed_files=t.resolved,
+            )
+        )
     # One row per multiple of the interval, however many a poll crossed at once.
     first = (logged.progress // interval + 1) * interval
     for processed in range(first, t.resolved + 1, interval):
-        rows.append(replace(base, event_key=sha256_of(batch_id, stage, STAGE_PROGRESS, processed),
-                            event_type=STAGE_PROGRESS, status=IN_PROGRESS,
-                            processed_files=processed))
+        rows.append(
+            replace(
+                base,
+                event_key=sha256_of(batch_id, stage, STAGE_PROGRESS, processed),
+                event_type=STAGE_PROGRESS,
+                status=IN_PROGRESS,
+                processed_files=processed,
+            )
+        )
     if not logged.completed and status == COMPLETE:
-        rows.append(replace(base, event_key=sha256_of(batch_id, stage, STAGE_COMPLETE),
-                            event_type=STAGE_COMPLETE, status=COMPLETE,
-                            processed_files=t.resolved))
+        rows.append(
+            replace(
+                base,
+                event_key=sha256_of(batch_id, stage, STAGE_COMPLETE),
+                event_type=STAGE_COMPLETE,
+                status=COMPLETE,
+                processed_files=t.resolved,
+            )
+        )
     return rows
 
 

@@ -197,8 +197,8 @@ class BatchTouch:
 
     def close(self, file_count: int, at: datetime) -> None:
         # Several closes of one batch: the largest count, the first time (order-independent).
-        self.total_files = file_count if self.total_files is None else max(
-            self.total_files, file_count
+        self.total_files = (
+            file_count if self.total_files is None else max(self.total_files, file_count)
         )
         self.closed_at = _min_time(self.closed_at, at)
 
@@ -239,5 +239,4 @@ class PollChanges:
 
     @property
     def empty(self) -> bool:
-        return not (self.files or self.attempts or self.logs or self.dead_letters
-                    or self.batches)
+        return not (self.files or self.attempts or self.logs or self.dead_letters or self.batches)

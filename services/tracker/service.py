@@ -34,16 +34,23 @@ class Tracker:
             event = decode(meta, r.value)
             if isinstance(event, Undecodable):
                 # The owning stage dead-letters it too; both land on one deadLetters row.
-                log.warning("skipping a record the tracker cannot read: %s", event.error,
-                            extra=fields(service="tracker", topic=r.topic,
-                                         partition=r.partition, offset=r.offset))
+                log.warning(
+                    "skipping a record the tracker cannot read: %s",
+                    event.error,
+                    extra=fields(
+                        service="tracker", topic=r.topic, partition=r.partition, offset=r.offset
+                    ),
+                )
             events.append(event)
         await self.apply_events(events)
 
     async def apply_events(self, events: Sequence[TrackedEvent]) -> None:
         """Fold the events, then write them in one transaction."""
-        changes = fold(events, topic_prefix=self.options.topic_prefix,
-                       log_file_start=self.options.log_file_start)
+        changes = fold(
+            events,
+            topic_prefix=self.options.topic_prefix,
+            log_file_start=self.options.log_file_start,
+        )
         if changes.empty:
             return
         async with self.engine.begin() as conn:

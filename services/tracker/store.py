@@ -82,12 +82,15 @@ async def apply_changes(
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
     if changes.files:
         await conn.execute(_file_upsert(mysql), [_file_params(c) for c in changes.files.values()])
-    await _insert_ignore(conn, processing_logs, [_attempt_params(a)
-                                                 for a in changes.attempts.values()], mysql)
-    await _insert_ignore(conn, dead_letters, [_letter_params(d)
-                                              for d in changes.dead_letters.values()], mysql)
-    await _insert_ignore(conn, batch_execution_log, [_log_params(r)
-                                                     for r in changes.logs.values()], mysql)
+    await _insert_ignore(
+        conn, processing_logs, [_attempt_params(a) for a in changes.attempts.values()], mysql
+    )
+    await _insert_ignore(
+        conn, dead_letters, [_letter_params(d) for d in changes.dead_letters.values()], mysql
+    )
+    await _insert_ignore(
+        conn, batch_execution_log, [_log_params(r) for r in changes.logs.values()], mysql
+    )
     if not batch_ids:
         return
     signatures = await _signatures(conn, batch_ids)
@@ -124,8 +127,11 @@ async def _lock_batches(
         conn,
         batch_status,
         [
-            {"batchId": b, "createdAt": changes.batches[b].first_at,
-             "updatedAt": changes.batches[b].last_at}
+            {
+                "batchId": b,
+                "createdAt": changes.batches[b].first_at,
+                "updatedAt": changes.batches[b].last_at,
+            }
             for b in batch_ids
         ],
         mysql,
@@ -148,8 +154,10 @@ async def _signatures(
     keys = [t.c.batchId, assigned, *flags, t.c.triageRoute, t.c.terminalState, t.c.failedStage]
     query = select(*keys, func.count()).where(t.c.batchId.in_(batch_ids)).group_by(*keys)
     result: dict[str, list[FileSignature]] = {}
-    flag_fields = [stage for stage, _ in sorted(FLAG_OF_STAGE.items(),
-                                                key=lambda kv: FLAG_COLUMNS.index(kv[1]))]
+    flag_fields = [
+        stage
+        for stage, _ in sorted(FLAG_OF_STAGE.items(), key=lambda kv: FLAG_COLUMNS.index(kv[1]))
+    ]
     for row in await conn.execute(query):
         values: tuple[Any, ...] = tuple(row)
         batch_id, is_assigned = values[0], values[1]
@@ -175,8 +183,10 @@ async def _logged_milestones(
     keys = [t.c.batchId, t.c.stage, t.c.eventType]
     query = (
         select(*keys, func.max(t.c.processedFiles))
-        .where(t.c.batchId.in_(batch_ids),
-               t.c.eventType.in_([STAGE_START, STAGE_PROGRESS, STAGE_COMPLETE]))
+        .where(
+            t.c.batchId.in_(batch_ids),
+            t.c.eventType.in_([STAGE_START, STAGE_PROGRESS, STAGE_COMPLETE]),
+        )
         .group_by(*keys)
     )
     found: dict[str, dict[str, LoggedMilestones]] = {}
@@ -199,13 +209,16 @@ async def _insert_ignore(
 ) -> None:
     if not rows:
         return
-    stmt = insert(table).prefix_with("IGNORE") if mysql else (
-        sqlite_insert(table).on_conflict_do_nothing()
+    stmt = (
+        insert(table).prefix_with("IGNORE")
+        if mysql
+        else (sqlite_insert(table).on_conflict_do_nothing())
     )
     await conn.execute(stmt, list(rows))
 
 
 # --- fileDistribution -------------------------------------------------------------------
+
 
 def _file_upsert(mysql: bool) -> Insert:
     """INSERT ... ON DUPLICATE KEY UPDATE (MySQL) / ON CONFLICT DO UPDATE (SQLite), the same
@@ -235,26 +248,36 @@ def _file_assignments(new: Any) -> list[tuple[str, ColumnElement[Any]]]:
         return func.coalesce(old[name], new[name])
 
     def earliest(name: str) -> ColumnElement[Any]:
-        return case((old[name].is_(None), new[name]), (new[name] < old[name], new[name]),
-                    else_=old[name])
+        return case(
+            (old[name].is_(None), new[name]), (new[name] < old[name], new[name]), else_=old[name]
+        )
 
     def latest(name: str) -> ColumnElement[Any]:
-        return case((old[name].is_(None), new[name]), (new[name] > old[name], new[name]),
-                    else_=old[name])
+        return case(
+            (old[name].is_(None), new[name]), (new[name] > old[name], new[name]), else_=old[name]
+        )
 
     new_terminal_wins = _rank(new["terminalState"]) > _rank(old.terminalState)
-    same_terminal = and_(new["terminalState"].is_not(None),
-                         new["terminalState"] == old.terminalState)
-    newer_failure = and_(new["failedAt"].is_not(None),
-                         or_(old.failedAt.is_(None), new["failedAt"] > old.failedAt))
+    same_terminal = and_(
+        new["terminalState"].is_not(None), new["terminalState"] == old.terminalState
+    )
+    newer_failure = and_(
+        new["failedAt"].is_not(None), or_(old.failedAt.is_(None), new["failedAt"] > old.failedAt)
+    )
     first_triage = and_(old.triageRoute.is_(None), new["triageRoute"].is_not(None))
 
     def when(condition: ColumnElement[bool], name: str) -> ColumnElement[Any]:
         return case((condition, new[name]), else_=old[name])
 
     return [
-        ("finishedAt", case((new_terminal_wins, new["finishedAt"]),
-                            (same_terminal, earliest("finishedAt")), else_=old.finishedAt)),
+        (
+            "finishedAt",
+            case(
+                (new_terminal_wins, new["finishedAt"]),
+                (same_terminal, earliest("finishedAt")),
+                else_=old.finishedAt,
+            ),
+        ),
         ("terminalState", when(new_terminal_wins, "terminalState")),
         ("failedStage", when(newer_failure, "failedStage")),
         ("failedError", when(newer_failure, "failedError")),
@@ -264,8 +287,10 @@ def _file_assignments(new: Any) -> list[tuple[str, ColumnElement[Any]]]:
         ("triageRoute", set_once("triageRoute")),
         ("audioUri", set_once("audioUri")),
         ("ip", set_once("ip")),
-        *((name, case((new[name] == one, one), else_=func.coalesce(old[name], zero)))
-          for name in FLAG_COLUMNS),
+        *(
+            (name, case((new[name] == one, one), else_=func.coalesce(old[name], zero)))
+            for name in FLAG_COLUMNS
+        ),
         ("createdAt", earliest("createdAt")),
         ("updatedAt", latest("updatedAt")),
     ]
@@ -274,8 +299,10 @@ def _file_assignments(new: Any) -> list[tuple[str, ColumnElement[Any]]]:
 def _rank(state: ColumnElement[Any]) -> ColumnElement[int]:
     # Constants inline, not bound: MySQL's executemany rewrite cannot bind in the UPDATE part.
     return case(
-        *((state == literal_column(f"'{name}'"), literal_column(str(rank)))
-          for name, rank in TERMINAL_RANK.items()),
+        *(
+            (state == literal_column(f"'{name}'"), literal_column(str(rank)))
+            for name, rank in TERMINAL_RANK.items()
+        ),
         else_=literal_column("0"),
     )
 
@@ -304,6 +331,7 @@ def _file_params(c: FileChange) -> Params:
 
 
 # --- batchStatus ------------------------------------------------------------------------
+
 
 def _batch_upsert(mysql: bool) -> Insert:
     # Every value was computed under the batch's row lock: the update simply overwrites.
@@ -353,6 +381,7 @@ def _batch_row(m: RowMapping) -> BatchRow:
 
 
 # --- log tables -------------------------------------------------------------------------
+
 
 def _attempt_params(a: AttemptRow) -> Params:
     return {

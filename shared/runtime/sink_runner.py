@@ -8,6 +8,7 @@ so an outage of the database pauses the tracker instead of losing events.
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -17,7 +18,7 @@ from shared.logging import fields
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Sink = Callable[[Sequence[Record]], Awaitable[None]]
 # Called between the sink's commit and the offset commit; crash tests use it to die there.
 AfterApplyHook = Callable[[Sequence[Record]], Awaitable[None]]
@@ -91,7 +92,7 @@ class SinkRunner:
     async def _commit(self, batch: dict[object, list[Record]]) -> None:
         positions = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
-            await self.consumer.commit(positions)  # type: ignore[arg-type]
+            await self.consumer.commit(positions)
         except KafkaError as exc:
             # The records will be redelivered and re-applied; the sink is idempotent.
             log.warning("offset commit failed: %s", exc, extra=fields(service=self.name))

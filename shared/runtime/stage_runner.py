@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -24,7 +24,7 @@ from shared.runtime.offsets import PartitionProgress
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class StageRunner(Generic[M]):
         self._commit_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
+        self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self.on_revoked))
         await self.consumer.start()
         committer = asyncio.create_task(self._commit_periodically(stop))
         try:
@@ -204,11 +204,11 @@ class StageRunner(Generic[M]):
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: "StageRunner[object]") -> None:
-        self.runner = runner
+    def __init__(self, on_revoked: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+        self.on_revoked = on_revoked
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.runner.on_revoked(revoked)
+        await self.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None

@@ -18,23 +18,51 @@ async def test_a_batch_flows_from_upload_to_the_tracker_tables(
     batch = f"e2e-{uuid.uuid4().hex[:8]}"
     paths = make_batch(tmp_path / "audio", FILES, corrupt=CORRUPT, short=SHORT)
     corrupt_names = {p.name for p in paths[:CORRUPT]}
-    short_names = {p.name for p in paths[CORRUPT:CORRUPT + SHORT]}
+    short_names = {p.name for p in paths[CORRUPT : CORRUPT + SHORT]}
 
-    async with running_pipeline(topic_prefix, mariadb_url, tmp_path / "logs",
-                                kafka_bootstrap) as pipeline:
+    async with running_pipeline(
+        topic_prefix, mariadb_url, tmp_path / "logs", kafka_bootstrap
+    ) as pipeline:
         await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, paths)
         summary = await pipeline.wait_finished(batch, timeout_s=300)
 
         async with pipeline.engine.connect() as conn:
-            files = (await conn.execute(text(
-                "SELECT * FROM fileDistribution WHERE batchId = :b"), {"b": batch})).mappings().all()
-            status = (await conn.execute(text(
-                "SELECT * FROM batchStatus WHERE batchId = :b"), {"b": batch})).mappings().one()
-            logs = (await conn.execute(text(
-                "SELECT * FROM processing_logs WHERE batch_id = :b"), {"b": batch})).mappings().all()
-            events = (await conn.execute(text(
-                "SELECT stage, eventType, COUNT(*) AS n FROM batchExecutionLog WHERE batchId = :b "
-                "GROUP BY stage, eventType"), {"b": batch})).all()
+            files = (
+                (
+                    await conn.execute(
+                        text("SELECT * FROM fileDistribution WHERE batchId = :b"), {"b": batch}
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            status = (
+                (
+                    await conn.execute(
+                        text("SELECT * FROM batchStatus WHERE batchId = :b"), {"b": batch}
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            logs = (
+                (
+                    await conn.execute(
+                        text("SELECT * FROM processing_logs WHERE batch_id = :b"), {"b": batch}
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            events = (
+                await conn.execute(
+                    text(
+                        "SELECT stage, eventType, COUNT(*) AS n FROM batchExecutionLog WHERE batchId = :b "
+                        "GROUP BY stage, eventType"
+                    ),
+                    {"b": batch},
+                )
+            ).all()
 
     # Every file of the batch: one row, with its host, in exactly one terminal state.
     assert summary.total_files == FILES
@@ -62,17 +90,35 @@ async def test_a_batch_flows_from_upload_to_the_tracker_tables(
     for name in short_names:
         row = by_name[name]
         assert (row["terminalState"], row["triageRoute"], row["triageRule"]) == (
-            "skipped", "skip", "too_short")
+            "skipped",
+            "skip",
+            "too_short",
+        )
         assert row["lidDone"] == 1 and row["sttDone"] == 0
 
     # One processing_logs row per attempt, for every stage that ran.
     assert len({r["attemptKey"] for r in logs}) == len(logs)
-    assert {r["stage_name"] for r in logs} >= {"denoise", "ivr", "lid", "triage", "stt", "llm1",
-                                               "llm2"}
+    assert {r["stage_name"] for r in logs} >= {
+        "denoise",
+        "ivr",
+        "lid",
+        "triage",
+        "stt",
+        "llm1",
+        "llm2",
+    }
 
     # batchStatus: every stage Complete, the batch finished.
-    for column in ("dbInsertionStatus", "denoiseStatus", "ivrStatus", "lidStatus",
-                   "triagingStatus", "sttStatus", "llm1Status", "llm2Status"):
+    for column in (
+        "dbInsertionStatus",
+        "denoiseStatus",
+        "ivrStatus",
+        "lidStatus",
+        "triagingStatus",
+        "sttStatus",
+        "llm1Status",
+        "llm2Status",
+    ):
         assert status[column] == "Complete", column
     assert status["status"] == "Complete"
     assert (status["doneFiles"] + status["skippedFiles"] + status["failedFiles"]) == FILES

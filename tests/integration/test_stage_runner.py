@@ -36,9 +36,15 @@ async def test_outputs_published_poison_dead_lettered_offsets_committed(
     await producer.start()
     group = f"{topic_prefix}-g"
     runner: StageRunner[int] = StageRunner(
-        name="doubler", consumer=make_consumer(kafka_bootstrap, group, "doubler"),
-        producer=producer, topics=[src], decode=lambda b: int(b), handle=double,
-        dead_letter_topic=dlq, max_in_flight=3)
+        name="doubler",
+        consumer=make_consumer(kafka_bootstrap, group, "doubler"),
+        producer=producer,
+        topics=[src],
+        decode=lambda b: int(b),
+        handle=double,
+        dead_letter_topic=dlq,
+        max_in_flight=3,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
@@ -82,9 +88,16 @@ async def test_commit_never_passes_a_record_still_in_flight(
     await producer.start()
     group = f"{topic_prefix}-g"
     runner: StageRunner[int] = StageRunner(
-        name="slow", consumer=make_consumer(kafka_bootstrap, group, "slow"), producer=producer,
-        topics=[src], decode=lambda b: int(b), handle=slow_on_one, dead_letter_topic=dlq,
-        max_in_flight=10, commit_interval_s=0.05)
+        name="slow",
+        consumer=make_consumer(kafka_bootstrap, group, "slow"),
+        producer=producer,
+        topics=[src],
+        decode=lambda b: int(b),
+        handle=slow_on_one,
+        dead_letter_topic=dlq,
+        max_in_flight=10,
+        commit_interval_s=0.05,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     tp = TopicPartition(src, 0)

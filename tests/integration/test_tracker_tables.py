@@ -67,6 +67,7 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 # --- a synthetic batch ------------------------------------------------------------------
 
+
 @dataclass
 class Scenario:
     batch_id: str
@@ -93,9 +94,12 @@ def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
         return T0 + timedelta(milliseconds=10 * next(clock))
 
     waves: dict[str, list[Event]] = {stage: [] for stage in ("upload", *STAGES, "failed")}
-    for i, name in enumerate(names):
-        waves["upload"].append(FileUploaded(batch_id=batch_id, file_name=name,
-                                            audio_uri=f"s3://audio/{name}", uploaded_at=at()))
+    for name in names:
+        waves["upload"].append(
+            FileUploaded(
+                batch_id=batch_id, file_name=name, audio_uri=f"s3://audio/{name}", uploaded_at=at()
+            )
+        )
     waves["upload"].insert(n // 2, BatchClosed(batch_id=batch_id, file_count=n, closed_at=at()))
 
     for i, name in enumerate(names):
@@ -108,8 +112,9 @@ def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
             attempts: list[Attempt] = []
             if stage != "distribute":
                 failures = 2 if (i + STAGES.index(stage)) % 7 == 0 else 0
-                attempts = [_attempt(k + 1, host, ok=k == failures, at=at())
-                            for k in range(failures + 1)]
+                attempts = [
+                    _attempt(k + 1, host, ok=k == failures, at=at()) for k in range(failures + 1)
+                ]
             if stage == fail_at:
                 bad = [_attempt(k + 1, host, ok=False, at=at()) for k in range(3)]
                 waves["failed"].append(_failure(batch_id, name, stage, host, bad, at()))
@@ -126,43 +131,84 @@ def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
                 # The retry goes on numbering where the failed run stopped.
                 attempts = [_attempt(3, host, ok=True, at=at())]
             if stage == "triage":
-                triage = TriageDecision(route="skip" if skip else "stt",
-                                        rule="short-call" if skip else None, reason="rules")
-            context = FileContext(audio_uri=f"s3://audio/{name}", host=host, triage=triage,
-                                  transcript="hello" if stage in ("stt", "llm1", "llm2") else None)
-            waves[stage].append(FileStageCompleted(batch_id=batch_id, file_name=name, stage=stage,
-                                                   context=context, attempts=tuple(attempts),
-                                                   completed_at=at()))
+                triage = TriageDecision(
+                    route="skip" if skip else "stt",
+                    rule="short-call" if skip else None,
+                    reason="rules",
+                )
+            context = FileContext(
+                audio_uri=f"s3://audio/{name}",
+                host=host,
+                triage=triage,
+                transcript="hello" if stage in ("stt", "llm1", "llm2") else None,
+            )
+            waves[stage].append(
+                FileStageCompleted(
+                    batch_id=batch_id,
+                    file_name=name,
+                    stage=stage,
+                    context=context,
+                    attempts=tuple(attempts),
+                    completed_at=at(),
+                )
+            )
             sc.attempts |= {(name, stage, a.number) for a in attempts}
             if skip and stage == "triage":
                 sc.terminal["skipped"] += 1
                 break
         else:
             sc.terminal["done"] += 1
-    waves["failed"].append(DeadLetter(source_topic="cofi.ivr.127.0.0.2", partition=0, offset=5,
-                                      consumer="gpu_stage", error="undecodable: bad json",
-                                      value_b64="e30K", at=at()))
+    waves["failed"].append(
+        DeadLetter(
+            source_topic="cofi.ivr.127.0.0.2",
+            partition=0,
+            offset=5,
+            consumer="gpu_stage",
+            error="undecodable: bad json",
+            value_b64="e30K",
+            at=at(),
+        )
+    )
     for stage in ("upload", *STAGES):
         sc.events += waves[stage]
         if stage == "lid":
             sc.events += waves["failed"]  # failures interleave with the stages
-    sc.poison.append(Undecodable(RecordMeta("cofi.done", 0, 999, 1_768_467_600_000),
-                                 b"not json", "undecodable: not json"))
+    sc.poison.append(
+        Undecodable(
+            RecordMeta("cofi.done", 0, 999, 1_768_467_600_000), b"not json", "undecodable: not json"
+        )
+    )
     return sc
 
 
 def _attempt(number: int, host: str, ok: bool, at: datetime) -> Attempt:
-    return Attempt(number=number, host=host, ok=ok, started_at=at, duration_ms=100.0 + number,
-                   error=None if ok else "HTTP 503 from model", error_kind=None if ok else
-                   "transient", request={"n": number}, response={"ok": ok})
+    return Attempt(
+        number=number,
+        host=host,
+        ok=ok,
+        started_at=at,
+        duration_ms=100.0 + number,
+        error=None if ok else "HTTP 503 from model",
+        error_kind=None if ok else "transient",
+        request={"n": number},
+        response={"ok": ok},
+    )
 
 
-def _failure(batch_id: str, name: str, stage: str, host: str, attempts: list[Attempt],
-             at: datetime) -> FileFailed:
-    return FileFailed(batch_id=batch_id, file_name=name, stage=stage, host=host,  # type: ignore[arg-type]
-                      error_kind="permanent", error=f"{stage} gave up: HTTP 422",
-                      attempts=tuple(attempts), input_event={"context": {"host": host}},
-                      failed_at=at)
+def _failure(
+    batch_id: str, name: str, stage: str, host: str, attempts: list[Attempt], at: datetime
+) -> FileFailed:
+    return FileFailed(
+        batch_id=batch_id,
+        file_name=name,
+        stage=stage,
+        host=host,  # type: ignore[arg-type]
+        error_kind="permanent",
+        error=f"{stage} gave up: HTTP 422",
+        attempts=tuple(attempts),
+        input_event={"context": {"host": host}},
+        failed_at=at,
+    )
 
 
 def tracked(sc: Scenario) -> list[TrackedEvent]:
@@ -171,8 +217,10 @@ def tracked(sc: Scenario) -> list[TrackedEvent]:
 
 # --- helpers ----------------------------------------------------------------------------
 
-async def apply_in_polls(tracker: Tracker, events: Sequence[TrackedEvent],
-                         sizes: Callable[[], int]) -> None:
+
+async def apply_in_polls(
+    tracker: Tracker, events: Sequence[TrackedEvent], sizes: Callable[[], int]
+) -> None:
     i = 0
     while i < len(events):
         size = sizes()
@@ -195,8 +243,12 @@ def tracker_for(engine: AsyncEngine, interval: int = 100) -> Tracker:
     return Tracker(engine, TrackerOptions(topic_prefix="cofi", progress_interval=interval))
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float,
-                     task: "asyncio.Task[None] | None" = None) -> None:
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    timeout_s: float,
+    task: "asyncio.Task[None] | None" = None,
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await check():
         if task is not None and task.done():
@@ -207,11 +259,14 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout_s:
         await asyncio.sleep(0.2)
 
 
-def assert_expected_tables(sc: Scenario, tables: dict[str, list[tuple[Any, ...]]],
-                           n: int = 300) -> None:
+def assert_expected_tables(
+    sc: Scenario, tables: dict[str, list[tuple[Any, ...]]], n: int = 300
+) -> None:
     fd_cols = [c.name for c in file_distribution.c if c.name != "id"]
-    files = {row[fd_cols.index("file")]: dict(zip(fd_cols, row, strict=True))
-             for row in tables["fileDistribution"]}
+    files = {
+        row[fd_cols.index("file")]: dict(zip(fd_cols, row, strict=True))
+        for row in tables["fileDistribution"]
+    }
     assert len(files) == n
     assert Counter(f["terminalState"] for f in files.values()) == sc.terminal
     for name, f in files.items():
@@ -219,19 +274,26 @@ def assert_expected_tables(sc: Scenario, tables: dict[str, list[tuple[Any, ...]]
         assert f["batchId"] == sc.batch_id and f["ip"] in HOSTS
         assert f["createdAt"] is not None and f["updatedAt"] >= f["createdAt"]
         if f["terminalState"] == "done":
-            assert [f[c] for c in ("denoiseDone", "ivrDone", "lidDone", "sttDone", "llm1Done",
-                                   "llm2Done")] == [1] * 6
+            assert [
+                f[c]
+                for c in ("denoiseDone", "ivrDone", "lidDone", "sttDone", "llm1Done", "llm2Done")
+            ] == [1] * 6
             assert f["triageRoute"] == "stt" and f["finishedAt"] is not None
         elif f["terminalState"] == "skipped":
             assert (f["lidDone"], f["sttDone"], f["triageRoute"], f["triageRule"]) == (
-                1, 0, "skip", "short-call")
+                1,
+                0,
+                "skip",
+                "short-call",
+            )
         else:
             stage = sc.failed_stage[name]
             assert f["failedStage"] == stage and "HTTP 422" in f["failedError"]
             flags = {s: f[f"{s}Done"] for s in ("denoise", "ivr", "lid", "stt", "llm1", "llm2")}
             assert flags == {s: int(STAGES.index(s) < STAGES.index(stage)) for s in flags}
-    retried = [f for i, f in enumerate(files.values()) if f["failedStage"] == "ivr"
-               and f["terminalState"] == "done"]
+    retried = [
+        f for f in files.values() if f["failedStage"] == "ivr" and f["terminalState"] == "done"
+    ]
     assert retried, "a file that failed and then succeeded is done"
 
     bs_cols = [c.name for c in batch_status.c if c.name != "id"]
@@ -239,7 +301,10 @@ def assert_expected_tables(sc: Scenario, tables: dict[str, list[tuple[Any, ...]]
     assert {batch[c] for c in bs_cols if c.endswith("Status")} == {"Complete"}
     assert (batch["status"], batch["totalFiles"], batch["knownFiles"]) == ("Complete", n, n)
     assert (batch["doneFiles"], batch["skippedFiles"], batch["failedFiles"]) == (
-        sc.terminal["done"], sc.terminal["skipped"], sc.terminal["failed"])
+        sc.terminal["done"],
+        sc.terminal["skipped"],
+        sc.terminal["failed"],
+    )
     assert batch["completedAt"] is not None
 
     pl_cols = [c.name for c in processing_logs.c if c.name != "id"]
@@ -251,15 +316,21 @@ def assert_expected_tables(sc: Scenario, tables: dict[str, list[tuple[Any, ...]]
     el_cols = [c.name for c in batch_execution_log.c if c.name != "id"]
     events = [dict(zip(el_cols, row, strict=True)) for row in tables["batchExecutionLog"]]
     kinds = Counter(r["eventType"] for r in events)
-    assert kinds == {"stage_start": 8, "stage_complete": 8, "stage_progress": 8 * (n // 100),
-                     "file_error": sc.file_errors}
-    progress = sorted((r["stage"], r["processedFiles"]) for r in events
-                      if r["eventType"] == "stage_progress")
+    assert kinds == {
+        "stage_start": 8,
+        "stage_complete": 8,
+        "stage_progress": 8 * (n // 100),
+        "file_error": sc.file_errors,
+    }
+    progress = sorted(
+        (r["stage"], r["processedFiles"]) for r in events if r["eventType"] == "stage_progress"
+    )
     assert progress == sorted((s, k) for s in STAGES for k in range(100, n + 1, 100))
     assert len(tables["deadLetters"]) == 2
 
 
 # --- migrations -------------------------------------------------------------------------
+
 
 async def test_migrations_build_the_schema_of_tables_py(db_url: str) -> None:
     await migrate(db_url)
@@ -275,8 +346,11 @@ async def test_migrations_build_the_schema_of_tables_py(db_url: str) -> None:
                     name: (
                         {c["name"] for c in insp.get_columns(name)},
                         {tuple(u["column_names"]) for u in insp.get_unique_constraints(name)}
-                        | {tuple(i["column_names"]) for i in insp.get_indexes(name)
-                           if i.get("unique")},
+                        | {
+                            tuple(i["column_names"])
+                            for i in insp.get_indexes(name)
+                            if i.get("unique")
+                        },
                     )
                     for name in metadata.tables
                 }
@@ -288,83 +362,144 @@ async def test_migrations_build_the_schema_of_tables_py(db_url: str) -> None:
     for name, table in metadata.tables.items():
         columns, uniques = found[name]
         assert columns == {c.name for c in table.c}, name
-        expected = {tuple(c.name for c in u.columns) for u in table.constraints
-                    if u.__class__.__name__ == "UniqueConstraint"}
+        expected = {
+            tuple(c.name for c in u.columns)
+            for u in table.constraints
+            if u.__class__.__name__ == "UniqueConstraint"
+        }
         assert expected <= uniques, name
 
 
 async def test_upgrading_an_old_database_keeps_every_row(db_url: str) -> None:
     await migrate(db_url, "0001")
     engine = make_engine(db_url)
-    old_files = [("a.wav", "10.0.0.1", 7, 1), ("b.wav", "10.0.0.2", 7, 0),
-                 ("a.wav", "10.0.0.1", 7, 0), ("a.wav", "10.0.0.3", 8, 1)]  # a duplicate row
+    old_files = [
+        ("a.wav", "10.0.0.1", 7, 1),
+        ("b.wav", "10.0.0.2", 7, 0),
+        ("a.wav", "10.0.0.1", 7, 0),
+        ("a.wav", "10.0.0.3", 8, 1),
+    ]  # a duplicate row
     try:
         async with engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO fileDistribution (file, ip, batchId, ivrDone, lidDone, sttDone, "
-                "llm1Done, llm2Done) VALUES (:f, :ip, :b, :ivr, 0, 0, 0, 0)"),
-                [{"f": f, "ip": ip, "b": b, "ivr": ivr} for f, ip, b, ivr in old_files])
-            await conn.execute(text(
-                "INSERT INTO batchStatus (batchId, dbInsertionStatus, denoiseStatus, status) "
-                "VALUES (7, 'Complete', 'InProgress', 'dbInsertionDone')"))
-            await conn.execute(text(
-                "INSERT INTO processing_logs (call_id, batch_id, stage_name, status, "
-                "error_message, input_payload, output_payload) "
-                "VALUES ('a.wav', 7, 'ivr', 'failure', 'boom', '{}', NULL)"))
-            await conn.execute(text(
-                "INSERT INTO batchExecutionLog (batchId, stage, eventType, fileName, status, "
-                "totalFiles, processedFiles) VALUES (7, 'ivr', 'stage_start', NULL, "
-                "'started', 3, 0)"))
+            await conn.execute(
+                text(
+                    "INSERT INTO fileDistribution (file, ip, batchId, ivrDone, lidDone, sttDone, "
+                    "llm1Done, llm2Done) VALUES (:f, :ip, :b, :ivr, 0, 0, 0, 0)"
+                ),
+                [{"f": f, "ip": ip, "b": b, "ivr": ivr} for f, ip, b, ivr in old_files],
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO batchStatus (batchId, dbInsertionStatus, denoiseStatus, status) "
+                    "VALUES (7, 'Complete', 'InProgress', 'dbInsertionDone')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO processing_logs (call_id, batch_id, stage_name, status, "
+                    "error_message, input_payload, output_payload) "
+                    "VALUES ('a.wav', 7, 'ivr', 'failure', 'boom', '{}', NULL)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO batchExecutionLog (batchId, stage, eventType, fileName, status, "
+                    "totalFiles, processedFiles) VALUES (7, 'ivr', 'stage_start', NULL, "
+                    "'started', 3, 0)"
+                )
+            )
         await engine.dispose()
         await migrate(db_url, "0002")
         async with engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO fileDistribution (file, ip, batchId, denoiseDone) "
-                "VALUES ('c.wav', '10.0.0.2', 7, 1)"))
+            await conn.execute(
+                text(
+                    "INSERT INTO fileDistribution (file, ip, batchId, denoiseDone) "
+                    "VALUES ('c.wav', '10.0.0.2', 7, 1)"
+                )
+            )
         await engine.dispose()
         await migrate(db_url)
 
         async with engine.connect() as conn:
-            rows = (await conn.execute(
-                select(file_distribution.c.id, file_distribution.c.file, file_distribution.c.ip,
-                       file_distribution.c.batchId, file_distribution.c.ivrDone,
-                       file_distribution.c.denoiseDone, file_distribution.c.fileKey)
-                .order_by(file_distribution.c.id))).all()
+            rows = (
+                await conn.execute(
+                    select(
+                        file_distribution.c.id,
+                        file_distribution.c.file,
+                        file_distribution.c.ip,
+                        file_distribution.c.batchId,
+                        file_distribution.c.ivrDone,
+                        file_distribution.c.denoiseDone,
+                        file_distribution.c.fileKey,
+                    ).order_by(file_distribution.c.id)
+                )
+            ).all()
             batch = (await conn.execute(select(batch_status))).mappings().one()
-            log_rows = (await conn.execute(select(processing_logs.c.call_id,
-                                                  processing_logs.c.batch_id,
-                                                  processing_logs.c.error_message))).all()
-            exec_rows = (await conn.execute(select(batch_execution_log.c.batchId,
-                                                   batch_execution_log.c.status))).all()
-        sha = {name: hashlib.sha256(name.encode()).hexdigest()
-               for name in ("a.wav", "b.wav", "c.wav")}
+            log_rows = (
+                await conn.execute(
+                    select(
+                        processing_logs.c.call_id,
+                        processing_logs.c.batch_id,
+                        processing_logs.c.error_message,
+                    )
+                )
+            ).all()
+            exec_rows = (
+                await conn.execute(
+                    select(batch_execution_log.c.batchId, batch_execution_log.c.status)
+                )
+            ).all()
+        sha = {
+            name: hashlib.sha256(name.encode()).hexdigest() for name in ("a.wav", "b.wav", "c.wav")
+        }
         assert [tuple(r[1:6]) for r in rows] == [
-            ("a.wav", "10.0.0.1", "7", 1, 0), ("b.wav", "10.0.0.2", "7", 0, 0),
-            ("a.wav", "10.0.0.1", "7", 0, 0), ("a.wav", "10.0.0.3", "8", 1, 0),
-            ("c.wav", "10.0.0.2", "7", 0, 1)]
+            ("a.wav", "10.0.0.1", "7", 1, 0),
+            ("b.wav", "10.0.0.2", "7", 0, 0),
+            ("a.wav", "10.0.0.1", "7", 0, 0),
+            ("a.wav", "10.0.0.3", "8", 1, 0),
+            ("c.wav", "10.0.0.2", "7", 0, 1),
+        ]
         keys = [r.fileKey for r in rows]
         assert keys[0] == keys[3] == sha["a.wav"] and keys[1] == sha["b.wav"]
         assert keys[2] not in sha.values() and len(keys[2]) == 64  # the duplicate's own key
-        assert (batch["batchId"], batch["dbInsertionStatus"], batch["denoiseStatus"],
-                batch["status"]) == ("7", "Complete", "InProgress", "dbInsertionDone")
+        assert (
+            batch["batchId"],
+            batch["dbInsertionStatus"],
+            batch["denoiseStatus"],
+            batch["status"],
+        ) == ("7", "Complete", "InProgress", "dbInsertionDone")
         assert log_rows == [("a.wav", "7", "boom")]
         assert exec_rows == [("7", "started")]
 
         # Events for an old file land on its old row.
-        await tracker_for(engine).apply_events([FileStageCompleted(
-            batch_id="7", file_name="b.wav", stage="lid",
-            context=FileContext(audio_uri="s3://b.wav", host="10.0.0.9"), completed_at=T0)])
+        await tracker_for(engine).apply_events(
+            [
+                FileStageCompleted(
+                    batch_id="7",
+                    file_name="b.wav",
+                    stage="lid",
+                    context=FileContext(audio_uri="s3://b.wav", host="10.0.0.9"),
+                    completed_at=T0,
+                )
+            ]
+        )
         async with engine.connect() as conn:
-            b_rows = (await conn.execute(
-                select(file_distribution.c.ip, file_distribution.c.lidDone,
-                       file_distribution.c.ivrDone)
-                .where(file_distribution.c.file == "b.wav"))).all()
+            b_rows = (
+                await conn.execute(
+                    select(
+                        file_distribution.c.ip,
+                        file_distribution.c.lidDone,
+                        file_distribution.c.ivrDone,
+                    ).where(file_distribution.c.file == "b.wav")
+                )
+            ).all()
         assert b_rows == [("10.0.0.2", 1, 0)]
     finally:
         await engine.dispose()
 
 
 # --- a whole batch, then replays --------------------------------------------------------
+
 
 async def test_a_batch_yields_the_expected_tables(db_url: str) -> None:
     await migrate(db_url)
@@ -406,16 +541,18 @@ async def test_the_order_of_events_does_not_change_the_state(db_url: str) -> Non
     events = tracked(sc)
     engine = make_engine(db_url)
     rng = random.Random(11)
-    order_dependent = {"batchStatus": {"completedAt"},
-                       "batchExecutionLog": {"totalFiles", "failedFiles", "skippedFiles",
-                                             "createdAt"}}
+    order_dependent = {
+        "batchStatus": {"completedAt"},
+        "batchExecutionLog": {"totalFiles", "failedFiles", "skippedFiles", "createdAt"},
+    }
 
     async def state() -> dict[str, list[tuple[Any, ...]]]:
         tables = await dump(engine)
         for table, _ in TABLES:
             names = [c.name for c in table.c if c.name != "id"]
-            keep = [i for i, n in enumerate(names)
-                    if n not in order_dependent.get(table.name, set())]
+            keep = [
+                i for i, n in enumerate(names) if n not in order_dependent.get(table.name, set())
+            ]
             tables[table.name] = [tuple(row[i] for i in keep) for row in tables[table.name]]
         return tables
 
@@ -436,16 +573,21 @@ async def test_the_order_of_events_does_not_change_the_state(db_url: str) -> Non
             got = await state()
             for name in ("fileDistribution", "batchStatus", "processing_logs", "deadLetters"):
                 assert got[name] == reference[name], name
-            el = [c.name for c in batch_execution_log.c if c.name != "id"
-                  and c.name not in order_dependent["batchExecutionLog"]]
+            el = [
+                c.name
+                for c in batch_execution_log.c
+                if c.name != "id" and c.name not in order_dependent["batchExecutionLog"]
+            ]
             ident = [el.index(n) for n in ("eventKey", "stage", "eventType", "fileName")]
             assert [[r[i] for i in ident] for r in got["batchExecutionLog"]] == [
-                [r[i] for i in ident] for r in reference["batchExecutionLog"]]
+                [r[i] for i in ident] for r in reference["batchExecutionLog"]
+            ]
     finally:
         await engine.dispose()
 
 
 # --- through Kafka ----------------------------------------------------------------------
+
 
 def route(event: Event, topics: Topics) -> tuple[str, bytes]:
     """The topic each event travels on in the pipeline."""
@@ -502,18 +644,23 @@ async def test_kafka_round_trip_and_a_second_tracker_changes_nothing(
     async def complete() -> bool:
         try:
             async with engine.connect() as conn:
-                status = (await conn.execute(select(batch_status.c.status).where(
-                    batch_status.c.batchId == sc.batch_id))).scalar_one_or_none()
+                status = (
+                    await conn.execute(
+                        select(batch_status.c.status).where(batch_status.c.batchId == sc.batch_id)
+                    )
+                ).scalar_one_or_none()
         except Exception:  # tables not migrated yet
             return False
         return status == "Complete"
 
-    def counting(stop: asyncio.Event, seen: list[int]) -> Callable[
-            [Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]:
+    def counting(
+        stop: asyncio.Event, seen: list[int]
+    ) -> Callable[[Sequence[ConsumerRecord[bytes, bytes]]], Awaitable[None]]:
         async def after_apply(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
             seen[0] += len(records)
             if seen[0] >= produced:
                 stop.set()
+
         return after_apply
 
     try:
@@ -530,8 +677,13 @@ async def test_kafka_round_trip_and_a_second_tracker_changes_nothing(
         assert_expected_tables(sc, first)
         assert {row[-1] is not None for row in first["deadLetters"]} == {True}
         async with engine.connect() as conn:
-            letters = (await conn.execute(select(func.count()).select_from(dead_letters).where(
-                dead_letters.c.consumer == "tracker"))).scalar_one()
+            letters = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(dead_letters)
+                    .where(dead_letters.c.consumer == "tracker")
+                )
+            ).scalar_one()
         assert letters == 1  # the poison record on the done topic
 
         second = settings.model_copy(update={"tracker_group_id": f"{topic_prefix}-again"})
@@ -550,4 +702,3 @@ async def test_kafka_round_trip_and_a_second_tracker_changes_nothing(
 
 async def _done(stop: asyncio.Event) -> bool:
     return stop.is_set()
-

@@ -1,14 +1,13 @@
 import json
 from collections import Counter
 
-from shared.events import FileContext, FileStageCompleted, FileUploaded, any_event, encode
-from shared.settings import GpuHost
-from shared.topics import Topics
-
 from services.distributor.assignment import choose_host
 from services.distributor.routing import Incoming, route_after_lid, route_upload
 from services.distributor.settings import DEFAULT_RULES
 from services.distributor.triage import load_rules
+from shared.events import FileContext, FileStageCompleted, FileUploaded, any_event, encode
+from shared.settings import GpuHost
+from shared.topics import Topics
 
 HOSTS = [GpuHost(ip="h1", capacity=4), GpuHost(ip="h2", capacity=4), GpuHost(ip="h3", capacity=8)]
 TOPICS = Topics("c")
@@ -61,7 +60,10 @@ def test_triage_skips_ivr_calls_and_unsupported_languages_by_rule() -> None:
     rules = load_rules(DEFAULT_RULES)
     cases = {
         _after_lid(is_ivr=True, language="en", duration_s=30.0): ("c.done", "ivr_only"),
-        _after_lid(is_ivr=False, language="xx", duration_s=30.0): ("c.done", "unsupported_language"),
+        _after_lid(is_ivr=False, language="xx", duration_s=30.0): (
+            "c.done",
+            "unsupported_language",
+        ),
         _after_lid(is_ivr=False, language="en", duration_s=0.5): ("c.done", "too_short"),
         _after_lid(is_ivr=False, language="en", duration_s=30.0): ("c.stt.h1", None),
     }
@@ -75,7 +77,10 @@ def test_triage_skips_ivr_calls_and_unsupported_languages_by_rule() -> None:
 
 
 def test_triage_dead_letters_an_event_of_the_wrong_stage() -> None:
-    raw = encode(FileStageCompleted(batch_id="b", file_name="a", stage="ivr",
-                                    context=FileContext(audio_uri="x", host="h1")))
+    raw = encode(
+        FileStageCompleted(
+            batch_id="b", file_name="a", stage="ivr", context=FileContext(audio_uri="x", host="h1")
+        )
+    )
     [out] = route_after_lid(_msg(raw, "c.triage"), load_rules(DEFAULT_RULES), TOPICS)
     assert out.topic == "c.failed"

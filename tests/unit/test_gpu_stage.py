@@ -3,29 +3,38 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.events import FileContext, FileFailed, FileStageCompleted, any_event, encode
-from shared.retry import CallOutcome, RetryPolicy
-from shared.topics import Topics
-
 from services.gpu_stage.handler import GpuStageHandler, decoder_for
 from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model
+from shared.events import FileContext, FileFailed, FileStageCompleted, any_event, encode
+from shared.retry import CallOutcome, RetryPolicy
+from shared.topics import Topics
 
 TOPICS = Topics("c")
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.0, max_delay_s=0.0)
 
 
 def _input(stage: str = "distribute") -> FileStageCompleted:
-    return FileStageCompleted(batch_id="b", file_name="a.wav", stage=stage,  # type: ignore[arg-type]
-                              context=FileContext(audio_uri="file:///a.wav", host="h1"))
+    return FileStageCompleted(
+        batch_id="b",
+        file_name="a.wav",
+        stage=stage,  # type: ignore[arg-type]
+        context=FileContext(audio_uri="file:///a.wav", host="h1"),
+    )
 
 
 def _handler(answers: list[CallOutcome], health: HostHealth | None = None) -> GpuStageHandler:
     async def call(request: dict[str, Any]) -> CallOutcome:
         return answers.pop(0)
 
-    return GpuStageHandler(stage="denoise", host="h1", topics=TOPICS, policy=FAST,
-                           health=health or HostHealth(deadline_s=60), call_model=call)
+    return GpuStageHandler(
+        stage="denoise",
+        host="h1",
+        topics=TOPICS,
+        policy=FAST,
+        health=health or HostHealth(deadline_s=60),
+        call_model=call,
+    )
 
 
 async def test_success_publishes_to_the_hosts_next_stage_with_its_output() -> None:
@@ -40,8 +49,10 @@ async def test_success_publishes_to_the_hosts_next_stage_with_its_output() -> No
 
 
 async def test_transient_then_success_keeps_every_attempt() -> None:
-    answers = [CallOutcome(error_kind="transient", error="HTTP 503"),
-               CallOutcome(response={"denoised_uri": "u", "duration_s": 1})]
+    answers = [
+        CallOutcome(error_kind="transient", error="HTTP 503"),
+        CallOutcome(response={"denoised_uri": "u", "duration_s": 1}),
+    ]
     [out] = await _handler(answers)(_input(), None)  # type: ignore[arg-type]
     event = any_event.validate_json(out.value)
     assert isinstance(event, FileStageCompleted)

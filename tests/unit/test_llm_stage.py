@@ -4,29 +4,31 @@ from typing import Any
 
 import httpx
 
-from shared.events import FileContext, FileFailed, FileStageCompleted, any_event
-from shared.retry import CallOutcome, RetryPolicy
-from shared.stages import LlmStage
-from shared.topics import Topics
-
 from services.llm_stage.answers import Llm1Answer
 from services.llm_stage.chat_api import complete
 from services.llm_stage.handler import LlmStageHandler
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import PROMPTS
+from shared.events import FileContext, FileFailed, FileStageCompleted, any_event
+from shared.retry import CallOutcome, RetryPolicy
+from shared.stages import LlmStage
+from shared.topics import Topics
 
 
 def _completion(content: str) -> httpx.Response:
-    return httpx.Response(200, json={"choices": [{"message": {"role": "assistant",
-                                                              "content": content}}]})
+    return httpx.Response(
+        200, json={"choices": [{"message": {"role": "assistant", "content": content}}]}
+    )
 
 
 async def test_chat_client_validates_the_answer_against_the_stage_schema() -> None:
-    answers = iter([
-        _completion(json.dumps({"summary": "s", "sentiment": "neutral", "topics": ["a"]})),
-        _completion("I think the call went well"),
-        httpx.Response(429, headers={"Retry-After": "1"}),
-    ])
+    answers = iter(
+        [
+            _completion(json.dumps({"summary": "s", "sentiment": "neutral", "topics": ["a"]})),
+            _completion("I think the call went well"),
+            httpx.Response(429, headers={"Retry-After": "1"}),
+        ]
+    )
     seen: list[dict[str, Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -56,9 +58,14 @@ async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
         prompts.append(messages[0]["content"])
         return CallOutcome(response={"summary": "x", "sentiment": "neutral", "topics": []})
 
-    handler = LlmStageHandler(stage="llm1", topics=Topics("c"),
-                              template=load_templates(PROMPTS)["llm1"], policy=RetryPolicy(),
-                              chat=chat, concurrency=asyncio.Semaphore(1))
+    handler = LlmStageHandler(
+        stage="llm1",
+        topics=Topics("c"),
+        template=load_templates(PROMPTS)["llm1"],
+        policy=RetryPolicy(),
+        chat=chat,
+        concurrency=asyncio.Semaphore(1),
+    )
     [out] = await handler(_event(), None)  # type: ignore[arg-type]
     event = any_event.validate_json(out.value)
     assert out.topic == "c.llm2"
@@ -70,13 +77,18 @@ async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
 
 async def test_malformed_answers_are_retried_then_dead_lettered_with_the_raw_answer() -> None:
     async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
-        return CallOutcome(error_kind="transient", error="malformed answer",
-                           response={"raw_answer": "nope"})
+        return CallOutcome(
+            error_kind="transient", error="malformed answer", response={"raw_answer": "nope"}
+        )
 
-    handler = LlmStageHandler(stage="llm1", topics=Topics("c"),
-                              template=load_templates(PROMPTS)["llm1"],
-                              policy=RetryPolicy(max_attempts=3, base_delay_s=0, max_delay_s=0),
-                              chat=chat, concurrency=asyncio.Semaphore(1))
+    handler = LlmStageHandler(
+        stage="llm1",
+        topics=Topics("c"),
+        template=load_templates(PROMPTS)["llm1"],
+        policy=RetryPolicy(max_attempts=3, base_delay_s=0, max_delay_s=0),
+        chat=chat,
+        concurrency=asyncio.Semaphore(1),
+    )
     [out] = await handler(_event(), None)  # type: ignore[arg-type]
     event = any_event.validate_json(out.value)
     assert out.topic == "c.failed"

@@ -29,16 +29,19 @@ class Clock:
 
 
 async def test_transient_errors_are_retried_until_success() -> None:
-    answers = [CallOutcome(error_kind="transient", error="503"),
-               CallOutcome(error_kind="transient", error="timeout"),
-               CallOutcome(response={"ok": 1})]
+    answers = [
+        CallOutcome(error_kind="transient", error="503"),
+        CallOutcome(error_kind="transient", error="timeout"),
+        CallOutcome(response={"ok": 1}),
+    ]
     clock = Clock()
 
     async def call() -> CallOutcome:
         return answers.pop(0)
 
     attempts, outcome = await call_with_retries(
-        call, RetryPolicy(), host="h", request={}, sleep=clock.sleep, clock=clock)
+        call, RetryPolicy(), host="h", request={}, sleep=clock.sleep, clock=clock
+    )
     assert outcome.ok
     assert [a.number for a in attempts] == [1, 2, 3]
     assert [a.ok for a in attempts] == [False, False, True]
@@ -50,15 +53,22 @@ async def test_permanent_error_stops_at_once_and_budget_bounds_retries() -> None
     async def permanent() -> CallOutcome:
         return CallOutcome(error_kind="permanent", error="422")
 
-    attempts, _ = await call_with_retries(permanent, RetryPolicy(), host=None, request={},
-                                          sleep=clock.sleep, clock=clock)
+    attempts, _ = await call_with_retries(
+        permanent, RetryPolicy(), host=None, request={}, sleep=clock.sleep, clock=clock
+    )
     assert len(attempts) == 1
 
     async def transient() -> CallOutcome:
         return CallOutcome(error_kind="transient", error="503")
 
     attempts, outcome = await call_with_retries(
-        transient, RetryPolicy(max_attempts=4), host=None, request={},
-        sleep=clock.sleep, clock=clock, first_attempt=3)
+        transient,
+        RetryPolicy(max_attempts=4),
+        host=None,
+        request={},
+        sleep=clock.sleep,
+        clock=clock,
+        first_attempt=3,
+    )
     assert not outcome.ok
     assert [a.number for a in attempts] == [3, 4, 5, 6]

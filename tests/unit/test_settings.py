@@ -8,7 +8,10 @@ def test_gpu_hosts_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPU_HOSTS", "127.0.0.2:4, 127.0.0.3:2:down,127.0.0.4")
     s = CommonSettings()
     assert [(h.ip, h.capacity, h.down) for h in s.gpu_hosts] == [
-        ("127.0.0.2", 4, False), ("127.0.0.3", 2, True), ("127.0.0.4", 4, False)]
+        ("127.0.0.2", 4, False),
+        ("127.0.0.3", 2, True),
+        ("127.0.0.4", 4, False),
+    ]
 
 
 def test_duplicate_host_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,32 +27,57 @@ def at(seconds: float) -> datetime:
 
 
 def attempt(number: int, ok: bool = True, seconds: float = 0) -> Attempt:
-    return Attempt(number=number, host="127.0.0.2", ok=ok, started_at=at(seconds),
-                   error=None if ok else "HTTP 503", error_kind=None if ok else "transient",
-                   duration_ms=12.5, request={"file": "a.wav"}, response={"ok": ok})
-
-
-def completed(stage: str, seconds: float, file: str = "a.wav", route: str | None = None,
-              attempts: tuple[Attempt, ...] = ()) -> FileStageCompleted:
-    triage = TriageDecision(route=route, rule="short-call", reason="under 5s") if route else None
-    return FileStageCompleted(
-        batch_id="b1", file_name=file, stage=stage,  # type: ignore[arg-type]
-        context=FileContext(audio_uri=f"s3://audio/{file}", host="127.0.0.2", triage=triage),
-        attempts=attempts, completed_at=at(seconds),
+    return Attempt(
+        number=number,
+        host="127.0.0.2",
+        ok=ok,
+        started_at=at(seconds),
+        error=None if ok else "HTTP 503",
+        error_kind=None if ok else "transient",
+        duration_ms=12.5,
+        request={"file": "a.wav"},
+        response={"ok": ok},
     )
 
 
-def failed(stage: str, seconds: float, file: str = "a.wav",
-           attempts: tuple[Attempt, ...] = ()) -> FileFailed:
-    return FileFailed(batch_id="b1", file_name=file, stage=stage,  # type: ignore[arg-type]
-                      host="127.0.0.2", error_kind="permanent", error="HTTP 422: corrupt audio",
-                      attempts=attempts, input_event={"context": {"host": "127.0.0.2"}},
-                      failed_at=at(seconds))
+def completed(
+    stage: str,
+    seconds: float,
+    file: str = "a.wav",
+    route: str | None = None,
+    attempts: tuple[Attempt, ...] = (),
+) -> FileStageCompleted:
+    triage = TriageDecision(route=route, rule="short-call", reason="under 5s") if route else None
+    return FileStageCompleted(
+        batch_id="b1",
+        file_name=file,
+        stage=stage,  # type: ignore[arg-type]
+        context=FileContext(audio_uri=f"s3://audio/{file}", host="127.0.0.2", triage=triage),
+        attempts=attempts,
+        completed_at=at(seconds),
+    )
+
+
+def failed(
+    stage: str, seconds: float, file: str = "a.wav", attempts: tuple[Attempt, ...] = ()
+) -> FileFailed:
+    return FileFailed(
+        batch_id="b1",
+        file_name=file,
+        stage=stage,  # type: ignore[arg-type]
+        host="127.0.0.2",
+        error_kind="permanent",
+        error="HTTP 422: corrupt audio",
+        attempts=attempts,
+        input_event={"context": {"host": "127.0.0.2"}},
+        failed_at=at(seconds),
+    )
 
 
 def uploaded(seconds: float, file: str = "a.wav") -> FileUploaded:
-    return FileUploaded(batch_id="b1", file_name=file, audio_uri=f"s3://audio/{file}",
-                        uploaded_at=at(seconds))
+    return FileUploaded(
+        batch_id="b1", file_name=file, audio_uri=f"s3://audio/{file}", uploaded_at=at(seconds)
+    )
 
 
 def run(*events: object, log_file_start: bool = False) -> PollChanges:
@@ -65,8 +90,9 @@ def only_file(changes: PollChanges) -> FileChange:
 
 
 def test_a_polls_events_for_one_file_merge_into_one_change() -> None:
-    changes = run(uploaded(0), completed("distribute", 1), completed("denoise", 2),
-                  completed("ivr", 3))
+    changes = run(
+        uploaded(0), completed("distribute", 1), completed("denoise", 2), completed("ivr", 3)
+    )
     f = only_file(changes)
     assert f.flags == {"denoiseDone", "ivrDone"}
     assert (f.ip, f.audio_uri) == ("127.0.0.2", "s3://audio/a.wav")
@@ -82,7 +108,10 @@ def test_llm2_is_done_and_triage_skip_is_skipped() -> None:
     assert done.finished_at == at(9).replace(tzinfo=None)
     skipped = only_file(run(completed("triage", 5, route="skip")))
     assert (skipped.terminal_state, skipped.triage_route, skipped.triage_rule) == (
-        "skipped", "skip", "short-call")
+        "skipped",
+        "skip",
+        "short-call",
+    )
     routed = only_file(run(completed("triage", 5, route="stt")))
     assert (routed.terminal_state, routed.triage_route) == (None, "stt")
 
@@ -112,12 +141,10 @@ def test_later_failure_wins_the_failure_columns() -> None:
 
 
 def test_every_attempt_is_one_row_with_a_deterministic_key() -> None:
-    event = completed("stt", 5, attempts=(attempt(1, ok=False), attempt(2, ok=False),
-                                          attempt(3)))
+    event = completed("stt", 5, attempts=(attempt(1, ok=False), attempt(2, ok=False), attempt(3)))
     changes = run(event, event)  # a redelivery in the same poll
     rows = sorted(changes.attempts.values(), key=lambda r: r.attempt)
-    assert [(r.attempt, r.status) for r in rows] == [
-        (1, "failure"), (2, "failure"), (3, "success")]
+    assert [(r.attempt, r.status) for r in rows] == [(1, "failure"), (2, "failure"), (3, "success")]
     assert rows[0].attempt_key == sha256_of("b1", "a.wav", "stt", 1)
     assert rows[0].error_message == "HTTP 503" and rows[0].error_kind == "transient"
     assert rows[2].input_payload == '{"file": "a.wav"}'
@@ -129,7 +156,11 @@ def test_a_failure_logs_its_attempts_and_one_file_error() -> None:
     assert [r.status for r in changes.attempts.values()] == ["failure"]
     (log,) = changes.logs.values()
     assert (log.event_type, log.stage, log.file_name, log.status) == (
-        "file_error", "denoise", "a.wav", "HTTP 422: corrupt audio")
+        "file_error",
+        "denoise",
+        "a.wav",
+        "HTTP 422: corrupt audio",
+    )
     assert only_file(changes).ip == "127.0.0.2"  # from the failed stage's input event
 
 
@@ -143,12 +174,16 @@ def test_file_start_rows_only_when_enabled() -> None:
     assert not run(*events).logs
     logs = run(*events, log_file_start=True).logs.values()
     assert sorted((r.stage, r.event_type) for r in logs) == [
-        ("denoise", "file_start"), ("distribute", "file_start")]  # skipped: no stt start
+        ("denoise", "file_start"),
+        ("distribute", "file_start"),
+    ]  # skipped: no stt start
 
 
 def test_batch_closed_keeps_the_largest_count_and_first_time() -> None:
-    changes = run(BatchClosed(batch_id="b1", file_count=3, closed_at=at(9)),
-                  BatchClosed(batch_id="b1", file_count=5, closed_at=at(4)))
+    changes = run(
+        BatchClosed(batch_id="b1", file_count=3, closed_at=at(9)),
+        BatchClosed(batch_id="b1", file_count=5, closed_at=at(4)),
+    )
     touch = changes.batches["b1"]
     assert (touch.total_files, touch.closed_at) == (5, at(4).replace(tzinfo=None))
     assert not changes.files
@@ -165,8 +200,14 @@ def test_undecodable_records_become_dead_letter_rows() -> None:
 
 
 def test_unstorable_events_are_poison_too() -> None:
-    long_batch = FileFailed(batch_id="b" * 65, file_name="a", stage="ivr", error_kind="permanent",
-                            error="x", input_event={})
+    long_batch = FileFailed(
+        batch_id="b" * 65,
+        file_name="a",
+        stage="ivr",
+        error_kind="permanent",
+        error="x",
+        input_event={},
+    )
     assert isinstance(decode(META, encode(long_batch)), Undecodable)
     good = uploaded(0, file="x" * 1000)
     assert decode(META, encode(good)) == good
@@ -174,9 +215,15 @@ def test_unstorable_events_are_poison_too() -> None:
 
 def test_dead_letter_events_are_recorded_with_their_stage() -> None:
     raw = b'{"batch_id": "b1", "file_name": "a.wav", "oops": 1}'
-    letter = DeadLetter(source_topic="cofi.ivr.127.0.0.2", partition=1, offset=42,
-                        consumer="gpu_stage", error="undecodable",
-                        value_b64=base64.b64encode(raw).decode(), at=at(1))
+    letter = DeadLetter(
+        source_topic="cofi.ivr.127.0.0.2",
+        partition=1,
+        offset=42,
+        consumer="gpu_stage",
+        error="undecodable",
+        value_b64=base64.b64encode(raw).decode(),
+        at=at(1),
+    )
     (row,) = run(letter).dead_letters.values()
     assert (row.stage, row.batch_id, row.file_name) == ("ivr", "b1", "a.wav")
     # The same record undecodable for the tracker lands on the same row.

@@ -19,22 +19,42 @@ ALL_FLAGS = dict(assigned=True, denoise=True, ivr=True, lid=True, stt=True, llm1
 
 
 def done(count: int) -> FileSignature:
-    return FileSignature(count, **ALL_FLAGS, llm2=True, triage_route="stt",  # type: ignore[arg-type]
-                         terminal_state="done")
+    return FileSignature(
+        count,
+        **ALL_FLAGS,
+        llm2=True,
+        triage_route="stt",  # type: ignore[arg-type]
+        terminal_state="done",
+    )
 
 
 def skipped(count: int) -> FileSignature:
-    return FileSignature(count, assigned=True, denoise=True, ivr=True, lid=True,
-                         triage_route="skip", terminal_state="skipped")
+    return FileSignature(
+        count,
+        assigned=True,
+        denoise=True,
+        ivr=True,
+        lid=True,
+        triage_route="skip",
+        terminal_state="skipped",
+    )
 
 
 def failed_at(stage: str, count: int = 1) -> FileSignature:
     """Files that finished every stage before `stage`, then failed there."""
-    flags = {name: stage_index(name) < stage_index(stage)
-             for name in ("denoise", "ivr", "lid", "stt", "llm1")}
+    flags = {
+        name: stage_index(name) < stage_index(stage)
+        for name in ("denoise", "ivr", "lid", "stt", "llm1")
+    }
     route = "stt" if stage_index(stage) > stage_index("triage") else None
-    return FileSignature(count, assigned=True, triage_route=route, terminal_state="failed",
-                         failed_stage=stage, **flags)  # type: ignore[arg-type]
+    return FileSignature(
+        count,
+        assigned=True,
+        triage_route=route,
+        terminal_state="failed",
+        failed_stage=stage,
+        **flags,
+    )  # type: ignore[arg-type]
 
 
 def statuses(row: BatchRow) -> dict[str, str]:
@@ -92,7 +112,10 @@ def test_a_stage_waits_for_files_still_in_it() -> None:
     row, _ = recompute("b", None, closed(5), sigs, {}, 100)
     s = statuses(row)
     assert (s["dbInsertionStatus"], s["denoiseStatus"], s["ivrStatus"]) == (
-        "Complete", "Complete", "InProgress")
+        "Complete",
+        "Complete",
+        "InProgress",
+    )
     assert row.status == "denoiseDone"
 
 
@@ -118,16 +141,23 @@ def test_a_later_flag_implies_the_earlier_stages() -> None:
 
 
 def test_done_wins_over_failed() -> None:
-    retried = FileSignature(1, **ALL_FLAGS, llm2=True, triage_route="stt",  # type: ignore[arg-type]
-                            terminal_state="done", failed_stage="ivr")
+    retried = FileSignature(
+        1,
+        **ALL_FLAGS,
+        llm2=True,
+        triage_route="stt",  # type: ignore[arg-type]
+        terminal_state="done",
+        failed_stage="ivr",
+    )
     row, _ = recompute("b", None, closed(1), [retried], {}, 100)
     assert (row.failed_files, row.done_files, row.status) == (0, 1, "Complete")
 
 
 def test_progress_rows_every_interval_without_repeats() -> None:
     _, logs = recompute("b", None, closed(1000), [done(250)], {}, 100)
-    progress = [r.processed_files for r in logs
-                if r.stage == "denoise" and r.event_type == "stage_progress"]
+    progress = [
+        r.processed_files for r in logs if r.stage == "denoise" and r.event_type == "stage_progress"
+    ]
     assert progress == [100, 200]
     logged = {"denoise": LoggedMilestones(started=True, progress=200)}
     _, logs = recompute("b", None, closed(1000), [done(420)], logged, 100)
@@ -145,8 +175,10 @@ def test_ten_thousand_files_give_a_hundred_progress_rows_per_stage() -> None:
 
 
 def test_milestones_already_logged_are_not_logged_again() -> None:
-    everything = {s: LoggedMilestones(True, True, 3) for s in (
-        "distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")}
+    everything = {
+        s: LoggedMilestones(True, True, 3)
+        for s in ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
+    }
     _, logs = recompute("b", None, closed(3), [done(3)], everything, 1)
     assert logs == []
 

@@ -49,8 +49,9 @@ def _main() -> None:
     if config.config_file_name is not None:
         fileConfig(config.config_file_name, disable_existing_loggers=False)
     if context.is_offline_mode():
-        context.configure(url=_url(), target_metadata=metadata, literal_binds=True,
-                          render_as_batch=True)
+        context.configure(
+            url=_url(), target_metadata=metadata, literal_binds=True, render_as_batch=True
+        )
         with context.begin_transaction():
             context.run_migrations()
         return

@@ -18,8 +18,9 @@ depends_on = None
 def upgrade() -> None:
     if op.get_bind().dialect.name in ("mysql", "mariadb"):
         # Verbatim from the review, AFTER included, so the column sits where dashboards saw it.
-        op.execute("ALTER TABLE fileDistribution ADD COLUMN denoiseDone TINYINT(1) DEFAULT 0 "
-                   "AFTER file")
+        op.execute(
+            "ALTER TABLE fileDistribution ADD COLUMN denoiseDone TINYINT(1) DEFAULT 0 AFTER file"
+        )
         return
     with op.batch_alter_table("fileDistribution") as batch:
         batch.add_column(sa.Column("denoiseDone", Flag, server_default="0"))

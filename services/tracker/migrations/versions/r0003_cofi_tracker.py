@@ -56,13 +56,20 @@ _EXECUTION_COLUMNS: tuple[tuple[str, Any], ...] = (
 
 def upgrade() -> None:
     with op.batch_alter_table("fileDistribution") as batch:
-        batch.alter_column("file", type_=sa.Text(), existing_type=sa.String(255),
-                           existing_nullable=False)
+        batch.alter_column(
+            "file", type_=sa.Text(), existing_type=sa.String(255), existing_nullable=False
+        )
         # NULL until the distributor assigned a host: the upload creates the row now.
-        batch.alter_column("ip", type_=sa.String(255), existing_type=sa.String(50),
-                           nullable=True, existing_nullable=False)
-        batch.alter_column("batchId", type_=sa.String(64), existing_type=sa.Integer(),
-                           existing_nullable=False)
+        batch.alter_column(
+            "ip",
+            type_=sa.String(255),
+            existing_type=sa.String(50),
+            nullable=True,
+            existing_nullable=False,
+        )
+        batch.alter_column(
+            "batchId", type_=sa.String(64), existing_type=sa.Integer(), existing_nullable=False
+        )
         batch.add_column(sa.Column("fileKey", Key))
         for name, type_ in _FILE_COLUMNS:
             batch.add_column(sa.Column(name, type_))
@@ -72,8 +79,9 @@ def upgrade() -> None:
         batch.create_unique_constraint("uq_fileDistribution_batch_file", ["batchId", "fileKey"])
 
     with op.batch_alter_table("batchStatus") as batch:
-        batch.alter_column("batchId", type_=sa.String(64), existing_type=sa.Integer(),
-                           existing_nullable=False)
+        batch.alter_column(
+            "batchId", type_=sa.String(64), existing_type=sa.Integer(), existing_nullable=False
+        )
         batch.add_column(sa.Column("totalFiles", sa.Integer))
         for name in _BATCH_COUNTS:
             batch.add_column(sa.Column(name, sa.Integer, nullable=False, server_default="0"))
@@ -132,8 +140,13 @@ def _fill_file_keys() -> None:
     duplicates get a key derived from their id, which keeps the unique key satisfiable.
     """
     bind = op.get_bind()
-    t = sa.table("fileDistribution", sa.column("id"), sa.column("batchId"),
-                 sa.column("file"), sa.column("fileKey"))
+    t = sa.table(
+        "fileDistribution",
+        sa.column("id"),
+        sa.column("batchId"),
+        sa.column("file"),
+        sa.column("fileKey"),
+    )
     updates: dict[int, str] = {}
     if bind.dialect.name in ("mysql", "mariadb"):
         # In the server: SHA2 of the utf8mb4 bytes equals Python's sha256 of the UTF-8 name.
@@ -184,4 +197,3 @@ def downgrade() -> None:
         batch.drop_constraint("uq_fileDistribution_batch_file", type_="unique")
         for name in ("fileKey", *(n for n, _ in _FILE_COLUMNS)):
             batch.drop_column(name)
-
