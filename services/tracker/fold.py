@@ -7,6 +7,7 @@ store writes one row per file per poll whatever the number of events.
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,10 @@ MAX_BATCH_ID: Final = 64
 MAX_FILE_NAME: Final = 4096
 MAX_SHORT: Final = 255
 MAX_ERROR: Final = 4000
+MAX_URI: Final = 8192
+MAX_INT: Final = 2**31 - 1
+MIN_TIME: Final = datetime(1971, 1, 1)
+MAX_TIME: Final = datetime(9999, 1, 1)
 
 # The stage a file enters when it finished a stage (for file_start rows).
 NEXT_STAGE: Final[dict[str, str]] = {
@@ -85,21 +90,54 @@ def decode(meta: RecordMeta, value: bytes | None) -> TrackedEvent:
         return Undecodable(meta, None, "undecodable: record has no value")
     try:
         event = any_event.validate_json(value)
+        problem = unstorable(event)
     except Exception as exc:  # a pydantic error, or anything else the bytes provoke
         return Undecodable(meta, value, f"undecodable: {_short_text(str(exc), 1000)}")
-    problem = unstorable(event)
     return Undecodable(meta, value, problem) if problem else event
 
 
 def unstorable(event: Decoded) -> str | None:
-    """Why an event cannot be written (identities longer than their columns), or None."""
+    """Why a valid event still cannot be written (a value outside its column), or None.
+
+    The database would reject it in every retry, stalling the tracker; so it is refused here
+    and kept as a dead letter instead.
+    """
+    times: list[datetime] = []
+    ints: list[int] = []
+    floats: list[float] = []
+    texts: list[tuple[str, str, int]] = []
     if isinstance(event, DeadLetter):
-        return None
-    if not 0 < len(event.batch_id) <= MAX_BATCH_ID:
-        return f"unstorable: batch_id must have 1..{MAX_BATCH_ID} characters"
-    name = getattr(event, "file_name", None)
-    if name is not None and not 0 < len(name) <= MAX_FILE_NAME:
-        return f"unstorable: file_name must have 1..{MAX_FILE_NAME} characters"
+        times.append(event.at)
+        ints += [event.partition, event.offset // 2**32]
+    else:
+        texts.append(("batch_id", event.batch_id, MAX_BATCH_ID))
+        if isinstance(event, BatchClosed):
+            times.append(event.closed_at)
+            ints.append(event.file_count)
+        else:
+            texts.append(("file_name", event.file_name, MAX_FILE_NAME))
+        if isinstance(event, FileUploaded):
+            times.append(event.uploaded_at)
+            texts.append(("audio_uri", event.audio_uri, MAX_URI))
+        if isinstance(event, FileStageCompleted):
+            times.append(event.completed_at)
+            texts.append(("context.audio_uri", event.context.audio_uri, MAX_URI))
+        if isinstance(event, FileFailed):
+            times.append(event.failed_at)
+        if isinstance(event, FileStageCompleted | FileFailed):
+            for a in event.attempts:
+                times.append(a.started_at)
+                ints.append(a.number)
+                floats.append(a.duration_ms)
+    for name, text, limit in texts:
+        if not 0 < len(text) <= limit:
+            return f"unstorable: {name} must have 1..{limit} characters"
+    if any(not MIN_TIME <= naive_utc(t) <= MAX_TIME for t in times):
+        return f"unstorable: a timestamp outside {MIN_TIME.year}..{MAX_TIME.year}"
+    if any(not 0 <= i <= MAX_INT for i in ints):
+        return f"unstorable: a count outside 0..{MAX_INT}"
+    if any(not math.isfinite(f) or abs(f) > 1e300 for f in floats):
+        return "unstorable: a duration that is not a finite number"
     return None
 
 

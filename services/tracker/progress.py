@@ -267,7 +267,7 @@ def _milestones(
                 base,
                 event_key=sha256_of(batch_id, stage, STAGE_START),
                 status=IN_PROGRESS,
-                processed_files=t.resolved,
+                processed_files=0,  # the count at a start; progress rows carry the rest
             )
         )
     # One row per multiple of the interval, however many a poll crossed at once.

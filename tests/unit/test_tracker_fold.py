@@ -4,7 +4,14 @@ import base64
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from services.tracker.fold import RecordMeta, Undecodable, decode, fold, stage_of_topic
+from services.tracker.fold import (
+    RecordMeta,
+    Undecodable,
+    decode,
+    fold,
+    stage_of_topic,
+    unstorable,
+)
 from services.tracker.rows import FileChange, PollChanges, file_key, sha256_of
 from shared.events import (
     Attempt,
@@ -211,6 +218,14 @@ def test_unstorable_events_are_poison_too() -> None:
     assert isinstance(decode(META, encode(long_batch)), Undecodable)
     good = uploaded(0, file="x" * 1000)
     assert decode(META, encode(good)) == good
+    year_one = uploaded(0).model_copy(update={"uploaded_at": datetime(1, 1, 1, tzinfo=UTC)})
+    assert isinstance(decode(META, encode(year_one)), Undecodable)
+    huge = BatchClosed(batch_id="b1", file_count=2**40)
+    assert isinstance(decode(META, encode(huge)), Undecodable)
+    nan = completed("stt", 1, attempts=(attempt(1).model_copy(update={"duration_ms": 1e309}),))
+    assert unstorable(nan) == "unstorable: a duration that is not a finite number"
+    fine = completed("stt", 1, attempts=(attempt(1),))
+    assert unstorable(fine) is None and decode(META, encode(fine)) == fine
 
 
 def test_dead_letter_events_are_recorded_with_their_stage() -> None:

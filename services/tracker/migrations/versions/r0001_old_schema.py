@@ -1,7 +1,7 @@
-"""The old batch system's four tables, as the production database has them.
+"""The old batch system's four tables.
 
-The seed review names the columns; the types are the old system's (integer batch ids, short
-VARCHARs). `fileDistribution` has no `denoiseDone` yet: 0002 adds it.
+The seed review names the columns; the types are our reconstruction of the old system's
+(integer batch ids, short VARCHARs). `fileDistribution` has no `denoiseDone` yet: 0002 adds it.
 
 Revision ID: 0001
 Revises:

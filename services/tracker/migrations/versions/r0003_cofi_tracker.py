@@ -1,6 +1,8 @@
-"""cofi's additions: keys that make the tracker's writes idempotent, terminal states,
-timestamps, totals, and the deadLetters table. Only additions and widenings: every old
-column keeps its name, every row is kept.
+"""cofi's additions for the tracker.
+
+Keys that make the tracker's writes idempotent, terminal states, timestamps, totals, and
+the deadLetters table. Only additions and widenings: every old column keeps its name,
+every row is kept.
 
 - batch ids become VARCHAR(64) (the upload system's ids are strings; old integers convert);
 - file names become TEXT (they may be 1,000 characters) and get `fileKey` = sha256 hex of
