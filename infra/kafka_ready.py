@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -30,10 +31,8 @@ async def probe(bootstrap: str, attempt_timeout: float) -> str:
         await asyncio.wait_for(admin.start(), attempt_timeout)
         cluster = await asyncio.wait_for(admin.describe_cluster(), attempt_timeout)
     finally:
-        try:
+        with contextlib.suppress(Exception):
             await admin.close()
-        except Exception:
-            pass
     brokers = cluster.get("brokers") or []
     controller = cluster.get("controller_id", -1)
     if not brokers:
