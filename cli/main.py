@@ -53,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
 
+    p = sub.add_parser("retry", help="send a batch's dead-lettered files back to their stage")
+    p.add_argument("batch_id")
+    p.add_argument("--stage", help="only files that failed at this stage")
+    p.add_argument("--file", help="only this file")
+    p.set_defaults(func=_retry)
+
+    p = sub.add_parser("cancel", help="cancel a batch: stages stop starting its files")
+    p.add_argument("batch_id")
+    p.add_argument("--reason", default="cancelled by an operator")
+    p.set_defaults(func=_cancel)
+
     p = sub.add_parser("migrate", help="create or upgrade the tracker's tables")
     p.set_defaults(func=_migrate)
 
@@ -80,15 +91,11 @@ def _run_service(args: list[str]) -> None:
 
 
 def _topics(ns: argparse.Namespace) -> int:
-    from shared.kafka import ensure_topics
+    from shared.provisioning import create_pipeline_topics
 
     s = CommonSettings()
-    asyncio.run(
-        ensure_topics(
-            s.kafka_bootstrap_servers, s.topics.all_topics(s.host_ips), s.stage_partitions
-        )
-    )
-    print(f"topics ready for prefix {s.topic_prefix!r}")
+    names = asyncio.run(create_pipeline_topics(s))
+    print(f"{len(names)} topics ready for prefix {s.topic_prefix!r}")
     return 0
 
 
@@ -124,6 +131,50 @@ def _status(ns: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(show())
+
+
+def _retry(ns: argparse.Namespace) -> int:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from cli.dead_letters import plan_retry, publish, read_failures
+
+    s = CommonSettings()
+
+    async def retry() -> int:
+        engine = create_async_engine(os.environ.get("DATABASE_URL", DEFAULT_DB))
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    text(
+                        "SELECT file FROM fileDistribution WHERE batchId = :b "
+                        "AND terminalState IN ('done', 'skipped')"
+                    ),
+                    {"b": ns.batch_id},
+                )
+                finished = [r.file for r in rows]
+        finally:
+            await engine.dispose()
+        failures = await read_failures(s.kafka_bootstrap_servers, s.topics.failed)
+        plan = plan_retry(failures, s.topics, ns.batch_id, ns.stage, ns.file, finished)
+        await publish(s.kafka_bootstrap_servers, plan.outputs)
+        for reason in plan.skipped:
+            print(f"not retried: {reason}", file=sys.stderr)
+        print(f"sent {len(plan.outputs)} files of batch {ns.batch_id} back to their stage")
+        return 0
+
+    return asyncio.run(retry())
+
+
+def _cancel(ns: argparse.Namespace) -> int:
+    from cli.dead_letters import cancellation, publish
+
+    s = CommonSettings()
+    asyncio.run(
+        publish(s.kafka_bootstrap_servers, [cancellation(ns.batch_id, ns.reason, s.topics)])
+    )
+    print(f"batch {ns.batch_id} cancelled: stages stop starting its files")
+    return 0
 
 
 def _migrate(ns: argparse.Namespace) -> int:

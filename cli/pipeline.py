@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.processes import ProcessGroup, service_argv
-from shared.kafka import ensure_topics
+from shared.provisioning import create_pipeline_topics
 from shared.settings import CommonSettings
 
 
@@ -42,10 +42,7 @@ class PipelineConfig:
 
 
 async def create_topics(config: PipelineConfig) -> None:
-    settings = config.settings()
-    await ensure_topics(
-        config.bootstrap, settings.topics.all_topics(settings.host_ips), config.partitions
-    )
+    await create_pipeline_topics(config.settings())
 
 
 def start_pipeline(config: PipelineConfig, log_dir: Path) -> ProcessGroup:

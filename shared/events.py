@@ -85,6 +85,9 @@ class FileStageCompleted(Event):
     context: FileContext
     attempts: tuple[Attempt, ...] = ()
     completed_at: datetime = Field(default_factory=utcnow)
+    # The number the next stage gives its first attempt: 1, or more when `cofi retry` sends a
+    # dead-lettered file back, so its new attempts get new identities in processing_logs.
+    next_attempt: int = Field(default=1, ge=1)
 
 
 class FileFailed(Event):
@@ -116,16 +119,25 @@ class DeadLetter(Event):
     at: datetime = Field(default_factory=utcnow)
 
 
+class BatchCancelled(Event):
+    """An operator cancelled the batch: stages stop starting work for it (compacted topic)."""
+
+    type: Literal["BatchCancelled"] = "BatchCancelled"
+    batch_id: str = Field(min_length=1, max_length=64)
+    reason: str = ""
+    cancelled_at: datetime = Field(default_factory=utcnow)
+
+
 UploadEvent = Annotated[FileUploaded | BatchClosed, Field(discriminator="type")]
 FailedEvent = Annotated[FileFailed | DeadLetter, Field(discriminator="type")]
 AnyEvent = Annotated[
-    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter,
+    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled,
     Field(discriminator="type"),
 ]
 
 upload_event: TypeAdapter[FileUploaded | BatchClosed] = TypeAdapter(UploadEvent)
 any_event: TypeAdapter[
-    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter
+    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
 ] = TypeAdapter(AnyEvent)
 stage_event: TypeAdapter[FileStageCompleted] = TypeAdapter(FileStageCompleted)
 

@@ -48,9 +48,17 @@ def make_consumer(
 
 
 async def ensure_topics(
-    bootstrap_servers: str, names: Iterable[str], partitions: int, timeout_s: float = 60.0
+    bootstrap_servers: str,
+    names: Iterable[str],
+    partitions: int,
+    timeout_s: float = 60.0,
+    compacted: Iterable[str] = (),
 ) -> None:
-    """Create the topics that are missing; never rely on broker auto-creation."""
+    """Create the topics that are missing; never rely on broker auto-creation.
+
+    `compacted` topics keep the latest message per key (control events per batch).
+    """
+    compact = set(compacted)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -67,7 +75,15 @@ async def ensure_topics(
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in wanted]
+                    [
+                        NewTopic(
+                            n,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs={"cleanup.policy": "compact"} if n in compact else {},
+                        )
+                        for n in wanted
+                    ]
                 )
             log.info("created %d topics", len(wanted))
         await _wait_for_metadata(admin, set(dict.fromkeys(names)), deadline)

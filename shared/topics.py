@@ -28,6 +28,11 @@ class Topics:
     def failed(self) -> str:
         return f"{self.prefix}.failed"
 
+    @property
+    def control(self) -> str:
+        """Compacted: the latest control event per batch (e.g. `BatchCancelled`)."""
+        return f"{self.prefix}.control"
+
     def gpu(self, stage: GpuStage, host: str) -> str:
         return f"{self.prefix}.{stage}.{host}"
 
@@ -45,9 +50,10 @@ class Topics:
             self.llm("llm2"),
             self.done,
             self.failed,
+            self.control,
         ]
 
     def tracked_pattern(self) -> str:
         """Regex matching every topic the tracker reads (all of them)."""
         p = self.prefix.replace(".", r"\.")
-        return rf"^{p}\.(uploads|triage|llm1|llm2|done|failed|(denoise|ivr|lid|stt)\..+)$"
+        return rf"^{p}\.(uploads|triage|llm1|llm2|done|failed|control|(denoise|ivr|lid|stt)\..+)$"

@@ -5,6 +5,7 @@ faust's ack-in-finally cannot acknowledge an event whose output was not produced
 flushes the producer before it commits offsets.
 """
 
+import asyncio
 from typing import Any
 
 import faust
@@ -12,6 +13,7 @@ import faust
 from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
+from shared.runtime.control import CancelledBatches
 from shared.runtime.stage_runner import Output
 
 
@@ -32,12 +34,18 @@ def create_app(settings: DistributorSettings) -> faust.App:
         web_enabled=False,
     )
 
+    cancelled = CancelledBatches(settings.kafka_bootstrap_servers, topics.control)
+
     def upload_router(message: Incoming) -> list[Output]:
-        return route_upload(message, settings.gpu_hosts, topics)
+        return route_upload(message, settings.gpu_hosts, topics, cancelled)
 
     def triage_router(message: Incoming) -> list[Output]:
-        return route_after_lid(message, rules, topics)
+        return route_after_lid(message, rules, topics, cancelled)
 
+    async def follow_cancellations() -> None:
+        await cancelled.run(asyncio.Event())  # runs until the worker cancels its tasks
+
+    app.task(follow_cancellations)
     _agent(app, topics.uploads, "distribute", upload_router)
     _agent(app, topics.triage, "triage", triage_router)
     return app

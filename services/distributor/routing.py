@@ -4,7 +4,7 @@ Each function maps one raw message to the messages to publish; a message that ca
 decoded becomes a dead letter carrying its raw bytes.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,13 +40,20 @@ class Incoming:
     value: bytes | None
 
 
-def route_upload(message: Incoming, hosts: list[GpuHost], topics: Topics) -> list[Output]:
+def route_upload(
+    message: Incoming,
+    hosts: list[GpuHost],
+    topics: Topics,
+    cancelled: Container[str] = frozenset(),
+) -> list[Output]:
     try:
         event = upload_event.validate_json(message.value or b"")
     except (ValidationError, ValueError) as exc:
         return [_dead(message, topics, exc)]
     if isinstance(event, BatchClosed):
         return []  # the tracker reads the batch's size from the uploads topic itself
+    if event.batch_id in cancelled:
+        return []  # the tracker marks the batch's unstarted files cancelled
     return [_assign(event, hosts, topics)]
 
 
@@ -74,7 +81,12 @@ def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output
     return Output(topics.gpu("denoise", host), key, encode(assigned))
 
 
-def route_after_lid(message: Incoming, rules: RuleBook, topics: Topics) -> list[Output]:
+def route_after_lid(
+    message: Incoming,
+    rules: RuleBook,
+    topics: Topics,
+    cancelled: Container[str] = frozenset(),
+) -> list[Output]:
     try:
         event = FileStageCompleted.model_validate_json(message.value or b"")
         if event.stage != "lid":
@@ -83,6 +95,8 @@ def route_after_lid(message: Incoming, rules: RuleBook, topics: Topics) -> list[
             raise ValueError("event has no GPU host")
     except (ValidationError, ValueError) as exc:
         return [_dead(message, topics, exc)]
+    if event.batch_id in cancelled:
+        return []
     decision = decide(rules, event.context)
     context = event.context.model_copy(update={"triage": decision})
     facts = {
@@ -91,7 +105,7 @@ def route_after_lid(message: Incoming, rules: RuleBook, topics: Topics) -> list[
         "duration_s": context.duration_s,
     }
     attempt = Attempt(
-        number=1,
+        number=event.next_attempt,
         ok=True,
         started_at=datetime.now(UTC),
         request=facts,

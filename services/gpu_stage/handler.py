@@ -1,7 +1,7 @@
 """Handle one file at one GPU stage on one host: call the model, publish what follows."""
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,17 +49,37 @@ class GpuStageHandler:
     policy: RetryPolicy
     health: HostHealth
     call_model: ModelCall
+    cancelled: Container[str] = frozenset()
     calls: int = field(default=0)
 
     async def __call__(self, event: FileStageCompleted, record: Record) -> Sequence[Output]:
+        if event.batch_id in self.cancelled:
+            log.info(
+                "batch cancelled: %s not started",
+                self.stage,
+                extra=fields(
+                    batch=event.batch_id, file=event.file_name, stage=self.stage, host=self.host
+                ),
+            )
+            return []
         key = file_key(event.batch_id, event.file_name)
         request = work.request_for(self.stage, event)
         if self.health.is_dead:
             return [
-                self._fail(event, key, "deadline", self._dead_reason(), [self._refused(request)])
+                self._fail(
+                    event,
+                    key,
+                    "deadline",
+                    self._dead_reason(),
+                    [self._refused(request, event.next_attempt)],
+                )
             ]
         attempts, outcome = await call_with_retries(
-            lambda: self._call(request), self.policy, host=self.host, request=request
+            lambda: self._call(request),
+            self.policy,
+            host=self.host,
+            request=request,
+            first_attempt=event.next_attempt,
         )
         if outcome.ok:
             assert outcome.response is not None
@@ -93,9 +113,9 @@ class GpuStageHandler:
             f"{self.health.deadline_s:.0f}s; {self.stage} gave up"
         )
 
-    def _refused(self, request: dict[str, Any]) -> Attempt:
+    def _refused(self, request: dict[str, Any], number: int) -> Attempt:
         return Attempt(
-            number=1,
+            number=number,
             host=self.host,
             ok=False,
             error_kind="transient",

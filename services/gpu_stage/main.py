@@ -15,6 +15,7 @@ from shared.events import FileStageCompleted
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
 from shared.retry import RetryPolicy
+from shared.runtime.control import CancelledBatches
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
 from shared.stages import GPU_STAGES, GpuStage
@@ -26,6 +27,8 @@ def build_runner(
     host: str,
     client: httpx.AsyncClient,
     producer: AIOKafkaProducer,
+    health: HostHealth,
+    cancelled: CancelledBatches,
 ) -> StageRunner[FileStageCompleted]:
     url = stage_url(host, settings.stage_port(stage), stage)
     handler = GpuStageHandler(
@@ -38,8 +41,9 @@ def build_runner(
             max_delay_s=settings.gpu_retry_max_delay_s,
             budget_s=settings.gpu_retry_budget_s,
         ),
-        health=HostHealth(deadline_s=settings.gpu_host_down_deadline_s),
+        health=health,
         call_model=lambda request: call_model(client, url, request),
+        cancelled=cancelled,
     )
     name = f"gpu_stage:{stage}@{host}"
     group = settings.group_id(stage, host)
@@ -64,12 +68,17 @@ async def run(
     producer = make_producer(settings.kafka_bootstrap_servers, "gpu_stage")
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=settings.gpu_request_timeout_s, limits=limits) as client:
+        # One view of a host's health for all its stages: a dead host fails fast everywhere.
+        health = {h: HostHealth(deadline_s=settings.gpu_host_down_deadline_s) for h in hosts}
+        cancelled = CancelledBatches(settings.kafka_bootstrap_servers, settings.topics.control)
         await producer.start()
         try:
             runners = [
-                build_runner(settings, s, h, client, producer) for s in stages for h in hosts
+                build_runner(settings, s, h, client, producer, health[h], cancelled)
+                for s in stages
+                for h in hosts
             ]
-            await asyncio.gather(*(r.run(stop) for r in runners))
+            await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
         finally:
             await producer.stop()
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass
 from string import Template
 from typing import Any
@@ -42,13 +42,25 @@ class LlmStageHandler:
     chat: ChatCall
     # One limit for the whole process, whichever stage asks (LLM_MAX_CONCURRENCY).
     concurrency: asyncio.Semaphore
+    cancelled: Container[str] = frozenset()
 
     async def __call__(self, event: FileStageCompleted, record: Record) -> Sequence[Output]:
+        if event.batch_id in self.cancelled:
+            log.info(
+                "batch cancelled: %s not started",
+                self.stage,
+                extra=fields(batch=event.batch_id, file=event.file_name, stage=self.stage),
+            )
+            return []
         key = file_key(event.batch_id, event.file_name)
         messages = messages_for(self.template, self.stage, event.context, event.file_name)
         request: dict[str, Any] = {"messages": messages}
         attempts, outcome = await call_with_retries(
-            lambda: self._limited(messages), self.policy, host=None, request=request
+            lambda: self._limited(messages),
+            self.policy,
+            host=None,
+            request=request,
+            first_attempt=event.next_attempt,
         )
         if outcome.ok:
             context = event.context.model_copy(update={self.stage: outcome.response})

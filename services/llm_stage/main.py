@@ -14,6 +14,7 @@ from services.llm_stage.settings import LlmStageSettings
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
 from shared.retry import CallOutcome, RetryPolicy
+from shared.runtime.control import CancelledBatches
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
 from shared.stages import LLM_STAGES, LlmStage
@@ -42,6 +43,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                 ANSWERS[stage],
             )
 
+        cancelled = CancelledBatches(settings.kafka_bootstrap_servers, settings.topics.control)
         await producer.start()
         try:
             runners = []
@@ -53,6 +55,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     policy=policy,
                     chat=chat,
                     concurrency=concurrency,
+                    cancelled=cancelled,
                 )
                 name = f"llm_stage:{stage}"
                 runners.append(
@@ -70,7 +73,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                         max_in_flight=settings.llm_max_concurrency * 2,
                     )
                 )
-            await asyncio.gather(*(r.run(stop) for r in runners))
+            await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
         finally:
             await producer.stop()
 

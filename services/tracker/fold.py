@@ -27,6 +27,7 @@ from services.tracker.rows import (
 )
 from shared.events import (
     Attempt,
+    BatchCancelled,
     BatchClosed,
     DeadLetter,
     FileFailed,
@@ -60,7 +61,7 @@ NEXT_STAGE: Final[dict[str, str]] = {
 
 TRACKER_CONSUMER: Final = "tracker"
 
-Decoded = FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter
+Decoded = FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ def unstorable(event: Decoded) -> str | None:
     ints: list[int] = []
     floats: list[float] = []
     texts: list[tuple[str, str, int]] = []
+    if isinstance(event, BatchCancelled):
+        return None
     if isinstance(event, DeadLetter):
         times.append(event.at)
         ints += [event.partition, event.offset // 2**32]
@@ -155,6 +158,8 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
             _failed(changes, event)
         elif isinstance(event, DeadLetter):
             changes.add_dead_letter(_dead_letter_row(event, topic_prefix))
+        elif isinstance(event, BatchCancelled):
+            pass  # TODO(cancel): mark the batch's unfinished files cancelled
         else:
             changes.add_dead_letter(_undecodable_row(event, topic_prefix))
     return changes

@@ -84,3 +84,10 @@ def test_triage_dead_letters_an_event_of_the_wrong_stage() -> None:
     )
     [out] = route_after_lid(_msg(raw, "c.triage"), load_rules(DEFAULT_RULES), TOPICS)
     assert out.topic == "c.failed"
+
+
+def test_cancelled_batches_are_not_routed() -> None:
+    up = FileUploaded(batch_id="gone", file_name="a.wav", audio_uri="file:///a.wav")
+    assert route_upload(_msg(encode(up)), HOSTS, TOPICS, cancelled={"gone"}) == []
+    raw = _after_lid(is_ivr=False, language="en", duration_s=30.0)
+    assert route_after_lid(_msg(raw, "c.triage"), load_rules(DEFAULT_RULES), TOPICS, {"b"}) == []

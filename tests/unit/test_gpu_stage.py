@@ -110,3 +110,33 @@ async def test_model_api_client_classifies_http_answers() -> None:
     assert (busy.error_kind, busy.retry_after_s) == ("transient", 2.0)
     assert bad.error_kind == "permanent"
     assert "undecodable audio" in (bad.error or "")
+
+
+async def test_a_cancelled_batch_is_not_started() -> None:
+    calls: list[object] = []
+
+    async def call(request: dict[str, Any]) -> CallOutcome:
+        calls.append(request)
+        return CallOutcome(response={})
+
+    handler = GpuStageHandler(
+        stage="denoise",
+        host="h1",
+        topics=TOPICS,
+        policy=FAST,
+        health=HostHealth(deadline_s=60),
+        call_model=call,
+        cancelled={"b"},
+    )
+    assert await handler(_input(), None) == []  # type: ignore[arg-type]
+    assert calls == []
+
+
+async def test_retried_files_continue_their_attempt_numbers() -> None:
+    event = _input().model_copy(update={"next_attempt": 6})
+    ok = CallOutcome(response={"denoised_uri": "u", "duration_s": 1})
+    [out] = await _handler([ok])(event, None)  # type: ignore[arg-type]
+    done = any_event.validate_json(out.value)
+    assert isinstance(done, FileStageCompleted)
+    assert [a.number for a in done.attempts] == [6]
+    assert done.next_attempt == 1

@@ -1,0 +1,131 @@
+"""Operator tools: send dead-lettered files back to their stage, cancel a batch."""
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from pydantic import ValidationError
+
+from shared.events import (
+    BatchCancelled,
+    FileFailed,
+    FileStageCompleted,
+    FileUploaded,
+    encode,
+    file_key,
+)
+from shared.kafka import make_producer
+from shared.runtime.stage_runner import Output
+from shared.stages import StageName
+from shared.topics import Topics
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    outputs: list[Output]
+    skipped: list[str]  # why some dead letters were not sent back
+
+
+def latest_failures(
+    failures: Iterable[FileFailed], batch_id: str, stage: str | None, file_name: str | None
+) -> list[FileFailed]:
+    """The last failure of each file of the batch (a file may have failed, been retried, ...)."""
+    latest: dict[str, FileFailed] = {}
+    for failure in failures:
+        if failure.batch_id != batch_id:
+            continue
+        if file_name is not None and failure.file_name != file_name:
+            continue
+        latest[failure.file_name] = failure
+    return [f for f in latest.values() if stage is None or f.stage == stage]
+
+
+def retry_output(failure: FileFailed, topics: Topics) -> Output:
+    """The failed stage's input again, with attempt numbers continuing after the last one."""
+    next_attempt = max((a.number for a in failure.attempts), default=0) + 1
+    key = file_key(failure.batch_id, failure.file_name)
+    if failure.input_event.get("type") == "FileUploaded":
+        upload = FileUploaded.model_validate(failure.input_event)
+        return Output(topics.uploads, failure.batch_id.encode(), encode(upload))
+    event = FileStageCompleted.model_validate(failure.input_event).model_copy(
+        update={"next_attempt": next_attempt}
+    )
+    host = event.context.host
+    return Output(_input_topic(failure.stage, host, topics), key, encode(event))
+
+
+def _input_topic(stage: StageName, host: str | None, topics: Topics) -> str:
+    if stage in ("llm1", "llm2"):
+        return topics.llm(stage)
+    if stage == "triage":
+        return topics.triage
+    if host is None:
+        raise ValueError(f"a {stage} failure without a GPU host cannot be retried")
+    return topics.gpu(stage, host)
+
+
+def plan_retry(
+    failures: Iterable[FileFailed],
+    topics: Topics,
+    batch_id: str,
+    stage: str | None = None,
+    file_name: str | None = None,
+    finished: Iterable[str] = (),
+) -> RetryPlan:
+    done = set(finished)
+    outputs, skipped = [], []
+    for failure in latest_failures(failures, batch_id, stage, file_name):
+        if failure.file_name in done:
+            skipped.append(f"{failure.file_name}: already finished")
+            continue
+        try:
+            outputs.append(retry_output(failure, topics))
+        except (ValidationError, ValueError) as exc:
+            skipped.append(f"{failure.file_name}: {exc}")
+    return RetryPlan(outputs, skipped)
+
+
+async def read_failures(bootstrap: str, topic: str) -> list[FileFailed]:
+    """Every `FileFailed` on the dead-letter topic, up to its end when we started reading."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        failures: list[FileFailed] = []
+        while True:
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+            if all(positions[tp] >= end[tp] for tp in partitions):
+                break
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        failures.append(FileFailed.model_validate_json(record.value or b""))
+                    except ValidationError:
+                        continue  # dead letters of poison messages have no file to retry
+        return failures
+    finally:
+        await consumer.stop()
+
+
+async def publish(bootstrap: str, outputs: list[Output]) -> None:
+    producer = make_producer(bootstrap, "cofi-operator")
+    await producer.start()
+    try:
+        acks = [await producer.send(o.topic, o.value, key=o.key) for o in outputs]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+def cancellation(batch_id: str, reason: str, topics: Topics) -> Output:
+    event = BatchCancelled(batch_id=batch_id, reason=reason)
+    return Output(topics.control, batch_id.encode(), encode(event))
