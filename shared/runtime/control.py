@@ -47,6 +47,8 @@ class CancelledBatches:
         await consumer.start()
         try:
             partitions = await self._partitions(consumer, stop)
+            if not partitions:
+                return  # stopped before the topic existed
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)

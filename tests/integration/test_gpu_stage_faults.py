@@ -1,0 +1,162 @@
+"""GPU stages against the simulator's faults: retries, Retry-After, permanent errors, dead hosts."""
+
+import time
+from pathlib import Path
+
+from services.gpu_stage.main import run
+from services.gpu_stage.settings import GpuStageSettings
+from shared.events import FileFailed, FileStageCompleted, any_event
+from shared.provisioning import create_pipeline_topics
+from simulator.testing import running_simulator, write_corrupt_files, write_wav
+from tests.kafka_helpers import read_topic
+from tests.stage_helpers import produce_events, running, stage_input
+
+HOST = "127.0.0.2"
+
+
+def _settings(prefix: str, bootstrap: str, sim: object, **extra: object) -> GpuStageSettings:
+    ports = {
+        f"{s}_port": int(sim.gpu_url(HOST, s).rsplit(":", 1)[1].split("/")[0])  # type: ignore[attr-defined]
+        for s in ("denoise", "ivr", "lid", "stt")
+    }
+    return GpuStageSettings(
+        kafka_bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        gpu_hosts=f"{HOST}:4",  # type: ignore[arg-type]
+        gpu_retry_base_delay_s=0.05,
+        gpu_retry_max_delay_s=0.2,
+        gpu_retry_max_attempts=10,
+        gpu_request_timeout_s=2.0,
+        **ports,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _wavs(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_wav(folder / f"call_{i}.wav", seconds=0.2) for i in range(n)]
+
+
+async def test_transient_errors_are_retried_and_every_attempt_is_kept(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running_simulator(error_rate=0.3, seed=3) as sim:
+        settings = _settings(topic_prefix, kafka_bootstrap, sim)
+        await create_pipeline_topics(settings)
+        files = _wavs(tmp_path, 20)
+        await produce_events(
+            kafka_bootstrap,
+            settings.topics.gpu("denoise", HOST),
+            [stage_input("b", p, HOST) for p in files],
+        )
+        async with running(lambda stop: run(settings, ["denoise"], [HOST], stop)):
+            out = await read_topic(
+                kafka_bootstrap, [settings.topics.gpu("ivr", HOST)], lambda rs: len(rs) >= 20
+            )
+    events = [any_event.validate_json(r.value) for r in out]
+    assert all(isinstance(e, FileStageCompleted) and e.stage == "denoise" for e in events)
+    attempts = [a for e in events for a in e.attempts]  # type: ignore[union-attr]
+    failed = [a for a in attempts if not a.ok]
+    assert failed, "an error rate of 0.3 over 20 files must have failed some attempts"
+    assert all("HTTP 503" in (a.error or "") for a in failed)
+    for e in events:
+        assert [a.number for a in e.attempts] == list(range(1, len(e.attempts) + 1))  # type: ignore[union-attr]
+        assert e.attempts[-1].ok  # type: ignore[union-attr]
+
+
+async def test_a_busy_host_answering_429_is_retried_no_sooner_than_retry_after(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running_simulator(latency_scale=1.0) as sim:
+        # One request at a time, no queue: the consumer's other in-flight requests get 429.
+        await sim.set_faults(host=HOST, stage="denoise", capacity=1, queue_limit=0, latency_s=0.2)
+        settings = _settings(topic_prefix, kafka_bootstrap, sim)
+        await create_pipeline_topics(settings)
+        files = _wavs(tmp_path, 6)
+        await produce_events(
+            kafka_bootstrap,
+            settings.topics.gpu("denoise", HOST),
+            [stage_input("b", p, HOST) for p in files],
+        )
+        async with running(lambda stop: run(settings, ["denoise"], [HOST], stop)):
+            out = await read_topic(
+                kafka_bootstrap,
+                [settings.topics.gpu("ivr", HOST)],
+                lambda rs: len(rs) >= 6,
+                timeout_s=60,
+            )
+    events = [any_event.validate_json(r.value) for r in out]
+    busy = 0
+    for e in events:
+        assert isinstance(e, FileStageCompleted)
+        for before, after in zip(e.attempts, e.attempts[1:], strict=False):
+            if "HTTP 429" in (before.error or ""):
+                busy += 1
+                waited = (after.started_at - before.started_at).total_seconds()
+                assert waited >= 1.0, f"retried {waited:.2f}s after a 429 with Retry-After: 1"
+    assert busy > 0
+
+
+async def test_corrupt_and_missing_audio_fail_at_once_naming_file_stage_and_host(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    corrupt = write_corrupt_files(tmp_path)
+    missing = tmp_path / "never_uploaded.wav"
+    async with running_simulator() as sim:
+        settings = _settings(topic_prefix, kafka_bootstrap, sim)
+        await create_pipeline_topics(settings)
+        inputs = [stage_input("b", p, HOST) for p in [*corrupt.values(), missing]]
+        await produce_events(kafka_bootstrap, settings.topics.gpu("denoise", HOST), inputs)
+        async with running(lambda stop: run(settings, ["denoise"], [HOST], stop)):
+            out = await read_topic(
+                kafka_bootstrap, [settings.topics.failed], lambda rs: len(rs) >= len(inputs)
+            )
+    failures = {
+        f.file_name: f
+        for f in (any_event.validate_json(r.value) for r in out)
+        if isinstance(f, FileFailed)
+    }
+    assert set(failures) == {p.name for p in [*corrupt.values(), missing]}
+    for name, failure in failures.items():
+        assert (failure.stage, failure.host, failure.error_kind) == ("denoise", HOST, "permanent")
+        assert len(failure.attempts) == 1
+        assert failure.input_event["file_name"] == name
+        expected = "audio not found" if name == missing.name else "undecodable audio"
+        assert expected in failure.error
+
+
+async def test_a_host_down_past_its_deadline_fails_its_files_with_a_clear_reason(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running_simulator() as sim:
+        await sim.set_faults(host=HOST, down=True)
+        settings = _settings(
+            topic_prefix,
+            kafka_bootstrap,
+            sim,
+            gpu_host_down_deadline_s=1.0,
+            gpu_retry_budget_s=30.0,
+        )
+        await create_pipeline_topics(settings)
+        files = _wavs(tmp_path, 30)
+        await produce_events(
+            kafka_bootstrap,
+            settings.topics.gpu("denoise", HOST),
+            [stage_input("b", p, HOST) for p in files],
+        )
+        started = time.monotonic()
+        async with running(lambda stop: run(settings, ["denoise"], [HOST], stop)):
+            out = await read_topic(
+                kafka_bootstrap, [settings.topics.failed], lambda rs: len(rs) >= 30, timeout_s=60
+            )
+        elapsed = time.monotonic() - started
+    failures = [any_event.validate_json(r.value) for r in out]
+    assert all(isinstance(f, FileFailed) for f in failures)
+    deadline = [f for f in failures if f.error_kind == "deadline"]  # type: ignore[union-attr]
+    # The first in-flight files may spend their retry budget before the deadline passes;
+    # every file after them fails fast, and every failure says the host cannot be reached.
+    assert len(deadline) >= 30 - 4
+    assert all(f"GPU host {HOST} unreachable" in f.error for f in deadline)  # type: ignore[union-attr]
+    assert all(f"{HOST}" in f.error and "reach" in f.error for f in failures)  # type: ignore[union-attr]
+    # Fail fast once dead: 30 files do not each wait out the retry budget.
+    assert elapsed < 30
