@@ -107,14 +107,14 @@ def unstorable(event: Decoded) -> str | None:
     ints: list[int] = []
     floats: list[float] = []
     texts: list[tuple[str, str, int]] = []
-    if isinstance(event, BatchCancelled):
-        return None
     if isinstance(event, DeadLetter):
         times.append(event.at)
         ints += [event.partition, event.offset // 2**32]
     else:
         texts.append(("batch_id", event.batch_id, MAX_BATCH_ID))
-        if isinstance(event, BatchClosed):
+        if isinstance(event, BatchCancelled):
+            times.append(event.cancelled_at)
+        elif isinstance(event, BatchClosed):
             times.append(event.closed_at)
             ints.append(event.file_count)
         else:
@@ -159,7 +159,10 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
         elif isinstance(event, DeadLetter):
             changes.add_dead_letter(_dead_letter_row(event, topic_prefix))
         elif isinstance(event, BatchCancelled):
-            pass  # TODO(cancel): mark the batch's unfinished files cancelled
+            # The store marks the batch's unfinished files cancelled, including files that
+            # only show up later: stages stop starting them, so no other event will come.
+            at = naive_utc(event.cancelled_at)
+            changes.touch(event.batch_id, at).cancel(at, _short_text(event.reason, MAX_ERROR))
         else:
             changes.add_dead_letter(_undecodable_row(event, topic_prefix))
     return changes

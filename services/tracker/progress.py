@@ -9,13 +9,23 @@ changes nothing.
 How a file counts for a stage (`outcome`):
 - finished: it finished the stage or any later one;
 - skipped: triage routed it out before the stage (stt, llm1, llm2);
-- failed: its terminal state is failed (or cancelled) at or before the stage;
+- failed: its terminal state is failed at or before the stage;
+- cancelled: its batch was cancelled before the file got through the stage;
 - pending: none of these yet; it has *entered* the stage if it finished the stage before.
 A stage is Complete when the batch is closed (`totalFiles` known), every announced file is
 known and every known file is finished, skipped or failed for it. So a stage that finished
 with failures shows Complete: its failures are counted in `failedFiles` of its
 `stage_complete` row, in the `file_error` rows and in the batch's `failedFiles`, never by
 holding the stage InProgress, so that one bad file cannot stall a batch's dashboard.
+A cancelled file never resolves a stage: the stages a cancelled batch did not get through
+stay InProgress (or Pending), and the batch's `status` is Cancelled, unless every file got
+through anyway (a cancel that came too late), in which case it is Complete.
+
+Every value of the `batchStatus` row is a function of the files' rows, so any order of the
+same events gives the same row. The milestones' `createdAt`, `totalFiles`, `failedFiles`
+and `skippedFiles` record what the tracker knew when it logged them (the batch's latest event
+time and counts then): a replay logs nothing new, but another split of the same events into
+polls may log other values there.
 """
 
 from collections.abc import Iterable, Mapping
@@ -77,6 +87,7 @@ class FileSignature:
     triage_route: str | None = None
     terminal_state: str | None = None
     failed_stage: str | None = None
+    finished_at: datetime | None = None  # the latest `finishedAt` of these files
 
     def reached(self) -> int:
         """Index of the furthest stage the file is known to have finished (-2: none)."""
@@ -95,13 +106,16 @@ class FileSignature:
         return reached
 
     def outcome(self, index: int) -> str:
-        """ "finished", "skipped", "failed" or "pending" for the stage at `index`."""
+        """ "finished", "skipped", "failed", "cancelled" or "pending" for the stage at
+        `index`."""
         if self.reached() >= index:
             return "finished"
         if self.triage_route == "skip" and index > TRIAGE_INDEX:
             return "skipped"
-        if self.terminal_state in ("failed", "cancelled") and self._failed_index() <= index:
+        if self.terminal_state == "failed" and self._failed_index() <= index:
             return "failed"
+        if self.terminal_state == "cancelled":
+            return "cancelled"
         return "pending"
 
     def entered(self, index: int) -> bool:
@@ -110,7 +124,7 @@ class FileSignature:
             return True
         if outcome == "failed":
             return self._failed_index() == index
-        return outcome == "pending" and self.reached() >= index - 1
+        return outcome in ("pending", "cancelled") and self.reached() >= index - 1
 
     def _failed_index(self) -> int:
         return stage_index(self.failed_stage) if self.failed_stage else -1
@@ -123,6 +137,7 @@ class StageTally:
     finished: int = 0
     skipped: int = 0
     failed: int = 0
+    cancelled: int = 0
 
     @property
     def resolved(self) -> int:
@@ -131,15 +146,20 @@ class StageTally:
 
 
 def tally(signatures: Iterable[FileSignature], index: int) -> StageTally:
-    known = entered = finished = skipped = failed = 0
+    counts = dict.fromkeys(("finished", "skipped", "failed", "cancelled", "pending"), 0)
+    known = entered = 0
     for sig in signatures:
         known += sig.count
-        outcome = sig.outcome(index)
-        finished += sig.count if outcome == "finished" else 0
-        skipped += sig.count if outcome == "skipped" else 0
-        failed += sig.count if outcome == "failed" else 0
+        counts[sig.outcome(index)] += sig.count
         entered += sig.count if sig.entered(index) else 0
-    return StageTally(known, entered, finished, skipped, failed)
+    return StageTally(
+        known,
+        entered,
+        counts["finished"],
+        counts["skipped"],
+        counts["failed"],
+        counts["cancelled"],
+    )
 
 
 def stage_status(t: StageTally, total_files: int | None) -> str:
@@ -148,9 +168,11 @@ def stage_status(t: StageTally, total_files: int | None) -> str:
     return IN_PROGRESS if t.entered > 0 else PENDING
 
 
-def overall_status(statuses: Mapping[str, str]) -> str:
+def overall_status(statuses: Mapping[str, str], cancelled: bool = False) -> str:
     """Pending, then the done value of the furthest stage that, with every earlier stage,
-    is Complete; Complete when all are."""
+    is Complete; Complete when all are; Cancelled for a cancelled batch that is not."""
+    if cancelled and any(statuses[s.column] != COMPLETE for s in BATCH_STAGES):
+        return CANCELLED
     status = PENDING
     for stage in BATCH_STAGES:
         if statuses[stage.column] != COMPLETE:
@@ -175,6 +197,14 @@ class BatchRow:
     updated_at: datetime | None
     closed_at: datetime | None
     completed_at: datetime | None
+    cancelled_files: int = 0
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        # A batch cancelled by hand in the old system has only its status to show it.
+        return self.cancelled_at is not None or self.status == CANCELLED
 
 
 @dataclass(frozen=True)
@@ -197,7 +227,13 @@ def recompute(
     """The batch's new row and the milestones to log, from its files' current counts."""
     sigs = list(signatures)
     total = _max_opt(existing.total_files if existing else None, touch.total_files)
-    at = touch.last_at
+    updated_at = _max_opt(existing.updated_at if existing else None, touch.last_at)
+    # Milestones are stamped with the batch's latest event time, not this poll's: a poll that
+    # redelivers older events after a crash stamps what the original poll would have.
+    at = updated_at or touch.last_at
+    closed_at = _min_opt(existing.closed_at if existing else None, touch.closed_at)
+    cancelled_at, cancel_reason = _first_cancel(existing, touch)
+    cancelled = cancelled_at is not None or (existing is not None and existing.cancelled)
     statuses: dict[str, str] = {}
     logs: list[LogRow] = []
     for stage in BATCH_STAGES:
@@ -213,13 +249,13 @@ def recompute(
             logged.get(stage.name, LoggedMilestones()),
             progress_interval,
         )
-    status = overall_status(statuses)
-    if existing is not None and existing.status == CANCELLED:
-        status = CANCELLED  # set by an operator; events do not revive a cancelled batch
+    status = overall_status(statuses, cancelled)
     completed_at = None
     if status == COMPLETE:
-        completed_at = existing.completed_at if existing and existing.completed_at else at
-    terminal_counts = {state: 0 for state in ("done", "skipped", "failed")}
+        # When the last file reached its terminal state (or the close came, if later): a
+        # function of the rows, so the same whatever poll completed the batch.
+        completed_at = _max_opt(_latest(s.finished_at for s in sigs), closed_at) or at
+    terminal_counts = dict.fromkeys(("done", "skipped", "failed", "cancelled"), 0)
     for sig in sigs:
         if sig.terminal_state in terminal_counts:
             terminal_counts[sig.terminal_state] += sig.count
@@ -233,9 +269,12 @@ def recompute(
         skipped_files=terminal_counts["skipped"],
         failed_files=terminal_counts["failed"],
         created_at=_min_opt(existing.created_at if existing else None, touch.first_at),
-        updated_at=_max_opt(existing.updated_at if existing else None, touch.last_at),
-        closed_at=_min_opt(existing.closed_at if existing else None, touch.closed_at),
+        updated_at=updated_at,
+        closed_at=closed_at,
         completed_at=completed_at,
+        cancelled_files=terminal_counts["cancelled"],
+        cancelled_at=cancelled_at,
+        cancel_reason=cancel_reason,
     )
     return row, logs
 
@@ -293,6 +332,29 @@ def _milestones(
             )
         )
     return rows
+
+
+def _first_cancel(
+    existing: BatchRow | None, touch: BatchTouch
+) -> tuple[datetime | None, str | None]:
+    """The earliest cancellation and its reason (the smaller reason on a tie: any order of
+    the same cancellations gives the same answer)."""
+    found = [
+        (at, reason or "")
+        for at, reason in (
+            (existing.cancelled_at, existing.cancel_reason) if existing else (None, None),
+            (touch.cancelled_at, touch.cancel_reason),
+        )
+        if at is not None
+    ]
+    if not found:
+        return None, None
+    at, reason = min(found)
+    return at, reason
+
+
+def _latest(times: Iterable[datetime | None]) -> datetime | None:
+    return max((t for t in times if t is not None), default=None)
 
 
 def _min_opt(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -190,6 +190,8 @@ class BatchTouch:
     last_at: datetime
     total_files: int | None = None
     closed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
 
     def see(self, at: datetime) -> None:
         self.first_at = min(self.first_at, at)
@@ -201,6 +203,12 @@ class BatchTouch:
             file_count if self.total_files is None else max(self.total_files, file_count)
         )
         self.closed_at = _min_time(self.closed_at, at)
+
+    def cancel(self, at: datetime, reason: str) -> None:
+        # Several cancels of one batch: the first (the smaller reason on a tie).
+        first = (self.cancelled_at, self.cancel_reason or "")
+        if self.cancelled_at is None or (at, reason) < first:
+            self.cancelled_at, self.cancel_reason = at, reason
 
 
 @dataclass

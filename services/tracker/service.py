@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.tracker.fold import RecordMeta, TrackedEvent, Undecodable, decode, fold
 from services.tracker.store import apply_changes
 from shared.logging import fields
+from shared.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,10 @@ class Tracker:
     async def apply_records(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """SinkRunner's `apply`: raises if the database did not commit (the runner retries)."""
         events: list[TrackedEvent] = []
+        control = Topics(self.options.topic_prefix).control
         for r in records:
+            if r.value is None and r.topic == control:
+                continue  # a tombstone that compacts the control topic, not an event
             meta = RecordMeta(r.topic, r.partition, r.offset, r.timestamp, r.key)
             event = decode(meta, r.value)
             if isinstance(event, Undecodable):

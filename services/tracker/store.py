@@ -14,12 +14,14 @@ from sqlalchemy import (
     ColumnElement,
     Table,
     and_,
+    bindparam,
     case,
     func,
     insert,
     literal_column,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -82,6 +84,7 @@ async def apply_changes(
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
     if changes.files:
         await conn.execute(_file_upsert(mysql), [_file_params(c) for c in changes.files.values()])
+    await _cancel_unfinished_files(conn, changes, existing)
     await _insert_ignore(
         conn, processing_logs, [_attempt_params(a) for a in changes.attempts.values()], mysql
     )
@@ -145,6 +148,30 @@ async def _lock_batches(
     return {row.batchId: _batch_row(row._mapping) for row in await conn.execute(query)}
 
 
+async def _cancel_unfinished_files(
+    conn: AsyncConnection, changes: PollChanges, existing: dict[str, BatchRow]
+) -> None:
+    """Files of a cancelled batch that have no terminal state never will (stages stop
+    starting them): they end `cancelled` at the batch's cancel time. Run in every poll that
+    touches a cancelled batch, so files first seen after the cancel are caught too; a file
+    that finishes anyway later still ends done, skipped or failed (they outrank cancelled)."""
+    params: list[Params] = []
+    for batch_id, touch in changes.batches.items():
+        old = existing.get(batch_id)
+        times = [t for t in (old.cancelled_at if old else None, touch.cancelled_at) if t]
+        if times:
+            params.append({"batch": batch_id, "at": min(times)})
+    if not params:
+        return
+    t = file_distribution
+    await conn.execute(
+        update(t)
+        .where(t.c.batchId == bindparam("batch"), t.c.terminalState.is_(None))
+        .values(terminalState="cancelled", finishedAt=bindparam("at")),
+        params,
+    )
+
+
 async def _signatures(
     conn: AsyncConnection, batch_ids: list[str]
 ) -> dict[str, list[FileSignature]]:
@@ -152,7 +179,11 @@ async def _signatures(
     assigned = case((t.c.ip.is_not(None), literal_column("1")), else_=literal_column("0"))
     flags = [func.coalesce(t.c[name], literal_column("0")) for name in FLAG_COLUMNS]
     keys = [t.c.batchId, assigned, *flags, t.c.triageRoute, t.c.terminalState, t.c.failedStage]
-    query = select(*keys, func.count()).where(t.c.batchId.in_(batch_ids)).group_by(*keys)
+    query = (
+        select(*keys, func.count(), func.max(t.c.finishedAt))
+        .where(t.c.batchId.in_(batch_ids))
+        .group_by(*keys)
+    )
     result: dict[str, list[FileSignature]] = {}
     flag_fields = [
         stage
@@ -162,7 +193,7 @@ async def _signatures(
         values: tuple[Any, ...] = tuple(row)
         batch_id, is_assigned = values[0], values[1]
         flag_values = values[2 : 2 + len(FLAG_COLUMNS)]
-        route, terminal, failed_stage, count = (values[-4], values[-3], values[-2], values[-1])
+        route, terminal, failed_stage, count, finished_at = values[-5:]
         result.setdefault(batch_id, []).append(
             FileSignature(
                 count=int(count),
@@ -170,6 +201,7 @@ async def _signatures(
                 triage_route=route,
                 terminal_state=terminal,
                 failed_stage=failed_stage,
+                finished_at=finished_at,
                 **{stage: bool(v) for stage, v in zip(flag_fields, flag_values, strict=True)},
             )
         )
@@ -360,6 +392,9 @@ def _batch_params(r: BatchRow) -> Params:
         "updatedAt": r.updated_at,
         "closedAt": r.closed_at,
         "completedAt": r.completed_at,
+        "cancelledFiles": r.cancelled_files,
+        "cancelledAt": r.cancelled_at,
+        "cancelReason": r.cancel_reason,
     }
 
 
@@ -377,6 +412,9 @@ def _batch_row(m: RowMapping) -> BatchRow:
         updated_at=m["updatedAt"],
         closed_at=m["closedAt"],
         completed_at=m["completedAt"],
+        cancelled_files=m["cancelledFiles"] or 0,
+        cancelled_at=m["cancelledAt"],
+        cancel_reason=m["cancelReason"],
     )
 
 

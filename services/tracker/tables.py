@@ -86,6 +86,10 @@ batch_status = Table(
     Column("updatedAt", Timestamp),
     Column("closedAt", Timestamp),
     Column("completedAt", Timestamp),
+    # Added by 0004: a cancelled batch (BatchCancelled on the control topic).
+    Column("cancelledFiles", Integer, nullable=False, server_default="0"),
+    Column("cancelledAt", Timestamp),
+    Column("cancelReason", Text),
     UniqueConstraint("batchId", name="uq_batchStatus_batchId"),
 )
 

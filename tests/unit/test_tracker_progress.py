@@ -190,11 +190,91 @@ def test_milestone_keys_are_stable() -> None:
     assert len({r.event_key for r in a}) == len(a)
 
 
-def test_timestamps_and_cancellation() -> None:
+def test_timestamps() -> None:
     later = datetime(2026, 1, 16)
     first, _ = recompute("b", None, closed(2), [done(1)], {}, 100)
-    cancelled = BatchRow(**{**first.__dict__, "status": "Cancelled"})
-    row, _ = recompute("b", cancelled, BatchTouch(later, later), [done(2)], {}, 100)
-    assert row.status == "Cancelled"
+    row, _ = recompute("b", first, BatchTouch(later, later), [done(1)], {}, 100)
     assert (row.created_at, row.updated_at, row.closed_at) == (T, later, T)
+    assert row.completed_at is None and row.status != "Complete"
+
+
+def test_completed_at_is_when_the_last_file_ended_whatever_poll_completes_the_batch() -> None:
+    ended = datetime(2026, 1, 15, 12, 30)
+    last = FileSignature(**{**done(1).__dict__, "finished_at": ended})
+    early = FileSignature(**{**done(2).__dict__, "finished_at": T})
+    for touch_at in (datetime(2026, 1, 15, 13), datetime(2026, 1, 20)):
+        touch = BatchTouch(touch_at, touch_at, 3, T)
+        row, _ = recompute("b", None, touch, [early, last], {}, 100)
+        assert (row.status, row.completed_at) == ("Complete", ended)
+    # A close after the last file completes the batch at the close.
+    closing = datetime(2026, 1, 15, 14)
+    row, _ = recompute("b", None, BatchTouch(T, closing, 3, closing), [early, last], {}, 100)
+    assert row.completed_at == closing
+
+
+def test_milestones_are_stamped_with_the_batchs_latest_event_time() -> None:
+    """A poll that redelivers old events after a crash stamps its milestones as the original
+    poll would have: with the latest event time seen for the batch, not the poll's."""
+    later = datetime(2026, 1, 15, 13)
+    existing, _ = recompute("b", None, BatchTouch(T, later), [done(1)], {}, 100)
+    _, logs = recompute("b", existing, closed(3), [done(3)], {}, 100)
+    assert logs and {r.created_at for r in logs} == {later}
+
+
+def cancelled_files(count: int, reached: str) -> FileSignature:
+    """Files that finished every stage up to `reached`, then their batch was cancelled."""
+    flags = {
+        name: stage_index(name) <= stage_index(reached)
+        for name in ("denoise", "ivr", "lid", "stt", "llm1")
+    }
+    return FileSignature(count, assigned=True, terminal_state="cancelled", **flags)  # type: ignore[arg-type]
+
+
+def cancel(at: datetime, reason: str = "operator") -> BatchTouch:
+    touch = BatchTouch(at, at)
+    touch.cancel(at, reason)
+    return touch
+
+
+def test_a_cancelled_batch_shows_where_it_stopped() -> None:
+    at = datetime(2026, 1, 15, 12, 5)
+    sigs = [done(2), cancelled_files(3, "ivr")]
+    existing, _ = recompute("b", None, closed(5), sigs, {}, 1)
+    row, logs = recompute("b", existing, cancel(at, "wrong batch"), sigs, {}, 1)
+    assert (row.status, row.cancelled_at, row.cancel_reason) == ("Cancelled", at, "wrong batch")
+    assert (row.done_files, row.cancelled_files, row.failed_files) == (2, 3, 0)
     assert row.completed_at is None
+    got = statuses(row)
+    assert got["denoiseStatus"] == got["ivrStatus"] == "Complete"
+    # The cancelled files never went through lid and later stages: not Complete, no
+    # stage_complete, and not counted as failures.
+    assert {got[c] for c in ("lidStatus", "sttStatus", "llm2Status")} == {"InProgress"}
+    assert {r.stage for r in logs if r.event_type == "stage_complete"} == {
+        "distribute",
+        "denoise",
+        "ivr",
+    }
+    assert tally(sigs, stage_index("lid")).cancelled == 3
+    assert tally(sigs, stage_index("lid")).failed == 0
+
+
+def test_cancellation_sticks_and_the_first_one_counts() -> None:
+    first, second = datetime(2026, 1, 15, 12, 5), datetime(2026, 1, 15, 12, 9)
+    sigs = [done(1), cancelled_files(1, "lid")]
+    a, _ = recompute("b", None, cancel(second, "b"), sigs, {}, 100)
+    a, _ = recompute("b", a, cancel(first, "a"), sigs, {}, 100)
+    b, _ = recompute("b", None, cancel(first, "a"), sigs, {}, 100)
+    b, _ = recompute("b", b, cancel(second, "b"), sigs, {}, 100)
+    assert a == b and (a.cancelled_at, a.cancel_reason, a.status) == (first, "a", "Cancelled")
+    later, _ = recompute("b", a, BatchTouch(second, second), sigs, {}, 100)
+    assert later.status == "Cancelled" and later.cancelled_at == first
+
+
+def test_a_cancel_that_came_too_late_leaves_the_batch_complete() -> None:
+    row, _ = recompute("b", None, closed(2), [done(2)], {}, 100)
+    row, _ = recompute("b", row, cancel(datetime(2026, 1, 16)), [done(2)], {}, 100)
+    assert row.status == "Complete" and row.cancelled_at is not None
+    # A batch cancelled by hand in the old system (status only) stays cancelled too.
+    old = BatchRow(**{**row.__dict__, "status": "Cancelled", "cancelled_at": None})
+    row, _ = recompute("b", old, TOUCH, [done(1)], {}, 100)
+    assert row.status == "Cancelled"

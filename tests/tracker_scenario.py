@@ -1,0 +1,383 @@
+"""A synthetic batch's events and helpers for the tracker's tests: build the events, send
+them through Kafka or straight into a Tracker, dump and compare the tables."""
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.tracker.fold import RecordMeta, TrackedEvent, Undecodable
+from services.tracker.service import Tracker, TrackerOptions
+from services.tracker.tables import (
+    batch_execution_log,
+    batch_status,
+    dead_letters,
+    file_distribution,
+    processing_logs,
+)
+from shared.events import (
+    Attempt,
+    BatchCancelled,
+    BatchClosed,
+    DeadLetter,
+    Event,
+    FileContext,
+    FileFailed,
+    FileStageCompleted,
+    FileUploaded,
+    TriageDecision,
+    encode,
+    file_key,
+)
+from shared.kafka import ensure_topics, make_producer
+from shared.topics import Topics
+
+HOSTS = ("127.0.0.2", "127.0.0.3")
+T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+STAGES = ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
+FAIL_AT = ("denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
+TABLES: tuple[tuple[Table, str], ...] = (
+    (file_distribution, "fileKey"),
+    (batch_status, "batchId"),
+    (processing_logs, "attemptKey"),
+    (batch_execution_log, "eventKey"),
+    (dead_letters, "letterKey"),
+)
+
+
+@dataclass
+class Scenario:
+    batch_id: str
+    events: list[Event] = field(default_factory=list)
+    poison: list[Undecodable] = field(default_factory=list)
+    terminal: Counter[str] = field(default_factory=Counter)
+    failed_stage: dict[str, str] = field(default_factory=dict)
+    attempts: set[tuple[str, str, int]] = field(default_factory=set)
+    file_errors: int = 0
+
+
+def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
+    """`n` files: most done, every tenth failing at some stage, every tenth triaged out,
+    every fiftieth failing at ivr and then succeeding on a retry; transient retries as extra
+    attempts; one very long and one non-ASCII name; one dead letter and one poison record.
+    Events come out in pipeline order (every upload, then every host assignment, ...)."""
+    sc = Scenario(batch_id)
+    names = [f"call-{i:04d}.wav" for i in range(n)]
+    names[1] = "x" * 990 + "-long.wav"
+    names[2] = "Gespräch-ü-02.wav"
+    clock = iter(range(1_000_000))
+
+    def at() -> datetime:
+        return T0 + timedelta(milliseconds=10 * next(clock))
+
+    waves: dict[str, list[Event]] = {stage: [] for stage in ("upload", *STAGES, "failed")}
+    for name in names:
+        waves["upload"].append(
+            FileUploaded(
+                batch_id=batch_id, file_name=name, audio_uri=f"s3://audio/{name}", uploaded_at=at()
+            )
+        )
+    waves["upload"].insert(n // 2, BatchClosed(batch_id=batch_id, file_count=n, closed_at=at()))
+
+    for i, name in enumerate(names):
+        host = HOSTS[i % 2]
+        fail_at = FAIL_AT[(i // 10) % len(FAIL_AT)] if i % 10 == 3 else None
+        skip = i % 10 == 7
+        retried = i % 50 == 5
+        triage: TriageDecision | None = None
+        for stage in STAGES:
+            attempts: list[Attempt] = []
+            if stage != "distribute":
+                failures = 2 if (i + STAGES.index(stage)) % 7 == 0 else 0
+                attempts = [
+                    _attempt(k + 1, host, ok=k == failures, at=at()) for k in range(failures + 1)
+                ]
+            if stage == fail_at:
+                bad = [_attempt(k + 1, host, ok=False, at=at()) for k in range(3)]
+                waves["failed"].append(_failure(batch_id, name, stage, host, bad, at()))
+                sc.attempts |= {(name, stage, a.number) for a in bad}
+                sc.failed_stage[name] = stage
+                sc.terminal["failed"] += 1
+                sc.file_errors += 1
+                break
+            if retried and stage == "ivr":
+                bad = [_attempt(k + 1, host, ok=False, at=at()) for k in range(2)]
+                waves["failed"].append(_failure(batch_id, name, stage, host, bad, at()))
+                sc.attempts |= {(name, stage, a.number) for a in bad}
+                sc.file_errors += 1
+                # The retry goes on numbering where the failed run stopped.
+                attempts = [_attempt(3, host, ok=True, at=at())]
+            if stage == "triage":
+                triage = TriageDecision(
+                    route="skip" if skip else "stt",
+                    rule="short-call" if skip else None,
+                    reason="rules",
+                )
+            context = FileContext(
+                audio_uri=f"s3://audio/{name}",
+                host=host,
+                triage=triage,
+                transcript="hello" if stage in ("stt", "llm1", "llm2") else None,
+            )
+            waves[stage].append(
+                FileStageCompleted(
+                    batch_id=batch_id,
+                    file_name=name,
+                    stage=stage,
+                    context=context,
+                    attempts=tuple(attempts),
+                    completed_at=at(),
+                )
+            )
+            sc.attempts |= {(name, stage, a.number) for a in attempts}
+            if skip and stage == "triage":
+                sc.terminal["skipped"] += 1
+                break
+        else:
+            sc.terminal["done"] += 1
+    waves["failed"].append(
+        DeadLetter(
+            source_topic="cofi.ivr.127.0.0.2",
+            partition=0,
+            offset=5,
+            consumer="gpu_stage",
+            error="undecodable: bad json",
+            value_b64="e30K",
+            at=at(),
+        )
+    )
+    for stage in ("upload", *STAGES):
+        sc.events += waves[stage]
+        if stage == "lid":
+            sc.events += waves["failed"]  # failures interleave with the stages
+    sc.poison.append(
+        Undecodable(
+            RecordMeta("cofi.done", 0, 999, 1_768_467_600_000), b"not json", "undecodable: not json"
+        )
+    )
+    return sc
+
+
+def _attempt(number: int, host: str, ok: bool, at: datetime) -> Attempt:
+    return Attempt(
+        number=number,
+        host=host,
+        ok=ok,
+        started_at=at,
+        duration_ms=100.0 + number,
+        error=None if ok else "HTTP 503 from model",
+        error_kind=None if ok else "transient",
+        request={"n": number},
+        response={"ok": ok},
+    )
+
+
+def _failure(
+    batch_id: str, name: str, stage: str, host: str, attempts: list[Attempt], at: datetime
+) -> FileFailed:
+    return FileFailed(
+        batch_id=batch_id,
+        file_name=name,
+        stage=stage,
+        host=host,  # type: ignore[arg-type]
+        error_kind="permanent",
+        error=f"{stage} gave up: HTTP 422",
+        attempts=tuple(attempts),
+        input_event={"context": {"host": host}},
+        failed_at=at,
+    )
+
+
+def tracked(sc: Scenario) -> list[TrackedEvent]:
+    return [*sc.events, *sc.poison]  # type: ignore[list-item]
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+async def apply_in_polls(
+    tracker: Tracker, events: Sequence[TrackedEvent], sizes: Callable[[], int]
+) -> None:
+    i = 0
+    while i < len(events):
+        size = sizes()
+        await tracker.apply_events(events[i : i + size])
+        i += size
+
+
+async def dump(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, without autoincrement ids, in natural-key order."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    async with engine.connect() as conn:
+        for table, key in TABLES:
+            columns = [c for c in table.c if c.name != "id"]
+            rows = await conn.execute(select(*columns).order_by(table.c[key]))
+            out[table.name] = [tuple(r) for r in rows]
+    return out
+
+
+# Columns that record what the tracker knew when it logged a milestone (its counts and the
+# batch's latest event time then): another split of the same events into polls may log other
+# values there. Everything else is a function of the events alone.
+ORDER_DEPENDENT = {
+    "batchExecutionLog": {"totalFiles", "failedFiles", "skippedFiles", "createdAt"},
+}
+
+
+async def state(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """`dump` without the order-dependent columns."""
+    tables = await dump(engine)
+    for table, _ in TABLES:
+        names = [c.name for c in table.c if c.name != "id"]
+        drop = ORDER_DEPENDENT.get(table.name, set())
+        keep = [i for i, n in enumerate(names) if n not in drop]
+        tables[table.name] = [tuple(row[i] for i in keep) for row in tables[table.name]]
+    return tables
+
+
+async def empty(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        for table, _ in TABLES:
+            await conn.execute(delete(table))
+
+
+def tracker_for(engine: AsyncEngine, interval: int = 100) -> Tracker:
+    return Tracker(engine, TrackerOptions(topic_prefix="cofi", progress_interval=interval))
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    timeout_s: float,
+    task: "asyncio.Task[None] | None" = None,
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if task is not None and task.done():
+            task.result()  # raises what stopped the tracker
+            raise AssertionError(f"tracker stopped before {what}")
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def assert_expected_tables(
+    sc: Scenario, tables: dict[str, list[tuple[Any, ...]]], n: int = 300
+) -> None:
+    fd_cols = [c.name for c in file_distribution.c if c.name != "id"]
+    files = {
+        row[fd_cols.index("file")]: dict(zip(fd_cols, row, strict=True))
+        for row in tables["fileDistribution"]
+    }
+    assert len(files) == n
+    assert Counter(f["terminalState"] for f in files.values()) == sc.terminal
+    for name, f in files.items():
+        assert f["fileKey"] == hashlib.sha256(name.encode()).hexdigest()
+        assert f["batchId"] == sc.batch_id and f["ip"] in HOSTS
+        assert f["createdAt"] is not None and f["updatedAt"] >= f["createdAt"]
+        if f["terminalState"] == "done":
+            assert [
+                f[c]
+                for c in ("denoiseDone", "ivrDone", "lidDone", "sttDone", "llm1Done", "llm2Done")
+            ] == [1] * 6
+            assert f["triageRoute"] == "stt" and f["finishedAt"] is not None
+        elif f["terminalState"] == "skipped":
+            assert (f["lidDone"], f["sttDone"], f["triageRoute"], f["triageRule"]) == (
+                1,
+                0,
+                "skip",
+                "short-call",
+            )
+        else:
+            stage = sc.failed_stage[name]
+            assert f["failedStage"] == stage and "HTTP 422" in f["failedError"]
+            flags = {s: f[f"{s}Done"] for s in ("denoise", "ivr", "lid", "stt", "llm1", "llm2")}
+            assert flags == {s: int(STAGES.index(s) < STAGES.index(stage)) for s in flags}
+    retried = [
+        f for f in files.values() if f["failedStage"] == "ivr" and f["terminalState"] == "done"
+    ]
+    assert retried, "a file that failed and then succeeded is done"
+
+    bs_cols = [c.name for c in batch_status.c if c.name != "id"]
+    (batch,) = [dict(zip(bs_cols, row, strict=True)) for row in tables["batchStatus"]]
+    assert {batch[c] for c in bs_cols if c.endswith("Status")} == {"Complete"}
+    assert (batch["status"], batch["totalFiles"], batch["knownFiles"]) == ("Complete", n, n)
+    assert (batch["doneFiles"], batch["skippedFiles"], batch["failedFiles"]) == (
+        sc.terminal["done"],
+        sc.terminal["skipped"],
+        sc.terminal["failed"],
+    )
+    assert batch["completedAt"] is not None
+
+    pl_cols = [c.name for c in processing_logs.c if c.name != "id"]
+    logs = [dict(zip(pl_cols, row, strict=True)) for row in tables["processing_logs"]]
+    assert {(r["call_id"], r["stage_name"], r["attempt"]) for r in logs} == sc.attempts
+    assert len(logs) == len(sc.attempts)
+    assert {r["status"] for r in logs} == {"success", "failure"}
+
+    el_cols = [c.name for c in batch_execution_log.c if c.name != "id"]
+    events = [dict(zip(el_cols, row, strict=True)) for row in tables["batchExecutionLog"]]
+    kinds = Counter(r["eventType"] for r in events)
+    assert kinds == {
+        "stage_start": 8,
+        "stage_complete": 8,
+        "stage_progress": 8 * (n // 100),
+        "file_error": sc.file_errors,
+    }
+    progress = sorted(
+        (r["stage"], r["processedFiles"]) for r in events if r["eventType"] == "stage_progress"
+    )
+    assert progress == sorted((s, k) for s in STAGES for k in range(100, n + 1, 100))
+    assert len(tables["deadLetters"]) == 2
+
+
+# --- through Kafka ----------------------------------------------------------------------
+
+
+def route(event: Event, topics: Topics) -> tuple[str, bytes]:
+    """The topic each event travels on in the pipeline."""
+    if isinstance(event, FileUploaded | BatchClosed):
+        return topics.uploads, event.batch_id.encode()
+    if isinstance(event, BatchCancelled):
+        return topics.control, event.batch_id.encode()
+    if isinstance(event, FileFailed):
+        return topics.failed, file_key(event.batch_id, event.file_name)
+    if isinstance(event, DeadLetter):
+        return topics.failed, b"dead"
+    assert isinstance(event, FileStageCompleted)
+    key, host = file_key(event.batch_id, event.file_name), event.context.host or HOSTS[0]
+    triage = event.context.triage
+    topic = {
+        "distribute": topics.gpu("denoise", host),
+        "denoise": topics.gpu("ivr", host),
+        "ivr": topics.gpu("lid", host),
+        "lid": topics.triage,
+        "triage": topics.gpu("stt", host) if triage and triage.route == "stt" else topics.done,
+        "stt": topics.llm("llm1"),
+        "llm1": topics.llm("llm2"),
+        "llm2": topics.done,
+    }[event.stage]
+    return topic, key
+
+
+async def produce(
+    bootstrap: str, topics: Topics, events: Sequence[Event], *, partitions: int = 2
+) -> int:
+    """Create the topics and send each event where the pipeline would; the number sent."""
+    await ensure_topics(bootstrap, topics.all_topics(list(HOSTS)), partitions=partitions)
+    producer = make_producer(bootstrap, f"{topics.prefix}-test")
+    await producer.start()
+    try:
+        for event in events:
+            topic, key = route(event, topics)
+            await producer.send(topic, value=encode(event), key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(events)
