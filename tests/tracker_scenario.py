@@ -367,9 +367,15 @@ def route(event: Event, topics: Topics) -> tuple[str, bytes]:
 
 
 async def produce(
-    bootstrap: str, topics: Topics, events: Sequence[Event], *, partitions: int = 2
+    bootstrap: str,
+    topics: Topics,
+    events: Sequence[Event],
+    *,
+    partitions: int = 2,
+    poison: bool = True,
 ) -> int:
-    """Create the topics and send each event where the pipeline would; the number sent."""
+    """Create the topics and send each event where the pipeline would, then (`poison`) one
+    record nobody can decode on the done topic; the number of records sent."""
     await ensure_topics(bootstrap, topics.all_topics(list(HOSTS)), partitions=partitions)
     producer = make_producer(bootstrap, f"{topics.prefix}-test")
     await producer.start()
@@ -377,7 +383,9 @@ async def produce(
         for event in events:
             topic, key = route(event, topics)
             await producer.send(topic, value=encode(event), key=key)
+        if poison:
+            await producer.send(topics.done, value=b"\x00 poison", key=b"poison")
         await producer.flush()
     finally:
         await producer.stop()
-    return len(events)
+    return len(events) + int(poison)
