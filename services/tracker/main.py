@@ -4,6 +4,7 @@ import asyncio
 import logging
 import sys
 
+from services.tracker.kill_switch import kill_after_polls
 from services.tracker.migrate import migrate
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
@@ -41,6 +42,8 @@ async def run(
         client_id=f"{settings.group_id}-consumer",
         max_poll_records=settings.tracker_max_batch,
     )
+    if after_apply is None and settings.tracker_kill_after_polls:
+        after_apply = kill_after_polls(settings.tracker_kill_after_polls)
     runner = SinkRunner(
         name="tracker",
         consumer=consumer,

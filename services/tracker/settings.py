@@ -19,6 +19,9 @@ class TrackerSettings(CommonSettings):
     tracker_migrate: bool = True
     # How long startup waits for the database to answer before giving up.
     database_wait_s: float = Field(default=120.0, ge=0)
+    # Test hook (services/tracker/kill_switch.py): SIGKILL after the N-th poll's database
+    # commit, before its offset commit. 0 disables it.
+    tracker_kill_after_polls: int = Field(default=0, ge=0)
 
     @property
     def resolved_database_url(self) -> str:
