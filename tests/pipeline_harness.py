@@ -52,6 +52,7 @@ async def running_pipeline(
     bootstrap: str,
     gpu_hosts: str = "127.0.0.2:4,127.0.0.3:4",
     latency_scale: float = 0.05,
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[RunningPipeline]:
     from services.tracker.migrate import migrate
 
@@ -63,7 +64,7 @@ async def running_pipeline(
         llm_port=18000,
         control_port=15099,
         latency_scale=latency_scale,
-        extra_env=dict(TEST_PORTS, LOG_JSON="true"),
+        extra_env={**TEST_PORTS, "LOG_JSON": "true", **(extra_env or {})},
     )
     await create_topics(config)
     await migrate(database_url)
