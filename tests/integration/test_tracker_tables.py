@@ -4,7 +4,9 @@ tables, replays that change nothing, and a round trip through the broker."""
 import asyncio
 import hashlib
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,7 +27,16 @@ from services.tracker.tables import (
     metadata,
     processing_logs,
 )
-from shared.events import FileContext, FileStageCompleted, encode
+from shared.events import (
+    Attempt,
+    BatchCancelled,
+    BatchClosed,
+    FileContext,
+    FileStageCompleted,
+    FileUploaded,
+    TriageDecision,
+    encode,
+)
 from shared.kafka import ensure_topics, make_producer
 from shared.settings import GpuHost
 from tests.tracker_scenario import (
@@ -271,6 +282,168 @@ async def test_the_order_of_events_does_not_change_the_state(db_url: str) -> Non
             assert await state(engine) == reference
     finally:
         await engine.dispose()
+
+
+def redelivered_across_partitions(
+    events: list[TrackedEvent], partitions: int, rng: random.Random
+) -> list[TrackedEvent]:
+    """What a tracker may read: events keyed to `partitions` partitions (a file's events stay
+    in order on its partition, as the stage topics are keyed), every event delivered twice
+    (a partition is read up to a point, then again from the start, as after a crash before
+    the offset commit, then its rest again), and the partitions interleaved at random."""
+    streams: list[list[TrackedEvent]] = [[] for _ in range(partitions)]
+    for event in events:
+        key = getattr(event, "file_name", None) or getattr(event, "batch_id", "") or "poison"
+        streams[int(hashlib.sha256(key.encode()).hexdigest(), 16) % partitions].append(event)
+    delivered: list[list[TrackedEvent]] = []
+    for stream in streams:
+        cut = rng.randint(0, len(stream))
+        delivered.append(stream[:cut] + stream + stream[cut:])
+    out: list[TrackedEvent] = []
+    while any(delivered):
+        stream = rng.choice([d for d in delivered if d])
+        take = rng.randint(1, 50)
+        out += stream[:take]
+        del stream[:take]
+    return out
+
+
+async def test_each_event_twice_out_of_order_across_partitions(db_url: str) -> None:
+    """Every event delivered twice, partitions interleaved at random, polls of random sizes:
+    the same tables as every event once in pipeline order (milestones' observational columns
+    aside, see tests/tracker_scenario.py ORDER_DEPENDENT)."""
+    await migrate(db_url)
+    sc = build_scenario(n=200)
+    events = tracked(sc)
+    engine = make_engine(db_url)
+    rng = random.Random(5)
+    try:
+        await apply_in_polls(tracker_for(engine), events, lambda: 500)
+        reference = await state(engine)
+        for partitions in (4, 7):
+            await empty(engine)
+            stream = redelivered_across_partitions(events, partitions, rng)
+            assert len(stream) == 2 * len(events)
+            await apply_in_polls(tracker_for(engine), stream, lambda: rng.randint(1, 300))
+            assert await state(engine) == reference
+            assert_expected_tables(sc, await dump(engine), n=200)
+    finally:
+        await engine.dispose()
+
+
+# --- a cancelled batch ------------------------------------------------------------------
+
+
+def cancelled_batch() -> tuple[list[TrackedEvent], datetime]:
+    """30 files: 0-9 done; 10-19 through ivr when the batch is cancelled, except 19, in
+    flight, which goes on to the end; 20-29 uploaded but never distributed. The cancel is
+    read in the middle: before 19's later stages and before the uploads of 25-29."""
+    cancelled_at = T0 + timedelta(minutes=5)
+    names = [f"c-{i:02d}.wav" for i in range(30)]
+
+    def stage_event(i: int, stage: str, minute: float) -> FileStageCompleted:
+        return FileStageCompleted(
+            batch_id="cancelled",
+            file_name=names[i],
+            stage=stage,  # type: ignore[arg-type]
+            context=FileContext(
+                audio_uri=f"s3://{names[i]}",
+                host=HOSTS[i % 2],
+                triage=TriageDecision(route="stt") if stage in LATER else None,
+            ),
+            attempts=(Attempt(number=1, ok=True, started_at=T0, host=HOSTS[i % 2]),)
+            if stage != "distribute"
+            else (),
+            completed_at=T0 + timedelta(minutes=minute),
+        )
+
+    early: list[TrackedEvent] = [
+        FileUploaded(batch_id="cancelled", file_name=n, audio_uri=f"s3://{n}", uploaded_at=T0)
+        for n in names[:25]
+    ]
+    early.append(BatchClosed(batch_id="cancelled", file_count=30, closed_at=T0))
+    for i in range(20):
+        stages = ALL_STAGES if i < 10 else ALL_STAGES[:3]
+        early += [stage_event(i, stage, 1 + k * 0.1) for k, stage in enumerate(stages)]
+    late: list[TrackedEvent] = [
+        stage_event(19, stage, 6 + k * 0.1) for k, stage in enumerate(ALL_STAGES[3:])
+    ]
+    late += [
+        FileUploaded(batch_id="cancelled", file_name=n, audio_uri=f"s3://{n}", uploaded_at=T0)
+        for n in names[25:]
+    ]
+    cancel = BatchCancelled(batch_id="cancelled", reason="wrong batch", cancelled_at=cancelled_at)
+    return [*early, cancel, *late], cancelled_at
+
+
+ALL_STAGES = ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
+LATER = ALL_STAGES[4:]
+
+
+async def test_a_cancelled_batch_ends_its_unfinished_files_cancelled_in_any_order(
+    db_url: str,
+) -> None:
+    await migrate(db_url)
+    events, cancel_time = cancelled_batch()
+    cancelled_at = cancel_time.replace(tzinfo=None)  # stored as naive UTC
+    engine = make_engine(db_url)
+    rng = random.Random(3)
+    try:
+        await apply_in_polls(tracker_for(engine, interval=5), events, lambda: 7)
+        reference = await state(engine)
+        tables = await dump(engine)
+        for _ in range(2):
+            await empty(engine)
+            stream = events + events
+            rng.shuffle(stream)
+            await apply_in_polls(
+                tracker_for(engine, interval=5), stream, lambda: rng.randint(1, 40)
+            )
+            assert await state(engine) == reference
+    finally:
+        await engine.dispose()
+
+    fd_cols = [c.name for c in file_distribution.c if c.name != "id"]
+    files = {
+        row[fd_cols.index("file")]: dict(zip(fd_cols, row, strict=True))
+        for row in tables["fileDistribution"]
+    }
+    ended = Counter(f["terminalState"] for f in files.values())
+    assert ended == {"done": 11, "cancelled": 19}
+    for i in (*range(10, 19), *range(20, 30)):
+        f = files[f"c-{i:02d}.wav"]
+        assert (f["terminalState"], f["finishedAt"]) == ("cancelled", cancelled_at)
+    assert files["c-19.wav"]["terminalState"] == "done"  # in flight: it finished anyway
+    assert files["c-12.wav"]["ivrDone"] == 1 and files["c-12.wav"]["lidDone"] == 0
+
+    bs_cols = [c.name for c in batch_status.c if c.name != "id"]
+    (batch,) = [dict(zip(bs_cols, row, strict=True)) for row in tables["batchStatus"]]
+    assert (batch["status"], batch["cancelledAt"], batch["cancelReason"]) == (
+        "Cancelled",
+        cancelled_at,
+        "wrong batch",
+    )
+    assert (batch["doneFiles"], batch["cancelledFiles"], batch["failedFiles"]) == (11, 19, 0)
+    assert batch["completedAt"] is None
+    # Ten files were never distributed: no stage is Complete, none is shown as failed.
+    assert {batch[c] for c in bs_cols if c.endswith("Status") and c != "status"} == {"InProgress"}
+    kinds = Counter(row[2] for row in tables["batchExecutionLog"])
+    assert kinds["stage_complete"] == 0 and kinds["file_error"] == 0
+
+
+async def test_a_cancel_after_the_last_file_leaves_the_batch_complete(db_url: str) -> None:
+    await migrate(db_url)
+    sc = build_scenario(n=100)
+    late = BatchCancelled(
+        batch_id=sc.batch_id, reason="too late", cancelled_at=T0 + timedelta(days=1)
+    )
+    engine = make_engine(db_url)
+    try:
+        await apply_in_polls(tracker_for(engine), [*tracked(sc), late], lambda: 300)
+        tables = await dump(engine)
+    finally:
+        await engine.dispose()
+    assert_expected_tables(sc, tables, n=100)
 
 
 async def test_two_trackers_sharing_the_work_agree_with_one(db_url: str) -> None:
