@@ -44,5 +44,9 @@ test-unit: install
 test: install check infra
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Every figure of issue 6 against its target; reports/bench.md and .json (path printed last).
+bench: infra install
+	$(PY) -m bench
+
 clean:
 	rm -rf .cache/demo .cache/audio

@@ -1,0 +1,1 @@
+"""`make bench`: the pipeline measured against its physical limits (issue 6)."""

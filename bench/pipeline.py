@@ -1,0 +1,203 @@
+"""The real pipeline for a bench run: every service a process, on the bench's own addresses.
+
+Built on the harness the demo and the end-to-end tests use (`cli.pipeline`); a run gets a
+fresh topic prefix and a fresh database, and a warm-up batch makes sure every consumer has
+joined its group before anything is timed.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bench.infra import delete_topics, fresh_database, remove_faust_data
+from bench.procfs import (
+    ProcessUsage,
+    machine_busy,
+    own_cpu_seconds,
+    pid_from_file,
+    usage,
+)
+from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.processes import ProcessGroup
+from cli.report import BatchSummary, batch_summary
+from cli.upload import submit
+from services.tracker.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The bench's own addresses and ports, so it never collides with a demo or a test run.
+GPU_HOSTS = ("127.0.2.2", "127.0.2.3", "127.0.2.4", "127.0.2.5")
+GPU_PORTS = {"DENOISE_PORT": "45010", "IVR_PORT": "45011", "LID_PORT": "45012", "STT_PORT": "45013"}
+LLM_PORT = 48000
+CONTROL_PORT = 45099
+WARMUP_FILES = 20
+
+
+# The broker and the database serve every run on this machine, not only ours.
+SHARED_PID_FILES = {
+    "kafka broker": ROOT / ".cache" / "kafka" / "kafka.pid",
+    "mariadb": ROOT / ".cache" / "mariadb" / "mariadbd.pid",
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """CPU and memory of everything a measurement involves, at one moment."""
+
+    at: float  # monotonic
+    services: dict[str, ProcessUsage]
+    shared: dict[str, ProcessUsage]
+    machine_busy_s: float
+    bench_cpu_s: float
+
+
+def other_load(before: Snapshot, after: Snapshot) -> float:
+    """Share of the machine's CPU capacity used by work that is not this measurement's."""
+    ours = sum(after.services[n].cpu_s - before.services[n].cpu_s for n in after.services)
+    ours += sum(
+        after.shared[n].cpu_s - before.shared[n].cpu_s for n in after.shared if n in before.shared
+    )
+    ours += after.bench_cpu_s - before.bench_cpu_s
+    capacity = (after.at - before.at) * (os.cpu_count() or 1)
+    return max(0.0, (after.machine_busy_s - before.machine_busy_s - ours) / capacity)
+
+
+def shared_usage() -> dict[str, ProcessUsage]:
+    found = {}
+    for name, path in SHARED_PID_FILES.items():
+        pid = pid_from_file(path)
+        if pid is not None:
+            try:
+                found[name] = usage(pid)
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+@dataclass(frozen=True)
+class Infra:
+    bootstrap: str
+    database_server_url: str
+
+
+@dataclass
+class BenchPipeline:
+    config: PipelineConfig
+    group: ProcessGroup
+    engine: AsyncEngine
+    database_url: str
+
+    @property
+    def uploads_topic(self) -> str:
+        return self.config.settings().topics.uploads
+
+    async def submit(self, batch_id: str, paths: Sequence[Path]) -> None:
+        await submit(self.config.bootstrap, self.uploads_topic, batch_id, list(paths))
+
+    async def wait_complete(self, batch_id: str, timeout_s: float) -> float:
+        """Poll the tables until the batch is Complete; returns that moment (monotonic)."""
+        deadline = time.monotonic() + timeout_s
+        query = text("SELECT status FROM batchStatus WHERE batchId = :b")
+        while time.monotonic() < deadline:
+            async with self.engine.connect() as conn:
+                status = (await conn.execute(query, {"b": batch_id})).scalar()
+            if status == "Complete":
+                return time.monotonic()
+            self.check_alive()
+            await asyncio.sleep(0.1)
+        summary = await self.summary(batch_id)
+        raise TimeoutError(f"batch {batch_id} not Complete within {timeout_s:.0f}s: {summary}")
+
+    async def summary(self, batch_id: str) -> BatchSummary:
+        summary = await batch_summary(self.engine, batch_id)
+        if summary is None:
+            raise RuntimeError(f"batch {batch_id} is not in batchStatus")
+        return summary
+
+    def check_alive(self) -> None:
+        dead = self.group.dead()
+        if dead:
+            raise RuntimeError(
+                "service exited: " + ", ".join(f"{p.name} (log {p.log_path})" for p in dead)
+            )
+
+    def services(self) -> dict[str, int]:
+        """Service name -> pid, the simulator last (it is not part of the product)."""
+        names = sorted(self.group.processes, key=lambda n: (n == "simulator", n))
+        return {n: self.group.processes[n].popen.pid for n in names}
+
+    def usage(self) -> dict[str, ProcessUsage]:
+        return {name: usage(pid) for name, pid in self.services().items()}
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            at=time.monotonic(),
+            services=self.usage(),
+            shared=shared_usage(),
+            machine_busy_s=machine_busy(),
+            bench_cpu_s=own_cpu_seconds(),
+        )
+
+
+def gpu_hosts_spec(capacity: int) -> str:
+    return ",".join(f"{h}:{capacity}" for h in GPU_HOSTS)
+
+
+@asynccontextmanager
+async def running_pipeline(
+    infra: Infra,
+    *,
+    prefix: str,
+    latency_scale: float,
+    warmup: Sequence[Path],
+    log_dir: Path,
+    capacity: int = 4,
+    extra_env: dict[str, str] | None = None,
+    simulator_config: dict[str, object] | None = None,
+) -> AsyncIterator[BenchPipeline]:
+    env = dict(GPU_PORTS, **(extra_env or {}))
+    if simulator_config is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        sim_file = log_dir / "simulator.json"
+        sim_file.write_text(json.dumps(simulator_config, indent=2))
+        env["SIM_CONFIG"] = str(sim_file)
+    async with fresh_database(infra.database_server_url, f"bench_{prefix}") as url:
+        config = PipelineConfig(
+            bootstrap=infra.bootstrap,
+            topic_prefix=prefix,
+            gpu_hosts=gpu_hosts_spec(capacity),
+            database_url=url,
+            llm_port=LLM_PORT,
+            control_port=CONTROL_PORT,
+            latency_scale=latency_scale,
+            extra_env=env,
+        )
+        await create_topics(config)
+        await migrate(url)
+        group = await asyncio.to_thread(start_pipeline, config, log_dir)
+        engine = create_async_engine(url)
+        pipeline = BenchPipeline(config, group, engine, url)
+        try:
+            await pipeline.submit(f"{prefix}-warmup", warmup)
+            await pipeline.wait_complete(f"{prefix}-warmup", timeout_s=180)
+            yield pipeline
+        finally:
+            await engine.dispose()
+            await asyncio.to_thread(group.stop_all)
+            remove_faust_data(prefix, ROOT)
+
+
+async def cleanup_topics(infra: Infra, prefixes: Sequence[str]) -> None:
+    for prefix in prefixes:
+        await delete_topics(infra.bootstrap, prefix)
