@@ -4,8 +4,6 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from shared.events import (
@@ -16,7 +14,7 @@ from shared.events import (
     encode,
     file_key,
 )
-from shared.kafka import make_producer
+from shared.kafka import make_producer, make_topic_reader
 from shared.runtime.stage_runner import Output
 from shared.stages import StageName
 from shared.topics import Topics
@@ -89,31 +87,25 @@ def plan_retry(
 
 async def read_failures(bootstrap: str, topic: str) -> list[FileFailed]:
     """Every `FileFailed` on the dead-letter topic, up to its end when we started reading."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
+    reader = make_topic_reader(bootstrap, topic)
+    await reader.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
+        partitions = list(reader.assignment())
+        end = await reader.end_offsets(partitions)
         failures: list[FileFailed] = []
         while True:
-            positions = {tp: await consumer.position(tp) for tp in partitions}
+            positions = {tp: await reader.position(tp) for tp in partitions}
             if all(positions[tp] >= end[tp] for tp in partitions):
-                break
-            batch = await consumer.getmany(timeout_ms=500)
+                return failures
+            batch = await reader.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
                     try:
                         failures.append(FileFailed.model_validate_json(record.value or b""))
                     except ValidationError:
                         continue  # dead letters of poison messages have no file to retry
-        return failures
     finally:
-        await consumer.stop()
+        await reader.stop()
 
 
 async def publish(bootstrap: str, outputs: list[Output]) -> None:

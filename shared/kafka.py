@@ -96,3 +96,19 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: set[str], deadli
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"topics not visible in metadata: {sorted(names)}")
         await asyncio.sleep(0.2)
+
+
+def make_topic_reader(bootstrap_servers: str, topic: str) -> AIOKafkaConsumer:
+    """Reads every partition of a topic from the beginning, outside any consumer group.
+
+    For state every instance needs whole (control events) and for operator tools; it is
+    assigned all partitions as soon as it starts.
+    """
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=5_000,
+    )

@@ -7,12 +7,10 @@ and keeps reading, so a cancellation reaches running stages within a poll.
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from shared.events import BatchCancelled
+from shared.kafka import make_topic_reader
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +20,6 @@ class CancelledBatches:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.batches: set[str] = set()
-        self.caught_up = asyncio.Event()
 
     def __contains__(self, batch_id: object) -> bool:
         return batch_id in self.batches
@@ -38,43 +35,13 @@ class CancelledBatches:
         self.batches.add(event.batch_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
+        reader = make_topic_reader(self.bootstrap_servers, self.topic)
+        await reader.start()
         try:
-            partitions = await self._partitions(consumer, stop)
-            if not partitions:
-                return  # stopped before the topic existed
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            end = await consumer.end_offsets(partitions)
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=500)
+                batch = await reader.getmany(timeout_ms=500)
                 for records in batch.values():
                     for record in records:
                         self.apply(record.value)
-                if not self.caught_up.is_set():
-                    positions = [await consumer.position(tp) for tp in partitions]
-                    if all(pos >= end[tp] for pos, tp in zip(positions, partitions, strict=True)):
-                        self.caught_up.set()
         finally:
-            await consumer.stop()
-
-    async def _partitions(
-        self, consumer: AIOKafkaConsumer, stop: asyncio.Event
-    ) -> list[TopicPartition]:
-        while not stop.is_set():
-            try:
-                await consumer.topics()  # refreshes metadata
-                ids = consumer.partitions_for_topic(self.topic) or set()
-            except KafkaError as exc:
-                log.warning("control topic %s not readable yet: %s", self.topic, exc)
-                ids = set()
-            if ids:
-                return [TopicPartition(self.topic, p) for p in sorted(ids)]
-            await asyncio.sleep(1.0)
-        return []
+            await reader.stop()

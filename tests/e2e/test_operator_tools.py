@@ -1,0 +1,94 @@
+"""`cofi retry` and `cofi cancel` against the running pipeline, as an operator would use them."""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cli.audio import make_batch
+from cli.upload import submit
+from tests.pipeline_harness import RunningPipeline, running_pipeline
+
+
+def _cofi(pipeline: RunningPipeline, *args: str) -> str:
+    env = {**os.environ, **pipeline.config.env()}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"cofi {' '.join(args)} failed:\n{done.stderr}"
+    return done.stdout
+
+
+async def _states(engine: AsyncEngine, batch: str) -> dict[str, str | None]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT file, terminalState FROM fileDistribution WHERE batchId = :b"),
+            {"b": batch},
+        )
+        return {r.file: r.terminalState for r in rows}
+
+
+async def _wait(engine: AsyncEngine, batch: str, done: object, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = await _states(engine, batch)
+        if done(states):  # type: ignore[operator]
+            return states
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"batch {batch}: {await _states(engine, batch)}")
+
+
+async def test_retry_sends_failed_files_back_and_the_tracker_shows_their_new_outcome(
+    kafka_bootstrap: str, topic_prefix: str, mariadb_url: str, tmp_path: Path
+) -> None:
+    batch = f"retry-{uuid.uuid4().hex[:6]}"
+    audio = make_batch(tmp_path / "audio", 40)
+    late = audio[:3]  # uploaded before their audio was there: they fail with 404
+    for path in late:
+        shutil.move(path, tmp_path / path.name)
+    async with running_pipeline(
+        topic_prefix, mariadb_url, tmp_path / "logs", kafka_bootstrap
+    ) as pipeline:
+        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, audio)
+        await pipeline.wait_finished(batch)
+        states = await _states(pipeline.engine, batch)
+        assert {states[p.name] for p in late} == {"failed"}
+
+        for path in late:
+            shutil.move(tmp_path / path.name, path)
+        out = _cofi(pipeline, "retry", batch, "--stage", "denoise")
+        assert "sent 3 files" in out
+        states = await _wait(
+            pipeline.engine, batch, lambda s: all(s[p.name] in ("done", "skipped") for p in late)
+        )
+        async with pipeline.engine.connect() as conn:
+            attempts = (
+                await conn.execute(
+                    text(
+                        "SELECT call_id, attempt, status FROM processing_logs WHERE batch_id = :b "
+                        "AND stage_name = 'denoise' AND call_id = :f ORDER BY attempt"
+                    ),
+                    {"b": batch, "f": late[0].name},
+                )
+            ).all()
+            status = (
+                await conn.execute(
+                    text("SELECT status, failedFiles FROM batchStatus WHERE batchId = :b"),
+                    {"b": batch},
+                )
+            ).one()
+    # The first attempt failed (404), the retry is attempt 2, logged beside it.
+    assert [(a.attempt, a.status) for a in attempts] == [(1, "failure"), (2, "success")]
+    assert status.failedFiles == 0
+    assert status.status == "Complete"
