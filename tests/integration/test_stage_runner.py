@@ -112,3 +112,69 @@ async def test_commit_never_passes_a_record_still_in_flight(
         stop.set()
         await task
         await producer.stop()
+
+
+async def test_a_rebalance_commits_what_finished_and_loses_nothing(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A second consumer joins mid-stream: the first commits its finished prefix on revoke,
+    and every record is processed at least once between them."""
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=4)
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    try:
+        acks = [await producer.send(src, str(i).encode(), key=str(i).encode()) for i in range(400)]
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+    seen: list[int] = []
+
+    async def slow(n: int, record: Record) -> Sequence[Output]:
+        await asyncio.sleep(0.05)
+        seen.append(n)
+        return [Output(dst, record.key, str(n).encode())]
+
+    group = f"{topic_prefix}-g"
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+
+    def runner(name: str) -> StageRunner[int]:
+        return StageRunner(
+            name=name,
+            consumer=make_consumer(kafka_bootstrap, group, name),
+            producer=producer,
+            topics=[src],
+            decode=lambda b: int(b),
+            handle=slow,
+            dead_letter_topic=dlq,
+            max_in_flight=4,
+        )
+
+    first, second = runner("first"), runner("second")
+    stop_first, stop_second = asyncio.Event(), asyncio.Event()
+    task_first = asyncio.create_task(first.run(stop_first))
+    try:
+        await wait_until(lambda: len(seen) >= 30, what="the first consumer under way")
+        task_second = asyncio.create_task(second.run(stop_second))
+        await wait_until(lambda: bool(second.consumer.assignment()), what="partitions moved")
+        await wait_until(lambda: len(set(seen)) == 400, timeout_s=60, what="all 400 records")
+        stop_first.set()
+        stop_second.set()
+        await asyncio.gather(task_first, task_second)
+    finally:
+        stop_first.set()
+        stop_second.set()
+        await producer.stop()
+
+    assert second.finished_count > 0, "the second consumer got partitions"
+    # Redone work is bounded by what was in flight when partitions moved.
+    assert len(seen) - 400 <= 2 * 4
+    checker = make_consumer(kafka_bootstrap, group, "checker")
+    await checker.start()
+    try:
+        committed = [await checker.committed(TopicPartition(src, p)) or 0 for p in range(4)]
+    finally:
+        await checker.stop()
+    assert sum(committed) == 400
