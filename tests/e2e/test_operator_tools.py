@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -92,3 +93,45 @@ async def test_retry_sends_failed_files_back_and_the_tracker_shows_their_new_out
     assert [(a.attempt, a.status) for a in attempts] == [(1, "failure"), (2, "success")]
     assert status.failedFiles == 0
     assert status.status == "Complete"
+
+
+async def test_cancel_stops_a_batch_mid_flight_and_the_tracker_ends_it_cancelled(
+    kafka_bootstrap: str, topic_prefix: str, mariadb_url: str, tmp_path: Path
+) -> None:
+    batch = f"cancel-{uuid.uuid4().hex[:6]}"
+    audio = make_batch(tmp_path / "audio", 240)
+    # Real model latencies: the batch takes long enough to be cancelled halfway.
+    async with running_pipeline(
+        topic_prefix, mariadb_url, tmp_path / "logs", kafka_bootstrap, latency_scale=1.0
+    ) as pipeline:
+        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, audio)
+        await _wait(
+            pipeline.engine,
+            batch,
+            lambda s: sum(v is not None for v in s.values()) >= 10,
+            timeout_s=120,
+        )
+        out = _cofi(pipeline, "cancel", batch, "--reason", "wrong files uploaded")
+        assert "cancelled" in out
+        cancelled_at = time.time()
+        summary = await pipeline.wait_finished(batch, timeout_s=120)
+        states = await _states(pipeline.engine, batch)
+        async with pipeline.engine.connect() as conn:
+            late = (
+                await conn.execute(
+                    text(
+                        "SELECT COUNT(*) FROM processing_logs WHERE batch_id = :b "
+                        "AND startedAt > :t"
+                    ),
+                    {"b": batch, "t": _utc_naive(cancelled_at + 5)},
+                )
+            ).scalar_one()
+    assert summary.status == "Cancelled"
+    assert all(state is not None for state in states.values())
+    assert sum(state == "cancelled" for state in states.values()) > 100
+    # Stages stop starting work for the batch within moments of the cancellation.
+    assert late == 0
+
+
+def _utc_naive(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
