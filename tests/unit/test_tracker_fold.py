@@ -2,10 +2,14 @@
 
 import base64
 import itertools
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+
+from aiokafka.structs import ConsumerRecord
 
 from services.tracker.fold import (
     RecordMeta,
+    TrackedEvent,
     Undecodable,
     decode,
     fold,
@@ -13,8 +17,10 @@ from services.tracker.fold import (
     unstorable,
 )
 from services.tracker.rows import FileChange, PollChanges, file_key, sha256_of
+from services.tracker.service import Tracker, TrackerOptions
 from shared.events import (
     Attempt,
+    BatchCancelled,
     BatchClosed,
     DeadLetter,
     FileContext,
@@ -256,3 +262,37 @@ def test_stage_of_topic() -> None:
 
 def test_file_key_is_sha256_of_the_name() -> None:
     assert file_key("a.wav") == "bc30c538c410e224b945ab8441b7a5db824dd8cb5d421c6c5042dd1bb1542747"
+
+
+def test_a_cancel_touches_its_batch_with_the_first_cancellation() -> None:
+    cancels = [
+        BatchCancelled(batch_id="b1", reason="later", cancelled_at=at(60)),
+        BatchCancelled(batch_id="b1", reason="first", cancelled_at=at(5)),
+        BatchCancelled(batch_id="b1", reason="first", cancelled_at=at(5)),
+    ]
+    for order in itertools.permutations(cancels):
+        touch = fold(order, topic_prefix="cofi", log_file_start=False).batches["b1"]
+        assert (touch.cancelled_at, touch.cancel_reason) == (at(5).replace(tzinfo=None), "first")
+        assert touch.total_files is None
+    long_reason = BatchCancelled(batch_id="b1", reason="x" * 10_000, cancelled_at=at(1))
+    assert unstorable(long_reason) is None  # the reason is cut to fit, not refused
+    touch = fold([long_reason], topic_prefix="cofi", log_file_start=False).batches["b1"]
+    assert touch.cancel_reason is not None and len(touch.cancel_reason) == 4000
+
+
+async def test_a_tombstone_on_the_control_topic_is_skipped_not_dead_lettered() -> None:
+    written: list[Sequence[TrackedEvent]] = []
+
+    class Recording(Tracker):
+        async def apply_events(self, events: Sequence[TrackedEvent]) -> None:
+            written.append(events)
+
+    tracker = Recording(None, TrackerOptions(topic_prefix="cofi"))  # type: ignore[arg-type]
+    records = [
+        ConsumerRecord("cofi.control", 0, 3, 0, 0, b"b1", None, None, 0, 0, ()),
+        ConsumerRecord("cofi.done", 0, 3, 0, 0, b"b1", None, None, 0, 0, ()),
+    ]
+    await tracker.apply_records(records)
+    (events,) = written
+    assert len(events) == 1 and isinstance(events[0], Undecodable)
+    assert events[0].meta.topic == "cofi.done"  # a value-less record elsewhere is poison
