@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run",
-        help="run a service: distributor, gpu-stage, llm-stage, tracker, "
+        help="run a service: distributor, gpu-stage, llm-stage, tracker, web, "
         "simulator (arguments after the name go to the service)",
     )
     p.add_argument("service")
@@ -48,9 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=Path(".cache/audio"))
     p.set_defaults(func=_submit)
 
-    p = sub.add_parser("status", help="a batch's per-stage progress from the tracker's tables")
-    p.add_argument("batch_id")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "status",
+        help="recent batches, or a batch's per-stage progress (rates, errors, ETA); "
+        "--watch redraws until it is finished",
+    )
+    from cli.status import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("retry", help="send a batch's dead-lettered files back to their stage")
@@ -80,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_service(args: list[str]) -> None:
     if not args:
-        sys.exit("usage: cofi run {distributor,gpu-stage,llm-stage,tracker,simulator} [args]")
+        sys.exit("usage: cofi run {distributor,gpu-stage,llm-stage,tracker,web,simulator} [args]")
     from cli.processes import service_argv
 
     try:
@@ -114,23 +119,9 @@ def _submit(ns: argparse.Namespace) -> int:
 
 
 def _status(ns: argparse.Namespace) -> int:
-    from sqlalchemy.ext.asyncio import create_async_engine
+    from cli.status import run
 
-    from cli.report import batch_summary, render
-
-    async def show() -> int:
-        engine = create_async_engine(os.environ.get("DATABASE_URL", DEFAULT_DB))
-        try:
-            summary = await batch_summary(engine, ns.batch_id)
-        finally:
-            await engine.dispose()
-        if summary is None:
-            print(f"no batch {ns.batch_id!r} in batchStatus", file=sys.stderr)
-            return 1
-        print(summary.model_dump_json(indent=2) if ns.json else render(summary))
-        return 0
-
-    return asyncio.run(show())
+    return run(ns, DEFAULT_DB)
 
 
 def _retry(ns: argparse.Namespace) -> int:

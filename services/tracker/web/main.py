@@ -1,0 +1,43 @@
+"""Wiring: settings → read-only engine → dashboard reader → aiohttp app, until SIGTERM."""
+
+import asyncio
+import logging
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from services.tracker.web.app import make_app
+from services.tracker.web.queries import DashboardReader
+from services.tracker.web.settings import WebSettings
+from shared.logging import configure_logging
+from shared.runtime.lifecycle import stop_event_on_signals
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: WebSettings) -> None:
+    engine = create_async_engine(settings.resolved_database_url, pool_pre_ping=True)
+    app = make_app(
+        DashboardReader(engine), refresh_s=settings.web_refresh_s, batches=settings.web_batches
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.web_host, settings.web_port)
+        await site.start()
+        stop = stop_event_on_signals()
+        # The line tests and scripts wait on.
+        log.info("progress page ready on http://%s:%d/", settings.web_host, settings.web_port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m services.tracker.web` (no arguments: everything is a setting)."""
+    if argv:
+        raise SystemExit(f"usage: python -m services.tracker.web (settings by env), not {argv}")
+    settings = WebSettings()
+    configure_logging(settings.log_level, settings.log_json, service="web")
+    asyncio.run(serve(settings))

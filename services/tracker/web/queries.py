@@ -1,0 +1,222 @@
+"""The dashboard queries: read-only SQL over the tracker's tables and views (migration 0004).
+
+One set of queries serves the progress page, `cofi status` and the Grafana dashboard
+(`cli/grafana_dashboard.py` builds its panels from `DASHBOARD_QUERIES`), so the three never
+disagree. Parameters are `:batch` (a batch id) and `:limit`; the SQL runs on MySQL/MariaDB and
+on the embedded SQLite.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.tracker.web.progress import (
+    AttemptError,
+    BatchProgress,
+    BatchRow,
+    FileFailure,
+    HostStage,
+    HostThroughput,
+    StageActivity,
+    StageCounts,
+    batch_progress,
+    host_throughput,
+)
+from shared.stages import STAGES
+
+_BATCH_COLUMNS = (
+    "batchId, status, totalFiles, knownFiles, doneFiles, skippedFiles, failedFiles, "
+    "cancelledFiles, createdAt, updatedAt, completedAt"
+)
+
+BATCHES = f"SELECT {_BATCH_COLUMNS} FROM batchStatus ORDER BY updatedAt DESC, batchId LIMIT :limit"
+BATCH = f"SELECT {_BATCH_COLUMNS} FROM batchStatus WHERE batchId = :batch"
+STAGE_PROGRESS = (
+    "SELECT stage, stageStatus, totalFiles, finishedFiles, skippedFiles, failedFiles, "
+    "cancelledFiles, pendingFiles, percentDone "
+    "FROM v_batch_stage_progress WHERE batchId = :batch ORDER BY stageOrder"
+)
+STAGE_ERRORS = (
+    "SELECT stage_name, attempts, failedAttempts, files, failedFiles "
+    "FROM v_stage_error_rate WHERE batch_id = :batch"
+)
+STAGE_FILES_PER_MINUTE = (
+    "SELECT minute, stage_name, files FROM v_stage_files_per_minute "
+    "WHERE batch_id = :batch ORDER BY minute, stage_name"
+)
+HOST_STAGES = (
+    "SELECT host, stage_name, COUNT(*) AS attempts, "
+    "SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS files, "
+    "SUM(CASE WHEN status = 'failure' THEN 1 ELSE 0 END) AS failedAttempts, "
+    "MIN(startedAt) AS firstAt, MAX(startedAt) AS lastAt "
+    "FROM processing_logs WHERE batch_id = :batch GROUP BY host, stage_name"
+)
+FAILED_FILES = (
+    "SELECT file, failedStage, ip, failedError, failedAt FROM fileDistribution "
+    "WHERE batchId = :batch AND terminalState = 'failed' ORDER BY failedAt DESC, id LIMIT :limit"
+)
+ATTEMPT_ERRORS = (
+    "SELECT call_id, stage_name, host, attempt, errorKind, error_message, startedAt "
+    "FROM processing_logs WHERE batch_id = :batch AND status = 'failure' "
+    "ORDER BY startedAt DESC, id LIMIT :limit"
+)
+
+DASHBOARD_QUERIES: Mapping[str, str] = {
+    "batches": BATCHES,
+    "batch": BATCH,
+    "stage_progress": STAGE_PROGRESS,
+    "stage_errors": STAGE_ERRORS,
+    "stage_files_per_minute": STAGE_FILES_PER_MINUTE,
+    "host_stages": HOST_STAGES,
+    "failed_files": FAILED_FILES,
+    "attempt_errors": ATTEMPT_ERRORS,
+}
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """SQLite hands back text for times (and for a view's computed minute); MySQL datetimes."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+async def _rows(conn: AsyncConnection, sql: str, **params: Any) -> Sequence[Any]:
+    return (await conn.execute(text(sql), params)).mappings().all()
+
+
+def _batch_row(r: Any) -> BatchRow:
+    return BatchRow(
+        batch_id=r["batchId"],
+        status=r["status"],
+        total_files=r["totalFiles"],
+        known_files=r["knownFiles"] or 0,
+        done=r["doneFiles"] or 0,
+        skipped=r["skippedFiles"] or 0,
+        failed=r["failedFiles"] or 0,
+        cancelled=r["cancelledFiles"] or 0,
+        created_at=as_datetime(r["createdAt"]),
+        updated_at=as_datetime(r["updatedAt"]),
+        completed_at=as_datetime(r["completedAt"]),
+    )
+
+
+def _host_stage(r: Any) -> HostStage:
+    return HostStage(
+        host=r["host"],
+        stage=r["stage_name"],
+        attempts=int(r["attempts"] or 0),
+        files=int(r["files"] or 0),
+        failed_attempts=int(r["failedAttempts"] or 0),
+        first_at=as_datetime(r["firstAt"]),
+        last_at=as_datetime(r["lastAt"]),
+    )
+
+
+class BatchPage(BaseModel):
+    """Everything the page shows about one batch, read in one snapshot."""
+
+    progress: BatchProgress
+    hosts: list[HostThroughput]
+    failed_files: list[FileFailure]
+    attempt_errors: list[AttemptError]
+
+
+class DashboardReader:
+    """Reads the dashboards' view of the tables; never writes."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def batches(self, limit: int = 20) -> list[BatchRow]:
+        async with self.engine.connect() as conn:
+            return [_batch_row(r) for r in await _rows(conn, BATCHES, limit=limit)]
+
+    async def progress(self, batch_id: str, now: datetime) -> BatchProgress | None:
+        """The batch's per-stage progress at `now` (naive UTC), or None for an unknown batch."""
+        async with self.engine.connect() as conn:
+            found = await _progress(conn, batch_id, now)
+        return found[0] if found else None
+
+    async def page(self, batch_id: str, now: datetime, limit: int = 50) -> BatchPage | None:
+        async with self.engine.connect() as conn:
+            found = await _progress(conn, batch_id, now)
+            if found is None:
+                return None
+            progress, hosts = found
+            failed = await _rows(conn, FAILED_FILES, batch=batch_id, limit=limit)
+            attempts = await _rows(conn, ATTEMPT_ERRORS, batch=batch_id, limit=limit)
+        return BatchPage(
+            progress=progress,
+            hosts=host_throughput(hosts),
+            failed_files=[
+                FileFailure(
+                    file=r["file"],
+                    stage=r["failedStage"],
+                    host=r["ip"],
+                    error=r["failedError"],
+                    at=as_datetime(r["failedAt"]),
+                )
+                for r in failed
+            ],
+            attempt_errors=[
+                AttemptError(
+                    file=r["call_id"],
+                    stage=r["stage_name"],
+                    host=r["host"],
+                    attempt=r["attempt"],
+                    kind=r["errorKind"],
+                    error=r["error_message"],
+                    at=as_datetime(r["startedAt"]),
+                )
+                for r in attempts
+            ],
+        )
+
+
+async def _progress(
+    conn: AsyncConnection, batch_id: str, now: datetime
+) -> tuple[BatchProgress, list[HostStage]] | None:
+    found = await _rows(conn, BATCH, batch=batch_id)
+    if not found:
+        return None
+    progress = await _rows(conn, STAGE_PROGRESS, batch=batch_id)
+    errors = {r["stage_name"]: r for r in await _rows(conn, STAGE_ERRORS, batch=batch_id)}
+    minutes = await _rows(conn, STAGE_FILES_PER_MINUTE, batch=batch_id)
+    hosts = [_host_stage(r) for r in await _rows(conn, HOST_STAGES, batch=batch_id)]
+    counts = []
+    for r in progress:
+        if r["stage"] not in STAGES:
+            continue  # the distributor's host assignment is not a stage
+        err = errors.get(r["stage"], {})
+        counts.append(
+            StageCounts(
+                stage=r["stage"],
+                status=r["stageStatus"] or "Pending",
+                finished=int(r["finishedFiles"] or 0),
+                skipped=int(r["skippedFiles"] or 0),
+                failed=int(r["failedFiles"] or 0),
+                cancelled=int(r["cancelledFiles"] or 0),
+                pending=int(r["pendingFiles"] or 0),
+                failed_here=int(err.get("failedFiles") or 0),
+                attempts=int(err.get("attempts") or 0),
+                failed_attempts=int(err.get("failedAttempts") or 0),
+            )
+        )
+    activity: dict[str, StageActivity] = {}
+    for h in hosts:
+        a = activity.setdefault(h.stage, StageActivity())
+        if h.first_at is not None:
+            a.first_at = min(a.first_at or h.first_at, h.first_at)
+        if h.last_at is not None:
+            a.last_at = max(a.last_at or h.last_at, h.last_at)
+    for r in minutes:
+        minute = as_datetime(r["minute"])
+        if minute is not None:
+            activity.setdefault(r["stage_name"], StageActivity()).minutes.append(
+                (minute, int(r["files"] or 0))
+            )
+    return batch_progress(_batch_row(found[0]), counts, activity, now), hosts
