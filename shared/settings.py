@@ -53,6 +53,20 @@ class CommonSettings(BaseSettings):
     stt_port: int = 5013
     log_level: str = "INFO"
     log_json: bool = True
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /healthz and /readyz; unset or 0 serves nothing",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the metrics endpoint binds (0.0.0.0: all)"
+    )
+    metrics_refresh_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often consumer lag and readiness (broker, database) are refreshed",
+    )
 
     _parse_hosts = field_validator("gpu_hosts", mode="before")(parse_gpu_hosts)
 

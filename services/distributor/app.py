@@ -10,9 +10,12 @@ from typing import Any
 
 import faust
 
+from services.distributor.reporting import RoutingReport
 from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
+from shared.observability.consumers import FaustView
+from shared.observability.service import Observability
 from shared.runtime.control import CancelledBatches
 from shared.runtime.stage_runner import Output
 
@@ -45,21 +48,36 @@ def create_app(settings: DistributorSettings) -> faust.App:
     async def follow_cancellations() -> None:
         await cancelled.run(asyncio.Event())  # runs until the worker cancels its tasks
 
+    observability = Observability(settings, "distributor")
+    observability.watch_consumer("distributor", FaustView(app))
+
+    async def serve_observability() -> None:
+        async with observability.serving():
+            await asyncio.Event().wait()  # until the worker cancels its tasks
+
+    def report(stage: str) -> RoutingReport:
+        return RoutingReport(stage, topics, settings.host_ips, observability.metrics)
+
     app.task(follow_cancellations)
-    _agent(app, topics.uploads, "distribute", upload_router)
-    _agent(app, topics.triage, "triage", triage_router)
+    app.task(serve_observability)
+    _agent(app, topics.uploads, "distribute", upload_router, report("distribute"))
+    _agent(app, topics.triage, "triage", triage_router, report("triage"))
     return app
 
 
-def _agent(app: faust.App, topic_name: str, name: str, router: Router) -> None:
+def _agent(
+    app: faust.App, topic_name: str, name: str, router: Router, report: RoutingReport
+) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
     async def agent(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
             incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-            for output in router(incoming):
+            outputs = router(incoming)
+            for output in outputs:
                 await app.producer.send(output.topic, output.key, output.value, None, None, None)
+            report.routed(incoming, outputs)
 
     agent.__name__ = name
     app.agent(topic, name=name, concurrency=1)(agent)

@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = DistributorSettings()
     configure_logging(settings.log_level, settings.log_json, service="distributor")
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=logging.WARNING, quiet=True)
-    # Keep our JSON log format; faust's worker would install its own handlers otherwise.
-    configure_logging(settings.log_level, settings.log_json, service="distributor")
+    # Keep our JSON log lines: left to itself, faust's worker replaces the root logger's
+    # handlers with its own plain-text ones when it starts.
+    worker = faust.Worker(app, loglevel=logging.WARNING, quiet=True, override_logging=False)
+    worker.spinner = None  # its terminal escapes would break the one-JSON-object-per-line log
     worker.execute_from_commandline()

@@ -10,6 +10,7 @@ from services.gpu_stage import work
 from services.gpu_stage.host_health import HostHealth
 from shared.events import Attempt, FileStageCompleted, encode, file_key
 from shared.logging import fields
+from shared.metrics import StageMetrics
 from shared.retry import CallOutcome, RetryPolicy, call_with_retries
 from shared.runtime.stage_runner import Output, Record
 from shared.stages import GpuStage
@@ -50,6 +51,7 @@ class GpuStageHandler:
     health: HostHealth
     call_model: ModelCall
     cancelled: Container[str] = frozenset()
+    metrics: StageMetrics = field(default_factory=StageMetrics)
     calls: int = field(default=0)
 
     async def __call__(self, event: FileStageCompleted, record: Record) -> Sequence[Output]:
@@ -58,9 +60,14 @@ class GpuStageHandler:
                 "batch cancelled: %s not started",
                 self.stage,
                 extra=fields(
-                    batch=event.batch_id, file=event.file_name, stage=self.stage, host=self.host
+                    batch=event.batch_id,
+                    file=event.file_name,
+                    stage=self.stage,
+                    host=self.host,
+                    attempt=event.next_attempt,
                 ),
             )
+            self.metrics.file_finished("cancelled")
             return []
         key = file_key(event.batch_id, event.file_name)
         request = work.request_for(self.stage, event)
@@ -81,6 +88,7 @@ class GpuStageHandler:
             request=request,
             first_attempt=event.next_attempt,
         )
+        self.metrics.attempts(attempts)
         if outcome.ok:
             assert outcome.response is not None
             try:
@@ -89,6 +97,7 @@ class GpuStageHandler:
                 reason = f"malformed {self.stage} response: {type(exc).__name__}: {exc}"
                 return [self._fail(event, key, "permanent", reason, attempts)]
             done = work.completed(self.stage, event, context, attempts)
+            self.metrics.file_finished("done")
             return [Output(work.next_topic(self.stage, self.host, self.topics), key, encode(done))]
         if outcome.unreachable and self.health.is_dead:
             return [self._fail(event, key, "deadline", self._dead_reason(), attempts)]
@@ -141,8 +150,10 @@ class GpuStageHandler:
                 file=event.file_name,
                 stage=self.stage,
                 host=self.host,
-                attempt=len(attempts),
+                # Numbers continue across `cofi retry`, so the count is not the number.
+                attempt=attempts[-1].number if attempts else event.next_attempt,
             ),
         )
+        self.metrics.file_finished("failed")
         failure = work.failed(self.stage, event, self.host, kind, reason, attempts)
         return Output(self.topics.failed, key, encode(failure))

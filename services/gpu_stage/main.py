@@ -14,6 +14,9 @@ from services.gpu_stage.settings import GpuStageSettings
 from shared.events import FileStageCompleted
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
+from shared.metrics import Metrics, StageMetrics
+from shared.observability.consumers import AiokafkaView
+from shared.observability.service import Observability
 from shared.retry import RetryPolicy
 from shared.runtime.control import CancelledBatches
 from shared.runtime.lifecycle import stop_event_on_signals
@@ -29,8 +32,10 @@ def build_runner(
     producer: AIOKafkaProducer,
     health: HostHealth,
     cancelled: CancelledBatches,
+    metrics: Metrics | None = None,
 ) -> StageRunner[FileStageCompleted]:
     url = stage_url(host, settings.stage_port(stage), stage)
+    stage_metrics = metrics.stage(stage, host) if metrics else StageMetrics()
     handler = GpuStageHandler(
         stage=stage,
         host=host,
@@ -44,6 +49,7 @@ def build_runner(
         health=health,
         call_model=lambda request: call_model(client, url, request),
         cancelled=cancelled,
+        metrics=stage_metrics,
     )
     name = f"gpu_stage:{stage}@{host}"
     group = settings.group_id(stage, host)
@@ -56,6 +62,7 @@ def build_runner(
         handle=handler,
         dead_letter_topic=settings.topics.failed,
         max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
+        metrics=stage_metrics,
     )
 
 
@@ -65,22 +72,28 @@ async def run(
     hosts: list[str],
     stop: asyncio.Event,
 ) -> None:
+    observability = Observability(settings, "gpu_stage")
     producer = make_producer(settings.kafka_bootstrap_servers, "gpu_stage")
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=settings.gpu_request_timeout_s, limits=limits) as client:
         # One view of a host's health for all its stages: a dead host fails fast everywhere.
         health = {h: HostHealth(deadline_s=settings.gpu_host_down_deadline_s) for h in hosts}
         cancelled = CancelledBatches(settings.kafka_bootstrap_servers, settings.topics.control)
-        await producer.start()
-        try:
-            runners = [
-                build_runner(settings, s, h, client, producer, health[h], cancelled)
-                for s in stages
-                for h in hosts
-            ]
-            await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
-        finally:
-            await producer.stop()
+        runners = [
+            build_runner(
+                settings, s, h, client, producer, health[h], cancelled, observability.metrics
+            )
+            for s in stages
+            for h in hosts
+        ]
+        for runner in runners:
+            observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
+        async with observability.serving():
+            await producer.start()
+            try:
+                await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
+            finally:
+                await producer.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,13 +3,14 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
 from services.llm_stage.prompting import messages_for
 from shared.events import Attempt, FileFailed, FileStageCompleted, encode, file_key
 from shared.logging import fields
+from shared.metrics import StageMetrics
 from shared.retry import CallOutcome, RetryPolicy, call_with_retries
 from shared.runtime.stage_runner import Output, Record
 from shared.stages import LlmStage
@@ -43,14 +44,24 @@ class LlmStageHandler:
     # One limit for the whole process, whichever stage asks (LLM_MAX_CONCURRENCY).
     concurrency: asyncio.Semaphore
     cancelled: Container[str] = frozenset()
+    # The LLM API's address, for logs and metrics (a GPU stage's is its GPU host).
+    host: str | None = None
+    metrics: StageMetrics = field(default_factory=StageMetrics)
 
     async def __call__(self, event: FileStageCompleted, record: Record) -> Sequence[Output]:
         if event.batch_id in self.cancelled:
             log.info(
                 "batch cancelled: %s not started",
                 self.stage,
-                extra=fields(batch=event.batch_id, file=event.file_name, stage=self.stage),
+                extra=fields(
+                    batch=event.batch_id,
+                    file=event.file_name,
+                    stage=self.stage,
+                    host=self.host,
+                    attempt=event.next_attempt,
+                ),
             )
+            self.metrics.file_finished("cancelled")
             return []
         key = file_key(event.batch_id, event.file_name)
         messages = messages_for(self.template, self.stage, event.context, event.file_name)
@@ -62,6 +73,7 @@ class LlmStageHandler:
             request=request,
             first_attempt=event.next_attempt,
         )
+        self.metrics.attempts(attempts)
         if outcome.ok:
             context = event.context.model_copy(update={self.stage: outcome.response})
             done = FileStageCompleted(
@@ -71,6 +83,7 @@ class LlmStageHandler:
                 context=context,
                 attempts=tuple(attempts),
             )
+            self.metrics.file_finished("done")
             return [Output(self._next_topic(), key, encode(done))]
         return [Output(self.topics.failed, key, encode(self._failed(event, outcome, attempts)))]
 
@@ -90,9 +103,14 @@ class LlmStageHandler:
             self.stage,
             error,
             extra=fields(
-                batch=event.batch_id, file=event.file_name, stage=self.stage, attempt=len(attempts)
+                batch=event.batch_id,
+                file=event.file_name,
+                stage=self.stage,
+                host=self.host,
+                attempt=attempts[-1].number if attempts else event.next_attempt,
             ),
         )
+        self.metrics.file_finished("failed")
         return FileFailed(
             batch_id=event.batch_id,
             file_name=event.file_name,

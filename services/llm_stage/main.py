@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 from typing import cast
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -13,6 +14,8 @@ from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import LlmStageSettings
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
+from shared.observability.consumers import AiokafkaView
+from shared.observability.service import Observability
 from shared.retry import CallOutcome, RetryPolicy
 from shared.runtime.control import CancelledBatches
 from shared.runtime.lifecycle import stop_event_on_signals
@@ -29,6 +32,9 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
         max_delay_s=settings.llm_retry_max_delay_s,
         budget_s=settings.llm_retry_budget_s,
     )
+    observability = Observability(settings, "llm_stage")
+    # The LLM API's address plays the GPU host's part in logs and metrics.
+    api_host = urlsplit(settings.llm_api_url).netloc or settings.llm_api_url
     producer = make_producer(settings.kafka_bootstrap_servers, "llm_stage")
     limits = httpx.Limits(max_connections=settings.llm_max_concurrency * 2)
     async with httpx.AsyncClient(timeout=settings.llm_timeout_s, limits=limits) as client:
@@ -44,38 +50,45 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
             )
 
         cancelled = CancelledBatches(settings.kafka_bootstrap_servers, settings.topics.control)
-        await producer.start()
-        try:
-            runners = []
-            for stage in stages:
-                handler = LlmStageHandler(
-                    stage=stage,
-                    topics=settings.topics,
-                    template=templates[stage],
-                    policy=policy,
-                    chat=chat,
-                    concurrency=concurrency,
-                    cancelled=cancelled,
+        runners = []
+        for stage in stages:
+            stage_metrics = observability.metrics.stage(stage, api_host)
+            handler = LlmStageHandler(
+                stage=stage,
+                topics=settings.topics,
+                template=templates[stage],
+                policy=policy,
+                chat=chat,
+                concurrency=concurrency,
+                cancelled=cancelled,
+                host=api_host,
+                metrics=stage_metrics,
+            )
+            name = f"llm_stage:{stage}"
+            runners.append(
+                StageRunner(
+                    name=name,
+                    consumer=make_consumer(
+                        settings.kafka_bootstrap_servers, settings.group_id(stage), name
+                    ),
+                    producer=producer,
+                    topics=[settings.topics.llm(stage)],
+                    decode=decoder_for(stage),
+                    handle=handler,
+                    dead_letter_topic=settings.topics.failed,
+                    # Hold a little more than the limit so a slot never waits on a fetch.
+                    max_in_flight=settings.llm_max_concurrency * 2,
+                    metrics=stage_metrics,
                 )
-                name = f"llm_stage:{stage}"
-                runners.append(
-                    StageRunner(
-                        name=name,
-                        consumer=make_consumer(
-                            settings.kafka_bootstrap_servers, settings.group_id(stage), name
-                        ),
-                        producer=producer,
-                        topics=[settings.topics.llm(stage)],
-                        decode=decoder_for(stage),
-                        handle=handler,
-                        dead_letter_topic=settings.topics.failed,
-                        # Hold a little more than the limit so a slot never waits on a fetch.
-                        max_in_flight=settings.llm_max_concurrency * 2,
-                    )
-                )
-            await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
-        finally:
-            await producer.stop()
+            )
+        for runner in runners:
+            observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
+        async with observability.serving():
+            await producer.start()
+            try:
+                await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
+            finally:
+                await producer.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,8 @@ import asyncio
 import logging
 import sys
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from services.tracker.kill_switch import kill_after_polls
 from services.tracker.migrate import migrate
 from services.tracker.service import Tracker, TrackerOptions
@@ -11,6 +13,10 @@ from services.tracker.settings import TrackerSettings
 from services.tracker.store import make_engine
 from shared.kafka import make_consumer
 from shared.logging import configure_logging
+from shared.observability.consumers import AiokafkaView
+from shared.observability.health import Heartbeat
+from shared.observability.service import Observability
+from shared.observability.sink import database_ping, observed_sink
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.sink_runner import AfterApplyHook, SinkRunner
 
@@ -24,10 +30,28 @@ async def run(
     after_apply: AfterApplyHook | None = None,
 ) -> None:
     """Track until `stop` is set. Offsets are committed only after the database commit."""
+    observability = Observability(settings, "tracker")
+    engine = make_engine(settings.resolved_database_url)
+    # Served from the start: while migrations wait for the database, /readyz says why.
+    database = observability.watch_database(database_ping(engine))
+    try:
+        async with observability.serving():
+            await _track(settings, stop, engine, observability, database, after_apply)
+    finally:
+        await engine.dispose()
+
+
+async def _track(
+    settings: TrackerSettings,
+    stop: asyncio.Event,
+    engine: AsyncEngine,
+    observability: Observability,
+    database: Heartbeat,
+    after_apply: AfterApplyHook | None,
+) -> None:
     url = settings.resolved_database_url
     if settings.tracker_migrate:
         await migrate(url, wait_s=settings.database_wait_s)
-    engine = make_engine(url)
     tracker = Tracker(
         engine,
         TrackerOptions(
@@ -48,17 +72,15 @@ async def run(
         name="tracker",
         consumer=consumer,
         pattern=settings.topics.tracked_pattern(),
-        apply=tracker.apply_records,
+        apply=observed_sink(tracker.apply_records, observability.metrics.sink(), database),
         max_batch=settings.tracker_max_batch,
         after_apply=after_apply,
     )
+    observability.watch_consumer("tracker", AiokafkaView(consumer))
     log.info(
         "tracker consuming %s as group %s", settings.topics.tracked_pattern(), settings.group_id
     )
-    try:
-        await runner.run(stop)
-    finally:
-        await engine.dispose()
+    await runner.run(stop)
 
 
 class _DuplicateEntryFilter(logging.Filter):

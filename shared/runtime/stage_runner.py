@@ -18,6 +18,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from shared.events import encode
 from shared.logging import fields
+from shared.metrics import StageMetrics
 from shared.runtime.dead_letters import dead_letter
 from shared.runtime.offsets import PartitionProgress
 
@@ -51,6 +52,7 @@ class StageRunner(Generic[M]):
         max_in_flight: int,
         commit_interval_s: float = 0.2,
         drain_timeout_s: float = 30.0,
+        metrics: StageMetrics | None = None,
     ) -> None:
         self.name = name
         self.consumer = consumer
@@ -67,6 +69,8 @@ class StageRunner(Generic[M]):
         self.slot_freed = asyncio.Event()
         self.finished_count = 0
         self._commit_lock = asyncio.Lock()
+        self.metrics = metrics or StageMetrics()
+        self.metrics.count_in_flight(lambda: len(self.tasks))
 
     async def run(self, stop: asyncio.Event) -> None:
         self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self.on_revoked))
@@ -123,6 +127,7 @@ class StageRunner(Generic[M]):
             message = self.decode(record.value or b"")
         except Exception as exc:  # any undecodable input is a poison message
             log.warning("poison message sent to dead letters: %s", _short(exc), extra=where)
+            self.metrics.dead_lettered("undecodable")
             return [self._dead_letter(record, f"undecodable: {_short(exc)}")]
         try:
             return await self.handle(message, record)
@@ -130,6 +135,7 @@ class StageRunner(Generic[M]):
             raise
         except Exception as exc:  # a bug must not crash-loop the consumer on one message
             log.exception("handler failed; message sent to dead letters", extra=where)
+            self.metrics.dead_lettered("handler_error")
             return [self._dead_letter(record, f"handler error: {type(exc).__name__}: {exc}")]
 
     def _dead_letter(self, record: Record, error: str) -> Output:

@@ -1,0 +1,190 @@
+"""Every Prometheus metric cofi exposes, defined once, with labels in the pipeline's words.
+
+A service process builds one `Metrics` (its own registry, nothing global), so two services
+running in one test process never share a counter. Handlers and runners are given the narrow
+views below, bound to their stage and host; the views' base classes record nothing, so code
+built without metrics (unit tests, tools) needs no registry.
+"""
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from shared.events import Attempt
+
+FileOutcome = Literal["done", "failed", "skipped", "cancelled"]
+DeadLetterReason = Literal["undecodable", "handler_error"]
+
+# Model calls take milliseconds (simulator, LLM cache hits) to minutes (STT of a long call).
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+WRITE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A tracker poll holds up to TRACKER_MAX_BATCH records (default 2000).
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class StageMetrics:
+    """What a stage reports about the files it handles. This base class records nothing."""
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        """The stage decided a file: it goes on (done), failed, was skipped or cancelled."""
+
+    def attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Every call made for one file in one handling: its latency, and the retries."""
+
+    def dead_lettered(self, reason: DeadLetterReason) -> None:
+        """A message the stage could not handle went to the dead letters as raw bytes."""
+
+    def count_in_flight(self, count: Callable[[], int]) -> None:
+        """Read the number of records in flight whenever the metrics are scraped."""
+
+
+class SinkMetrics:
+    """What the tracker reports about its writes. This base class records nothing."""
+
+    def written(self, records: int, seconds: float, ok: bool) -> None:
+        """One poll's records applied in one database transaction (or the attempt failed)."""
+
+
+class LagMetrics:
+    """Consumer lag per topic partition. This base class records nothing."""
+
+    def set(self, topic: str, partition: int, lag: int) -> None:
+        """Records the partition holds beyond the consumer's position."""
+
+    def forget(self, topic: str, partition: int) -> None:
+        """The partition was revoked: this process no longer reports its lag."""
+
+
+class Metrics:
+    """One service process's metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.files = Counter(
+            "cofi_files",
+            "Files a stage finished handling, by outcome (done, failed, skipped, cancelled)",
+            ["stage", "host", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "cofi_retries",
+            "Model calls that repeated a failed call for the same file",
+            ["stage", "host"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "cofi_model_request_seconds",
+            "Latency of one model call, by outcome (ok, transient, permanent)",
+            ["stage", "host", "outcome"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "cofi_dead_letters",
+            "Messages sent to the dead letters as raw bytes (undecodable, handler_error)",
+            ["stage", "host", "reason"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "cofi_in_flight",
+            "Records a stage consumer is working on right now",
+            ["stage", "host"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "cofi_consumer_lag",
+            "Records in a topic partition beyond this consumer's position (highwater - position)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.tracker_write_seconds = Histogram(
+            "cofi_tracker_write_seconds",
+            "Time to apply one poll's records in one database transaction, by outcome (ok, error)",
+            ["outcome"],
+            buckets=WRITE_BUCKETS,
+            registry=r,
+        )
+        self.tracker_write_records = Histogram(
+            "cofi_tracker_write_records",
+            "Records applied per database transaction (successful writes only)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+
+    def stage(self, stage: str, host: str) -> StageMetrics:
+        return _StageMetrics(self, stage, host)
+
+    def sink(self) -> SinkMetrics:
+        return _SinkMetrics(self)
+
+    def lag(self) -> LagMetrics:
+        return _LagMetrics(self)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+def retries_in(attempts: Sequence[Attempt]) -> int:
+    """Every call after the first one of a handling repeated a failed call."""
+    return max(0, len(attempts) - 1)
+
+
+class _StageMetrics(StageMetrics):
+    def __init__(self, metrics: Metrics, stage: str, host: str) -> None:
+        self.metrics = metrics
+        self.stage = stage
+        self.host = host
+
+    def file_finished(self, outcome: FileOutcome) -> None:
+        self.metrics.files.labels(self.stage, self.host, outcome).inc()
+
+    def attempts(self, attempts: Sequence[Attempt]) -> None:
+        for attempt in attempts:
+            outcome = "ok" if attempt.ok else (attempt.error_kind or "transient")
+            self.metrics.request_seconds.labels(self.stage, self.host, outcome).observe(
+                attempt.duration_ms / 1000
+            )
+        if retries := retries_in(attempts):
+            self.metrics.retries.labels(self.stage, self.host).inc(retries)
+
+    def dead_lettered(self, reason: DeadLetterReason) -> None:
+        self.metrics.dead_letters.labels(self.stage, self.host, reason).inc()
+
+    def count_in_flight(self, count: Callable[[], int]) -> None:
+        self.metrics.in_flight.labels(self.stage, self.host).set_function(count)
+
+
+class _SinkMetrics(SinkMetrics):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def written(self, records: int, seconds: float, ok: bool) -> None:
+        self.metrics.tracker_write_seconds.labels("ok" if ok else "error").observe(seconds)
+        if ok:
+            self.metrics.tracker_write_records.observe(records)
+
+
+class _LagMetrics(LagMetrics):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def set(self, topic: str, partition: int, lag: int) -> None:
+        self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def forget(self, topic: str, partition: int) -> None:
+        # Never reported (revoked before its first refresh): nothing to forget.
+        with contextlib.suppress(KeyError):
+            self.metrics.consumer_lag.remove(topic, str(partition))
