@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHON := $(abspath $(PY))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install infra infra-stop topics demo test test-unit lint typecheck check bench chaos clean
+.PHONY: install infra infra-stop chromium topics demo test test-unit lint typecheck check bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 infra: install
 	infra/kafka.sh start
 	infra/mariadb.sh start
+
+# Headless Chromium for the progress page's browser test (Debian's package; once, idempotent).
+chromium:
+	infra/chromium.sh install
 
 infra-stop:
 	infra/kafka.sh stop
@@ -41,7 +45,7 @@ check: lint typecheck
 test-unit: install
 	$(PY) -m pytest -q tests/unit
 
-test: install check infra
+test: install check infra chromium
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # Every figure of issue 6 against its target; reports/bench.md and .json (path printed last).

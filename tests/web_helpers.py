@@ -16,6 +16,8 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Paint everything before the screenshot is taken, not what the first frame had.
+    "--run-all-compositor-stages-before-draw",
 )
 
 
@@ -58,6 +60,8 @@ def dump_dom(url: str, profile: Path, timeout_s: float = 90.0) -> str:
 def screenshot(url: str, path: Path, profile: Path, timeout_s: float = 90.0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    _run([f"--screenshot={path}", "--window-size=1280,900", url], profile, timeout_s)
+    # A second of virtual time lets a loaded machine finish layout (shorter than any reload).
+    args = [f"--screenshot={path}", "--window-size=1280,900", "--virtual-time-budget=1000", url]
+    _run(args, profile, timeout_s)
     assert path.exists() and path.stat().st_size > 10_000, f"no screenshot at {path}"
     return path

@@ -36,7 +36,9 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .status{font-weight:600}.s-Complete{color:#2f9e44}.s-InProgress{color:#1c7ed6}
 .s-Pending{color:#5b6478}.s-Cancelled{color:#f08c00}
 .err{font-family:ui-monospace,monospace;font-size:12px;color:#a61e4d;word-break:break-word}
-.file{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all;max-width:360px}
+.file{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all;min-width:14em;
+max-width:360px}
+.t{white-space:nowrap}
 .legend i{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px;border-radius:2px}
 .empty{color:#5b6478;font-style:italic}
 """
@@ -44,6 +46,10 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 
 def _time(t: datetime | None) -> str:
     return "—" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _tcell(t: datetime | None) -> str:
+    return f'<td class="t">{_time(t)}</td>'
 
 
 def _status(value: str) -> str:
@@ -100,7 +106,7 @@ def batches_page(rows: list[BatchRow], refresh_s: int, now: datetime) -> str:
                 f'<td class="num">{ended}/{b.total_files if b.total_files is not None else "?"}'
                 f'</td><td class="num">{b.done}</td><td class="num">{b.skipped}</td>'
                 f'<td class="num">{b.failed}</td>'
-                f"<td>{_time(b.created_at)}</td><td>{_time(b.updated_at)}</td></tr>"
+                f"{_tcell(b.created_at)}{_tcell(b.updated_at)}</tr>"
             )
         table = (
             '<table id="batches"><tr><th>batch</th><th>status</th><th>progress</th>'
@@ -181,7 +187,7 @@ def _hosts(page: BatchPage) -> str:
         f"<tr><td>{escape(h.host)}</td><td>{escape(', '.join(h.stages))}</td>"
         f'<td class="num">{h.files}</td><td class="num">{format_rate(h.files_per_min)}</td>'
         f'<td class="num">{h.failed_attempts}</td><td class="num">{100 * h.error_rate:.1f}%</td>'
-        f"<td>{_time(h.last_at)}</td></tr>"
+        f"{_tcell(h.last_at)}</tr>"
         for h in page.hosts
     )
     return (
@@ -197,7 +203,7 @@ def _failures(page: BatchPage) -> str:
     rows = "".join(
         f'<tr><td class="file">{escape(f.file)}</td><td>{escape(f.stage or "—")}</td>'
         f'<td>{escape(f.host or "—")}</td><td class="err">{escape(f.error or "")}</td>'
-        f"<td>{_time(f.at)}</td></tr>"
+        f"{_tcell(f.at)}</tr>"
         for f in page.failed_files
     )
     return (
@@ -213,7 +219,7 @@ def _attempt_errors(page: BatchPage) -> str:
         f'<tr><td class="file">{escape(a.file)}</td><td>{escape(a.stage)}</td>'
         f'<td>{escape(a.host or "—")}</td><td class="num">{a.attempt or ""}</td>'
         f'<td>{escape(a.kind or "")}</td><td class="err">{escape(a.error or "")}</td>'
-        f"<td>{_time(a.at)}</td></tr>"
+        f"{_tcell(a.at)}</tr>"
         for a in page.attempt_errors
     )
     return (

@@ -1,0 +1,78 @@
+"""The progress page in headless Chromium, served for a batch running through every service.
+
+Screenshots are kept under reports/artifacts/ (the committed example is docs/web-page.png).
+"""
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import httpx
+
+from cli.audio import make_batch
+from cli.processes import service_argv
+from cli.upload import submit
+from shared.stages import STAGES
+from tests.pipeline_harness import running_pipeline
+from tests.web_helpers import dump_dom, free_port, screenshot
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "reports" / "artifacts"
+FILES, CORRUPT = 200, 4
+
+
+async def _wait_for_page(url: str, timeout_s: float = 120.0) -> None:
+    """Until the page knows the batch and has measured a stage's rate (after a few seconds
+    of work), so the running screenshot shows rates and ETAs."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            r = await client.get(url)
+            if r.status_code == 200 and 'data-stage="denoise"' in r.text and "/min</td>" in r.text:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"{url}: {r.status_code}"
+            await asyncio.sleep(0.2)
+
+
+async def test_the_progress_page_shows_a_running_batch_in_chromium(
+    kafka_bootstrap: str, topic_prefix: str, mariadb_url: str, tmp_path: Path
+) -> None:
+    batch = f"page-{uuid.uuid4().hex[:6]}"
+    paths = make_batch(tmp_path / "audio", FILES, corrupt=CORRUPT)
+    corrupt = [p.name for p in paths[:CORRUPT]]
+    port = free_port()
+    async with running_pipeline(
+        topic_prefix,
+        mariadb_url,
+        tmp_path / "logs",
+        kafka_bootstrap,
+        latency_scale=1.0,
+        extra_env={"WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_REFRESH_S": "2"},
+    ) as pipeline:
+        pipeline.group.start("web", service_argv("web"))
+        await asyncio.to_thread(
+            pipeline.group.wait_for_log, "web", "progress page ready", timeout_s=60
+        )
+        base = f"http://127.0.0.1:{port}"
+        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, paths)
+        page = f"{base}/batches/{batch}"
+        await _wait_for_page(page)
+
+        running = await asyncio.to_thread(dump_dom, page, tmp_path / "chromium")
+        assert f"Batch {batch}" in running
+        for stage in STAGES:
+            assert f'data-stage="{stage}"' in running
+        await asyncio.to_thread(
+            screenshot, page, ARTIFACTS / "web-page-running.png", tmp_path / "chromium"
+        )
+
+        await pipeline.wait_finished(batch, timeout_s=300)
+        finished = await asyncio.to_thread(dump_dom, page, tmp_path / "chromium")
+        assert 'class="status s-Complete">Complete' in finished
+        assert finished.count(f'<td class="num">{FILES}/{FILES}</td>') == len(STAGES)
+        for name in corrupt:
+            assert name in finished, f"failed file {name} not on the page"
+        for host in ("127.0.0.2", "127.0.0.3"):
+            assert f"<td>{host}</td>" in finished
+        index = await asyncio.to_thread(dump_dom, base + "/", tmp_path / "chromium")
+        assert f'href="/batches/{batch}"' in index
+        await asyncio.to_thread(screenshot, page, ARTIFACTS / "web-page.png", tmp_path / "chromium")
