@@ -1,4 +1,5 @@
-# One image for every cofi service; the command chooses which (see docker-compose.yml).
+# One image for every cofi service; the command chooses which (see docker-compose.yml):
+#   docker run cofi run tracker | run gpu-stage --stage denoise --host gpu-a | migrate | topics …
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -6,7 +7,14 @@ COPY shared shared
 COPY services services
 COPY simulator simulator
 COPY cli cli
-RUN pip install --no-cache-dir .
+# cryptography: MySQL 8's default caching_sha2_password needs RSA on a first, uncached login
+# without TLS, and asyncmy only does that with it installed.
+# /app is the distributor's working directory (faust keeps its table data there) and
+# /data/audio the audio volume; a named volume takes the owner of the image's directory.
+RUN pip install --no-cache-dir . cryptography \
+    && useradd --create-home --uid 10001 cofi \
+    && mkdir -p /data/audio && chown cofi:cofi /app /data/audio
+USER cofi
 ENV PYTHONUNBUFFERED=1 LOG_JSON=true
 ENTRYPOINT ["cofi"]
 CMD ["--help"]

@@ -34,6 +34,7 @@ _BATCH_COLUMNS = (
 )
 
 BATCHES = f"SELECT {_BATCH_COLUMNS} FROM batchStatus ORDER BY updatedAt DESC, batchId LIMIT :limit"
+BATCH_IDS = "SELECT batchId FROM batchStatus ORDER BY updatedAt DESC, batchId LIMIT :limit"
 BATCH = f"SELECT {_BATCH_COLUMNS} FROM batchStatus WHERE batchId = :batch"
 STAGE_PROGRESS = (
     "SELECT stage, stageStatus, totalFiles, finishedFiles, skippedFiles, failedFiles, "
@@ -67,6 +68,7 @@ ATTEMPT_ERRORS = (
 
 DASHBOARD_QUERIES: Mapping[str, str] = {
     "batches": BATCHES,
+    "batch_ids": BATCH_IDS,
     "batch": BATCH,
     "stage_progress": STAGE_PROGRESS,
     "stage_errors": STAGE_ERRORS,

@@ -1,0 +1,352 @@
+"""docker-compose.yml, checked statically (no Docker engine runs here): every command is a real
+`cofi` command, every variable a known setting, and ports, hosts, topics, Prometheus targets
+and Grafana's data source agree with the settings and with each other."""
+
+import base64
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+from sqlalchemy.engine import make_url
+
+import simulator.config as sim_config
+from cli.main import _parser
+from cli.processes import service_argv
+from services.distributor.settings import DistributorSettings
+from services.gpu_stage.settings import GpuStageSettings
+from services.llm_stage.settings import LlmStageSettings
+from services.tracker.settings import TrackerSettings
+from services.tracker.web.settings import WebSettings
+from shared.settings import CommonSettings
+from shared.stages import GPU_STAGES, LLM_STAGES
+from simulator.__main__ import build_parser as simulator_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+COFI_IMAGE = "cofi:latest"
+# The settings class each `cofi run <service>` reads; the one-shot commands read the common one.
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "distributor": DistributorSettings,
+    "gpu-stage": GpuStageSettings,
+    "llm-stage": LlmStageSettings,
+    "tracker": TrackerSettings,
+    "web": WebSettings,
+}
+ALL_SETTINGS = (CommonSettings, *SETTINGS.values())
+SIMULATOR_ENV = {
+    *sim_config.PORT_ENV.values(),
+    *(name for name, _, _ in sim_config._ENV_SCALARS),
+    "SIM_HOSTS",
+    "SIM_CONFIG",
+    "GPU_HOSTS",
+}
+# The images' own variables, allowed on those images only.
+IMAGE_ENV = {
+    "apache/kafka": re.compile(r"^(KAFKA_[A-Z0-9_]+|CLUSTER_ID)$"),
+    "mysql": re.compile(r"^MYSQL_(DATABASE|USER|PASSWORD|ROOT_PASSWORD|ALLOW_EMPTY_PASSWORD)$"),
+    "grafana/grafana": re.compile(r"^GF_[A-Z0-9_]+$"),
+}
+LONG_RUNNING = ("tracker", "distributor", "gpu-stage", "llm-stage", "web")
+
+
+def env_names(cls: type[BaseSettings]) -> set[str]:
+    """The variables a settings class reads: its fields' names, upper-cased (no prefix)."""
+    assert not cls.model_config.get("env_prefix"), f"{cls.__name__} has an env prefix"
+    return {name.upper() for name in cls.model_fields}
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in (service.get("environment") or {}).items()}
+
+
+def cofi_services() -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in SERVICES.items() if s.get("image") == COFI_IMAGE}
+
+
+def run_target(service: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """(`cofi run` service name, its arguments), or None for another cofi command."""
+    command = service["command"]
+    return (command[1], command[2:]) if command[0] == "run" else None
+
+
+def by_target(target: str) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in cofi_services().items() if (run_target(s) or ("",))[0] == target}
+
+
+def option(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+def common() -> CommonSettings:
+    """The settings every cofi service shares (the x-cofi-env block)."""
+    return CommonSettings(**{k.lower(): v for k, v in COMPOSE["x-cofi-env"].items()})
+
+
+def test_every_cofi_command_is_a_real_command_or_service_module() -> None:
+    assert cofi_services(), "no service runs the cofi image"
+    for name, service in cofi_services().items():
+        command = service["command"]
+        assert isinstance(command, list) and command, f"{name}: command must be a list"
+        target = run_target(service)
+        if target is None:
+            try:
+                _parser().parse_args(command)
+            except SystemExit as exc:
+                pytest.fail(f"{name}: `cofi {' '.join(command)}` does not parse ({exc})")
+            continue
+        run, args = target
+        try:
+            argv = service_argv(run, *args)
+        except KeyError:
+            pytest.fail(f"{name}: `cofi run {run}` is not a service (cli/processes.py)")
+        module = argv[argv.index("-m") + 1]
+        assert importlib.util.find_spec(module) is not None, f"{name}: no module {module}"
+        assert importlib.util.find_spec(f"{module}.__main__") or module == "simulator"
+
+
+def test_service_arguments_name_real_stages_and_hosts() -> None:
+    hosts = common().host_ips
+    for name, service in by_target("gpu-stage").items():
+        _, args = run_target(service)  # type: ignore[misc]
+        stage, host = option(args, "--stage"), option(args, "--host")
+        assert stage in GPU_STAGES, f"{name}: --stage {stage}"
+        assert host in hosts, f"{name}: --host {host} is not in GPU_HOSTS {hosts}"
+        assert set(args) <= {"--stage", "--host", stage, host}, f"{name}: {args}"
+    for name, service in by_target("llm-stage").items():
+        _, args = run_target(service)  # type: ignore[misc]
+        assert option(args, "--stage") in LLM_STAGES, f"{name}: {args}"
+    for name, service in by_target("simulator").items():
+        _, args = run_target(service)  # type: ignore[misc]
+        try:
+            simulator_parser().parse_args(args)
+        except SystemExit:
+            pytest.fail(f"{name}: simulator arguments {args} do not parse")
+
+
+def test_every_environment_variable_is_a_known_setting() -> None:
+    known = set().union(*(env_names(c) for c in ALL_SETTINGS))
+    shared = set(COMPOSE["x-cofi-env"])
+    assert shared <= known, f"x-cofi-env sets unknown variables: {sorted(shared - known)}"
+    for name, service in SERVICES.items():
+        names = set(env(service))
+        image = str(service.get("image", ""))
+        if image != COFI_IMAGE:
+            pattern = next((p for i, p in IMAGE_ENV.items() if image.startswith(i)), None)
+            unknown = {n for n in names if pattern is None or not pattern.match(n)}
+            assert not unknown, f"{name} ({image}): not variables of its image: {unknown}"
+            continue
+        target = run_target(service)
+        if target and target[0] == "simulator":
+            own = SIMULATOR_ENV
+        elif target:
+            own = env_names(SETTINGS[target[0]])
+        else:
+            own = env_names(CommonSettings)
+        # Beyond the common block, a service sets only what its own settings read.
+        extra = names - shared
+        assert extra <= own, f"{name}: {sorted(extra - own)} are not its settings"
+
+
+def test_the_shared_settings_parse_and_every_gpu_host_has_a_consumer_per_stage() -> None:
+    settings = common()
+    pairs = set()
+    for name, service in by_target("gpu-stage").items():
+        _, args = run_target(service)  # type: ignore[misc]
+        pairs.add((option(args, "--stage"), option(args, "--host")))
+        replicas = service.get("deploy", {}).get("replicas", 1)
+        assert 1 <= replicas <= settings.stage_partitions, (
+            f"{name}: {replicas} replicas for {settings.stage_partitions} partitions"
+        )
+    live = [h.ip for h in settings.gpu_hosts if not h.down]
+    assert pairs == {(s, h) for s in GPU_STAGES for h in live}
+    assert {option(run_target(s)[1], "--stage") for s in by_target("llm-stage").values()} == set(  # type: ignore[index]
+        LLM_STAGES
+    )
+    for target in ("tracker", "distributor", "web"):
+        assert by_target(target), f"no {target} service"
+
+
+def test_each_service_reads_the_same_topics_the_topics_step_creates() -> None:
+    topics_step = next(s for s in cofi_services().values() if s["command"] == ["topics"])
+    created = CommonSettings(**{k.lower(): v for k, v in env(topics_step).items()})
+    names = created.topics.all_topics(created.host_ips)
+    for name, service in cofi_services().items():
+        mine = CommonSettings(**{k.lower(): v for k, v in env(service).items()})
+        assert (mine.topic_prefix, mine.host_ips, mine.stage_partitions) == (
+            created.topic_prefix,
+            created.host_ips,
+            created.stage_partitions,
+        ), f"{name} disagrees with the topics step on prefix, hosts or partitions"
+        target = run_target(service)
+        if target and target[0] == "gpu-stage":
+            args = target[1]
+            topic = mine.topics.gpu(option(args, "--stage"), option(args, "--host"))  # type: ignore[arg-type]
+            assert topic in names, f"{name} reads {topic}, which `cofi topics` does not create"
+
+
+def test_addresses_and_ports_point_at_the_services_that_serve_them() -> None:
+    settings = common()
+    shared = COMPOSE["x-cofi-env"]
+    kafka = env(SERVICES["kafka"])
+    advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://")
+    assert settings.kafka_bootstrap_servers == advertised
+
+    db = make_url(shared["DATABASE_URL"])
+    mysql = env(SERVICES["mysql"])
+    assert (db.host, db.port, db.username, db.password, db.database) == (
+        "mysql",
+        3306,
+        mysql["MYSQL_USER"],
+        mysql["MYSQL_PASSWORD"],
+        mysql["MYSQL_DATABASE"],
+    )
+
+    simulators = by_target("simulator")
+    llm_url = urlsplit(shared["LLM_API_URL"])
+    assert llm_url.hostname in simulators, "LLM_API_URL names no simulator service"
+    for host in settings.host_ips:
+        assert host in simulators, f"GPU host {host} has no simulated service of that name"
+    for name, service in simulators.items():
+        assert service.get("profiles") == ["simulator"], f"{name} must be under the profile"
+        config = _simulator_config(service)
+        assert {h.address for h in config.hosts} == {"0.0.0.0"}, name
+        for stage in GPU_STAGES:
+            assert config.ports[stage] == settings.stage_port(stage), f"{name}: {stage} port"
+        if name == llm_url.hostname:
+            assert (config.llm_host, config.llm_port) == ("0.0.0.0", llm_url.port)
+
+    web_env = env(SERVICES["web"])
+    web = WebSettings(**{k.lower(): v for k, v in web_env.items()})
+    assert web.web_host == "0.0.0.0"
+    assert [p.split(":")[-1] for p in SERVICES["web"]["ports"]] == [str(web.web_port)]
+
+
+def _simulator_config(service: dict[str, Any]) -> sim_config.SimConfig:
+    _, args = run_target(service)  # type: ignore[misc]
+    cli = vars(simulator_parser().parse_args(args))
+    cli.pop("log_level")
+    variables = env(service)
+    if "SIM_CONFIG" in variables:
+        variables["SIM_CONFIG"] = str(_host_path(service, variables["SIM_CONFIG"]))
+    return sim_config.load_config(cli, variables)
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path:
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        if source.startswith("./") and container_path.startswith(target):
+            path = ROOT / source / container_path[len(target) :].lstrip("/")
+            assert path.exists(), f"{path} is mounted but missing"
+            return path
+    raise AssertionError(f"{container_path} is not mounted from the repository")
+
+
+def test_the_migration_runs_before_the_tracker_and_the_page() -> None:
+    assert SERVICES["migrate"]["command"] == ["migrate"]
+    for name in ("tracker", "web"):
+        condition = SERVICES[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+    assert env(SERVICES["tracker"])["TRACKER_MIGRATE"] == "false"
+    for name in ("kafka", "mysql"):
+        assert SERVICES[name]["healthcheck"]["test"], f"{name} has no healthcheck"
+    assert SERVICES["migrate"]["depends_on"]["mysql"]["condition"] == "service_healthy"
+    assert SERVICES["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_kafka_runs_kraft_with_the_local_brokers_one_node_settings() -> None:
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
+    kafka = env(SERVICES["kafka"])
+    cluster_id = kafka["CLUSTER_ID"]
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16, "CLUSTER_ID is not a UUID"
+    script = (ROOT / "infra" / "kafka.sh").read_text()
+    local = dict(re.findall(r"^([a-z][a-z.]+)=(.*)$", script, re.MULTILINE))
+    props = {k.removeprefix("KAFKA_").lower().replace("_", "."): v for k, v in kafka.items()}
+    props.pop("cluster.id")
+    unknown = set(props) - set(local)
+    assert not unknown, f"compose sets Kafka properties the local broker does not: {unknown}"
+    addresses = {"listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs"}
+    differ = {k for k in set(props) - addresses if props[k] != local[k]}
+    assert not differ, {k: (props[k], local[k]) for k in differ}
+    missing = (
+        set(local)
+        - set(props)
+        - {
+            "offsets.topic.num.partitions",
+            "num.partitions",
+            "num.recovery.threads.per.data.dir",
+            "log.retention.hours",
+            "log.segment.bytes",
+        }
+    )
+    assert not missing, f"the local broker sets what compose does not: {missing}"
+
+
+def _prometheus() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+
+
+def test_every_long_running_service_serves_metrics_and_prometheus_scrapes_it() -> None:
+    metrics_port = CommonSettings(
+        **{k.lower(): v for k, v in COMPOSE["x-cofi-env"].items()}
+    ).metrics_port
+    assert metrics_port
+    scraped: dict[str, int] = {}
+    for job in _prometheus()["scrape_configs"]:
+        for sd in job.get("dns_sd_configs", []):
+            for name in sd["names"]:
+                scraped[name] = sd["port"]
+    expected = {
+        n for n, s in cofi_services().items() if (run_target(s) or ("",))[0] in LONG_RUNNING
+    }
+    assert set(scraped) == expected
+    for name in expected:
+        settings = CommonSettings(**{k.lower(): v for k, v in env(SERVICES[name]).items()})
+        assert settings.metrics_port == scraped[name], f"{name}: scraped on another port"
+        assert settings.metrics_host == "0.0.0.0", f"{name}: metrics only on loopback"
+    prometheus = SERVICES["prometheus"]
+    assert _host_path(prometheus, "/etc/prometheus/prometheus.yml").name == "prometheus.yml"
+
+
+def test_grafana_provisions_the_mysql_data_source_and_the_generated_dashboard() -> None:
+    grafana = SERVICES["grafana"]
+    sources = yaml.safe_load(
+        _host_path(grafana, "/etc/grafana/provisioning/datasources/mysql.yml").read_text()
+    )
+    (source,) = sources["datasources"]
+    mysql = env(SERVICES["mysql"])
+    assert source["type"] == "mysql" and source["url"] == "mysql:3306"
+    assert source["jsonData"]["database"] == mysql["MYSQL_DATABASE"]
+    grant = _host_path(SERVICES["mysql"], "/docker-entrypoint-initdb.d/01-grafana-reader.sql")
+    assert f"'{source['user']}'@'%' IDENTIFIED BY '{source['secureJsonData']['password']}'" in (
+        grant.read_text()
+    )
+    providers = yaml.safe_load(
+        _host_path(grafana, "/etc/grafana/provisioning/dashboards/cofi.yml").read_text()
+    )
+    (provider,) = providers["providers"]
+    dashboard_file = _host_path(grafana, provider["options"]["path"] + "/cofi.json")
+    dashboard = json.loads(dashboard_file.read_text())
+    uids = {p["datasource"]["uid"] for p in dashboard["panels"]}
+    assert uids == {source["uid"]}
+
+
+def test_the_committed_grafana_dashboard_is_built_from_the_current_queries() -> None:
+    from cli.grafana_dashboard import PATH, render
+
+    assert PATH.read_text() == render(), "stale: run python -m cli.grafana_dashboard"
+
+
+def test_the_dockerfile_runs_the_cofi_command() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["cofi"]' in dockerfile
+    for package in ("shared", "services", "simulator", "cli"):
+        assert f"COPY {package} {package}" in dockerfile
+    for name, service in cofi_services().items():
+        assert service.get("build") == ".", f"{name} does not build the image"
