@@ -15,6 +15,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 
 from services.tracker.web.app import utc_now
 from services.tracker.web.progress import (
@@ -161,7 +162,14 @@ async def watch(
     """Redraw the batch's progress every `interval_s` until it is finished; returns the last."""
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while True:
-            progress = await reader.progress(batch_id, clock())
+            try:
+                progress = await reader.progress(batch_id, clock())
+            except DBAPIError as exc:
+                # A database that is away for a while must not end the watch.
+                live.update(Text(f"the database did not answer, retrying: {_first_line(exc)}"))
+                live.refresh()
+                await asyncio.sleep(interval_s)
+                continue
             if progress is None:
                 live.update(Text(f"waiting for the tracker to see batch {batch_id!r} …"))
             else:
@@ -170,6 +178,11 @@ async def watch(
             if progress is not None and progress.finished:
                 return progress
             await asyncio.sleep(interval_s)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run(ns: argparse.Namespace, database_url: str) -> int:
@@ -206,3 +219,10 @@ def run(ns: argparse.Namespace, database_url: str) -> int:
         return asyncio.run(go())
     except KeyboardInterrupt:
         return 130
+    except DBAPIError as exc:
+        print(
+            f"cofi status: the dashboard query failed: {_first_line(exc)}\n"
+            "Is DATABASE_URL the tracker's database, and migrated (cofi migrate)?",
+            file=sys.stderr,
+        )
+        return 2

@@ -150,6 +150,10 @@ async def test_cofi_status_lists_batches_and_prints_one_json_document(mariadb_ur
 
         missing = await asyncio.to_thread(_cofi, mariadb_url, "nope")
         assert missing.returncode == 1 and "no batch 'nope'" in missing.stderr
+        no_db = make_url(mariadb_url).set(database="cofi_no_such_database")
+        broken = await asyncio.to_thread(_cofi, no_db.render_as_string(hide_password=False))
+        assert broken.returncode == 2 and "cofi_no_such_database" in broken.stderr
+        assert "cofi migrate" in broken.stderr and "Traceback" not in broken.stderr
 
         await tracker_for(engine).apply_events(rest)
         # Finished already: --watch draws once and exits.

@@ -142,7 +142,10 @@ def test_the_bar_shows_a_single_failure_among_thousands() -> None:
 
 
 def test_the_terminal_view_names_each_stage_with_rate_errors_and_eta() -> None:
-    counts = _counts(400, failed=3)
+    counts = [
+        c.model_copy(update={"failed_here": 7, "failed_attempts": 11})
+        for c in _counts(400, failed=3)
+    ]
     p = batch_progress(_batch(failed=3), counts, _activity(60), NOW)
     text = to_text(progress_view(p))
     assert "batch b-1" in text and "InProgress" in text and "failed 3" in text
@@ -150,6 +153,7 @@ def test_the_terminal_view_names_each_stage_with_rate_errors_and_eta() -> None:
     for stage in STAGES:
         assert stage in lines, text
         assert "403/1000" in lines[stage] and "65.5" in lines[stage]
+        assert lines[stage].split()[-3:-1] == ["7", "11"]  # failed here, failed attempts
         assert format_eta(p.stages[0].eta_s) in lines[stage]
     assert f"ETA {format_eta(p.eta_s)}" in text
 
