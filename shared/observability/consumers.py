@@ -17,6 +17,9 @@ from shared.metrics import LagMetrics
 
 # (topic, partition): aiokafka's TopicPartition and faust's TP are both such named tuples.
 Partition = tuple[str, int]
+# A held partition's position is known at once, except just after assignment (while its
+# committed offset is fetched); then its lag is left for a later refresh.
+POSITION_TIMEOUT_S = 1.0
 
 
 class NotConnected(Exception):
@@ -85,10 +88,9 @@ def consumer_lag(end_offset: int | None, position: int | None) -> int | None:
 
 
 class ConsumerProbe:
-    def __init__(self, view: ConsumerView, lag: LagMetrics, interval_s: float) -> None:
+    def __init__(self, view: ConsumerView, lag: LagMetrics) -> None:
         self.view = view
         self.lag = lag
-        self.interval_s = interval_s
         self.reported: set[Partition] = set()
 
     async def refresh(self) -> None:
@@ -109,10 +111,8 @@ class ConsumerProbe:
         self._report(lags)
 
     async def _position(self, partition: Any) -> int | None:
-        # A just-assigned partition has no position until its committed offset is fetched;
-        # it is reported on a later refresh rather than holding this one up.
         try:
-            return await asyncio.wait_for(self.view.position(partition), self.interval_s / 2)
+            return await asyncio.wait_for(self.view.position(partition), POSITION_TIMEOUT_S)
         except Exception:  # timed out, revoked meanwhile, not started
             return None
 

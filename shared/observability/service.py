@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 # A dependency that has not answered for this many refresh periods makes the service unready.
 STALE_AFTER_REFRESHES = 3
+# A call to the broker or the database that takes longer is abandoned as failed; a loaded
+# machine answers slower than the refresh period, which must not read as an outage.
+MIN_CALL_TIMEOUT_S = 5.0
 
 Probe = Callable[[], Coroutine[Any, Any, None]]
 
@@ -30,14 +33,15 @@ async def keep_beating(
     call: Callable[[], Awaitable[None]], heartbeat: Heartbeat, interval_s: float
 ) -> None:
     """Call every `interval_s` until cancelled; each answer or error goes to the heartbeat."""
+    timeout_s = max(interval_s * 2, MIN_CALL_TIMEOUT_S)
     while True:
         try:
-            await asyncio.wait_for(call(), timeout=interval_s * 2)
+            await asyncio.wait_for(call(), timeout=timeout_s)
             heartbeat.answered()
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            heartbeat.failed(f"no answer within {interval_s * 2:.1f}s")
+            heartbeat.failed(f"no answer within {timeout_s:.1f}s")
         except Exception as exc:
             heartbeat.failed(f"{type(exc).__name__}: {str(exc)[:200]}")
         await asyncio.sleep(interval_s)
@@ -58,7 +62,7 @@ class Observability:
     def watch_consumer(self, name: str, view: ConsumerView) -> Heartbeat:
         """Ready only while this consumer's broker answers; its lag per partition is kept."""
         broker = self._heartbeat(f"broker ({name})")
-        probe = ConsumerProbe(view, self.metrics.lag(), self.refresh_s)
+        probe = ConsumerProbe(view, self.metrics.lag())
         self._add_probe(lambda: keep_beating(probe.refresh, broker, self.refresh_s))
         return broker
 

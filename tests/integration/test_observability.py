@@ -42,7 +42,7 @@ from tests.metrics_helpers import Scrape, free_metrics_port, get, scrape_until, 
 from tests.stage_helpers import produce_events, running, stage_input
 
 HOST = "127.0.0.2"
-REFRESH_S = 0.2
+REFRESH_S = 0.5
 
 
 async def _produce_raw(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> None:

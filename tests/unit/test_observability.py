@@ -162,7 +162,7 @@ class FakeView:
 async def test_probe_reports_lag_of_held_partitions_and_forgets_revoked_ones() -> None:
     metrics = Metrics()
     view = FakeView()
-    probe = ConsumerProbe(view, metrics.lag(), interval_s=1.0)
+    probe = ConsumerProbe(view, metrics.lag())
     view.held = {("c.denoise.h", 0), ("c.denoise.h", 1)}
     view.ends = {("c.denoise.h", 0): 10, ("c.denoise.h", 1): 7}
     view.positions = {("c.denoise.h", 0): 4, ("c.denoise.h", 1): None}
@@ -297,5 +297,5 @@ async def test_probe_refresh_does_not_wait_forever_on_a_position(
         return None
 
     monkeypatch.setattr(view, "position", never)
-    await asyncio.wait_for(ConsumerProbe(view, metrics.lag(), interval_s=0.1).refresh(), 5)
+    await asyncio.wait_for(ConsumerProbe(view, metrics.lag()).refresh(), 10)
     assert value(metrics, "cofi_consumer_lag", topic="t", partition="0") is None
