@@ -3,6 +3,7 @@
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 FILE_FIELDS = (
@@ -20,6 +21,8 @@ FILE_FIELDS = (
 
 
 class JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # timestamps are UTC, as the trailing Z says
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
@@ -67,7 +70,9 @@ class _ServiceFilter(logging.Filter):
         self.service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.service = self.service
+        # A line that names its own consumer (e.g. "gpu_stage:denoise@127.0.0.2") keeps it.
+        if getattr(record, "service", None) is None:
+            record.service = self.service
         return True
 
 

@@ -299,3 +299,22 @@ async def test_probe_refresh_does_not_wait_forever_on_a_position(
     monkeypatch.setattr(view, "position", never)
     await asyncio.wait_for(ConsumerProbe(view, metrics.lag()).refresh(), 10)
     assert value(metrics, "cofi_consumer_lag", topic="t", partition="0") is None
+
+
+def test_json_log_lines_are_utc_and_keep_a_consumers_own_service_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from shared.logging import configure_logging, fields
+
+    configure_logging("INFO", json_lines=True, service="gpu_stage")
+    log = logging.getLogger("t")
+    log.info("one", extra=fields(service="gpu_stage:denoise@127.0.0.2", batch="b", file="f"))
+    log.info("two")
+    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines()[-2:])
+    assert first["service"] == "gpu_stage:denoise@127.0.0.2"
+    assert (first["batch"], first["file"]) == ("b", "f")
+    assert second["service"] == "gpu_stage"
+    logged = datetime.strptime(first["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - logged).total_seconds()) < 60
