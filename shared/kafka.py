@@ -112,3 +112,31 @@ def make_topic_reader(bootstrap_servers: str, topic: str) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         metadata_max_age_ms=5_000,
     )
+
+
+async def start_when_reachable(
+    client: AIOKafkaProducer | AIOKafkaConsumer,
+    what: str,
+    stop: asyncio.Event | None = None,
+    max_delay_s: float = 5.0,
+) -> bool:
+    """Start a Kafka client, waiting out a broker that is down (a restart must not crash-loop).
+
+    Returns False if `stop` was set before the broker answered.
+    """
+    delay = 0.25
+    while True:
+        try:
+            await client.start()
+            return True
+        except KafkaConnectionError as exc:
+            log.warning("%s: broker unreachable (%s), retrying in %.1fs", what, exc, delay)
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return False
+            except TimeoutError:
+                pass
+        delay = min(delay * 2, max_delay_s)

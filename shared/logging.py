@@ -21,7 +21,9 @@ FILE_FIELDS = (
 
 
 class JsonFormatter(logging.Formatter):
-    converter = time.gmtime  # timestamps are UTC, as the trailing Z says
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # UTC, as the trailing Z of every timestamp says.
+        return time.strftime(datefmt or "%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {

@@ -12,7 +12,7 @@ from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model, stage_url
 from services.gpu_stage.settings import GpuStageSettings
 from shared.events import FileStageCompleted
-from shared.kafka import make_consumer, make_producer
+from shared.kafka import make_consumer, make_producer, start_when_reachable
 from shared.logging import configure_logging
 from shared.metrics import Metrics, StageMetrics
 from shared.observability.consumers import AiokafkaView
@@ -89,7 +89,8 @@ async def run(
         for runner in runners:
             observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
         async with observability.serving():
-            await producer.start()
+            if not await start_when_reachable(producer, "gpu_stage producer", stop):
+                return
             try:
                 await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
             finally:

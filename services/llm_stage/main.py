@@ -12,7 +12,7 @@ from services.llm_stage.chat_api import complete
 from services.llm_stage.handler import LlmStageHandler, decoder_for
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import LlmStageSettings
-from shared.kafka import make_consumer, make_producer
+from shared.kafka import make_consumer, make_producer, start_when_reachable
 from shared.logging import configure_logging
 from shared.observability.consumers import AiokafkaView
 from shared.observability.service import Observability
@@ -84,7 +84,8 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
         for runner in runners:
             observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
         async with observability.serving():
-            await producer.start()
+            if not await start_when_reachable(producer, "llm_stage producer", stop):
+                return
             try:
                 await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
             finally:

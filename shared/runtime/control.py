@@ -10,7 +10,7 @@ import logging
 from pydantic import ValidationError
 
 from shared.events import BatchCancelled
-from shared.kafka import make_topic_reader
+from shared.kafka import make_topic_reader, start_when_reachable
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ class CancelledBatches:
 
     async def run(self, stop: asyncio.Event) -> None:
         reader = make_topic_reader(self.bootstrap_servers, self.topic)
-        await reader.start()
+        if not await start_when_reachable(reader, "control topic reader", stop):
+            return
         try:
             while not stop.is_set():
                 batch = await reader.getmany(timeout_ms=500)
