@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from shared.kafka import start_when_reachable
 from shared.logging import fields
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class SinkRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.consumer.subscribe(pattern=self.pattern)
-        await self.consumer.start()
+        if not await start_when_reachable(self.consumer, f"{self.name} consumer", stop):
+            return
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)
