@@ -53,9 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         help="recent batches, or a batch's per-stage progress (rates, errors, ETA); "
         "--watch redraws until it is finished",
     )
-    from cli.status import add_arguments
-
-    add_arguments(p)
+    p.add_argument("batch_id", nargs="?", help="a batch; without one, the recent batches")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    out.add_argument("--watch", action="store_true", help="redraw until the batch is finished")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws")
+    p.add_argument("--limit", type=int, default=20, help="how many recent batches to list")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("retry", help="send a batch's dead-lettered files back to their stage")

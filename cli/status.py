@@ -1,5 +1,8 @@
 """`cofi status [BATCH]`: recent batches, or one batch's per-stage progress, from the tracker's
-tables through the dashboard queries; `--watch` redraws until the batch is finished."""
+tables through the dashboard queries; `--watch` redraws until the batch is finished.
+
+The arguments are declared in cli/main.py, so that other commands do not pay for importing this
+module (SQLAlchemy, aiohttp, rich)."""
 
 import argparse
 import asyncio
@@ -34,15 +37,6 @@ STATUS_STYLE = {
     "Pending": "dim",
     "Cancelled": "yellow",
 }
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("batch_id", nargs="?", help="a batch; without one, the recent batches")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="one JSON document, for scripts")
-    out.add_argument("--watch", action="store_true", help="redraw until the batch is finished")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws")
-    p.add_argument("--limit", type=int, default=20, help="how many recent batches to list")
 
 
 def _time(t: datetime | None) -> str:
