@@ -22,12 +22,14 @@ FILES, CORRUPT = 200, 4
 
 async def _wait_for_page(url: str, timeout_s: float = 120.0) -> None:
     """Until the page knows the batch and has measured a stage's rate (after a few seconds
-    of work), so the running screenshot shows rates and ETAs."""
+    of work), so the running screenshot shows rates and ETAs; on a machine fast enough to
+    finish the batch sooner, until it is complete."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with httpx.AsyncClient(timeout=10) as client:
         while True:
             r = await client.get(url)
-            if r.status_code == 200 and 'data-stage="denoise"' in r.text and "/min</td>" in r.text:
+            measured = "/min</td>" in r.text or 's-Complete">Complete</span></h1>' in r.text
+            if r.status_code == 200 and 'data-stage="denoise"' in r.text and measured:
                 return
             assert asyncio.get_running_loop().time() < deadline, f"{url}: {r.status_code}"
             await asyncio.sleep(0.2)
