@@ -223,7 +223,8 @@ def load_config(
         if not isinstance(data, dict):
             raise ValueError(f"{config_path}: the config file must hold a JSON object")
 
-    hosts_spec = env.get("SIM_HOSTS") or env.get("GPU_HOSTS")
+    # --hosts wins outright: GPU_HOSTS may name hosts this process does not serve (compose).
+    hosts_spec = None if "hosts" in cli else (env.get("SIM_HOSTS") or env.get("GPU_HOSTS"))
     if hosts_spec:
         data["hosts"] = [h.model_dump() for h in parse_hosts(hosts_spec)]
     ports = dict(data.get("ports", {}))
