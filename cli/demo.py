@@ -1,11 +1,12 @@
 """`cofi demo`: one batch of synthetic audio through the whole pipeline, with progress."""
 
 import asyncio
+import sys
 import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.audio import make_batch
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
@@ -34,6 +35,7 @@ async def run_demo(
         elapsed = time.monotonic() - t0
         print()
         if summary is not None:
+            await _show_progress(engine, batch_id)
             print(render(summary))
         ok = summary is not None and summary.finished
         verdict = "completed" if ok else "did NOT complete"
@@ -67,6 +69,20 @@ async def _watch(
         await asyncio.sleep(1.0)
     print(f"\ntimed out after {timeout_s:.0f}s")
     return summary
+
+
+async def _show_progress(engine: AsyncEngine, batch_id: str) -> None:
+    """The same per-stage view as `cofi status BATCH`, from the dashboards' queries."""
+    from rich.console import Console
+
+    from cli.status import progress_view
+    from services.tracker.web.app import utc_now
+    from services.tracker.web.queries import DashboardReader
+
+    progress = await DashboardReader(engine).progress(batch_id, utc_now())
+    if progress is not None:
+        # Piped output (CI, logs) gets a readable width instead of rich's 80 columns.
+        Console(width=None if sys.stdout.isatty() else 130).print(progress_view(progress))
 
 
 def _progress_line(s: BatchSummary) -> str:
