@@ -1,5 +1,6 @@
 """Which offset of a partition may be committed while work on it runs concurrently."""
 
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -15,12 +16,12 @@ class PartitionProgress:
     in_flight: set[int] = field(default_factory=set)
     highest_started: int = -1
     committed: int = -1
+    # Started offsets that no commit covers yet, ascending: a kill -9 now would redo them.
+    uncommitted: deque[int] = field(default_factory=deque)
 
     def start(self, offset: int) -> None:
-        if offset <= self.highest_started:
-            # Redelivered after a seek: it is new work again.
-            pass
         self.in_flight.add(offset)
+        self.uncommitted.append(offset)
         self.highest_started = max(self.highest_started, offset)
 
     def finish(self, offset: int) -> None:
@@ -35,3 +36,10 @@ class PartitionProgress:
 
     def mark_committed(self, position: int) -> None:
         self.committed = max(self.committed, position)
+        while self.uncommitted and self.uncommitted[0] < self.committed:
+            self.uncommitted.popleft()
+
+    @property
+    def held(self) -> int:
+        """Records started and not yet committed, finished or not."""
+        return len(self.uncommitted)

@@ -2,11 +2,15 @@
 
 A stage handles up to `max_in_flight` records at once. A record is finished only when the
 broker acknowledged everything it produced (its next-stage event, or its dead letter); the
-committed position of a partition is the lowest offset still in flight. So a kill -9 at any
-moment loses nothing and redoes at most the records that were in flight.
+committed position of a partition is the lowest offset still in flight. A record keeps its
+slot until a commit covers it (commits follow finishes at once), so at any moment at most
+`max_in_flight` records are started and uncommitted: a kill -9 loses nothing and redoes at
+most `max_in_flight` records. On a rebalance, records of the revoked partitions are let finish
+and committed first, so scaling consumers up or down redoes nothing.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -69,13 +73,15 @@ class StageRunner(Generic[M]):
         self.slot_freed = asyncio.Event()
         self.finished_count = 0
         self._commit_lock = asyncio.Lock()
+        self._commit_wanted = asyncio.Event()
+        self._tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self.metrics = metrics or StageMetrics()
         self.metrics.count_in_flight(lambda: len(self.tasks))
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self.on_revoked))
+        self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self.name, self.on_revoked))
         await self.consumer.start()
-        committer = asyncio.create_task(self._commit_periodically(stop))
+        committer = asyncio.create_task(self._commit_continuously(stop))
         try:
             await self._fetch_until(stop)
         finally:
@@ -88,9 +94,9 @@ class StageRunner(Generic[M]):
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                free = self.max_in_flight - len(self.tasks)
+                self.slot_freed.clear()
+                free = self.max_in_flight - self.held()
                 if free <= 0:
-                    self.slot_freed.clear()
                     freed = asyncio.create_task(self.slot_freed.wait())
                     await asyncio.wait({freed, stopping}, return_when=asyncio.FIRST_COMPLETED)
                     freed.cancel()
@@ -107,11 +113,19 @@ class StageRunner(Generic[M]):
         progress.start(record.offset)
         task = asyncio.create_task(self._process(record, progress))
         self.tasks.add(task)
+        self._tasks_by_tp.setdefault(tp, set()).add(task)
         task.add_done_callback(self._on_done)
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self.slot_freed.set()
+        for running in self._tasks_by_tp.values():
+            running.discard(task)
+        # The slot itself is freed by the commit that covers the record (see _commit).
+        self._commit_wanted.set()
+
+    def held(self) -> int:
+        """Records started and not yet covered by a commit: what a kill -9 now would redo."""
+        return sum(p.held for p in self.progress.values())
 
     async def _process(self, record: Record, progress: PartitionProgress) -> None:
         outputs = await self._outputs_for(record)
@@ -170,9 +184,13 @@ class StageRunner(Generic[M]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _commit_periodically(self, stop: asyncio.Event) -> None:
+    async def _commit_continuously(self, stop: asyncio.Event) -> None:
+        """Commit as soon as records finish (finishes during a commit share the next one), and
+        at least every `commit_interval_s`, which retries a commit that failed."""
         while not stop.is_set():
-            await asyncio.sleep(self.commit_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._commit_wanted.wait(), self.commit_interval_s)
+            self._commit_wanted.clear()
             await self._commit()
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
@@ -192,7 +210,9 @@ class StageRunner(Generic[M]):
                 )
                 return
             for tp, pos in positions.items():
-                self.progress[tp].mark_committed(pos)
+                if (progress := self.progress.get(tp)) is not None:
+                    progress.mark_committed(pos)
+            self.slot_freed.set()
 
     async def _drain(self) -> None:
         if self.tasks:
@@ -204,20 +224,30 @@ class StageRunner(Generic[M]):
                 task.cancel()
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Let the records of the revoked partitions finish (bounded), then commit them, so
+        # that their next owner does not redo them.
+        running = {task for tp in revoked for task in self._tasks_by_tp.pop(tp, set())}
+        if running:
+            await asyncio.wait(running, timeout=self.drain_timeout_s)
         await self._commit(only=revoked)
         for tp in revoked:
             self.progress.pop(tp, None)
+        self.slot_freed.set()  # what the revoked partitions held no longer counts
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoked: Callable[[set[TopicPartition]], Awaitable[None]]) -> None:
+    def __init__(
+        self, name: str, on_revoked: Callable[[set[TopicPartition]], Awaitable[None]]
+    ) -> None:
+        self.name = name
         self.on_revoked = on_revoked
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        # Says when a consumer works again after a rebalance (scaling, a restart).
+        log.info("partitions assigned: %d", len(assigned), extra=fields(service=self.name))
 
 
 def _short(exc: BaseException) -> str:

@@ -130,9 +130,11 @@ async def test_a_rebalance_commits_what_finished_and_loses_nothing(
         await producer.stop()
 
     seen: list[int] = []
+    joined = asyncio.Event()
 
     async def slow(n: int, record: Record) -> Sequence[Output]:
-        await asyncio.sleep(0.05)
+        # Slower until the second consumer has joined, so that work is left for it.
+        await asyncio.sleep(0.05 if joined.is_set() else 0.2)
         seen.append(n)
         return [Output(dst, record.key, str(n).encode())]
 
@@ -159,6 +161,7 @@ async def test_a_rebalance_commits_what_finished_and_loses_nothing(
         await wait_until(lambda: len(seen) >= 30, what="the first consumer under way")
         task_second = asyncio.create_task(second.run(stop_second))
         await wait_until(lambda: bool(second.consumer.assignment()), what="partitions moved")
+        joined.set()
         await wait_until(lambda: len(set(seen)) == 400, timeout_s=60, what="all 400 records")
         stop_first.set()
         stop_second.set()
@@ -178,3 +181,136 @@ async def test_a_rebalance_commits_what_finished_and_loses_nothing(
     finally:
         await checker.stop()
     assert sum(committed) == 400
+
+
+async def test_a_crash_redoes_at_most_max_in_flight_records(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A record keeps its slot until a commit covers it: a consumer that dies at any moment
+    leaves at most `max_in_flight` records published but uncommitted, however fast it ran."""
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=2)
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    acks = [await producer.send(src, str(i).encode(), key=str(i).encode()) for i in range(300)]
+    await asyncio.gather(*acks)
+
+    published: list[int] = []
+    dead = asyncio.Event()
+    never = asyncio.Event()
+
+    async def fast(n: int, record: Record) -> Sequence[Output]:
+        if dead.is_set():
+            await never.wait()  # a dead process finishes nothing more
+        if len(published) == 150:
+            dead.set()  # the crash: from here on nothing finishes and nothing is committed
+            await never.wait()
+        published.append(n)
+        return [Output(dst, record.key, str(n).encode())]
+
+    group = f"{topic_prefix}-g"
+    first: StageRunner[int] = StageRunner(
+        name="first",
+        consumer=make_consumer(kafka_bootstrap, group, "first"),
+        producer=producer,
+        topics=[src],
+        decode=lambda b: int(b),
+        handle=fast,
+        dead_letter_topic=dlq,
+        max_in_flight=4,
+        drain_timeout_s=0.1,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    try:
+        await wait_until(dead.is_set, what="150 records through")
+
+        async def no_commit(only: set[TopicPartition] | None = None) -> None:
+            return None
+
+        first._commit = no_commit  # type: ignore[method-assign]
+        stop.set()
+        await task
+    finally:
+        stop.set()
+        never.set()
+
+    redone: list[int] = []
+
+    async def again(n: int, record: Record) -> Sequence[Output]:
+        redone.append(n)
+        return []
+
+    second: StageRunner[int] = StageRunner(
+        name="second",
+        consumer=make_consumer(kafka_bootstrap, group, "second"),
+        producer=producer,
+        topics=[src],
+        decode=lambda b: int(b),
+        handle=again,
+        dead_letter_topic=dlq,
+        max_in_flight=4,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    try:
+        await wait_until(lambda: len(set(published) | set(redone)) == 300, what="all 300")
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+    twice = set(published) & set(redone)
+    assert len(twice) <= 4, f"redone after the crash: {sorted(twice)}"
+
+
+async def test_a_consumer_joining_makes_nobody_redo_a_record(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """On a rebalance the revoked partitions' records finish and are committed before the
+    partitions move, so scaling up (or down) processes every record exactly once."""
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=4)
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    acks = [await producer.send(src, str(i).encode(), key=str(i).encode()) for i in range(300)]
+    await asyncio.gather(*acks)
+    seen: list[int] = []
+    joined = asyncio.Event()
+
+    async def slow(n: int, record: Record) -> Sequence[Output]:
+        # Slower until the second consumer has joined, so that work is left for it.
+        await asyncio.sleep(0.05 if joined.is_set() else 0.2)
+        seen.append(n)
+        return [Output(dst, record.key, str(n).encode())]
+
+    group = f"{topic_prefix}-g"
+
+    def runner(name: str) -> StageRunner[int]:
+        return StageRunner(
+            name=name,
+            consumer=make_consumer(kafka_bootstrap, group, name),
+            producer=producer,
+            topics=[src],
+            decode=lambda b: int(b),
+            handle=slow,
+            dead_letter_topic=dlq,
+            max_in_flight=4,
+        )
+
+    first, second = runner("first"), runner("second")
+    stop_first, stop_second = asyncio.Event(), asyncio.Event()
+    task_first = asyncio.create_task(first.run(stop_first))
+    tasks = [task_first]
+    try:
+        await wait_until(lambda: len(seen) >= 30, what="the first consumer under way")
+        tasks.append(asyncio.create_task(second.run(stop_second)))
+        await wait_until(lambda: bool(second.consumer.assignment()), what="partitions moved")
+        joined.set()
+        await wait_until(lambda: second.finished_count > 0, what="the second consumer working")
+        await wait_until(lambda: len(set(seen)) == 300, timeout_s=60, what="all 300 records")
+    finally:
+        stop_first.set()
+        stop_second.set()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+    assert len(seen) == 300, f"redone: {sorted(n for n in set(seen) if seen.count(n) > 1)}"

@@ -29,3 +29,17 @@ def test_committed_position_is_not_offered_again() -> None:
     assert p.committable() is None  # 1 in flight: position stays 1
     p.finish(1)
     assert p.committable() == 2
+
+
+def test_a_record_is_held_until_a_commit_covers_it() -> None:
+    p = PartitionProgress()
+    for offset in (5, 6, 7):
+        p.start(offset)
+    p.finish(6)
+    p.finish(7)
+    assert p.held == 3  # finished, but a kill -9 now would redo all three
+    p.mark_committed(5)
+    assert p.held == 3  # 5 is still in flight: the commit stopped below it
+    p.finish(5)
+    p.mark_committed(8)
+    assert p.held == 0
