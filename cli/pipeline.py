@@ -48,13 +48,16 @@ async def create_topics(config: PipelineConfig) -> None:
 def start_pipeline(config: PipelineConfig, log_dir: Path) -> ProcessGroup:
     """Start every service; returns once the simulator listens (consumers join on their own)."""
     group = ProcessGroup(log_dir=log_dir, env=config.env())
-    hosts = config.settings().host_ips
+    settings = config.settings()
+    hosts = settings.host_ips
     group.start(
         "simulator",
         service_argv(
             "simulator",
             "--hosts",
-            ",".join(hosts),
+            # With their capacities: a simulated host serves as many requests at once as the
+            # stages believe it does.
+            ",".join(f"{h.ip}:{h.capacity}" for h in settings.gpu_hosts),
             "--llm-port",
             str(config.llm_port),
             "--control-port",
