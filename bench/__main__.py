@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -22,18 +21,18 @@ from bench.audio_cache import cached_audio
 from bench.gpu_util import gpu_utilization
 from bench.infra import new_run_id
 from bench.latency import light_load_latency
-from bench.overhead import message_sizes, overhead_section, timed_batch
+from bench.overhead import Chain, message_sizes, overhead_section, timed_batch
 from bench.passthrough import chain_makespan
 from bench.pipeline import (
     GPU_HOSTS,
     ROOT,
-    BenchPipeline,
     Infra,
     cleanup_topics,
     running_pipeline,
 )
-from bench.report import Figure, RunInfo, Section, figure_table, write_reports
-from bench.resources import TARGET_BATCHES, cpu_section, memory_section
+from bench.profiling import profile_section, restart_under_profiler
+from bench.report import RunInfo, Section, figure_table, write_reports
+from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_section
 from bench.tracker_rate import tracker_throughput
 
 FIGURES = ("gpu", "overhead", "tracker", "latency", "memory")
@@ -59,9 +58,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "reports", help="report folder")
     p.add_argument(
         "--profile",
-        metavar="SERVICE",
-        help="run SERVICE (e.g. tracker, distributor, llm, gpu-127.0.2.2) under cProfile "
-        "during the instant-model batch; stats go to reports/artifacts",
+        metavar="SERVICES",
+        help="comma-separated services (tracker, distributor, llm, gpu-127.0.2.2, ...) to run "
+        "under cProfile during the instant-model batches; stats go to reports/artifacts",
+    )
+    p.add_argument(
+        "--pyinstrument-path",
+        help="a folder pyinstrument was pip-installed into (--target); profiles then sample",
+    )
+    p.add_argument(
+        "--profile-tracker",
+        action="store_true",
+        help="cProfile the second tracker of figure 3 (it runs in the bench's process)",
     )
     return p.parse_args(argv)
 
@@ -107,6 +115,8 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
     if unknown:
         raise SystemExit(f"unknown figures {sorted(unknown)}; choose from {', '.join(FIGURES)}")
     env = dict(kv.split("=", 1) for kv in args.env)
+    # The same knobs for the tracker figure 3 runs in this process.
+    os.environ.update(env)
     infra = Infra(
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         database_server_url=os.environ.get(
@@ -135,9 +145,9 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
             show(section)
             sizes = await message_sizes(infra.bootstrap, prefix, GPU_HOSTS[0])
             sizes_from = "sampled from the GPU run's topics"
-        chain_s: float | None = None
+        chain: Chain | None = None
         if "overhead" in only and sizes is not None:
-            chain_s = await passthrough(infra, run_id, sizes, args.files, artifacts, prefixes)
+            chain = await passthrough(infra, run_id, sizes, args.files, artifacts, prefixes)
         if only & {"overhead", "tracker", "latency", "memory"}:
             sections += await instant_runs(
                 args,
@@ -150,7 +160,7 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
                 only,
                 prefixes,
                 started,
-                chain_s,
+                chain,
                 sizes,
                 sizes_from,
             )
@@ -161,13 +171,15 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
 
 async def passthrough(
     infra: Infra, run_id: str, sizes: list[int], files: int, artifacts: Path, prefixes: list[str]
-) -> float:
+) -> Chain:
     prefix = f"bench{run_id}p"
     prefixes.append(prefix)
     say(f"figure 1 floor: bare aiokafka chain, {files:,} records over {len(sizes) - 1} hops")
-    chain_s = await chain_makespan(infra.bootstrap, prefix, sizes, files, artifacts / "chain", 4)
-    say(f"    bare chain: {chain_s:.2f} s")
-    return chain_s
+    chain_s, chain_cpu = await chain_makespan(
+        infra.bootstrap, prefix, sizes, files, artifacts / "chain", 4
+    )
+    say(f"    bare chain: {chain_s:.2f} s, {chain_cpu / files * 1000:.2f} ms CPU per record")
+    return Chain(chain_s, chain_cpu)
 
 
 async def instant_runs(
@@ -181,7 +193,7 @@ async def instant_runs(
     only: set[str],
     prefixes: list[str],
     started: float,
-    chain_s: float | None,
+    chain: Chain | None,
     sizes: list[int] | None,
     sizes_from: str,
 ) -> list[Section]:
@@ -198,26 +210,37 @@ async def instant_runs(
         log_dir=artifacts / "instant",
         extra_env=env,
     ) as pipeline:
-        profile_out = None
+        profiles: dict[str, Path] = {}
         if args.profile:
-            profile_out = await profile_service(pipeline, args.profile, artifacts, warmup, prefix)
+            names = [n.strip() for n in args.profile.split(",") if n.strip()]
+            profiles = await restart_under_profiler(
+                pipeline, names, artifacts, warmup, f"{prefix}-warmup2"
+            )
+            say(f"profiling {', '.join(names)} -> {artifacts}")
         say(f"figure 1: {len(batch_paths):,} files, instant models")
-        first = await timed_batch(pipeline, f"{prefix}-b1", batch_paths)
+        sampler = MemorySampler(pipeline)
+        first = await timed_batch(pipeline, f"{prefix}-b1", batch_paths, sampler)
         say(f"    makespan {first.makespan_s:.1f} s, other load {first.other_load:.0%}")
-        peaks = [{n: u.peak_rss_kib for n, u in first.after.services.items()}]
         makespans = [first.makespan_s]
         if "overhead" in only:
             if sizes is None:
                 sizes = await message_sizes(infra.bootstrap, prefix, GPU_HOSTS[0])
                 sizes_from = "sampled from this batch's topics"
-                chain_s = await passthrough(infra, run_id, sizes, args.files, artifacts, prefixes)
-            assert chain_s is not None
-            sections.append(overhead_section(first, chain_s, sizes, sizes_from))
+                chain = await passthrough(infra, run_id, sizes, args.files, artifacts, prefixes)
+            assert chain is not None
+            sections.append(overhead_section(first, chain, sizes, sizes_from))
             show(sections[-1])
         if "tracker" in only:
             say("figure 3: a second tracker over the batch's topics")
             sections.append(
-                await tracker_throughput(infra, prefix, GPU_HOSTS, run_id, len(batch_paths))
+                await tracker_throughput(
+                    infra,
+                    prefix,
+                    GPU_HOSTS,
+                    run_id,
+                    len(batch_paths),
+                    profile_to=artifacts / "profile-fig3.txt" if args.profile_tracker else None,
+                )
             )
             show(sections[-1])
         if "latency" in only:
@@ -233,75 +256,39 @@ async def instant_runs(
             show(sections[-1])
         if "memory" in only:
             reserve_s = 30  # stopping the pipeline, cleaning up, writing the report
-            while len(peaks) < args.memory_batches:
+            while len(makespans) < args.memory_batches:
                 elapsed = time.monotonic() - started
                 if elapsed + max(makespans) * 1.15 + reserve_s > args.budget_s:
-                    say(f"figure 5: time budget reached after {len(peaks)} batches")
+                    say(f"figure 5: time budget reached after {len(makespans)} batch(es)")
                     break
-                n = len(peaks) + 1
+                n = len(makespans) + 1
                 say(f"figure 5: batch {n} of {args.memory_batches}")
-                batch = await timed_batch(pipeline, f"{prefix}-b{n}", batch_paths)
+                batch = await timed_batch(pipeline, f"{prefix}-b{n}", batch_paths, sampler)
                 makespans.append(batch.makespan_s)
-                peaks.append({name: u.peak_rss_kib for name, u in batch.after.services.items()})
                 say(f"    makespan {batch.makespan_s:.1f} s, other load {batch.other_load:.0%}")
-            sections.append(memory_section(peaks, len(batch_paths)))
+            sections.append(memory_section(sampler.samples, len(batch_paths), len(makespans)))
             if len(makespans) > 1:
-                sections[-1].figures.append(
-                    Figure.info(
-                        "pipeline makespan spread over the memory batches",
-                        (max(makespans) - min(makespans)) / min(makespans),
-                        "ratio",
-                    )
-                )
-                sections[-1].details.append("")
-                sections[-1].details.append(
+                sections[-1].details += [
+                    "",
                     "Makespans of the batches (s), a measure of this machine's noise: "
-                    + ", ".join(f"{m:.1f}" for m in makespans)
-                )
+                    + ", ".join(f"{m:.1f}" for m in makespans),
+                ]
             show(sections[-1])
         cpu = cpu_section(first, "the figure 1 batch")
         sections.append(cpu)
         show(cpu)
-    if profile_out is not None:
-        sections.append(profile_report(profile_out, args.profile))
+    if args.profile_tracker:
+        profiles["tracker (figure 3, in the bench process)"] = artifacts / "profile-fig3.txt"
+    if profiles:
+        sections.append(profile_section(profiles))
     return sections
-
-
-async def profile_service(
-    pipeline: BenchPipeline, name: str, artifacts: Path, warmup: list[Path], prefix: str
-) -> Path:
-    """Restart one service under cProfile; its stats are written when it stops."""
-    if name not in pipeline.group.processes:
-        raise SystemExit(f"no service {name!r}; choose from {sorted(pipeline.group.processes)}")
-    out = artifacts / f"profile-{name}.pstats"
-    argv = pipeline.group.processes[name].argv
-    await asyncio.to_thread(pipeline.group.kill, name, signal.SIGTERM)
-    pipeline.group.start(name, [argv[0], "-m", "cProfile", "-o", str(out), *argv[1:]])
-    await pipeline.submit(f"{prefix}-warmup2", warmup)
-    await pipeline.wait_complete(f"{prefix}-warmup2", timeout_s=180)
-    say(f"{name} restarted under cProfile -> {out}")
-    return out
-
-
-def profile_report(path: Path, name: str) -> Section:
-    import io
-    import pstats
-
-    section = Section(f"Profile of {name}")
-    if not path.exists():
-        section.details = [f"No profile written at {path} (the service did not exit cleanly)."]
-        return section
-    buffer = io.StringIO()
-    stats = pstats.Stats(str(path), stream=buffer)
-    stats.sort_stats("tottime").print_stats(25)
-    text = buffer.getvalue()
-    (path.with_suffix(".txt")).write_text(text)
-    section.details = ["```", *text.strip().splitlines()[-40:], "```"]
-    return section
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.pyinstrument_path:
+        # Read by bench.service_profile in the profiled services and by bench.profiling here.
+        os.environ["BENCH_PYINSTRUMENT_PATH"] = str(Path(args.pyinstrument_path).resolve())
     # asyncmy logs every server warning (a replayed INSERT IGNORE, Alembic's DDL notes).
     logging.getLogger("asyncmy").setLevel(logging.ERROR)
     started = time.monotonic()

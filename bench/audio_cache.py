@@ -26,7 +26,8 @@ def cached_audio(folder: Path, count: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     done_marker = folder / f".complete-{count}"
     paths = [folder / f"call_{i:06d}.wav" for i in range(count)]
-    if done_marker.exists():
+    finished = [int(m.name.rsplit("-", 1)[1]) for m in folder.glob(".complete-*")]
+    if any(n >= count for n in finished):
         return paths
     if count <= 200:
         make_batch(folder, count, seconds=SECONDS)

@@ -12,7 +12,13 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.infra import new_run_id
-from bench.pipeline import GPU_HOSTS, BenchPipeline, Infra, other_load, running_pipeline
+from bench.pipeline import (
+    GPU_HOSTS,
+    BenchPipeline,
+    Infra,
+    cpu_floor,
+    running_pipeline,
+)
 from bench.report import Figure, Section
 from bench.schedule import StageLoad, bottleneck, ideal_makespan, stage_after_stage_makespan
 
@@ -66,9 +72,10 @@ async def gpu_utilization(
         started = time.monotonic()
         await pipeline.submit(batch_id, paths)
         makespan = await pipeline.wait_complete(batch_id, timeout_s=900) - started
-        foreign = other_load(before, pipeline.snapshot())
+        after = pipeline.snapshot()
         summary = await pipeline.summary(batch_id)
         stt_by_host = await per_host_stt(pipeline, batch_id)
+    floor, floor_text = cpu_floor(before, after, len(paths))
     done = {line.stage: line.done for line in summary.stages}
     loads = stage_loads(done, len(GPU_HOSTS))
     ideal = ideal_makespan(loads)
@@ -104,8 +111,13 @@ async def gpu_utilization(
         f"Work per stage (files x latency / fleet capacity): {loads_text}. Bottleneck: "
         f"{neck.stage}. Ideal makespan = bottleneck busy time + one file's time through the "
         f"other stages = {ideal:.1f} s; measured (first upload event -> Complete) "
-        f"{makespan:.1f} s; utilization {ideal / makespan:.2f}. Other work on the machine used "
-        f"{foreign:.0%} of its CPU meanwhile.",
+        f"{makespan:.1f} s; utilization {ideal / makespan:.2f}. {floor_text} "
+        + (
+            f"That is above the ideal: the CPU, not the model servers, set the pace "
+            f"(utilization ceiling {ideal / floor:.2f} on this machine in this run)."
+            if floor > ideal
+            else "That is below the ideal: the CPU alone does not explain the gap."
+        ),
         f"Stage after stage (the old system: each stage over the whole batch before the next, "
         f"at full capacity, from the same figures): {serial:.1f} s, "
         f"{serial / makespan:.1f}x the measured streaming makespan.",

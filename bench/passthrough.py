@@ -17,6 +17,7 @@ from pathlib import Path
 from aiokafka.structs import TopicPartition
 
 from bench.infra import end_offsets, reader
+from bench.procfs import usage
 from cli.processes import ProcessGroup
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.runtime.lifecycle import stop_event_on_signals
@@ -84,8 +85,9 @@ async def chain_makespan(
     log_dir: Path,
     partitions: int,
     warmup: int = 20,
-) -> float:
-    """Seconds for `files` records through `len(sizes) - 1` hops (`sizes[i]`: topic i)."""
+) -> tuple[float, float]:
+    """Seconds for `files` records through `len(sizes) - 1` hops (`sizes[i]`: topic i), and
+    the CPU seconds the hop processes used meanwhile."""
     topics = [f"{prefix}.hop{i}" for i in range(len(sizes))]
     await ensure_topics(bootstrap, topics, partitions)
     group = ProcessGroup(log_dir=log_dir, env={})
@@ -97,10 +99,12 @@ async def chain_makespan(
         # A warm-up through every hop: each consumer has joined its group before timing.
         await produce(bootstrap, topics[0], warmup, sizes[0], "warmup")
         await wait_for_records(bootstrap, topics[-1], warmup, timeout_s=120)
+        cpu_before = sum(usage(p.popen.pid).cpu_s for p in group.processes.values())
         started = time.monotonic()
         await produce(bootstrap, topics[0], files, sizes[0], "file")
         finished = await wait_for_records(bootstrap, topics[-1], warmup + files, timeout_s=600)
-        return finished - started
+        cpu_after = sum(usage(p.popen.pid).cpu_s for p in group.processes.values())
+        return finished - started, cpu_after - cpu_before
     finally:
         await asyncio.to_thread(group.stop_all)
 

@@ -62,15 +62,43 @@ class Snapshot:
     bench_cpu_s: float
 
 
-def other_load(before: Snapshot, after: Snapshot) -> float:
-    """Share of the machine's CPU capacity used by work that is not this measurement's."""
+def own_cpu(before: Snapshot, after: Snapshot) -> float:
+    """CPU seconds the measurement's own processes used: services, broker, database, bench."""
     ours = sum(after.services[n].cpu_s - before.services[n].cpu_s for n in after.services)
     ours += sum(
         after.shared[n].cpu_s - before.shared[n].cpu_s for n in after.shared if n in before.shared
     )
-    ours += after.bench_cpu_s - before.bench_cpu_s
-    capacity = (after.at - before.at) * (os.cpu_count() or 1)
-    return max(0.0, (after.machine_busy_s - before.machine_busy_s - ours) / capacity)
+    return ours + after.bench_cpu_s - before.bench_cpu_s
+
+
+def capacity(before: Snapshot, after: Snapshot) -> float:
+    """CPU seconds the machine had between the two snapshots."""
+    return (after.at - before.at) * (os.cpu_count() or 1)
+
+
+def other_load(before: Snapshot, after: Snapshot) -> float:
+    """Share of the machine's CPU capacity used by work that is not this measurement's.
+
+    The broker and the database count as ours, although they may serve other runs too.
+    """
+    busy = after.machine_busy_s - before.machine_busy_s
+    return max(0.0, (busy - own_cpu(before, after)) / capacity(before, after))
+
+
+def cpu_floor(before: Snapshot, after: Snapshot, files: int) -> tuple[float, str]:
+    """The shortest makespan the CPU left to the run allows, and a sentence saying so."""
+    ours = own_cpu(before, after)
+    share = ours / capacity(before, after)
+    other = other_load(before, after)
+    cores = os.cpu_count() or 1
+    per_file = ours / files
+    floor = files * per_file / (cores * max(0.05, 1 - other))
+    return floor, (
+        f"This run's own processes (services, simulator, broker, MariaDB, bench) used "
+        f"{per_file * 1000:.1f} ms of CPU per file, {share:.0%} of the machine's {cores} cores, "
+        f"other work {other:.0%}: with the CPU left to it, the run could not take less than "
+        f"{floor:.1f} s (its CPU-bound floor)."
+    )
 
 
 def shared_usage() -> dict[str, ProcessUsage]:

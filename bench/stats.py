@@ -15,15 +15,28 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def projected_peak(peaks: Sequence[float], batches: int) -> float:
-    """Peak after `batches` batches, extrapolating the growth per batch seen so far.
+def fitted_slope(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x; 0 when x does not vary."""
+    if len(points) < 2:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    var = sum((x - mean_x) ** 2 for x, _ in points)
+    if var == 0:
+        return 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / var
 
-    `peaks[i]` is the peak after batch i+1. Growth is taken from the first to the last
-    measured batch (never negative: a peak cannot shrink); with one batch there is no slope.
+
+def projected_at(points: Sequence[tuple[float, float]], x: float, fit_from: float) -> float:
+    """y at `x`, continuing the growth fitted on the points at or past `fit_from`.
+
+    Peaks never shrink, so a negative fitted slope counts as no growth; past the last
+    point the projection starts from the last measured value.
     """
-    if not peaks:
-        raise ValueError("no measured peaks")
-    if len(peaks) == 1 or batches <= len(peaks):
-        return peaks[min(batches, len(peaks)) - 1]
-    slope = max(0.0, (peaks[-1] - peaks[0]) / (len(peaks) - 1))
-    return peaks[-1] + slope * (batches - len(peaks))
+    if not points:
+        raise ValueError("no measured points")
+    last_x, last_y = points[-1]
+    if x <= last_x:
+        return last_y
+    slope = max(0.0, fitted_slope([p for p in points if p[0] >= fit_from]))
+    return last_y + slope * (x - last_x)

@@ -9,8 +9,9 @@ transactions as the tracker had polls: no folding, no upserts, no recounts.
 import asyncio
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncmy
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.infra import end_offsets, fresh_database, reader
 from bench.pipeline import Infra
+from bench.profiling import profiled
 from bench.report import Figure, Section
 from services.tracker.main import run as run_tracker
 from services.tracker.migrate import migrate
@@ -184,21 +186,28 @@ async def raw_insert_seconds(
 
 
 async def tracker_throughput(
-    infra: Infra, prefix: str, hosts: Sequence[str], run_id: str, batch_files: int
+    infra: Infra,
+    prefix: str,
+    hosts: Sequence[str],
+    run_id: str,
+    batch_files: int,
+    profile_to: Path | None = None,
 ) -> Section:
     topics = Topics(prefix).all_topics(list(hosts))
     async with reader(infra.bootstrap) as consumer:
         total = sum((await end_offsets(consumer, topics)).values())
     server = infra.database_server_url
     async with fresh_database(server, f"bench_{run_id}_tracker") as tracked_url:
-        tracker = await run_second_tracker(
-            infra, prefix, hosts, tracked_url, total, f"{prefix}-bench-tracker"
-        )
+        with profiled(profile_to) if profile_to else nullcontext():
+            tracker = await run_second_tracker(
+                infra, prefix, hosts, tracked_url, total, f"{prefix}-bench-tracker"
+            )
         rows = await read_rows(tracked_url)
     async with fresh_database(server, f"bench_{run_id}_raw") as raw_url:
         await migrate(raw_url)
         raw_s = await raw_insert_seconds(raw_url, rows, tracker.polls)
     raw_rate = total / raw_s
+    max_batch = TrackerSettings().tracker_max_batch
     ratio = tracker.events_per_s / raw_rate
     trips_per_100 = 100 * tracker.round_trips / tracker.events
     per_poll = tracker.round_trips / max(1, tracker.polls - 1)
@@ -215,9 +224,10 @@ async def tracker_throughput(
     section.details = [
         f"A second tracker (own group, own database, in the bench's process) read the "
         f"pre-filled topics of the {batch_files:,}-file batch and its warm-up: {total:,} events "
-        f"in {tracker.polls} polls (TRACKER_MAX_BATCH default). Timed from the end of its first "
-        f"poll to the end of its last: {tracker.events:,} events in {tracker.seconds:.1f} s = "
-        f"{tracker.events_per_s:,.0f} events/s, {tracker.round_trips:,} database round trips "
+        f"in {tracker.polls} polls (TRACKER_MAX_BATCH={max_batch}). Timed from the end of its "
+        f"first poll to the end of its last: {tracker.events:,} events in "
+        f"{tracker.seconds:.1f} s = {tracker.events_per_s:,.0f} events/s, "
+        f"{tracker.round_trips:,} database round trips "
         f"({trips_per_100:.1f} per 100 events, {per_poll:.1f} per poll).",
         f"Floor: the rows that tracker wrote ({row_counts}) inserted with asyncmy "
         f"`executemany` into a fresh database in {tracker.polls} transactions (one slice of "

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.stats import percentile, projected_peak
+from bench.stats import fitted_slope, percentile, projected_at
 
 
 def test_nearest_rank_percentiles_are_observed_values() -> None:
@@ -16,12 +16,19 @@ def test_percentile_of_nothing_is_an_error() -> None:
         percentile([], 50)
 
 
-def test_growth_per_batch_is_projected_linearly() -> None:
-    # 100 after batch 1, 104 after batch 3: 2 per batch, so 118 after batch 10.
-    assert projected_peak([100, 103, 104], 10) == pytest.approx(118)
+def test_slope_is_the_least_squares_fit() -> None:
+    assert fitted_slope([(0, 1), (1, 3), (2, 5)]) == pytest.approx(2)
+    assert fitted_slope([(0, 1), (1, 2), (2, 2), (3, 3)]) == pytest.approx(0.6)
+    assert fitted_slope([(5, 1), (5, 9)]) == 0
+    assert fitted_slope([(5, 1)]) == 0
 
 
-def test_projection_never_shrinks_and_uses_measurements_when_it_has_them() -> None:
-    assert projected_peak([100, 99], 10) == 99
-    assert projected_peak([100, 101, 102], 2) == 101
-    assert projected_peak([100], 10) == 100
+def test_growth_is_fitted_past_the_warm_up_and_continued_from_the_last_point() -> None:
+    # Warm-up jump to 100 by x=5, then 1 per unit: at x=20 it is 100 + 15 = 115.
+    points = [(0.0, 10.0), (5.0, 100.0), (7.0, 102.0), (10.0, 105.0)]
+    assert projected_at(points, 20, fit_from=5) == pytest.approx(115)
+
+
+def test_projection_never_shrinks_and_uses_a_measurement_it_has() -> None:
+    assert projected_at([(0.0, 100.0), (10.0, 99.0)], 100, fit_from=0) == 99
+    assert projected_at([(0.0, 100.0), (10.0, 110.0)], 10, fit_from=0) == 110
