@@ -1,0 +1,162 @@
+"""`make chaos`: every crash scenario on a 10,000-file batch, then a report.
+
+    python -m tests.crash.chaos [--files N] [--only NAME[,NAME]] [--db-outage-s S]
+
+Writes `reports/chaos-<time>.md` and `.json` (a list of objects with `scenario`, `files`,
+`lost`, `duplicates`, `redundant_calls`, `seconds`, `passed`, and details), copies them to
+`reports/chaos-latest.{md,json}`, and prints the Markdown report's path as the last line.
+Exit status 0 only if every scenario passed.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from tests.crash.harness import ChaosSettings, Infra, make_audio
+from tests.crash.infra import CACHE, REPO, PrivateKafka, PrivateMariaDB
+from tests.crash.invariants import Outcome
+from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
+
+
+async def run_all(names: list[str], settings: ChaosSettings, workdir: Path) -> list[Outcome]:
+    shared = Infra(
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        os.environ.get("TEST_DATABASE_URL", "mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi"),
+    )
+    infra = Breakables(shared)
+    chosen = [SCENARIOS[n] for n in names]
+    if any(s.runs_on == "private-kafka" for s in chosen):
+        infra.kafka = PrivateKafka()
+        await asyncio.to_thread(infra.kafka.start, True)
+    if any(s.runs_on == "private-mariadb" for s in chosen):
+        infra.mariadb = PrivateMariaDB()
+        await asyncio.to_thread(infra.mariadb.start)
+    corrupt = int(settings.files * settings.corrupt_share)
+    short = int(settings.files * settings.short_share)
+    audio = CACHE / "crash-audio" / f"{settings.files}-{corrupt}-{short}"
+    paths = make_audio(audio, settings.files, corrupt, short)
+    outcomes = []
+    try:
+        for scenario in chosen:
+            print(f"== {scenario.name}: {scenario.title}", flush=True)
+            t0 = time.monotonic()
+            try:
+                outcome = await run_scenario(
+                    scenario, settings, infra, paths, workdir / scenario.name
+                )
+            except Exception as exc:  # the report must still say which scenario broke
+                outcome = Outcome(scenario.name, settings.files, seconds=time.monotonic() - t0)
+                outcome.fail(f"harness error: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            verdict = "passed" if outcome.passed else "FAILED"
+            print(
+                f"   {verdict} in {outcome.seconds:.0f}s: lost {outcome.lost}, duplicates "
+                f"{outcome.duplicates}, redundant calls {outcome.redundant_calls} "
+                f"(bound {outcome.redundancy_bound})",
+                flush=True,
+            )
+            for v in outcome.violations:
+                print(f"   - {v}", flush=True)
+            outcomes.append(outcome)
+    finally:
+        if infra.kafka is not None:
+            await asyncio.to_thread(infra.kafka.stop)
+        if infra.mariadb is not None:
+            await asyncio.to_thread(infra.mariadb.stop)
+    return outcomes
+
+
+def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str) -> str:
+    lines = [
+        f"# Crash suite report ({stamp})",
+        "",
+        f"{settings.files} files per batch, GPU hosts {settings.gpu_hosts}, latency scale "
+        f"{settings.latency_scale}, database outage {settings.db_outage_s:.0f}s. "
+        "Run with `make chaos`; the invariants are in `tests/crash/invariants.py`.",
+        "",
+        "| scenario | files | lost | duplicates | redundant calls (bound) | seconds | passed |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for o in outcomes:
+        lines.append(
+            f"| {o.scenario} | {o.files} | {o.lost} | {o.duplicates} | "
+            f"{o.redundant_calls} ({o.redundancy_bound}) | {o.seconds:.0f} | "
+            f"{'yes' if o.passed else '**no**'} |"
+        )
+    for o in outcomes:
+        lines += ["", f"## {o.scenario}", ""]
+        lines.append(
+            "terminal states: " + ", ".join(f"{k} {v}" for k, v in sorted(o.terminal.items()))
+        )
+        if o.redundant_by_stage:
+            lines.append(
+                "redundant calls by stage: "
+                + ", ".join(f"{k} {v}" for k, v in o.redundant_by_stage.items())
+            )
+        lines += ["", "faults (progress when injected):", ""]
+        lines += [
+            f"- t+{f['seconds']}s {f['what']} [{f['at_progress']}]"
+            + (f", in-flight bound {f['in_flight_bound']}" if f["in_flight_bound"] else "")
+            for f in o.faults
+        ]
+        lines += ["", "per-host completion:", ""]
+        lines += [
+            f"- {r.host}: {r.finished}/{r.files} files in {r.seconds:.1f}s "
+            f"({r.files_per_s:.1f} files/s)"
+            for r in o.host_rates
+        ]
+        if o.violations:
+            lines += ["", "violations:", ""] + [f"- {v}" for v in o.violations]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    outcomes: list[Outcome], settings: ChaosSettings, folder: Path
+) -> tuple[Path, Path]:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    md = folder / f"chaos-{stamp}.md"
+    js = folder / f"chaos-{stamp}.json"
+    data: list[dict[str, Any]] = [o.as_report() for o in outcomes]
+    js.write_text(json.dumps(data, indent=2) + "\n")
+    md.write_text(render_markdown(outcomes, settings, stamp))
+    shutil.copyfile(md, folder / "chaos-latest.md")
+    shutil.copyfile(js, folder / "chaos-latest.json")
+    return md, js
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.crash.chaos", description=__doc__)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument("--db-outage-s", type=float, default=60.0)
+    parser.add_argument("--latency-scale", type=float, default=0.05)
+    parser.add_argument("--reports", type=Path, default=REPO / "reports")
+    parser.add_argument("--workdir", type=Path, default=REPO / "reports" / "artifacts")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    settings = ChaosSettings(
+        files=args.files,
+        db_outage_s=args.db_outage_s,
+        latency_scale=args.latency_scale,
+        finish_timeout_s=max(600.0, args.files * 0.25),
+    )
+    workdir = args.workdir / time.strftime("chaos-%Y%m%d-%H%M%S")
+    outcomes = asyncio.run(run_all(names, settings, workdir))
+    md, _ = write_report(outcomes, settings, args.reports)
+    print(md.relative_to(REPO) if md.is_relative_to(REPO) else md)
+    return 0 if outcomes and all(o.passed for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

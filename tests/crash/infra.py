@@ -1,0 +1,141 @@
+"""Private infrastructure for the crash suite: a broker and a MariaDB of our own to kill.
+
+The shared broker (9092) and MariaDB (3306) serve every other engineer's tests, so the
+scenarios that kill the broker or stop the database run their own instances, started by the
+project's own scripts (`infra/kafka.sh`, `infra/mariadb.sh`) under a cache folder of their own.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache"
+
+# The crash suite's own port range (see the task: 39092/39093 broker, 33306 MariaDB).
+PRIVATE_KAFKA_PORT = 39092
+PRIVATE_KAFKA_CONTROLLER_PORT = 39093
+PRIVATE_MARIADB_PORT = 33306
+
+
+def _script_env(**extra: str) -> dict[str, str]:
+    skip = ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    env.setdefault("PYTHON", str(REPO / ".venv" / "bin" / "python"))
+    env.update(extra)
+    return env
+
+
+def _run(argv: list[str], env: dict[str, str], timeout_s: float) -> None:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
+@dataclass
+class PrivateKafka:
+    """A single-node broker on 39092 with its data under `.cache/crash-kafka`."""
+
+    cache: Path = CACHE / "crash-kafka"
+    port: int = PRIVATE_KAFKA_PORT
+    controller_port: int = PRIVATE_KAFKA_CONTROLLER_PORT
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        return _script_env(
+            COFI_CACHE=str(self.cache),
+            KAFKA_PORT=str(self.port),
+            KAFKA_CONTROLLER_PORT=str(self.controller_port),
+            # The shared broker's jars and Maven repository: nothing to download again.
+            COFI_MAVEN_REPO=str(CACHE / "m2"),
+            KAFKA_READY_TIMEOUT="120",
+        )
+
+    def _share_jars(self) -> None:
+        lib = self.cache / "kafka" / "lib"
+        shared = CACHE / "kafka" / "lib"
+        if not lib.exists() and shared.is_dir():
+            lib.parent.mkdir(parents=True, exist_ok=True)
+            lib.symlink_to(shared)
+
+    def start(self, fresh: bool = False) -> None:
+        self._share_jars()
+        if fresh and self.pid() is None:
+            # Old topics of earlier runs only slow the broker's start down.
+            shutil.rmtree(self.cache / "kafka" / "data", ignore_errors=True)
+        _run([str(REPO / "infra" / "kafka.sh"), "start"], self._env(), timeout_s=300)
+
+    def stop(self) -> None:
+        _run([str(REPO / "infra" / "kafka.sh"), "stop"], self._env(), timeout_s=120)
+
+    def pid(self) -> int | None:
+        pidfile = self.cache / "kafka" / "kafka.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if str(self.cache).encode() in cmdline else None
+
+    def kill9(self) -> int:
+        """SIGKILL the broker's JVM, the one our start() launched (never the shared one)."""
+        pid = self.pid()
+        if pid is None:
+            raise RuntimeError(f"private broker on {self.bootstrap} is not running")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+
+@dataclass
+class PrivateMariaDB:
+    """A MariaDB on 33306 with its datadir under `.cache/crash-mariadb` (socket path short)."""
+
+    cache: Path = CACHE / "crash-mariadb"
+    port: int = PRIVATE_MARIADB_PORT
+
+    @property
+    def server_url(self) -> str:
+        return f"mysql+asyncmy://cofi:cofi@127.0.0.1:{self.port}/cofi"
+
+    def _env(self) -> dict[str, str]:
+        return _script_env(COFI_CACHE=str(self.cache), MARIADB_PORT=str(self.port))
+
+    def start(self) -> None:
+        _run([str(REPO / "infra" / "mariadb.sh"), "start"], self._env(), timeout_s=300)
+
+    def stop(self) -> None:
+        _run([str(REPO / "infra" / "mariadb.sh"), "stop"], self._env(), timeout_s=120)
+
+
+@asynccontextmanager
+async def fresh_database(server_url: str, keep: bool = False) -> AsyncIterator[str]:
+    """A new, empty database on the server at `server_url`; dropped afterwards unless `keep`."""
+    name = f"cofi_crash_{uuid.uuid4().hex[:12]}"
+    # No pooled connection may outlive a database restart in the middle of a scenario.
+    admin = create_async_engine(server_url, poolclass=NullPool)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        if not keep:
+            async with admin.begin() as conn:
+                await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        await admin.dispose()

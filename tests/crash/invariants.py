@@ -1,0 +1,366 @@
+"""What must hold after any scenario, checked with SQL on the tables, the topics and the
+simulator's call counts. `check` never raises on a violation: it lists them, so the report can
+say everything that went wrong at once and the test can assert the list is empty."""
+
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from sqlalchemy import text
+
+from shared.stages import GPU_STAGES, LLM_STAGES, STAGES
+from tests.crash.harness import ChaosRun, allowed_redundancy
+
+FLAGS = {
+    "denoise": "denoiseDone",
+    "ivr": "ivrDone",
+    "lid": "lidDone",
+    "stt": "sttDone",
+    "llm1": "llm1Done",
+    "llm2": "llm2Done",
+}
+STATUS_COLUMNS = (
+    "dbInsertionStatus",
+    "denoiseStatus",
+    "ivrStatus",
+    "lidStatus",
+    "triagingStatus",
+    "sttStatus",
+    "llm1Status",
+    "llm2Status",
+)
+# The stages whose success a file in each terminal state must show in processing_logs.
+LOGGED_STAGES = {
+    "done": set(STAGES),
+    "skipped": {"denoise", "ivr", "lid", "triage"},
+}
+
+
+@dataclass
+class HostRate:
+    host: str
+    files: int
+    finished: int
+    seconds: float
+
+    @property
+    def files_per_s(self) -> float:
+        return self.finished / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    files: int
+    lost: int = 0
+    duplicates: int = 0
+    redundant_calls: int = 0
+    redundant_by_stage: dict[str, int] = field(default_factory=dict)
+    allowed_by_stage: dict[str, int] = field(default_factory=dict)
+    redundancy_bound: int = 0
+    seconds: float = 0.0
+    terminal: dict[str, int] = field(default_factory=dict)
+    host_rates: list[HostRate] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    def fail(self, message: str, examples: list[Any] | None = None) -> None:
+        if examples:
+            message += f" (e.g. {sorted(map(str, examples))[:5]})"
+        self.violations.append(message)
+
+    def as_report(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "files": self.files,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "redundant_calls": self.redundant_calls,
+            "seconds": round(self.seconds, 1),
+            "passed": self.passed,
+            "redundancy_bound": self.redundancy_bound,
+            "redundant_by_stage": self.redundant_by_stage,
+            "allowed_by_stage": self.allowed_by_stage,
+            "terminal": self.terminal,
+            "host_rates": [
+                {
+                    "host": r.host,
+                    "files": r.files,
+                    "finished": r.finished,
+                    "seconds": round(r.seconds, 1),
+                    "files_per_s": round(r.files_per_s, 1),
+                }
+                for r in self.host_rates
+            ],
+            "faults": self.faults,
+            "violations": self.violations,
+        }
+
+
+async def read_to_end(
+    bootstrap: str, topics: list[str], partitions_per_topic: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topics` (created with `partitions_per_topic`) up to their end offsets
+    as of now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"crash-check-{uuid.uuid4().hex}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in range(partitions_per_topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        unread = {tp for tp, end in ends.items() if end > 0}
+        while unread:
+            batch = await consumer.getmany(timeout_ms=500)
+            for rs in batch.values():
+                records.extend(rs)
+            unread = {tp for tp in unread if await consumer.position(tp) < ends[tp]}
+        return records
+    finally:
+        await consumer.stop()
+
+
+def _decode(value: bytes | None) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(value or b"")
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+async def _rows(run: ChaosRun, sql: str) -> list[Any]:
+    async with run.engine.connect() as conn:
+        result = await conn.execute(text(sql), {"b": run.batch_id})
+        return list(result.mappings().all())
+
+
+async def check(run: ChaosRun) -> Outcome:
+    """Every invariant of the crash suite for the run's batch, after it finished."""
+    allowed = allowed_redundancy(run.faults)
+    out = Outcome(
+        run.scenario,
+        run.files,
+        seconds=time.monotonic() - run.started,
+        allowed_by_stage=allowed,
+        redundancy_bound=sum(allowed.values()),
+        faults=[{**vars(f), "in_flight_bound": f.in_flight_bound} for f in run.faults],
+    )
+    names = {p.name for p in run.paths}
+    files = await _rows(
+        run,
+        "SELECT file, ip, terminalState, failedStage, triageRoute, createdAt, finishedAt, "
+        + ", ".join(FLAGS.values())
+        + " FROM fileDistribution WHERE batchId = :b",
+    )
+    status = await _rows(run, "SELECT * FROM batchStatus WHERE batchId = :b")
+    logs = await _rows(
+        run,
+        "SELECT call_id, stage_name, attempt, status, host FROM processing_logs "
+        "WHERE batch_id = :b",
+    )
+    records = await read_to_end(
+        run.config.bootstrap,
+        [run.topics.uploads, run.topics.done, run.topics.failed],
+        run.config.partitions,
+    )
+
+    _check_files(out, names, files)
+    _check_batch_status(out, files, status)
+    _check_topics(out, run, names, files, records)
+    _check_logs(out, files, logs)
+    _check_redundancy(out, run, logs, await run.sim_stats())
+    out.host_rates = _host_rates(files)
+    out.terminal = dict(Counter(str(f["terminalState"]) for f in files))
+    return out
+
+
+def _check_files(out: Outcome, names: set[str], files: list[Any]) -> None:
+    per_file = Counter(f["file"] for f in files)
+    seen = set(per_file)
+    missing = names - seen
+    unfinished = {f["file"] for f in files if f["terminalState"] is None}
+    out.lost += len(missing) + len(unfinished)
+    if missing:
+        out.fail(f"{len(missing)} files of the batch have no fileDistribution row", list(missing))
+    if unfinished:
+        out.fail(f"{len(unfinished)} files have no terminal state", list(unfinished))
+    phantoms = seen - names
+    if phantoms:
+        out.fail(f"{len(phantoms)} fileDistribution rows for files never uploaded", list(phantoms))
+    doubled = [n for n, c in per_file.items() if c > 1]
+    out.duplicates += len(doubled)
+    if doubled:
+        out.fail(f"{len(doubled)} files have more than one fileDistribution row", doubled)
+    bad_state = {f["file"] for f in files} - {
+        f["file"] for f in files if f["terminalState"] in ("done", "skipped", "failed", None)
+    }
+    if bad_state:
+        out.fail(f"{len(bad_state)} files in an unexpected terminal state", list(bad_state))
+
+    disagree = []
+    for f in files:
+        flags = {stage: f[column] == 1 for stage, column in FLAGS.items()}
+        state = f["terminalState"]
+        if state == "done":
+            ok = all(flags.values()) and f["triageRoute"] == "stt"
+        elif state == "skipped":
+            ok = (
+                f["triageRoute"] == "skip"
+                and flags["denoise"]
+                and flags["ivr"]
+                and flags["lid"]
+                and not (flags["stt"] or flags["llm1"] or flags["llm2"])
+            )
+        elif state == "failed":
+            stage = f["failedStage"]
+            ok = stage in STAGES and not flags.get(stage, False) and not flags["llm2"]
+        else:
+            ok = True  # counted as lost above
+        if not ok:
+            disagree.append(f["file"])
+    if disagree:
+        out.fail(f"{len(disagree)} files whose done flags disagree with their state", disagree)
+
+
+def _check_batch_status(out: Outcome, files: list[Any], status: list[Any]) -> None:
+    if len(status) != 1:
+        out.fail(f"expected one batchStatus row, found {len(status)}")
+        return
+    row = status[0]
+    counts = Counter(f["terminalState"] for f in files)
+    expected = {
+        "totalFiles": out.files,
+        "knownFiles": len(files),
+        "doneFiles": counts["done"],
+        "skippedFiles": counts["skipped"],
+        "failedFiles": counts["failed"],
+    }
+    wrong = {k: (row[k], v) for k, v in expected.items() if row[k] != v}
+    if wrong:
+        out.fail(f"batchStatus disagrees with fileDistribution (have, want): {wrong}")
+    not_complete = {c: row[c] for c in (*STATUS_COLUMNS, "status") if row[c] != "Complete"}
+    if not_complete:
+        out.fail(f"batchStatus not Complete: {not_complete}")
+
+
+def _check_topics(
+    out: Outcome, run: ChaosRun, names: set[str], files: list[Any], records: list[Any]
+) -> None:
+    closed: list[int] = []
+    on_topics: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        event = _decode(r.value)
+        if event is None or event.get("batch_id") != run.batch_id:
+            continue
+        kind = event.get("type")
+        if kind == "BatchClosed":
+            closed.append(int(event.get("file_count", -1)))
+        elif kind == "FileFailed":
+            on_topics["failed"].add(str(event.get("file_name")))
+        elif kind == "FileStageCompleted" and r.topic == run.topics.done:
+            state = "done" if event.get("stage") == "llm2" else "skipped"
+            on_topics[state].add(str(event.get("file_name")))
+    if not closed or any(c != out.files for c in closed) or len(files) != out.files:
+        out.fail(f"BatchClosed.file_count {closed} != files {out.files} != rows {len(files)}")
+    unreported = names - set().union(*on_topics.values())
+    if unreported:
+        out.lost += len(unreported)
+        out.fail(
+            f"{len(unreported)} files have no terminal event on the done/failed topics",
+            list(unreported),
+        )
+    wrong = [
+        f["file"]
+        for f in files
+        if f["terminalState"] in ("done", "skipped", "failed")
+        and f["file"] not in on_topics[f["terminalState"]]
+    ]
+    if wrong:
+        out.fail(f"{len(wrong)} files whose terminal state no topic event supports", wrong)
+
+
+def _check_logs(out: Outcome, files: list[Any], logs: list[Any]) -> None:
+    identity = Counter((r["call_id"], r["stage_name"], r["attempt"]) for r in logs)
+    doubled = [k for k, n in identity.items() if n > 1]
+    out.duplicates += len(doubled)
+    if doubled:
+        out.fail(
+            f"{len(doubled)} (file, stage, attempt) identities with two processing_logs rows",
+            doubled,
+        )
+    succeeded: dict[str, set[str]] = defaultdict(set)
+    failed: dict[str, set[str]] = defaultdict(set)
+    for r in logs:
+        (succeeded if r["status"] == "success" else failed)[r["call_id"]].add(r["stage_name"])
+    missing = []
+    for f in files:
+        state = f["terminalState"]
+        if state in LOGGED_STAGES and not LOGGED_STAGES[state] <= succeeded[f["file"]]:
+            missing.append(f["file"])
+        if state == "failed" and f["failedStage"] not in failed[f["file"]]:
+            missing.append(f["file"])
+    if missing:
+        out.fail(f"{len(missing)} files whose processing_logs lack a stage's attempt", missing)
+
+
+def _check_redundancy(out: Outcome, run: ChaosRun, logs: list[Any], stats: dict[str, Any]) -> None:
+    """Model calls the simulator served beyond the attempts the tables record: work redone
+    because a consumer died before committing it (or a duplicate event made it run twice)."""
+    logged: Counter[tuple[str, str]] = Counter()
+    for r in logs:
+        if r["attempt"] and r["attempt"] >= 1:
+            stage = "llm" if r["stage_name"] in LLM_STAGES else r["stage_name"]
+            logged[(r["call_id"], stage)] += 1
+    calls: Counter[tuple[str, str]] = Counter()
+    for host_calls in stats["gpu"]["calls"].values():
+        for stage, per_file in host_calls.items():
+            for name, n in per_file.items():
+                calls[(name, stage)] += n
+    for name, n in stats["llm"]["calls"].items():
+        calls[(name, "llm")] += n
+    by_stage: Counter[str] = Counter()
+    for key, n in calls.items():
+        extra = n - logged[key]
+        if extra > 0:
+            by_stage[key[1]] += extra
+    out.redundant_by_stage = {s: by_stage[s] for s in (*GPU_STAGES, "llm") if by_stage[s]}
+    out.redundant_calls = sum(by_stage.values())
+    over = {
+        s: (by_stage[s], out.allowed_by_stage.get(s, 0))
+        for s in (*GPU_STAGES, "llm")
+        if by_stage[s] > out.allowed_by_stage.get(s, 0)
+    }
+    if over:
+        out.fail(
+            f"stages redid more model calls than the faults' in-flight bounds allow "
+            f"(redone, allowed): {over}"
+        )
+
+
+def _host_rates(files: list[Any]) -> list[HostRate]:
+    by_host: dict[str, list[Any]] = defaultdict(list)
+    for f in files:
+        by_host[str(f["ip"])].append(f)
+    rates = []
+    for host, rows in sorted(by_host.items()):
+        starts = [r["createdAt"] for r in rows if isinstance(r["createdAt"], datetime)]
+        ends = [r["finishedAt"] for r in rows if isinstance(r["finishedAt"], datetime)]
+        seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+        rates.append(HostRate(host, len(rows), len(ends), seconds))
+    return rates

@@ -1,0 +1,379 @@
+"""The crash scenarios: what each does to a running batch, and what it checks beyond the
+common invariants. Shared by the pytest suite (`tests/crash/test_*.py`, 1,000 files) and the
+chaos runner (`tests/crash/chaos.py`, 10,000 files)."""
+
+import asyncio
+import base64
+import json
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import text
+
+from services.tracker.fold import stage_of_topic
+from shared.events import BatchClosed, FileUploaded, encode
+from shared.kafka import make_producer
+from shared.stages import GPU_STAGES
+from tests.crash.harness import ChaosRun, ChaosSettings, Infra, ServiceDied, chaos_run
+from tests.crash.infra import PrivateKafka, PrivateMariaDB, fresh_database
+from tests.crash.invariants import Outcome, check, read_to_end
+
+
+@dataclass
+class Breakables:
+    """The infrastructure a scenario may break, and what everything else runs on."""
+
+    shared: Infra
+    kafka: PrivateKafka | None = None
+    mariadb: PrivateMariaDB | None = None
+
+
+Inject = Callable[[ChaosRun, Breakables], Awaitable[None]]
+ExtraCheck = Callable[[ChaosRun, Outcome], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    inject: Inject
+    runs_on: Literal["shared", "private-kafka", "private-mariadb"] = "shared"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    before_submit: Callable[[ChaosRun], Awaitable[None]] | None = None
+    extra_check: ExtraCheck | None = None
+
+
+# -- 1. kill -9 each service type in turn ---------------------------------------------------
+async def kill_each_service(run: ChaosRun, infra: Breakables) -> None:
+    first_host = run.settings.hosts[0]
+    plan = [
+        ("distributor", "distributor", "distribute", 0.3),
+        (f"gpu-{first_host}", "gpu-stage", "lid", 0.25),
+        ("llm", "llm-stage", "llm1", 0.4),
+        ("tracker", "tracker", "llm2", 0.6),
+    ]
+    for name, service, stage, share in plan:
+        await run.wait_for(stage, share)
+        run.record(f"kill -9 {name} (when {stage} had {share:.0%})", run.windows(service))
+        await run.kill(name, signal.SIGKILL)
+        await run.restart(name)
+
+
+# -- 2. kill -9 the broker -------------------------------------------------------------------
+async def kill_broker(run: ChaosRun, infra: Breakables) -> None:
+    assert infra.kafka is not None
+    await run.wait_for("llm1", 0.3)
+    # Every consumer loses what it had not committed.
+    run.record("kill -9 the broker (when llm1 had 30%)", run.all_windows())
+    await asyncio.to_thread(infra.kafka.kill9)
+    await asyncio.to_thread(infra.kafka.start)
+    run.record("broker restarted")
+
+
+# -- 3. stop the database --------------------------------------------------------------------
+async def stop_database(run: ChaosRun, infra: Breakables) -> None:
+    assert infra.mariadb is not None
+    await run.wait_for("llm1", 0.3)
+    tracker_pid = run.group.processes["tracker"].popen.pid
+    run.record(f"stop MariaDB for {run.settings.db_outage_s:.0f}s (when llm1 had 30%)")
+    await asyncio.to_thread(infra.mariadb.stop)
+    # The outage's length is the fault itself, so this one wait is on the clock.
+    loop = asyncio.get_running_loop()
+    until = loop.time() + run.settings.db_outage_s
+    while loop.time() < until:
+        run.assert_alive()
+        await asyncio.sleep(min(1.0, max(0.0, until - loop.time())))
+    await asyncio.to_thread(infra.mariadb.start)
+    run.record("MariaDB started again")
+    if run.group.processes["tracker"].popen.pid != tracker_pid:
+        raise ServiceDied("the tracker was restarted during the database outage")
+
+
+async def tracker_waited(run: ChaosRun, outcome: Outcome) -> None:
+    tracker = run.group.processes["tracker"]
+    log = tracker.log_path.read_text(errors="replace")
+    if "sink failed" not in log:
+        outcome.fail("the tracker never noticed the database outage (no 'sink failed' line)")
+    restarts = log.count("tracker consuming")
+    if restarts != 1:
+        outcome.fail(f"the tracker started {restarts} times: a crash loop")
+
+
+# -- 4. scale consumers up and down ----------------------------------------------------------
+async def scale_consumers(run: ChaosRun, infra: Breakables) -> None:
+    host = run.settings.hosts[0]
+    gpu, extra = f"gpu-{host}", [f"gpu-{host}-{n}" for n in (2, 3)]
+    partitions, step = run.config.partitions, max(1, run.files // 50)
+    await run.wait_for("denoise", 0.15)
+    # A rebalance lets the revoked partitions' records finish and commits them first, so
+    # nothing should be redone; the bound allowed is what the moving consumers held.
+    run.record(f"scale gpu-stage --host {host} 1 -> 3", run.windows("gpu-stage"))
+    for name in extra:
+        await run.start_service(name, "gpu-stage", "--host", host)
+    for name in extra:
+        await run.wait_assigned(name, consumers=len(GPU_STAGES))
+    await run.wait_advance("lid", step)
+    run.record(f"scale gpu-stage --host {host} 3 -> 1 (SIGTERM)", run.windows("gpu-stage"))
+    mark = run.log_mark(gpu)
+    for name in extra:
+        await retire(run, name)
+    await run.wait_assigned(gpu, len(GPU_STAGES), partitions, since=mark)
+    await run.wait_advance("lid", step)
+
+    await run.wait_for("llm1", 0.3)
+    run.record("scale llm-stage 1 -> 2", run.windows("llm-stage"))
+    await run.start_service("llm-2", "llm-stage")
+    await run.wait_assigned("llm-2", consumers=2)
+    await run.wait_advance("llm2", step)
+    run.record("scale llm-stage 2 -> 1 (SIGTERM)", run.windows("llm-stage"))
+    mark = run.log_mark("llm")
+    await retire(run, "llm-2")
+    await run.wait_assigned("llm", 2, partitions, since=mark)
+
+
+async def retire(run: ChaosRun, name: str) -> None:
+    code = await run.retire(name)
+    if code != 0:
+        raise ServiceDied(f"{name} exited with {code} on SIGTERM, not 0")
+
+
+# -- 5. a faulty GPU host, and a GPU host that dies -------------------------------------------
+async def faulty_host_faults(run: ChaosRun) -> None:
+    host = run.settings.hosts[0]
+    await run.set_faults(host=host, error_rate=0.2, timeout_rate=0.1, hang_s=2.0)
+    run.record(f"{host}: 20% 503, 10% hang past the client timeout, for the whole batch")
+
+
+async def nothing(run: ChaosRun, infra: Breakables) -> None:
+    return None
+
+
+async def healthy_hosts_unharmed(run: ChaosRun, outcome: Outcome) -> None:
+    """Files on the other hosts finish as if nothing happened: only corrupt audio fails."""
+    sick = run.settings.hosts[0] if run.scenario == "faulty_host" else run.settings.hosts[-1]
+    async with run.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT file, ip, failedStage, failedError FROM fileDistribution "
+                    "WHERE batchId = :b AND terminalState = 'failed'"
+                ),
+                {"b": run.batch_id},
+            )
+        ).all()
+    collateral = [
+        r.file for r in rows if r.ip != sick and "undecodable" not in (r.failedError or "")
+    ]
+    if collateral:
+        outcome.fail(f"{len(collateral)} files failed on healthy hosts", collateral)
+
+
+async def host_dies(run: ChaosRun, infra: Breakables) -> None:
+    host = run.settings.hosts[-1]
+    await run.wait_for("denoise", 0.3)
+    run.record(f"{host} goes down for good (when denoise had 30%)")
+    await run.set_faults(host=host, down=True)
+
+
+# -- 6. rolling restart ----------------------------------------------------------------------
+async def rolling_restart(run: ChaosRun, infra: Breakables) -> None:
+    await run.wait_for("denoise", 0.1)
+    step = max(1, run.files // 50)
+    services = [
+        ("tracker", "tracker"),
+        ("distributor", "distributor"),
+        *((f"gpu-{h}", "gpu-stage") for h in run.settings.hosts),
+        ("llm", "llm-stage"),
+    ]
+    for name, service in services:
+        run.record(f"SIGTERM {name}, then start it again", run.windows(service))
+        code = await run.kill(name, signal.SIGTERM)
+        if code != 0:
+            raise ServiceDied(f"{name} exited with {code} on SIGTERM, not 0")
+        await run.restart(name)
+        await run.wait_advance("terminal", step)
+
+
+# -- 7. poison messages and duplicates ---------------------------------------------------------
+POISON = (
+    b"\xff\xfe\x00 not json at all",
+    b'{"v": 1, "type": "FileStageCompleted", "batch_id": "%s", "file_name": "poison"}',
+    b"[1, 2, 3]",
+)
+
+
+@dataclass
+class Injected:
+    poison: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+INJECTED: dict[str, Injected] = {}
+
+
+async def poison_and_duplicates(run: ChaosRun, infra: Breakables) -> None:
+    await run.wait_for("denoise", 0.3)
+    injected = INJECTED.setdefault(run.batch_id, Injected())
+    topics = run.topics.all_topics(run.config.settings().host_ips)
+    windows: Counter[str] = Counter()
+    producer = make_producer(run.config.bootstrap, "crash-poison")
+    await producer.start()
+    try:
+        for topic in topics:
+            for i, raw in enumerate(POISON):
+                value = raw.replace(b"%s", run.batch_id.encode())
+                # Keyed: a compacted topic (control) refuses a record without a key.
+                key = f"poison-{i}".encode()
+                meta = await producer.send_and_wait(topic, value, key=key)
+                injected.poison.append((topic, meta.partition, meta.offset))
+        # Duplicate uploads (2% of the files) and a second BatchClosed.
+        for path in run.paths[len(run.paths) // 2 :][: max(1, run.files // 50)]:
+            event = FileUploaded(
+                batch_id=run.batch_id, file_name=path.name, audio_uri=path.resolve().as_uri()
+            )
+            await producer.send_and_wait(
+                run.topics.uploads, encode(event), key=run.batch_id.encode()
+            )
+            windows["distribute"] += 1
+        closed = BatchClosed(batch_id=run.batch_id, file_count=run.files)
+        await producer.send_and_wait(run.topics.uploads, encode(closed), key=run.batch_id.encode())
+        # Copies of events already on every stage topic, as a redelivery would make them.
+        stage_topics = [t for t in topics if t not in (run.topics.uploads, run.topics.failed)]
+        seen = [
+            r
+            for r in await read_to_end(run.config.bootstrap, stage_topics, run.config.partitions)
+            if _is_batch_event(r.value, run.batch_id)
+        ]
+        for r in seen[:: max(1, len(seen) // 60)]:
+            await producer.send_and_wait(r.topic, r.value, key=r.key)
+            stage = stage_of_topic(r.topic, run.config.topic_prefix)
+            windows[stage or "done"] += 1
+    finally:
+        await producer.stop()
+    # A duplicate makes its stage, and possibly every later one, run once more.
+    run.record(
+        f"{len(injected.poison)} poison messages on {len(topics)} topics; duplicate events "
+        f"{dict(windows)} (when denoise had 30%)",
+        dict(windows),
+    )
+
+
+def _is_batch_event(value: bytes | None, batch_id: str) -> bool:
+    try:
+        return bool(json.loads(value or b"").get("batch_id") == batch_id)
+    except (ValueError, AttributeError):
+        return False
+
+
+async def poison_dead_lettered(run: ChaosRun, outcome: Outcome) -> None:
+    injected = INJECTED.pop(run.batch_id, Injected())
+    async with run.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT sourceTopic, sourcePartition, sourceOffset, valueB64 FROM deadLetters")
+            )
+        ).all()
+    letters = {(r.sourceTopic, r.sourcePartition, r.sourceOffset): r.valueB64 for r in rows}
+    missing = [p for p in injected.poison if p not in letters]
+    if missing:
+        outcome.fail(f"{len(missing)} poison messages without a deadLetters row", missing)
+    raw_kept = all(
+        base64.b64decode(letters[p]) in {v.replace(b"%s", run.batch_id.encode()) for v in POISON}
+        for p in injected.poison
+        if p in letters
+    )
+    if not raw_kept:
+        outcome.fail("a deadLetters row does not keep the poison message's raw bytes")
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "kill_each_service",
+            "kill -9 the distributor, a GPU-stage process, the LLM stage, the tracker; restart each",
+            kill_each_service,
+        ),
+        Scenario(
+            "kill_broker", "kill -9 the broker mid-batch, restart it", kill_broker, "private-kafka"
+        ),
+        Scenario(
+            "stop_database",
+            "stop MariaDB mid-batch, start it again",
+            stop_database,
+            "private-mariadb",
+            extra_check=tracker_waited,
+        ),
+        Scenario(
+            "scale_consumers",
+            "a GPU host's consumers 1 -> 3 -> 1, the LLM consumers 1 -> 2 -> 1",
+            scale_consumers,
+        ),
+        Scenario(
+            "faulty_host",
+            "a GPU host answering 20% 5xx and 10% timeouts for the whole batch",
+            nothing,
+            extra_env={"GPU_REQUEST_TIMEOUT_S": "0.5"},
+            before_submit=faulty_host_faults,
+            extra_check=healthy_hosts_unharmed,
+        ),
+        Scenario(
+            "host_down",
+            "a GPU host goes down for good mid-batch",
+            host_dies,
+            extra_env={"GPU_HOST_DOWN_DEADLINE_S": "5"},
+            extra_check=healthy_hosts_unharmed,
+        ),
+        Scenario("rolling_restart", "SIGTERM every service in turn, restart it", rolling_restart),
+        Scenario(
+            "poison_and_duplicates",
+            "poison messages on every topic, duplicate uploads and stage events",
+            poison_and_duplicates,
+            extra_check=poison_dead_lettered,
+        ),
+    )
+}
+
+
+async def run_scenario(
+    scenario: Scenario,
+    settings: ChaosSettings,
+    infra: Breakables,
+    paths: list[Path],
+    log_dir: Path,
+) -> Outcome:
+    """Run one scenario on a fresh pipeline and database; never raises on a violation."""
+    on = infra.shared
+    if scenario.runs_on == "private-kafka":
+        assert infra.kafka is not None
+        on = Infra(infra.kafka.bootstrap, on.mariadb_server_url)
+    elif scenario.runs_on == "private-mariadb":
+        assert infra.mariadb is not None
+        on = Infra(on.bootstrap, infra.mariadb.server_url)
+    async with (
+        fresh_database(on.mariadb_server_url) as database_url,
+        chaos_run(
+            scenario.name,
+            settings,
+            on,
+            database_url,
+            paths,
+            log_dir,
+            extra_env=scenario.extra_env,
+            before_submit=scenario.before_submit,
+        ) as run,
+    ):
+        problems: list[str] = []
+        try:
+            await scenario.inject(run, infra)
+            await run.wait_finished()
+        except (TimeoutError, AssertionError) as exc:
+            problems.append(f"{type(exc).__name__}: {exc}")
+        outcome = await check(run)
+        outcome.violations[:0] = problems
+        if scenario.extra_check is not None:
+            await scenario.extra_check(run, outcome)
+        return outcome

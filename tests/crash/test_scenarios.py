@@ -1,0 +1,98 @@
+"""Kill anything, at any moment, and lose nothing: one test per crash scenario.
+
+Each runs a fresh pipeline (every service a process) on a batch of `CRASH_FILES` files, breaks
+it while the batch runs (faults scheduled by the batch's progress in the tracker's tables),
+waits for the batch to finish, and checks the invariants of `tests/crash/invariants.py`:
+every file exactly one terminal state, no duplicated processing_logs row, flags and
+batchStatus agreeing with fileDistribution, files == BatchClosed.file_count, terminal events
+on the topics, and no stage redoing more model calls than the faults' in-flight bounds.
+"""
+
+from pathlib import Path
+
+from tests.crash.harness import ChaosSettings
+from tests.crash.infra import PrivateKafka, PrivateMariaDB
+from tests.crash.invariants import Outcome
+from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
+
+
+async def _run(
+    name: str,
+    settings: ChaosSettings,
+    infra: Breakables,
+    audio: list[Path],
+    tmp_path: Path,
+) -> Outcome:
+    outcome = await run_scenario(SCENARIOS[name], settings, infra, audio, tmp_path / "logs")
+    assert outcome.violations == [], f"{name} (logs in {tmp_path / 'logs'}):\n" + "\n".join(
+        outcome.violations
+    )
+    assert outcome.lost == 0 and outcome.duplicates == 0
+    assert sum(outcome.terminal.values()) == settings.files
+    return outcome
+
+
+async def test_kill_9_each_service_type_mid_batch_loses_nothing(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("kill_each_service", crash_settings, breakables, crash_audio, tmp_path)
+    killed = [f["what"].split()[2] for f in outcome.faults]
+    assert killed == ["distributor", "gpu-127.0.1.2", "llm", "tracker"]
+
+
+async def test_kill_9_of_the_broker_mid_batch_loses_nothing(
+    breakables: Breakables,
+    private_kafka: PrivateKafka,
+    crash_settings: ChaosSettings,
+    crash_audio: list[Path],
+    tmp_path: Path,
+) -> None:
+    breakables.kafka = private_kafka
+    outcome = await _run("kill_broker", crash_settings, breakables, crash_audio, tmp_path)
+    assert [f["what"] for f in outcome.faults][-1] == "broker restarted"
+
+
+async def test_database_down_mid_batch_the_tracker_waits_and_catches_up(
+    breakables: Breakables,
+    private_mariadb: PrivateMariaDB,
+    crash_settings: ChaosSettings,
+    crash_audio: list[Path],
+    tmp_path: Path,
+) -> None:
+    breakables.mariadb = private_mariadb
+    outcome = await _run("stop_database", crash_settings, breakables, crash_audio, tmp_path)
+    assert [f["what"] for f in outcome.faults][-1] == "MariaDB started again"
+
+
+async def test_consumers_scaled_up_and_down_mid_batch_redo_nothing_beyond_the_bound(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("scale_consumers", crash_settings, breakables, crash_audio, tmp_path)
+    assert len(outcome.faults) == 4
+
+
+async def test_a_faulty_gpu_host_slows_only_its_own_files(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("faulty_host", crash_settings, breakables, crash_audio, tmp_path)
+    assert outcome.redundant_calls == 0  # nothing was killed: every call is a logged attempt
+
+
+async def test_a_gpu_host_down_for_good_fails_only_its_remaining_files(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("host_down", crash_settings, breakables, crash_audio, tmp_path)
+    assert outcome.terminal.get("failed", 0) > crash_settings.files * 0.1  # the dead host's
+
+
+async def test_a_rolling_restart_redoes_nothing_beyond_the_in_flight_bound(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("rolling_restart", crash_settings, breakables, crash_audio, tmp_path)
+    assert len(outcome.faults) == 6
+
+
+async def test_poison_messages_and_duplicates_on_every_topic_lose_nothing(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    await _run("poison_and_duplicates", crash_settings, breakables, crash_audio, tmp_path)
