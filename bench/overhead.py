@@ -119,7 +119,8 @@ def overhead_section(
         + floor_text
         + f" That floor alone is {floor / chain_s:.0f}x the bare chain's makespan: the CPU "
         f"each file costs, not waiting, is what limits this figure.",
-        f"Floor: eight `bench.passthrough` processes (consume, forward, wait for acks, commit; "
+        f"Floor (the median of three runs): eight `bench.passthrough` processes (consume, "
+        f"forward, wait for acks, commit; "
         f"the pipeline's client settings from `shared.kafka`) moving {batch.files:,} records "
         f"through nine topics with the pipeline's mean message size per topic (bytes, "
         f"{sizes_from}): {', '.join(str(s) for s in sizes)}: {chain_s:.2f} s, its hop "

@@ -1,0 +1,99 @@
+"""`python -m bench.http_client_cost`: CPU per request of the HTTP clients a stage could use.
+
+A development tool behind a proposal in bench/FINDINGS.md: the model-API client is the
+largest CPU cost per file in gpu_stage and llm_stage. It serves a tiny JSON endpoint from a
+separate process (aiohttp, on the bench's denoise address, so do not run it during a bench
+run) and times, in this process only, httpx as gpu_stage configures it, httpx with a pool
+the size of the in-flight limit, and aiohttp's client; four requests in flight at a time.
+"""
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+HOST, PORT = "127.0.2.2", 45010
+URL = f"http://{HOST}:{PORT}/v1/denoise"
+REQUESTS = 4000
+IN_FLIGHT = 4
+BODY = {"batch_id": "b", "file_name": "call_000001.wav", "audio_uri": "file:///tmp/x.wav"}
+
+
+def serve() -> None:
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"denoised_uri": "file:///tmp/x.den.wav", "duration_s": 2.0})
+
+    app = web.Application()
+    app.router.add_post("/v1/denoise", handle)
+    web.run_app(app, host=HOST, port=PORT, print=None)
+
+
+async def cpu_per_request(call: Callable[[], Awaitable[None]]) -> float:
+    for _ in range(50):  # connections open, code paths warm
+        await call()
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def limited() -> None:
+        async with limit:
+            await call()
+
+    started = time.process_time()
+    await asyncio.gather(*(limited() for _ in range(REQUESTS)))
+    return (time.process_time() - started) / REQUESTS
+
+
+async def measure() -> dict[str, float]:
+    import aiohttp
+    import httpx
+
+    results = {}
+    for name, limits in (
+        (
+            "httpx, gpu_stage's pool (1000 connections)",
+            httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        ),
+        ("httpx, pool of 8", httpx.Limits(max_connections=8, max_keepalive_connections=8)),
+    ):
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+            async def with_httpx(client: httpx.AsyncClient = client) -> None:
+                (await client.post(URL, json=BODY)).json()
+
+            results[name] = await cpu_per_request(with_httpx)
+    async with aiohttp.ClientSession() as session:
+
+        async def with_aiohttp() -> None:
+            async with session.post(URL, json=BODY) as response:
+                await response.json()
+
+        results["aiohttp"] = await cpu_per_request(with_aiohttp)
+    return results
+
+
+def main() -> None:
+    if sys.argv[1:] == ["serve"]:
+        serve()
+        return
+    server = subprocess.Popen([sys.executable, "-m", "bench.http_client_cost", "serve"])
+    try:
+        time.sleep(1.5)  # a dev tool: the server is up well within this
+        try:
+            import sniffio  # type: ignore[import-not-found]  # noqa: F401
+
+            note = "sniffio importable"
+        except ImportError:
+            note = "sniffio NOT importable (httpcore retries the import on every request)"
+        print(f"{REQUESTS} requests, {IN_FLIGHT} in flight; {note}")
+        for name, seconds in asyncio.run(measure()).items():
+            print(f"  {name:45s} {seconds * 1e6:6.0f} us CPU per request")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
