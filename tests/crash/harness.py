@@ -10,6 +10,7 @@ by wall-clock sleeps; `invariants.check` then says what was lost or duplicated.
 
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.audio import write_corrupt, write_wav
@@ -29,6 +32,9 @@ from cli.processes import ProcessGroup, ServiceProcess, service_argv
 from cli.report import BatchSummary, batch_summary
 from cli.upload import submit
 from shared.stages import GPU_STAGES
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
 
 # The crash suite's own addresses and ports, so it never collides with the demo or tests/e2e.
 CRASH_HOSTS = ("127.0.1.2", "127.0.1.3", "127.0.1.4")
@@ -157,7 +163,7 @@ class ChaosRun:
         return len(self.paths)
 
     @property
-    def topics(self) -> Any:
+    def topics(self) -> Topics:
         return self.config.settings().topics
 
     async def summary(self) -> BatchSummary | None:
@@ -386,6 +392,8 @@ async def chaos_run(
     await create_topics(config)
     await migrate(database_url)
     async with AsyncExitStack() as stack:
+        # Last: thousands of leftover test topics are what ran the shared broker out of heap.
+        stack.push_async_callback(delete_topics, config)
         group = await asyncio.to_thread(start_pipeline, config, log_dir)
         stack.push_async_callback(asyncio.to_thread, group.stop_all)
         engine = create_async_engine(database_url, pool_pre_ping=True)
@@ -400,6 +408,19 @@ async def chaos_run(
         sampler = asyncio.create_task(_sample_progress(run, log_dir / "progress.tsv"))
         stack.callback(sampler.cancel)
         yield run
+
+
+async def delete_topics(config: PipelineConfig) -> None:
+    settings = config.settings()
+    names = settings.topics.all_topics(settings.host_ips)
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, request_timeout_ms=60_000)
+    try:
+        await admin.start()
+        await admin.delete_topics(names, timeout_ms=60_000)
+    except KafkaError as exc:  # a leftover topic is untidy, not a failed scenario
+        log.warning("could not delete the topics of %s: %s", config.topic_prefix, exc)
+    finally:
+        await admin.close()
 
 
 async def _sample_progress(run: ChaosRun, path: Path) -> None:

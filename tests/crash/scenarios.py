@@ -170,6 +170,18 @@ async def healthy_hosts_unharmed(run: ChaosRun, outcome: Outcome) -> None:
     ]
     if collateral:
         outcome.fail(f"{len(collateral)} files failed on healthy hosts", collateral)
+    async with run.engine.connect() as conn:
+        failed_attempts = (
+            await conn.execute(
+                text(
+                    "SELECT COUNT(*) FROM processing_logs WHERE batch_id = :b AND host = :h "
+                    "AND status = 'failure' AND errorKind = 'transient'"
+                ),
+                {"b": run.batch_id, "h": sick},
+            )
+        ).scalar_one()
+    if not failed_attempts:
+        outcome.fail(f"no failed attempt on {sick}: the fault never showed")
 
 
 async def host_dies(run: ChaosRun, infra: Breakables) -> None:
