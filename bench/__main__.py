@@ -7,6 +7,7 @@ processes. Memory batches go on while the time budget allows (`--budget-s`).
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import platform
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from bench.passthrough import chain_makespan
 from bench.pipeline import (
     GPU_HOSTS,
     ROOT,
+    BenchPipeline,
     Infra,
     cleanup_topics,
     running_pipeline,
@@ -110,6 +113,39 @@ def machine() -> str:
     )
 
 
+@dataclass
+class BenchRun:
+    """One `make bench` run: its options, the shared infrastructure and what it created."""
+
+    args: argparse.Namespace
+    infra: Infra
+    run_id: str
+    paths: list[Path]  # the cached audio, enough for every figure
+    env: dict[str, str]  # knobs for every service (--env)
+    only: set[str]
+    started: float  # monotonic
+    prefixes: list[str] = field(default_factory=list)  # topics to delete at the end
+
+    @property
+    def artifacts(self) -> Path:
+        out: Path = self.args.out
+        return out / "artifacts" / f"bench-{self.run_id}"
+
+    @property
+    def warmup(self) -> list[Path]:
+        return self.paths[:20]
+
+    @property
+    def batch(self) -> list[Path]:
+        return self.paths[: self.args.files]
+
+    def prefix(self, kind: str) -> str:
+        """A fresh topic prefix (and database name) of this run."""
+        prefix = f"bench{self.run_id}{kind}"
+        self.prefixes.append(prefix)
+        return prefix
+
+
 async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[Section]:
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(FIGURES)
@@ -124,169 +160,140 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
             "BENCH_DATABASE_URL", "mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi"
         ),
     )
-    artifacts = args.out / "artifacts" / f"bench-{run_id}"
-    say(f"run {run_id}; logs in {artifacts}")
     count = max(args.files, args.gpu_files, args.latency_files)
-    say(f"audio: {count:,} WAV files in .cache/bench/audio (generated once)")
+    say(f"run {run_id}; audio: {count:,} WAV files in .cache/bench/audio (generated once)")
     paths = await asyncio.to_thread(cached_audio, ROOT / ".cache" / "bench" / "audio", count)
-    warmup = paths[:20]
+    run = BenchRun(args, infra, run_id, paths, env, only, started)
+    say(f"logs in {run.artifacts}")
     sections: list[Section] = []
-    prefixes: list[str] = []
-    sizes: list[int] | None = None
-    sizes_from = ""
+    chain: Chain | None = None
     try:
         if "gpu" in only:
-            prefix = f"bench{run_id}g"
-            prefixes.append(prefix)
             say(f"figure 2: {args.gpu_files:,} files at realistic latencies")
-            section = await gpu_utilization(
-                infra, prefix, paths[: args.gpu_files], warmup, artifacts / "gpu", env
+            prefix = run.prefix("g")
+            sections.append(
+                await gpu_utilization(
+                    infra, prefix, paths[: args.gpu_files], run.warmup, run.artifacts / "gpu", env
+                )
             )
-            sections.append(section)
-            show(section)
-            sizes = await message_sizes(infra.bootstrap, prefix, GPU_HOSTS[0])
-            sizes_from = "sampled from the GPU run's topics"
-        chain: Chain | None = None
-        if "overhead" in only and sizes is not None:
-            chain = await passthrough(infra, run_id, sizes, args.files, artifacts, prefixes)
+            show(sections[-1])
+            if "overhead" in only:
+                # On a quiet machine, before the pipeline of figure 1 starts.
+                sizes = await message_sizes(infra.bootstrap, prefix, GPU_HOSTS[0])
+                chain = await passthrough(run, sizes, "sampled from the GPU run's topics")
         if only & {"overhead", "tracker", "latency", "memory"}:
-            sections += await instant_runs(
-                args,
-                infra,
-                run_id,
-                paths,
-                warmup,
-                artifacts,
-                env,
-                only,
-                prefixes,
-                started,
-                chain,
-                sizes,
-                sizes_from,
-            )
+            sections += await instant_runs(run, chain)
     finally:
-        await cleanup_topics(infra, prefixes)
+        await cleanup_topics(infra, run.prefixes)
     return sections
 
 
-async def passthrough(
-    infra: Infra, run_id: str, sizes: list[int], files: int, artifacts: Path, prefixes: list[str]
-) -> Chain:
+async def passthrough(run: BenchRun, sizes: list[int], sizes_from: str) -> Chain:
     """The bare chain, three times (it takes seconds): the median run is the floor."""
+    files = run.args.files
     say(f"figure 1 floor: bare aiokafka chain, {files:,} records over {len(sizes) - 1} hops")
     runs = []
     for attempt in range(CHAIN_RUNS):
-        prefix = f"bench{run_id}p{attempt}"
-        prefixes.append(prefix)
         makespan, cpu = await chain_makespan(
-            infra.bootstrap, prefix, sizes, files, artifacts / "chain", 4
+            run.infra.bootstrap,
+            run.prefix(f"p{attempt}"),
+            sizes,
+            files,
+            run.artifacts / "chain",
+            partitions=4,
         )
-        runs.append(Chain(makespan, cpu))
+        runs.append(Chain(makespan, cpu, sizes, sizes_from))
         say(f"    bare chain: {makespan:.2f} s, {cpu / files * 1000:.2f} ms CPU per record")
     return sorted(runs, key=lambda c: c.makespan_s)[len(runs) // 2]
 
 
-async def instant_runs(
-    args: argparse.Namespace,
-    infra: Infra,
-    run_id: str,
-    paths: list[Path],
-    warmup: list[Path],
-    artifacts: Path,
-    env: dict[str, str],
-    only: set[str],
-    prefixes: list[str],
-    started: float,
-    chain: Chain | None,
-    sizes: list[int] | None,
-    sizes_from: str,
-) -> list[Section]:
-    prefix = f"bench{run_id}i"
-    prefixes.append(prefix)
+async def instant_runs(run: BenchRun, chain: Chain | None) -> list[Section]:
+    """Figures 1, 3, 4, 5 and 6 on one pipeline with instant models."""
+    args, prefix = run.args, run.prefix("i")
     sections: list[Section] = []
-    batch_paths = paths[: args.files]
     say("instant-model pipeline starting (figures 1, 3, 4, 5, 6)")
     async with running_pipeline(
-        infra,
+        run.infra,
         prefix=prefix,
         latency_scale=0.0,
-        warmup=warmup,
-        log_dir=artifacts / "instant",
-        extra_env=env,
+        warmup=run.warmup,
+        log_dir=run.artifacts / "instant",
+        extra_env=run.env,
     ) as pipeline:
         profiles: dict[str, Path] = {}
         if args.profile:
             names = [n.strip() for n in args.profile.split(",") if n.strip()]
             profiles = await restart_under_profiler(
-                pipeline, names, artifacts, warmup, f"{prefix}-warmup2"
+                pipeline, names, run.artifacts, run.warmup, f"{prefix}-warmup2"
             )
-            say(f"profiling {', '.join(names)} -> {artifacts}")
-        say(f"figure 1: {len(batch_paths):,} files, instant models")
+            say(f"profiling {', '.join(names)} -> {run.artifacts}")
+        say(f"figure 1: {len(run.batch):,} files, instant models")
         sampler = MemorySampler(pipeline)
-        first = await timed_batch(pipeline, f"{prefix}-b1", batch_paths, sampler)
+        first = await timed_batch(pipeline, f"{prefix}-b1", run.batch, sampler)
         say(f"    makespan {first.makespan_s:.1f} s, other load {first.other_load:.0%}")
-        makespans = [first.makespan_s]
-        if "overhead" in only:
-            if sizes is None:
-                sizes = await message_sizes(infra.bootstrap, prefix, GPU_HOSTS[0])
-                sizes_from = "sampled from this batch's topics"
-                chain = await passthrough(infra, run_id, sizes, args.files, artifacts, prefixes)
-            assert chain is not None
-            sections.append(overhead_section(first, chain, sizes, sizes_from))
+        if "overhead" in run.only:
+            if chain is None:
+                sizes = await message_sizes(run.infra.bootstrap, prefix, GPU_HOSTS[0])
+                chain = await passthrough(run, sizes, "sampled from this batch's topics")
+            sections.append(overhead_section(first, chain))
             show(sections[-1])
-        if "tracker" in only:
+        if "tracker" in run.only:
             say("figure 3: a second tracker over the batch's topics")
+            profile_to = run.artifacts / "profile-fig3.txt" if args.profile_tracker else None
             sections.append(
                 await tracker_throughput(
-                    infra,
-                    prefix,
-                    GPU_HOSTS,
-                    run_id,
-                    len(batch_paths),
-                    profile_to=artifacts / "profile-fig3.txt" if args.profile_tracker else None,
+                    run.infra, prefix, GPU_HOSTS, run.run_id, len(run.batch), profile_to
                 )
             )
             show(sections[-1])
-        if "latency" in only:
+            if profile_to is not None:
+                profiles["tracker (figure 3, in the bench process)"] = profile_to
+        if "latency" in run.only:
             say(f"figure 4: {args.latency_files} files, one every {args.interval_ms:.0f} ms")
+            latency_paths = run.paths[: args.latency_files]
             sections.append(
                 await light_load_latency(
-                    pipeline,
-                    f"{prefix}-latency",
-                    paths[: args.latency_files],
-                    args.interval_ms / 1000,
+                    pipeline, f"{prefix}-latency", latency_paths, args.interval_ms / 1000
                 )
             )
             show(sections[-1])
-        if "memory" in only:
-            reserve_s = 30  # stopping the pipeline, cleaning up, writing the report
-            while len(makespans) < args.memory_batches:
-                elapsed = time.monotonic() - started
-                if elapsed + max(makespans) * 1.15 + reserve_s > args.budget_s:
-                    say(f"figure 5: time budget reached after {len(makespans)} batch(es)")
-                    break
-                n = len(makespans) + 1
-                say(f"figure 5: batch {n} of {args.memory_batches}")
-                batch = await timed_batch(pipeline, f"{prefix}-b{n}", batch_paths, sampler)
-                makespans.append(batch.makespan_s)
-                say(f"    makespan {batch.makespan_s:.1f} s, other load {batch.other_load:.0%}")
-            sections.append(memory_section(sampler.samples, len(batch_paths), len(makespans)))
-            if len(makespans) > 1:
-                sections[-1].details += [
-                    "",
-                    "Makespans of the batches (s), a measure of this machine's noise: "
-                    + ", ".join(f"{m:.1f}" for m in makespans),
-                ]
+        if "memory" in run.only:
+            sections.append(await memory_batches(run, pipeline, sampler, first.makespan_s))
             show(sections[-1])
-        cpu = cpu_section(first, "the figure 1 batch")
-        sections.append(cpu)
-        show(cpu)
-    if args.profile_tracker:
-        profiles["tracker (figure 3, in the bench process)"] = artifacts / "profile-fig3.txt"
+        sections.append(cpu_section(first, "the figure 1 batch"))
+        show(sections[-1])
     if profiles:
         sections.append(profile_section(profiles))
     return sections
+
+
+async def memory_batches(
+    run: BenchRun, pipeline: BenchPipeline, sampler: MemorySampler, first_makespan_s: float
+) -> Section:
+    """Further batches through the same processes while the time budget allows."""
+    makespans = [first_makespan_s]
+    reserve_s = 30  # stopping the pipeline, cleaning up, writing the report
+    while len(makespans) < run.args.memory_batches:
+        elapsed = time.monotonic() - run.started
+        if elapsed + max(makespans) * 1.15 + reserve_s > run.args.budget_s:
+            say(f"figure 5: time budget reached after {len(makespans)} batch(es)")
+            break
+        n = len(makespans) + 1
+        say(f"figure 5: batch {n} of {run.args.memory_batches}")
+        prefix = pipeline.config.topic_prefix
+        batch = await timed_batch(pipeline, f"{prefix}-b{n}", run.batch, sampler)
+        makespans.append(batch.makespan_s)
+        say(f"    makespan {batch.makespan_s:.1f} s, other load {batch.other_load:.0%}")
+    run.artifacts.mkdir(parents=True, exist_ok=True)
+    (run.artifacts / "memory_samples.json").write_text(json.dumps(sampler.samples))
+    section = memory_section(sampler.samples, len(run.batch), len(makespans))
+    if len(makespans) > 1:
+        section.details += [
+            "",
+            "Makespans of the batches (s), a measure of this machine's noise: "
+            + ", ".join(f"{m:.1f}" for m in makespans),
+        ]
+    return section
 
 
 def main(argv: Sequence[str] | None = None) -> None:

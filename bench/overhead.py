@@ -34,6 +34,8 @@ class Chain:
 
     makespan_s: float
     cpu_s: float
+    sizes: Sequence[int]  # bytes per record on each of its topics
+    sizes_from: str  # where those sizes were measured
 
 
 class BatchWatcher(Protocol):
@@ -88,10 +90,8 @@ async def message_sizes(bootstrap: str, prefix: str, host: str) -> list[int]:
         return [await mean_record_size(consumer, topic) for topic in hop_topics(prefix, host)]
 
 
-def overhead_section(
-    batch: TimedBatch, chain: Chain, sizes: Sequence[int], sizes_from: str
-) -> Section:
-    chain_s = chain.makespan_s
+def overhead_section(batch: TimedBatch, chain: Chain) -> Section:
+    chain_s, sizes, sizes_from = chain.makespan_s, chain.sizes, chain.sizes_from
     ratio = batch.makespan_s / chain_s
     floor, floor_text = cpu_floor(batch.before, batch.after, batch.files)
     terminal = ", ".join(f"{k} {v:,}" for k, v in sorted(batch.summary.terminal.items()))

@@ -82,7 +82,8 @@ def other_load(before: Snapshot, after: Snapshot) -> float:
     The broker and the database count as ours, although they may serve other runs too.
     """
     busy = after.machine_busy_s - before.machine_busy_s
-    return max(0.0, (busy - own_cpu(before, after)) / capacity(before, after))
+    # Clipped: a broker restarted in between makes its CPU time incomparable.
+    return min(1.0, max(0.0, (busy - own_cpu(before, after)) / capacity(before, after)))
 
 
 def cpu_floor(before: Snapshot, after: Snapshot, files: int) -> tuple[float, str]:

@@ -118,7 +118,8 @@ def render_markdown(
         "",
         *figure_table(all_figures),
         "",
-        f"Targets unmet: {', '.join(unmet) if unmet else 'none'}.",
+        f"Targets unmet: {', '.join(unmet) if unmet else 'none'}. What limits them, with "
+        "profiles and proposals: [bench/FINDINGS.md](../bench/FINDINGS.md).",
     ]
     for section in sections:
         lines += ["", f"## {section.title}", "", *section.details]
