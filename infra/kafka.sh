@@ -9,7 +9,7 @@
 #
 # Env: COFI_CACHE (default <repo>/.cache), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
 #      KAFKA_BOOTSTRAP_SERVERS (for `wait`; default 127.0.0.1:$KAFKA_PORT), KAFKA_READY_TIMEOUT (60),
-#      KAFKA_HEAP_OPTS ("-Xms256m -Xmx512m"), JAVA (java), MVN (mvn), PYTHON (python3),
+#      KAFKA_HEAP_OPTS ("-Xms256m -Xmx1g"), JAVA (java), MVN (mvn), PYTHON (python3),
 #      COFI_MAVEN_REPO (Maven local repository; default $COFI_CACHE/m2).
 set -euo pipefail
 
@@ -22,7 +22,7 @@ COFI_CACHE="$(cd "$COFI_CACHE" && pwd)"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-60}"
-KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 JAVA="${JAVA:-java}"
 MVN="${MVN:-mvn}"
 PYTHON="${PYTHON:-python3}"
