@@ -317,7 +317,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         duration_s=time.monotonic() - started,
         note=args.note,
     )
-    json_path = write_reports(args.out, run, sections, readme=ROOT / "README.md")
+    # Only the project's own report is the README's "latest figures"; trial runs elsewhere are not.
+    readme = ROOT / "README.md" if args.out.resolve() == (ROOT / "reports").resolve() else None
+    json_path = write_reports(args.out, run, sections, readme=readme)
     say(f"report: {args.out / 'bench.md'}")
     for line in figure_table([f for s in sections for f in s.figures if f.target]):
         print(line)

@@ -8,6 +8,7 @@ the size of the in-flight limit, and aiohttp's client; four requests in flight a
 """
 
 import asyncio
+import importlib.util
 import subprocess
 import sys
 import time
@@ -81,11 +82,9 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "bench.http_client_cost", "serve"])
     try:
         time.sleep(1.5)  # a dev tool: the server is up well within this
-        try:
-            import sniffio  # type: ignore[import-not-found]  # noqa: F401
-
+        if importlib.util.find_spec("sniffio") is not None:
             note = "sniffio importable"
-        except ImportError:
+        else:
             note = "sniffio NOT importable (httpcore retries the import on every request)"
         print(f"{REQUESTS} requests, {IN_FLIGHT} in flight; {note}")
         for name, seconds in asyncio.run(measure()).items():

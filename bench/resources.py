@@ -98,9 +98,12 @@ def memory_section(samples: Sequence[Sample], batch_files: int, batches: int) ->
         f"growth per 1,000 files | projected after {target:,} | ratio |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    # With later batches measured, the first one is the warm-up (imports, pools, caches
+    # filling): growth is fitted on the later ones; with one batch, on its second half.
+    fit_from = batch_files if batches > 1 else batch_files / 2
     for name, first in after_first.items():
         points = [(float(files), float(peaks[name])) for files, peaks in samples]
-        projected = projected_at(points, target, fit_from=batch_files / 2)
+        projected = projected_at(points, target, fit_from=fit_from)
         growth = (
             (projected - points[-1][1]) / (target - last_files) * 1000
             if target > last_files
@@ -124,7 +127,8 @@ def memory_section(samples: Sequence[Sample], batch_files: int, batches: int) ->
         if measured
         else f"projected: only {batches} batch(es) of {batch_files:,} fit in the time budget, "
         f"so the growth of each peak per file, fitted (least squares) on the once-a-second "
-        f"samples from file {batch_files // 2:,} on, is continued to file {target:,}"
+        f"samples from file {int(fit_from):,} on (after the first batch's warm-up when there "
+        f"are later batches), is continued to file {target:,}"
     )
     section = Section("5. Memory", figures)
     section.details = [
