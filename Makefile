@@ -52,7 +52,7 @@ test: install check infra chromium
 bench: infra install
 	$(PY) -m bench
 
-# The crash scenarios of tests/crash at 10,000 files each (about an hour on 2 cores);
+# The crash scenarios of tests/crash at 10,000 files each (25 to 60 minutes on 2 cores);
 # reports/chaos-<time>.md and .json, copied to reports/chaos-latest.* (path printed last).
 chaos: infra install
 	$(PY) -m tests.crash.chaos

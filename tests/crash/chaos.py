@@ -78,7 +78,8 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         f"# Crash suite report ({stamp})",
         "",
         f"{settings.files} files per batch, GPU hosts {settings.gpu_hosts}, latency scale "
-        f"{settings.latency_scale}, database outage {settings.db_outage_s:.0f}s. "
+        f"{settings.latency_scale} (unless a scenario says otherwise), database outage "
+        f"{settings.db_outage_s:.0f}s. "
         "Run with `make chaos`; the invariants are in `tests/crash/invariants.py`.",
         "",
         "| scenario | files | lost | duplicates | redundant calls (bound) | seconds | passed |",
@@ -92,6 +93,8 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         )
     for o in outcomes:
         lines += ["", f"## {o.scenario}", ""]
+        if o.latency_scale is not None and o.latency_scale != settings.latency_scale:
+            lines += [f"latency scale {o.latency_scale}", ""]
         lines.append(
             "terminal states: " + ", ".join(f"{k} {v}" for k, v in sorted(o.terminal.items()))
         )

@@ -114,6 +114,8 @@ class Fault:
     # Records the fault may make a stage redo: a killed consumer's in-flight bound (its
     # `max_in_flight`), or duplicates injected on purpose.
     windows: dict[str, int] = field(default_factory=dict)
+    # Files already in a terminal state then: a fault after the last one is not mid-batch.
+    terminal: int = 0
 
     @property
     def in_flight_bound(self) -> int:
@@ -232,11 +234,13 @@ class ChaosRun:
             )
 
     def record(self, what: str, windows: dict[str, int] | None = None) -> Fault:
+        terminal = stage_count(self.last_summary, "terminal") if self.last_summary else 0
         fault = Fault(
             what,
             self.describe_progress(),
             round(time.monotonic() - self.started, 1),
             dict(windows or {}),
+            terminal,
         )
         self.faults.append(fault)
         return fault

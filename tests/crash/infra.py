@@ -78,6 +78,12 @@ class PrivateKafka:
             # Old topics of earlier runs only slow the broker's start down.
             shutil.rmtree(self.cache / "kafka" / "data", ignore_errors=True)
         _run([str(REPO / "infra" / "kafka.sh"), "start"], self._env(), timeout_s=300)
+        if self.pid() is None:
+            # The script found the port answering and left it at that: not ours to kill.
+            raise RuntimeError(
+                f"port {self.port} is served by a broker the crash suite did not start "
+                "(another crash-suite run on this machine?)"
+            )
 
     def stop(self) -> None:
         _run([str(REPO / "infra" / "kafka.sh"), "stop"], self._env(), timeout_s=120)
@@ -119,6 +125,20 @@ class PrivateMariaDB:
 
     def start(self) -> None:
         _run([str(REPO / "infra" / "mariadb.sh"), "start"], self._env(), timeout_s=300)
+        if self.pid() is None:
+            raise RuntimeError(
+                f"port {self.port} is served by a MariaDB the crash suite did not start "
+                "(another crash-suite run on this machine?)"
+            )
+
+    def pid(self) -> int | None:
+        datadir = self.cache / "mariadb" / "data"
+        try:
+            pid = int((self.cache / "mariadb" / "mariadbd.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if f"--datadir={datadir}".encode() in cmdline else None
 
     def stop(self) -> None:
         _run([str(REPO / "infra" / "mariadb.sh"), "stop"], self._env(), timeout_s=120)

@@ -65,6 +65,7 @@ class Outcome:
     allowed_by_stage: dict[str, int] = field(default_factory=dict)
     redundancy_bound: int = 0
     seconds: float = 0.0
+    latency_scale: float | None = None
     terminal: dict[str, int] = field(default_factory=dict)
     host_rates: list[HostRate] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
@@ -88,6 +89,7 @@ class Outcome:
             "redundant_calls": self.redundant_calls,
             "seconds": round(self.seconds, 1),
             "passed": self.passed,
+            "latency_scale": self.latency_scale,
             "redundancy_bound": self.redundancy_bound,
             "redundant_by_stage": self.redundant_by_stage,
             "allowed_by_stage": self.allowed_by_stage,
@@ -157,6 +159,7 @@ async def check(run: ChaosRun) -> Outcome:
         run.scenario,
         run.files,
         seconds=time.monotonic() - run.started,
+        latency_scale=run.settings.latency_scale,
         allowed_by_stage=allowed,
         redundancy_bound=sum(allowed.values()),
         faults=[{**vars(f), "in_flight_bound": f.in_flight_bound} for f in run.faults],
@@ -185,6 +188,9 @@ async def check(run: ChaosRun) -> Outcome:
     _check_topics(out, run, names, files, records)
     _check_logs(out, files, logs)
     _check_redundancy(out, run, logs, await run.sim_stats())
+    late = [f.what for f in run.faults if f.terminal >= run.files]
+    if late:
+        out.fail(f"faults after the batch had finished, not mid-batch: {late}")
     out.host_rates = _host_rates(files)
     out.terminal = dict(Counter(str(f["terminalState"]) for f in files))
     return out

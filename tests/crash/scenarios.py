@@ -8,7 +8,7 @@ import json
 import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +45,10 @@ class Scenario:
     extra_env: dict[str, str] = field(default_factory=dict)
     before_submit: Callable[[ChaosRun], Awaitable[None]] | None = None
     extra_check: ExtraCheck | None = None
+    # Model latency (simulator scale) when the scenario needs a batch that lasts: a rolling
+    # restart takes ~20 s, longer than a whole 1,000-file batch at instant latency on an idle
+    # machine; 2.0 is about the seed's real model latencies doubled.
+    latency_scale: float | None = None
 
 
 # -- 1. kill -9 each service type in turn ---------------------------------------------------
@@ -105,10 +109,12 @@ async def tracker_waited(run: ChaosRun, outcome: Outcome) -> None:
 
 # -- 4. scale consumers up and down ----------------------------------------------------------
 async def scale_consumers(run: ChaosRun, infra: Breakables) -> None:
+    """Each step waits until the consumers hold their partitions (a process started, or the
+    one left took every partition back), so every step happens while the batch runs."""
     host = run.settings.hosts[0]
     gpu, extra = f"gpu-{host}", [f"gpu-{host}-{n}" for n in (2, 3)]
-    partitions, step = run.config.partitions, max(1, run.files // 50)
-    await run.wait_for("denoise", 0.15)
+    partitions = run.config.partitions
+    await run.wait_for("denoise", 0.1)
     # A rebalance lets the revoked partitions' records finish and commits them first, so
     # nothing should be redone; the bound allowed is what the moving consumers held.
     run.record(f"scale gpu-stage --host {host} 1 -> 3", run.windows("gpu-stage"))
@@ -116,19 +122,16 @@ async def scale_consumers(run: ChaosRun, infra: Breakables) -> None:
         await run.start_service(name, "gpu-stage", "--host", host)
     for name in extra:
         await run.wait_assigned(name, consumers=len(GPU_STAGES))
-    await run.wait_advance("lid", step)
     run.record(f"scale gpu-stage --host {host} 3 -> 1 (SIGTERM)", run.windows("gpu-stage"))
     mark = run.log_mark(gpu)
     for name in extra:
         await retire(run, name)
     await run.wait_assigned(gpu, len(GPU_STAGES), partitions, since=mark)
-    await run.wait_advance("lid", step)
 
-    await run.wait_for("llm1", 0.3)
+    await run.wait_for("llm1", 0.2)
     run.record("scale llm-stage 1 -> 2", run.windows("llm-stage"))
     await run.start_service("llm-2", "llm-stage")
     await run.wait_assigned("llm-2", consumers=2)
-    await run.wait_advance("llm2", step)
     run.record("scale llm-stage 2 -> 1 (SIGTERM)", run.windows("llm-stage"))
     mark = run.log_mark("llm")
     await retire(run, "llm-2")
@@ -193,21 +196,35 @@ async def host_dies(run: ChaosRun, infra: Breakables) -> None:
 
 # -- 6. rolling restart ----------------------------------------------------------------------
 async def rolling_restart(run: ChaosRun, infra: Breakables) -> None:
-    await run.wait_for("denoise", 0.1)
-    step = max(1, run.files // 50)
-    services = [
-        ("tracker", "tracker"),
-        ("distributor", "distributor"),
-        *((f"gpu-{h}", "gpu-stage") for h in run.settings.hosts),
-        ("llm", "llm-stage"),
-    ]
-    for name, service in services:
+    """One service at a time: SIGTERM (it must exit 0), start it again, and go on once it
+    works again, as an operator's rolling restart would."""
+    await run.wait_for("denoise", 0.05)
+    step = max(1, run.files // 100)
+    run.record("SIGTERM tracker, then start it again", run.windows("tracker"))
+    await stop_gracefully(run, "tracker")
+    await run.restart("tracker")
+    await run.wait_advance("denoise", step)  # the tables move again
+
+    run.record("SIGTERM distributor, then start it again", run.windows("distributor"))
+    await stop_gracefully(run, "distributor")
+    await run.restart("distributor")
+    await run.wait_advance("triage", step)
+
+    for name, service, consumers in (
+        *((f"gpu-{h}", "gpu-stage", len(GPU_STAGES)) for h in run.settings.hosts),
+        ("llm", "llm-stage", 2),
+    ):
         run.record(f"SIGTERM {name}, then start it again", run.windows(service))
-        code = await run.kill(name, signal.SIGTERM)
-        if code != 0:
-            raise ServiceDied(f"{name} exited with {code} on SIGTERM, not 0")
+        mark = run.log_mark(name)
+        await stop_gracefully(run, name)
         await run.restart(name)
-        await run.wait_advance("terminal", step)
+        await run.wait_assigned(name, consumers, since=mark)
+
+
+async def stop_gracefully(run: ChaosRun, name: str) -> None:
+    code = await run.kill(name, signal.SIGTERM)
+    if code != 0:
+        raise ServiceDied(f"{name} exited with {code} on SIGTERM, not 0")
 
 
 # -- 7. poison messages and duplicates ---------------------------------------------------------
@@ -323,6 +340,7 @@ SCENARIOS: dict[str, Scenario] = {
             "scale_consumers",
             "a GPU host's consumers 1 -> 3 -> 1, the LLM consumers 1 -> 2 -> 1",
             scale_consumers,
+            latency_scale=2.0,
         ),
         Scenario(
             "faulty_host",
@@ -339,7 +357,12 @@ SCENARIOS: dict[str, Scenario] = {
             extra_env={"GPU_HOST_DOWN_DEADLINE_S": "5"},
             extra_check=healthy_hosts_unharmed,
         ),
-        Scenario("rolling_restart", "SIGTERM every service in turn, restart it", rolling_restart),
+        Scenario(
+            "rolling_restart",
+            "SIGTERM every service in turn, restart it",
+            rolling_restart,
+            latency_scale=2.0,
+        ),
         Scenario(
             "poison_and_duplicates",
             "poison messages on every topic, duplicate uploads and stage events",
@@ -358,6 +381,8 @@ async def run_scenario(
     log_dir: Path,
 ) -> Outcome:
     """Run one scenario on a fresh pipeline and database; never raises on a violation."""
+    if scenario.latency_scale is not None:
+        settings = replace(settings, latency_scale=scenario.latency_scale)
     on = infra.shared
     if scenario.runs_on == "private-kafka":
         assert infra.kafka is not None
