@@ -8,7 +8,9 @@ project's own scripts (`infra/kafka.sh`, `infra/mariadb.sh`) under a cache folde
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,6 +43,23 @@ def _run(argv: list[str], env: dict[str, str], timeout_s: float) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (killed, not yet reaped) counts as gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -106,6 +125,13 @@ class PrivateKafka:
         if pid is None:
             raise RuntimeError(f"private broker on {self.bootstrap} is not running")
         os.kill(pid, signal.SIGKILL)
+        # A start() that still found the dying JVM's port open would take it for a live
+        # broker and wait on it in vain: return only once the process and its port are gone.
+        deadline = time.monotonic() + 30
+        while _alive(pid) or _port_open(self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"private broker (pid {pid}) still alive 30 s after SIGKILL")
+            time.sleep(0.05)
         return pid
 
 
