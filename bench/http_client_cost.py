@@ -3,8 +3,9 @@
 A development tool behind a proposal in bench/FINDINGS.md: the model-API client is the
 largest CPU cost per file in gpu_stage and llm_stage. It serves a tiny JSON endpoint from a
 separate process (aiohttp, on the bench's denoise address, so do not run it during a bench
-run) and times, in this process only, httpx as gpu_stage configures it, httpx with a pool
-the size of the in-flight limit, and aiohttp's client; four requests in flight at a time.
+run) and times, in this process only, httpx on its own transport with gpu_stage's pool and
+with a pool the size of the in-flight limit, httpx on shared.http_transport's aiohttp
+transport (the services' default), and aiohttp's client alone; four requests in flight.
 """
 
 import asyncio
@@ -65,6 +66,17 @@ async def measure() -> dict[str, float]:
                 (await client.post(URL, json=BODY)).json()
 
             results[name] = await cpu_per_request(with_httpx)
+    # What gpu_stage and llm_stage use by default (HTTP_TRANSPORT=aiohttp).
+    from shared.http_transport import AiohttpTransport
+
+    gpu_pool = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+    transport = AiohttpTransport(limits=gpu_pool)
+    async with httpx.AsyncClient(timeout=30, transport=transport) as client:
+
+        async def with_transport(client: httpx.AsyncClient = client) -> None:
+            (await client.post(URL, json=BODY)).json()
+
+        results["httpx on shared.http_transport (aiohttp)"] = await cpu_per_request(with_transport)
     async with aiohttp.ClientSession() as session:
 
         async def with_aiohttp() -> None:

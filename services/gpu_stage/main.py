@@ -12,6 +12,7 @@ from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model, stage_url
 from services.gpu_stage.settings import GpuStageSettings
 from shared.events import FileStageCompleted
+from shared.http_transport import model_api_transport
 from shared.kafka import make_consumer, make_producer, start_when_reachable
 from shared.logging import configure_logging
 from shared.metrics import Metrics, StageMetrics
@@ -75,7 +76,10 @@ async def run(
     observability = Observability(settings, "gpu_stage")
     producer = make_producer(settings.kafka_bootstrap_servers, "gpu_stage")
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-    async with httpx.AsyncClient(timeout=settings.gpu_request_timeout_s, limits=limits) as client:
+    transport = model_api_transport(settings.http_transport, limits)
+    async with httpx.AsyncClient(
+        timeout=settings.gpu_request_timeout_s, transport=transport
+    ) as client:
         # One view of a host's health for all its stages: a dead host fails fast everywhere.
         health = {h: HostHealth(deadline_s=settings.gpu_host_down_deadline_s) for h in hosts}
         cancelled = CancelledBatches(settings.kafka_bootstrap_servers, settings.topics.control)

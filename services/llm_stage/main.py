@@ -12,6 +12,7 @@ from services.llm_stage.chat_api import complete
 from services.llm_stage.handler import LlmStageHandler, decoder_for
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import LlmStageSettings
+from shared.http_transport import model_api_transport
 from shared.kafka import make_consumer, make_producer, start_when_reachable
 from shared.logging import configure_logging
 from shared.observability.consumers import AiokafkaView
@@ -37,7 +38,8 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
     api_host = urlsplit(settings.llm_api_url).netloc or settings.llm_api_url
     producer = make_producer(settings.kafka_bootstrap_servers, "llm_stage")
     limits = httpx.Limits(max_connections=settings.llm_max_concurrency * 2)
-    async with httpx.AsyncClient(timeout=settings.llm_timeout_s, limits=limits) as client:
+    transport = model_api_transport(settings.http_transport, limits)
+    async with httpx.AsyncClient(timeout=settings.llm_timeout_s, transport=transport) as client:
 
         async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
             return await complete(

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from shared.http_transport import HttpTransportName
 from shared.settings import CommonSettings
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -20,6 +21,11 @@ class LlmStageSettings(CommonSettings):
     llm_retry_max_delay_s: float = Field(default=10.0, ge=0)
     llm_retry_budget_s: float = Field(default=300.0, gt=0)
     llm_prompts_dir: Path = PROMPTS
+    http_transport: HttpTransportName = Field(
+        default="aiohttp",
+        description="Transport of the LLM API's httpx client: `aiohttp` (aiohttp's client, "
+        "about a third of the CPU per request) or `httpx` (httpx's own)",
+    )
 
     def group_id(self, stage: str) -> str:
         return f"{self.topic_prefix}-{stage}"
