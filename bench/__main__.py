@@ -46,6 +46,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--files", type=int, default=10_000, help="files per batch (default 10,000)")
     p.add_argument("--gpu-files", type=int, default=2_000, help="files of the GPU run")
+    p.add_argument(
+        "--gpu-latency-scale",
+        type=float,
+        default=1.0,
+        help="GPU run: multiply every model time (0.2 = STT 200 ms, CPU-bound here)",
+    )
     p.add_argument("--latency-files", type=int, default=300, help="files of the latency run")
     p.add_argument("--interval-ms", type=float, default=100, help="latency run: upload interval")
     p.add_argument(
@@ -173,7 +179,13 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
             prefix = run.prefix("g")
             sections.append(
                 await gpu_utilization(
-                    infra, prefix, paths[: args.gpu_files], run.warmup, run.artifacts / "gpu", env
+                    infra,
+                    prefix,
+                    paths[: args.gpu_files],
+                    run.warmup,
+                    run.artifacts / "gpu",
+                    env,
+                    latency_scale=args.gpu_latency_scale,
                 )
             )
             show(sections[-1])

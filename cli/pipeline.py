@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cli.processes import ProcessGroup, service_argv
 from shared.provisioning import create_pipeline_topics
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, parse_gpu_hosts
 
 
 @dataclass
@@ -36,7 +36,7 @@ class PipelineConfig:
         return CommonSettings(
             kafka_bootstrap_servers=self.bootstrap,
             topic_prefix=self.topic_prefix,
-            gpu_hosts=self.gpu_hosts,  # type: ignore[arg-type]
+            gpu_hosts=parse_gpu_hosts(self.gpu_hosts),
             stage_partitions=self.partitions,
         )
 

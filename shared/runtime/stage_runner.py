@@ -148,7 +148,12 @@ class StageRunner(Generic[M]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not crash-loop the consumer on one message
-            log.exception("handler failed; message sent to dead letters", extra=where)
+            # Decoded by now, so the line can name the file the SREs will look for.
+            about = fields(
+                batch=getattr(message, "batch_id", None),
+                file=getattr(message, "file_name", None),
+            )
+            log.exception("handler failed; message sent to dead letters", extra=where | about)
             self.metrics.dead_lettered("handler_error")
             return [self._dead_letter(record, f"handler error: {type(exc).__name__}: {exc}")]
 
