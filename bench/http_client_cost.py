@@ -5,7 +5,8 @@ largest CPU cost per file in gpu_stage and llm_stage. It serves a tiny JSON endp
 separate process (aiohttp, on the bench's denoise address, so do not run it during a bench
 run) and times, in this process only, httpx on its own transport with gpu_stage's pool and
 with a pool the size of the in-flight limit, httpx on shared.http_transport's aiohttp
-transport (the services' default), and aiohttp's client alone; four requests in flight.
+transport (the services' default), and aiohttp's client alone; with 4 requests in flight,
+then 16 (httpcore's pool costs more per request the more connections it holds).
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 HOST, PORT = "127.0.2.2", 45010
 URL = f"http://{HOST}:{PORT}/v1/denoise"
 REQUESTS = 4000
-IN_FLIGHT = 4
+IN_FLIGHT = (4, 16)  # a few, and what a gpu_stage process holds: 4 stages x capacity 4
 BODY = {"batch_id": "b", "file_name": "call_000001.wav", "audio_uri": "file:///tmp/x.wav"}
 
 
@@ -34,10 +35,10 @@ def serve() -> None:
     web.run_app(app, host=HOST, port=PORT, print=None)
 
 
-async def cpu_per_request(call: Callable[[], Awaitable[None]]) -> float:
+async def cpu_per_request(call: Callable[[], Awaitable[None]], in_flight: int) -> float:
     for _ in range(50):  # connections open, code paths warm
         await call()
-    limit = asyncio.Semaphore(IN_FLIGHT)
+    limit = asyncio.Semaphore(in_flight)
 
     async def limited() -> None:
         async with limit:
@@ -48,7 +49,7 @@ async def cpu_per_request(call: Callable[[], Awaitable[None]]) -> float:
     return (time.process_time() - started) / REQUESTS
 
 
-async def measure() -> dict[str, float]:
+async def measure(in_flight: int) -> dict[str, float]:
     import aiohttp
     import httpx
 
@@ -65,7 +66,7 @@ async def measure() -> dict[str, float]:
             async def with_httpx(client: httpx.AsyncClient = client) -> None:
                 (await client.post(URL, json=BODY)).json()
 
-            results[name] = await cpu_per_request(with_httpx)
+            results[name] = await cpu_per_request(with_httpx, in_flight)
     # What gpu_stage and llm_stage use by default (HTTP_TRANSPORT=aiohttp).
     from shared.http_transport import AiohttpTransport
 
@@ -76,14 +77,15 @@ async def measure() -> dict[str, float]:
         async def with_transport(client: httpx.AsyncClient = client) -> None:
             (await client.post(URL, json=BODY)).json()
 
-        results["httpx on shared.http_transport (aiohttp)"] = await cpu_per_request(with_transport)
+        name = "httpx on shared.http_transport (aiohttp)"
+        results[name] = await cpu_per_request(with_transport, in_flight)
     async with aiohttp.ClientSession() as session:
 
         async def with_aiohttp() -> None:
             async with session.post(URL, json=BODY) as response:
                 await response.json()
 
-        results["aiohttp"] = await cpu_per_request(with_aiohttp)
+        results["aiohttp"] = await cpu_per_request(with_aiohttp, in_flight)
     return results
 
 
@@ -98,9 +100,10 @@ def main() -> None:
             note = "sniffio importable"
         else:
             note = "sniffio NOT importable (httpcore retries the import on every request)"
-        print(f"{REQUESTS} requests, {IN_FLIGHT} in flight; {note}")
-        for name, seconds in asyncio.run(measure()).items():
-            print(f"  {name:45s} {seconds * 1e6:6.0f} us CPU per request")
+        for in_flight in IN_FLIGHT:
+            print(f"{REQUESTS} requests, {in_flight} in flight; {note}")
+            for name, seconds in asyncio.run(measure(in_flight)).items():
+                print(f"  {name:45s} {seconds * 1e6:6.0f} us CPU per request")
     finally:
         server.terminate()
         server.wait(timeout=10)
