@@ -93,6 +93,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = (spec.get("connect"), spec.get("read"))
         timeout = self._timeouts.get(key)
         if timeout is None:
+            if len(self._timeouts) >= 64:  # per-request timeouts must not grow memory
+                self._timeouts.clear()
             # `connect` of aiohttp would also count the wait for a pool slot; sock_connect
             # is the TCP connect alone, as httpx's `connect`.
             timeout = aiohttp.ClientTimeout(

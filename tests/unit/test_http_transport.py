@@ -122,6 +122,16 @@ async def test_a_body_without_content_type_gets_none(transport_name: HttpTranspo
     assert seen == {"content_type": None, "body": b"\x00raw bytes"}
 
 
+async def test_a_host_name_is_resolved(transport_name: HttpTransportName) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text=request.host)
+
+    async with serving({"/hi": hello}) as url, client(transport_name) as http:
+        by_name = url.replace(LOOPBACK, "localhost")
+        response = await http.get(by_name + "/hi")
+        assert response.text == by_name.removeprefix("http://")
+
+
 @pytest.mark.parametrize("status", [429, 503])
 async def test_busy_and_failing_hosts_answer_with_retry_after(
     transport_name: HttpTransportName, status: int
@@ -256,9 +266,10 @@ async def test_a_body_that_stalls_is_a_read_timeout(transport_name: HttpTranspor
 async def test_no_free_connection_within_the_pool_timeout_is_a_pool_timeout(
     transport_name: HttpTransportName,
 ) -> None:
-    release = asyncio.Event()
+    arrived, release = asyncio.Event(), asyncio.Event()
 
     async def held(request: web.Request) -> web.Response:
+        arrived.set()
         await release.wait()
         return web.Response(text="done")
 
@@ -267,7 +278,7 @@ async def test_no_free_connection_within_the_pool_timeout_is_a_pool_timeout(
         client(transport_name, max_connections=1) as http,
     ):
         first = asyncio.create_task(http.get(url + "/held"))
-        await asyncio.sleep(0.1)  # let the first take the only connection
+        await asyncio.wait_for(arrived.wait(), 5)  # the first holds the only connection
         with pytest.raises(httpx.PoolTimeout):
             await http.get(url + "/held", timeout=httpx.Timeout(5.0, pool=0.2))
         release.set()
@@ -284,7 +295,7 @@ async def test_the_pool_bounds_requests_in_flight(transport_name: HttpTransportN
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # long enough for all three to overlap
         in_flight -= 1
         return web.Response(text="ok")
 
