@@ -288,6 +288,30 @@ async def test_no_free_connection_within_the_pool_timeout_is_a_pool_timeout(
             assert (await http.get(url + "/held")).text == "done"
 
 
+async def test_a_cancelled_request_gives_its_connection_back(
+    transport_name: HttpTransportName,
+) -> None:
+    arrived = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        if request.query.get("hold"):
+            arrived.set()
+            await asyncio.sleep(10)
+        return web.Response(text="free")
+
+    async with (
+        serving({"/held": held}) as url,
+        client(transport_name, max_connections=1) as http,
+    ):
+        stuck = asyncio.create_task(http.get(url + "/held", params={"hold": "1"}))
+        await asyncio.wait_for(arrived.wait(), 5)
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        answer = await http.get(url + "/held", timeout=httpx.Timeout(5.0, pool=2.0))
+        assert answer.text == "free"
+
+
 async def test_the_pool_bounds_requests_in_flight(transport_name: HttpTransportName) -> None:
     in_flight = peak = 0
 
