@@ -52,8 +52,3 @@ class Topics:
             self.failed,
             self.control,
         ]
-
-    def tracked_pattern(self) -> str:
-        """Regex matching every topic the tracker reads (all of them)."""
-        p = self.prefix.replace(".", r"\.")
-        return rf"^{p}\.(uploads|triage|llm1|llm2|done|failed|control|(denoise|ivr|lid|stt)\..+)$"

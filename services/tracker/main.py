@@ -1,4 +1,8 @@
-"""Wiring: settings → migrations → engine → tracker sink → SinkRunner over every topic."""
+"""Wiring: settings → migrations → engine → tracker sink → SinkRunner over every topic.
+
+The tracker reads the topics of the GPU hosts in GPU_HOSTS (down ones included): a host added
+there is read once the tracker restarts, from the beginning of its topics.
+"""
 
 import asyncio
 import logging
@@ -68,18 +72,17 @@ async def _track(
     )
     if after_apply is None and settings.tracker_kill_after_polls:
         after_apply = kill_after_polls(settings.tracker_kill_after_polls)
+    topics = settings.topics.all_topics(settings.host_ips)
     runner = SinkRunner(
         name="tracker",
         consumer=consumer,
-        pattern=settings.topics.tracked_pattern(),
+        topics=topics,
         apply=observed_sink(tracker.apply_records, observability.metrics.sink(), database),
         max_batch=settings.tracker_max_batch,
         after_apply=after_apply,
     )
     observability.watch_consumer("tracker", AiokafkaView(consumer))
-    log.info(
-        "tracker consuming %s as group %s", settings.topics.tracked_pattern(), settings.group_id
-    )
+    log.info("tracker consuming %s as group %s", ", ".join(topics), settings.group_id)
     await runner.run(stop)
 
 

@@ -31,7 +31,7 @@ class SinkRunner:
         *,
         name: str,
         consumer: AIOKafkaConsumer,
-        pattern: str,
+        topics: Sequence[str],
         apply: Sink,
         max_batch: int = 2000,
         retry_max_delay_s: float = 10.0,
@@ -39,7 +39,7 @@ class SinkRunner:
     ) -> None:
         self.name = name
         self.consumer = consumer
-        self.pattern = pattern
+        self.topics = list(topics)
         self.apply = apply
         self.max_batch = max_batch
         self.retry_max_delay_s = retry_max_delay_s
@@ -48,7 +48,9 @@ class SinkRunner:
         self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.consumer.subscribe(pattern=self.pattern)
+        # A topic list, not a pattern: with a pattern the client fetches and keeps the metadata
+        # of every topic on the cluster, however many other pipelines put there.
+        self.consumer.subscribe(topics=self.topics)
         if not await start_when_reachable(self.consumer, f"{self.name} consumer", stop):
             return
         try:
