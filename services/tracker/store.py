@@ -1,14 +1,20 @@
 """Write a poll's changes in one transaction with bulk, idempotent statements.
 
-Per poll, whatever its size: one upsert of `fileDistribution` (a row per file, merged in
-Python first), insert-ignores of `processing_logs`, `deadLetters` and `batchExecutionLog`,
-one grouped SELECT of the touched batches' files, one upsert of `batchStatus`. Every
-statement is idempotent (flags only set, set-once values kept, counts recomputed), so a
-replayed poll writes nothing new. MySQL/MariaDB and SQLite differ only in upsert syntax.
+Per poll, whatever its size: a locking read of the touched batches' `batchStatus` rows
+(inserted first only for a new batch), one upsert of `fileDistribution` (a row per file,
+merged in Python first), insert-ignores of `processing_logs`, `deadLetters` and
+`batchExecutionLog`, one grouped SELECT of the touched batches' files, one upsert of
+`batchStatus`. Every statement is idempotent (flags only set, set-once values kept, counts
+recomputed), so a replayed poll writes nothing new. MySQL/MariaDB and SQLite differ only in
+upsert syntax; on MySQL the bulk statements go to the driver precompiled (`_execute_many`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     ColumnElement,
@@ -25,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.engine import Dialect, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
@@ -83,7 +89,8 @@ async def apply_changes(
     batch_ids = sorted(changes.batches)
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
     if changes.files:
-        await conn.execute(_file_upsert(mysql), [_file_params(c) for c in changes.files.values()])
+        files = [_file_params(c) for c in changes.files.values()]
+        await _execute_many(conn, "upsert fileDistribution", partial(_file_upsert, mysql), files)
     await _cancel_unfinished_files(conn, changes, existing)
     await _insert_ignore(
         conn, processing_logs, [_attempt_params(a) for a in changes.attempts.values()], mysql
@@ -111,7 +118,8 @@ async def apply_changes(
         )
         rows.append(row)
         milestones += logs
-    await conn.execute(_batch_upsert(mysql), [_batch_params(r) for r in rows])
+    params = [_batch_params(r) for r in rows]
+    await _execute_many(conn, "upsert batchStatus", partial(_batch_upsert, mysql), params)
     await _insert_ignore(conn, batch_execution_log, [_log_params(r) for r in milestones], mysql)
 
 
@@ -122,23 +130,42 @@ async def _lock_batches(
 
     Two tracker instances (partitions split across a consumer group) may touch one batch at
     once; holding its batchStatus row lock from before the file writes until the commit
-    makes their recounts see each other's files. SQLite has a single writer anyway.
+    makes their recounts see each other's files.
+
+    MySQL: the rows are read (and locked) first and only the missing ones inserted: a batch
+    has a row after its first poll, and an INSERT IGNORE that hits it costs a statement and a
+    SHOW WARNINGS round trip in every poll. A row another instance inserts between the read
+    and the insert is ignored by the insert and locked by the second read.
+
+    SQLite has no row locks but a single writer: the insert comes first so that the
+    transaction holds the write lock before it reads, and two instances' polls run one after
+    the other (a read first would let both read, then write over each other's counts).
     """
     if not batch_ids:
         return {}
-    await _insert_ignore(
-        conn,
-        batch_status,
-        [
-            {
-                "batchId": b,
-                "createdAt": changes.batches[b].first_at,
-                "updatedAt": changes.batches[b].last_at,
-            }
-            for b in batch_ids
-        ],
-        mysql,
-    )
+    if not mysql:
+        await _insert_ignore(conn, batch_status, _new_batch_rows(changes, batch_ids), mysql)
+        return await _select_for_update(conn, batch_ids)
+    existing = await _select_for_update(conn, batch_ids)
+    missing = [b for b in batch_ids if b not in existing]
+    if missing:
+        await _insert_ignore(conn, batch_status, _new_batch_rows(changes, missing), mysql)
+        existing.update(await _select_for_update(conn, missing))
+    return existing
+
+
+def _new_batch_rows(changes: PollChanges, batch_ids: list[str]) -> list[Params]:
+    return [
+        {
+            "batchId": b,
+            "createdAt": changes.batches[b].first_at,
+            "updatedAt": changes.batches[b].last_at,
+        }
+        for b in batch_ids
+    ]
+
+
+async def _select_for_update(conn: AsyncConnection, batch_ids: list[str]) -> dict[str, BatchRow]:
     query = (
         select(batch_status)
         .where(batch_status.c.batchId.in_(batch_ids))
@@ -241,12 +268,65 @@ async def _insert_ignore(
 ) -> None:
     if not rows:
         return
-    stmt = (
-        insert(table).prefix_with("IGNORE")
-        if mysql
-        else (sqlite_insert(table).on_conflict_do_nothing())
-    )
-    await conn.execute(stmt, list(rows))
+
+    def statement() -> Insert:
+        if mysql:
+            return insert(table).prefix_with("IGNORE")
+        return sqlite_insert(table).on_conflict_do_nothing()
+
+    await _execute_many(conn, f"insert ignore {table.name}", statement, rows)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A statement compiled once for a dialect, and how to put a row's values in its order."""
+
+    sql: str
+    values: Callable[[Params], tuple[Any, ...]]
+
+
+# Per dialect (one per engine) and statement: compiled SQL, or None where SQLAlchemy must run it.
+_prepared: "WeakKeyDictionary[Dialect, dict[tuple[str, tuple[str, ...]], _Prepared | None]]" = (
+    WeakKeyDictionary()
+)
+
+
+async def _execute_many(
+    conn: AsyncConnection, name: str, statement: Callable[[], Insert], rows: Sequence[Params]
+) -> None:
+    """`conn.execute(statement(), rows)`, without SQLAlchemy's work per row.
+
+    With MySQL's positional parameters and no type that converts a value on its way in (every
+    column here), SQLAlchemy hands the driver the compiled SQL and each row's values in order;
+    so do we, from a statement compiled once, and skip building, caching and walking its
+    parameters for every row. The driver then sends the rows in a few multi-row statements,
+    as it did. Anything else (SQLite's named parameters) goes through SQLAlchemy.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    key = (name, tuple(rows[0]))
+    cache = _prepared.setdefault(dialect, {})
+    if key not in cache:
+        cache[key] = _prepare(statement(), dialect, key[1])
+    prepared = cache[key]
+    if prepared is None:
+        await conn.execute(statement(), list(rows))
+    else:
+        await conn.exec_driver_sql(prepared.sql, [prepared.values(row) for row in rows])
+
+
+def _prepare(statement: Insert, dialect: Dialect, keys: tuple[str, ...]) -> _Prepared | None:
+    if dialect.paramstyle != "format" or len(keys) < 2:
+        return None
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    names = compiled.positiontup or []
+    binds = [compiled.binds[name] for name in names]
+    if set(names) != set(keys) or any(
+        b.type.dialect_impl(dialect).bind_processor(dialect) is not None for b in binds
+    ):
+        return None
+    return _Prepared(compiled.string, itemgetter(*names))
 
 
 # --- fileDistribution -------------------------------------------------------------------

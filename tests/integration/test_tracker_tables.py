@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, inspect, select, text
+from sqlalchemy.event import listen
 
+from services.tracker import store
 from services.tracker.fold import TrackedEvent
 from services.tracker.main import run
 from services.tracker.migrate import migrate
@@ -239,6 +241,64 @@ async def test_a_batch_yields_the_expected_tables(db_url: str) -> None:
         assert_expected_tables(sc, await dump(engine))
     finally:
         await engine.dispose()
+
+
+async def test_on_mysql_a_batch_row_is_inserted_once_then_only_read(mariadb_url: str) -> None:
+    """Polls after a batch's first read its batchStatus row (locked) instead of trying to
+    insert it again: an INSERT IGNORE that hits the row costs a SHOW WARNINGS too. (SQLite
+    inserts first in every poll, to take its single write lock before it reads.)"""
+    await migrate(mariadb_url)
+    sc = build_scenario()
+    events = tracked(sc)
+    engine = make_engine(mariadb_url)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        tracker = tracker_for(engine)
+        polls = [events[: len(events) // 2], events[len(events) // 2 :]]
+        inserts = []
+        for poll in polls:
+            statements.clear()
+            await tracker.apply_events(poll)
+            inserts.append(
+                [s for s in statements if "batchStatus" in s and ("IGNORE" in s or "NOTHING" in s)]
+            )
+        assert [len(i) for i in inserts] == [1, 0]
+        assert_expected_tables(sc, await dump(engine))
+    finally:
+        await engine.dispose()
+
+
+async def test_mysql_bulk_writes_match_sqlalchemys_own(
+    mariadb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store sends MySQL its bulk statements precompiled (no SQLAlchemy work per row):
+    every one of them is, and the tables are those SQLAlchemy's own executemany writes."""
+    await migrate(mariadb_url)
+    sc = build_scenario(n=120)
+    tables = []
+    for precompiled in (True, False):
+        if not precompiled:
+            monkeypatch.setattr(store, "_prepare", lambda *args: None)
+        engine = make_engine(mariadb_url)
+        try:
+            await empty(engine)
+            await apply_in_polls(tracker_for(engine), tracked(sc), lambda: 80)
+            prepared = store._prepared[engine.sync_engine.dialect]
+            assert len(prepared) >= 5
+            assert (
+                set(prepared.values()) == {None}
+                if not precompiled
+                else None not in prepared.values()
+            )
+            tables.append(await dump(engine))
+        finally:
+            await engine.dispose()
+    assert tables[0] == tables[1]
 
 
 async def test_replays_leave_the_tables_unchanged(db_url: str) -> None:
