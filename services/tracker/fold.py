@@ -7,11 +7,12 @@ store writes one row per file per poll whatever the number of events.
 import base64
 import binascii
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+
+from pydantic_core import to_json
 
 from services.tracker.rows import (
     FILE_ERROR,
@@ -25,6 +26,13 @@ from services.tracker.rows import (
     naive_utc,
     sha256_of,
 )
+from services.tracker.storable import (
+    MAX_BATCH_ID,
+    MAX_ERROR,
+    MAX_FILE_NAME,
+    MAX_SHORT,
+    storable_event,
+)
 from shared.events import (
     Attempt,
     BatchCancelled,
@@ -33,20 +41,8 @@ from shared.events import (
     FileFailed,
     FileStageCompleted,
     FileUploaded,
-    any_event,
 )
 from shared.stages import STAGES
-
-# Column limits. An event that cannot be stored is a poison message for the tracker: writing
-# it would fail the transaction forever, so it is recorded as a dead letter instead.
-MAX_BATCH_ID: Final = 64
-MAX_FILE_NAME: Final = 4096
-MAX_SHORT: Final = 255
-MAX_ERROR: Final = 4000
-MAX_URI: Final = 8192
-MAX_INT: Final = 2**31 - 1
-MIN_TIME: Final = datetime(1971, 1, 1)
-MAX_TIME: Final = datetime(9999, 1, 1)
 
 # The stage a file enters when it finished a stage (for file_start rows).
 NEXT_STAGE: Final[dict[str, str]] = {
@@ -86,62 +82,14 @@ TrackedEvent = Decoded | Undecodable
 
 
 def decode(meta: RecordMeta, value: bytes | None) -> TrackedEvent:
-    """An event, or why the record is poison. Never raises."""
+    """An event, or why the record is poison (undecodable, or a value outside its column).
+    Never raises."""
     if value is None:
         return Undecodable(meta, None, "undecodable: record has no value")
     try:
-        event = any_event.validate_json(value)
-        problem = unstorable(event)
+        return storable_event.validate_json(value)
     except Exception as exc:  # a pydantic error, or anything else the bytes provoke
         return Undecodable(meta, value, f"undecodable: {_short_text(str(exc), 1000)}")
-    return Undecodable(meta, value, problem) if problem else event
-
-
-def unstorable(event: Decoded) -> str | None:
-    """Why a valid event still cannot be written (a value outside its column), or None.
-
-    The database would reject it in every retry, stalling the tracker; so it is refused here
-    and kept as a dead letter instead.
-    """
-    times: list[datetime] = []
-    ints: list[int] = []
-    floats: list[float] = []
-    texts: list[tuple[str, str, int]] = []
-    if isinstance(event, DeadLetter):
-        times.append(event.at)
-        ints += [event.partition, event.offset // 2**32]
-    else:
-        texts.append(("batch_id", event.batch_id, MAX_BATCH_ID))
-        if isinstance(event, BatchCancelled):
-            times.append(event.cancelled_at)
-        elif isinstance(event, BatchClosed):
-            times.append(event.closed_at)
-            ints.append(event.file_count)
-        else:
-            texts.append(("file_name", event.file_name, MAX_FILE_NAME))
-        if isinstance(event, FileUploaded):
-            times.append(event.uploaded_at)
-            texts.append(("audio_uri", event.audio_uri, MAX_URI))
-        if isinstance(event, FileStageCompleted):
-            times.append(event.completed_at)
-            texts.append(("context.audio_uri", event.context.audio_uri, MAX_URI))
-        if isinstance(event, FileFailed):
-            times.append(event.failed_at)
-        if isinstance(event, FileStageCompleted | FileFailed):
-            for a in event.attempts:
-                times.append(a.started_at)
-                ints.append(a.number)
-                floats.append(a.duration_ms)
-    for name, text, limit in texts:
-        if not 0 < len(text) <= limit:
-            return f"unstorable: {name} must have 1..{limit} characters"
-    if any(not MIN_TIME <= naive_utc(t) <= MAX_TIME for t in times):
-        return f"unstorable: a timestamp outside {MIN_TIME.year}..{MAX_TIME.year}"
-    if any(not 0 <= i <= MAX_INT for i in ints):
-        return f"unstorable: a count outside 0..{MAX_INT}"
-    if any(not math.isfinite(f) or abs(f) > 1e300 for f in floats):
-        return "unstorable: a duration that is not a finite number"
-    return None
 
 
 def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: bool) -> PollChanges:
@@ -377,9 +325,12 @@ def _context_of(input_event: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _json(value: dict[str, Any] | None) -> str | None:
+    """A request or response as its event carried it: pydantic writes a decoded dict back in
+    the order and form it was read (compact, UTF-8), the same text for every redelivery, at a
+    fraction of a `json.dumps(sort_keys=True)`."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return to_json(value, fallback=str).decode()
 
 
 def _short_text(text: str, limit: int) -> str:

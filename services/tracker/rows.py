@@ -31,10 +31,13 @@ FILE_ERROR = "file_error"
 FILE_START = "file_start"
 
 
+# One encoder for every key: `json.dumps` with options builds a new one per call.
+_KEY_JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def sha256_of(*parts: object) -> str:
     """Key of a tuple of values; JSON keeps ("a/b", "c") and ("a", "b/c") apart."""
-    encoded = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return hashlib.sha256(_KEY_JSON.encode(parts).encode()).hexdigest()
 
 
 def file_key(file_name: str) -> str:

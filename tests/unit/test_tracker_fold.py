@@ -3,10 +3,11 @@
 import base64
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from aiokafka.structs import ConsumerRecord
 
+from services.tracker import storable
 from services.tracker.fold import (
     RecordMeta,
     TrackedEvent,
@@ -14,7 +15,6 @@ from services.tracker.fold import (
     decode,
     fold,
     stage_of_topic,
-    unstorable,
 )
 from services.tracker.rows import FileChange, PollChanges, file_key, sha256_of
 from services.tracker.service import Tracker, TrackerOptions
@@ -23,6 +23,7 @@ from shared.events import (
     BatchCancelled,
     BatchClosed,
     DeadLetter,
+    Event,
     FileContext,
     FileFailed,
     FileStageCompleted,
@@ -160,7 +161,7 @@ def test_every_attempt_is_one_row_with_a_deterministic_key() -> None:
     assert [(r.attempt, r.status) for r in rows] == [(1, "failure"), (2, "failure"), (3, "success")]
     assert rows[0].attempt_key == sha256_of("b1", "a.wav", "stt", 1)
     assert rows[0].error_message == "HTTP 503" and rows[0].error_kind == "transient"
-    assert rows[2].input_payload == '{"file": "a.wav"}'
+    assert rows[2].input_payload == '{"file":"a.wav"}'
     assert run(event).attempts.keys() == changes.attempts.keys()
 
 
@@ -212,6 +213,17 @@ def test_undecodable_records_become_dead_letter_rows() -> None:
     assert row.letter_key == sha256_of("cofi.done", 0, 7)
 
 
+def decodes_as_sent(event: Event) -> bool:
+    decoded = decode(META, encode(event))
+    return isinstance(decoded, type(event)) and decoded.model_dump() == event.model_dump()
+
+
+def poison_reason(event: object) -> str:
+    decoded = decode(META, encode(event))  # type: ignore[arg-type]
+    assert isinstance(decoded, Undecodable), f"{event!r} was decoded"
+    return decoded.error
+
+
 def test_unstorable_events_are_poison_too() -> None:
     long_batch = FileFailed(
         batch_id="b" * 65,
@@ -221,17 +233,64 @@ def test_unstorable_events_are_poison_too() -> None:
         error="x",
         input_event={},
     )
-    assert isinstance(decode(META, encode(long_batch)), Undecodable)
-    good = uploaded(0, file="x" * 1000)
-    assert decode(META, encode(good)) == good
+    assert "FileFailed.batch_id" in poison_reason(long_batch)
+    assert "at most 64 characters" in poison_reason(long_batch)
+    assert decodes_as_sent(uploaded(0, file="x" * 1000))
+    long_name = uploaded(0, file="x" * 4097)
+    assert "FileUploaded.file_name" in poison_reason(long_name)
     year_one = uploaded(0).model_copy(update={"uploaded_at": datetime(1, 1, 1, tzinfo=UTC)})
-    assert isinstance(decode(META, encode(year_one)), Undecodable)
+    assert "FileUploaded.uploaded_at" in poison_reason(year_one)
+    # Within 1971 in its own zone, before it in UTC: refused like the UTC time it is stored as.
+    east = timezone(timedelta(hours=2))
+    early = uploaded(0).model_copy(update={"uploaded_at": datetime(1971, 1, 1, 1, tzinfo=east)})
+    assert "greater than or equal to 1971" in poison_reason(early)
     huge = BatchClosed(batch_id="b1", file_count=2**40)
-    assert isinstance(decode(META, encode(huge)), Undecodable)
-    nan = completed("stt", 1, attempts=(attempt(1).model_copy(update={"duration_ms": 1e309}),))
-    assert unstorable(nan) == "unstorable: a duration that is not a finite number"
-    fine = completed("stt", 1, attempts=(attempt(1),))
-    assert unstorable(fine) is None and decode(META, encode(fine)) == fine
+    assert "BatchClosed.file_count" in poison_reason(huge)
+    inf = completed("stt", 1, attempts=(attempt(1).model_copy(update={"duration_ms": 1e309}),))
+    assert "attempts.0.duration_ms" in poison_reason(inf)
+    many = completed("stt", 1, attempts=(attempt(2**31),))
+    assert "attempts.0.number" in poison_reason(many)
+    no_uri = completed("stt", 1).model_copy(
+        update={"context": FileContext(audio_uri="", host="127.0.0.2")}
+    )
+    assert "context.audio_uri" in poison_reason(no_uri)
+    far = DeadLetter(
+        source_topic="cofi.done", partition=0, offset=2**63, consumer="c", error="e", value_b64=""
+    )
+    assert "DeadLetter.offset" in poison_reason(far)
+    assert decodes_as_sent(completed("stt", 1, attempts=(attempt(1),)))
+
+
+def test_a_decoded_event_is_the_shared_type_with_every_field_as_sent() -> None:
+    for event in (
+        uploaded(0),
+        BatchClosed(batch_id="b1", file_count=3, closed_at=at(1)),
+        completed("triage", 2, route="skip", attempts=(attempt(1),)),
+        failed("stt", 3, attempts=(attempt(1, ok=False),)),
+        BatchCancelled(batch_id="b1", reason="r", cancelled_at=at(4)),
+    ):
+        assert decodes_as_sent(event)
+
+
+def test_the_tracker_models_keep_the_shared_defaults() -> None:
+    """A field narrowed for its column must still be optional where the shared model's is."""
+    for model in (
+        storable.Attempt,
+        storable.FileContext,
+        storable.FileUploaded,
+        storable.BatchClosed,
+        storable.FileStageCompleted,
+        storable.FileFailed,
+        storable.DeadLetter,
+        storable.BatchCancelled,
+    ):
+        shared = model.__mro__[1].model_fields  # type: ignore[attr-defined]
+        for name, field in model.model_fields.items():
+            assert field.is_required() == shared[name].is_required(), (model, name)
+            assert field.default == shared[name].default, (model, name)
+            assert field.default_factory is shared[name].default_factory, (model, name)
+    minimal = b'{"type": "BatchCancelled", "batch_id": "b1"}'
+    assert isinstance(decode(META, minimal), BatchCancelled)
 
 
 def test_dead_letter_events_are_recorded_with_their_stage() -> None:
@@ -275,7 +334,7 @@ def test_a_cancel_touches_its_batch_with_the_first_cancellation() -> None:
         assert (touch.cancelled_at, touch.cancel_reason) == (at(5).replace(tzinfo=None), "first")
         assert touch.total_files is None
     long_reason = BatchCancelled(batch_id="b1", reason="x" * 10_000, cancelled_at=at(1))
-    assert unstorable(long_reason) is None  # the reason is cut to fit, not refused
+    assert decodes_as_sent(long_reason)  # the reason is cut to fit, not refused
     touch = fold([long_reason], topic_prefix="cofi", log_file_start=False).batches["b1"]
     assert touch.cancel_reason is not None and len(touch.cancel_reason) == 4000
 
