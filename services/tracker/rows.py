@@ -234,7 +234,8 @@ class PollChanges:
 
     def add_file(self, change: FileChange) -> None:
         self.touch(change.batch_id, change.updated_at)
-        self.touch(change.batch_id, change.created_at)
+        if change.created_at != change.updated_at:  # one event's change has one time
+            self.touch(change.batch_id, change.created_at)
         old = self.files.get(change.key)
         self.files[change.key] = change if old is None else old.merge(change)
 
