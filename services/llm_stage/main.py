@@ -19,6 +19,7 @@ from shared.observability.consumers import AiokafkaView
 from shared.observability.service import Observability
 from shared.retry import CallOutcome, RetryPolicy
 from shared.runtime.control import CancelledBatches
+from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
 from shared.stages import LLM_STAGES, LlmStage
@@ -95,6 +96,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_large_buffers_out_of_the_heap()
     parser = argparse.ArgumentParser(prog="cofi run llm-stage", description=__doc__)
     parser.add_argument("--stage", default="llm1,llm2", help="llm1, llm2 or both (default)")
     args = parser.parse_args(argv)
