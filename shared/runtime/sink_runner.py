@@ -48,11 +48,13 @@ class SinkRunner:
         self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        # A topic list, not a pattern: with a pattern the client fetches and keeps the metadata
-        # of every topic on the cluster, however many other pipelines put there.
-        self.consumer.subscribe(topics=self.topics)
         if not await start_when_reachable(self.consumer, f"{self.name} consumer", stop):
             return
+        # A topic list, not a pattern: with a pattern the client fetches and keeps the metadata
+        # of every topic on the cluster, however many other pipelines put there. Subscribed
+        # after the start, which would wait for every topic and fail after 40 s if one is
+        # missing: a topic created later is read from its beginning once the metadata shows it.
+        self.consumer.subscribe(topics=self.topics)
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.max_batch)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.event import listen
@@ -40,7 +41,10 @@ from shared.events import (
     encode,
 )
 from shared.kafka import ensure_topics, make_producer
+from shared.runtime.sink_runner import SinkRunner
 from shared.settings import GpuHost
+from shared.topics import Topics
+from tests.kafka_helpers import wait_until as wait_until_true
 from tests.tracker_scenario import (
     HOSTS,
     T0,
@@ -633,3 +637,42 @@ async def test_kafka_round_trip_and_a_second_tracker_changes_nothing(
 
 async def _done(stop: asyncio.Event) -> bool:
     return stop.is_set()
+
+
+async def test_a_tracker_started_before_its_topics_reads_them_once_created(
+    topic_prefix: str, kafka_bootstrap: str
+) -> None:
+    """It subscribes to a topic list after its consumer started: a start with the list would
+    wait for every topic and give up (here after 3 s instead of 40)."""
+    topics = Topics(topic_prefix).all_topics(["127.0.0.2"])
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topic_prefix}-tracker",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        request_timeout_ms=3_000,
+        metadata_max_age_ms=1_000,
+    )
+    applied: list[ConsumerRecord[bytes, bytes]] = []
+
+    async def apply(records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        applied.extend(records)
+
+    runner = SinkRunner(name="tracker", consumer=consumer, topics=topics, apply=apply)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await wait_until_true(lambda: runner.ready or task.done(), 30, "the consumer to start")
+        assert not task.done() and runner.ready
+        await ensure_topics(kafka_bootstrap, topics, partitions=1)
+        producer = make_producer(kafka_bootstrap, f"{topic_prefix}-test")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topics[-2], b"late", key=b"k")  # the failed topic
+        finally:
+            await producer.stop()
+        await wait_until_true(lambda: bool(applied) or task.done(), 60, "the record")
+        assert [(r.topic, r.value) for r in applied] == [(topics[-2], b"late")]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
