@@ -7,9 +7,11 @@ import faust
 from services.distributor.app import create_app
 from services.distributor.settings import DistributorSettings
 from shared.logging import configure_logging
+from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_large_buffers_out_of_the_heap()
     settings = DistributorSettings()
     configure_logging(settings.log_level, settings.log_json, service="distributor")
     app = create_app(settings)
