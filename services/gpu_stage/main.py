@@ -20,6 +20,7 @@ from shared.observability.consumers import AiokafkaView
 from shared.observability.service import Observability
 from shared.retry import RetryPolicy
 from shared.runtime.control import CancelledBatches
+from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
 from shared.stages import GPU_STAGES, GpuStage
@@ -102,6 +103,7 @@ async def run(
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_large_buffers_out_of_the_heap()
     parser = argparse.ArgumentParser(prog="cofi run gpu-stage", description=__doc__)
     parser.add_argument(
         "--stage", default=",".join(GPU_STAGES), help="comma-separated stages (default: all four)"

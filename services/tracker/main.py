@@ -21,6 +21,7 @@ from shared.observability.consumers import AiokafkaView
 from shared.observability.health import Heartbeat
 from shared.observability.service import Observability
 from shared.observability.sink import database_ping, observed_sink
+from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.sink_runner import AfterApplyHook, SinkRunner
 
@@ -100,6 +101,7 @@ async def _serve(settings: TrackerSettings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m services.tracker [run|migrate]`."""
+    keep_large_buffers_out_of_the_heap()
     args = sys.argv[1:] if argv is None else argv
     settings = TrackerSettings()
     configure_logging(settings.log_level, settings.log_json, service="tracker")

@@ -85,5 +85,5 @@ StorableEvent = (
 )
 
 storable_event: TypeAdapter[StorableEvent] = TypeAdapter(
-    Annotated[StorableEvent, Field(discriminator="type")]
+    Annotated[StorableEvent, Field(discriminator="type")], config=events.KEYS_ONLY
 )
