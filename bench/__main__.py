@@ -37,6 +37,7 @@ from bench.profiling import profile_section, restart_under_profiler
 from bench.report import RunInfo, Section, figure_table, write_reports
 from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_section
 from bench.tracker_rate import tracker_throughput
+from cli.processes import exit_on_sigterm
 
 FIGURES = ("gpu", "overhead", "tracker", "latency", "memory")
 CHAIN_RUNS = 3
@@ -319,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     host = machine()
     run_id = new_run_id()
+    exit_on_sigterm()
     sections = asyncio.run(bench(args, run_id, started))
     run = RunInfo(
         run_id=run_id,

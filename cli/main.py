@@ -181,6 +181,7 @@ def _migrate(ns: argparse.Namespace) -> int:
 def _demo(ns: argparse.Namespace) -> int:
     from cli.demo import run_demo
     from cli.pipeline import PipelineConfig
+    from cli.processes import exit_on_sigterm
 
     config = PipelineConfig(
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
@@ -189,6 +190,7 @@ def _demo(ns: argparse.Namespace) -> int:
         database_url=os.environ.get("DATABASE_URL", DEFAULT_DB),
         latency_scale=ns.latency_scale,
     )
+    exit_on_sigterm()
     ok = asyncio.run(run_demo(config, ns.files, ns.corrupt, ns.short, ns.timeout, ns.workdir))
     return 0 if ok else 1
 

@@ -9,6 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def exit_on_sigterm() -> None:
+    """Let SIGTERM unwind like Ctrl-C, so a run's `finally` stops the services it started.
+
+    Without it, `kill` of a demo or a bench leaves its services and simulator running,
+    holding their ports, and the next run cannot start.
+    """
+
+    def _exit(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 @dataclass
 class ServiceProcess:
     name: str

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from cli.processes import exit_on_sigterm
 from tests.crash.harness import ChaosSettings, Infra, make_audio
 from tests.crash.infra import CACHE, REPO, PrivateKafka, PrivateMariaDB
 from tests.crash.invariants import Outcome
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         finish_timeout_s=max(600.0, args.files * 0.25),
     )
     workdir = args.workdir / time.strftime("chaos-%Y%m%d-%H%M%S")
+    exit_on_sigterm()
     outcomes = asyncio.run(run_all(names, settings, workdir))
     md, _ = write_report(outcomes, settings, args.reports)
     print(md.relative_to(REPO) if md.is_relative_to(REPO) else md)
