@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tests.process_helpers import pid_alive
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache"
 
@@ -43,15 +45,6 @@ def _run(argv: list[str], env: dict[str, str], timeout_s: float) -> None:
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]}")
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (killed, not yet reaped) counts as gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
 
 
 def _port_open(port: int) -> bool:
@@ -128,7 +121,7 @@ class PrivateKafka:
         # A start() that still found the dying JVM's port open would take it for a live
         # broker and wait on it in vain: return only once the process and its port are gone.
         deadline = time.monotonic() + 30
-        while _alive(pid) or _port_open(self.port):
+        while pid_alive(pid) or _port_open(self.port):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"private broker (pid {pid}) still alive 30 s after SIGKILL")
             time.sleep(0.05)

@@ -4,11 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.kafka_helpers import wait_until
+from tests.process_helpers import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,23 +31,6 @@ finally:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _terminated_run(tmp_path: Path, mode: str) -> int:
     run = subprocess.Popen(
         [sys.executable, "-c", RUN, str(tmp_path), mode],
@@ -56,16 +40,16 @@ def _terminated_run(tmp_path: Path, mode: str) -> int:
     )
     assert run.stdout is not None
     service_pid = int(run.stdout.readline())
-    assert _alive(service_pid)
+    assert pid_alive(service_pid)
     run.send_signal(signal.SIGTERM)
     run.wait(timeout=30)
     return service_pid
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
-def test_a_terminated_run_stops_its_services(tmp_path: Path) -> None:
+async def test_a_terminated_run_stops_its_services(tmp_path: Path) -> None:
     service_pid = _terminated_run(tmp_path, "handled")
-    assert _wait(lambda: not _alive(service_pid), timeout_s=15), "service outlived its run"
+    await wait_until(lambda: not pid_alive(service_pid), 15, "the service to stop with its run")
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
@@ -73,6 +57,6 @@ def test_without_the_handler_the_service_is_orphaned(tmp_path: Path) -> None:
     # The failure the handler prevents: Python's default SIGTERM skips every `finally`.
     service_pid = _terminated_run(tmp_path, "default")
     try:
-        assert _alive(service_pid)
+        assert pid_alive(service_pid)
     finally:
         os.kill(service_pid, signal.SIGKILL)
