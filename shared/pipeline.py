@@ -1,0 +1,93 @@
+"""The pipeline's graph, defined once: one row per stage, everything else derived from it.
+
+Adding a stage means adding its row here (and its handler); topics, the tracker's columns,
+the batch's `status` values, reports and the operator tools read this table.
+"""
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from shared.stages import EventStage
+from shared.topics import Topics
+
+Runner = Literal["distributor", "gpu_stage", "llm_stage"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: who runs it, where its input comes from, and where the tracker records it."""
+
+    name: EventStage
+    runner: Runner
+    per_host: bool  # its input topic is per GPU host (`cofi.<stage>.<host>`)
+    status_column: str  # its batchStatus column
+    done_value: str  # the batch's `status` once it and every earlier stage are Complete
+    flag_column: str | None = None  # its fileDistribution done flag, when it has one
+
+
+# In flow order. "distribute" is the distributor's host assignment: it reads the uploads.
+PIPELINE: Final[tuple[StageSpec, ...]] = (
+    StageSpec("distribute", "distributor", False, "dbInsertionStatus", "dbInsertionDone"),
+    StageSpec("denoise", "gpu_stage", True, "denoiseStatus", "denoiseDone", "denoiseDone"),
+    StageSpec("ivr", "gpu_stage", True, "ivrStatus", "ivrDone", "ivrDone"),
+    StageSpec("lid", "gpu_stage", True, "lidStatus", "lidDone", "lidDone"),
+    StageSpec("triage", "distributor", False, "triagingStatus", "triagingDone"),
+    StageSpec("stt", "gpu_stage", True, "sttStatus", "sttDone", "sttDone"),
+    StageSpec("llm1", "llm_stage", False, "llm1Status", "llm1Done", "llm1Done"),
+    StageSpec("llm2", "llm_stage", False, "llm2Status", "Complete", "llm2Done"),
+)
+BY_NAME: Final[dict[str, StageSpec]] = {spec.name: spec for spec in PIPELINE}
+# The stage that triage's "skip" route jumps over to `done`.
+TRIAGE: Final = "triage"
+
+
+def spec(stage: str) -> StageSpec:
+    try:
+        return BY_NAME[stage]
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(BY_NAME)}") from None
+
+
+def index(stage: str) -> int:
+    """Position in the flow: "distribute" is 0, the last stage len(PIPELINE) - 1."""
+    return PIPELINE.index(spec(stage))
+
+
+def previous(stage: str) -> StageSpec | None:
+    position = index(stage)
+    return PIPELINE[position - 1] if position > 0 else None
+
+
+def following(stage: str) -> StageSpec | None:
+    position = index(stage)
+    return PIPELINE[position + 1] if position + 1 < len(PIPELINE) else None
+
+
+def input_topic(stage: str, topics: Topics, host: str | None = None) -> str:
+    """The topic a stage reads: uploads for distribute, `<prefix>.<stage>[.<host>]` otherwise."""
+    row = spec(stage)
+    if row.name == "distribute":
+        return topics.uploads
+    if row.per_host:
+        if host is None:
+            raise ValueError(f"stage {stage} reads a topic per GPU host: name the host")
+        return f"{topics.prefix}.{row.name}.{host}"
+    return f"{topics.prefix}.{row.name}"
+
+
+def output_topic(stage: str, topics: Topics, host: str | None = None) -> str:
+    """Where a stage's completed event goes: the next stage's input, or `done` after the last."""
+    nxt = following(stage)
+    if nxt is None:
+        return topics.done
+    return input_topic(nxt.name, topics, host)
+
+
+def stages_of(runner: Runner) -> tuple[StageSpec, ...]:
+    return tuple(row for row in PIPELINE if row.runner == runner)
+
+
+FLAG_COLUMNS: Final[tuple[str, ...]] = tuple(
+    row.flag_column for row in PIPELINE if row.flag_column is not None
+)
+STATUS_COLUMNS: Final[tuple[str, ...]] = tuple(row.status_column for row in PIPELINE)
