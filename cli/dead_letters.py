@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from shared import pipeline
 from shared.events import (
     BatchCancelled,
     FileFailed,
@@ -55,13 +56,9 @@ def retry_output(failure: FileFailed, topics: Topics) -> Output:
 
 
 def _input_topic(stage: StageName, host: str | None, topics: Topics) -> str:
-    if stage in ("llm1", "llm2"):
-        return topics.llm(stage)
-    if stage == "triage":
-        return topics.triage
-    if host is None:
+    if pipeline.spec(stage).per_host and host is None:
         raise ValueError(f"a {stage} failure without a GPU host cannot be retried")
-    return topics.gpu(stage, host)
+    return pipeline.input_topic(stage, topics, host)
 
 
 def plan_retry(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.audio import make_batch
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.processes import ProcessGroup
 from cli.report import BatchSummary, batch_summary, render
 from cli.upload import submit
 
@@ -47,18 +48,18 @@ async def run_demo(
 
 
 async def _watch(
-    engine: object, batch_id: str, group: object, timeout_s: float
+    engine: AsyncEngine, batch_id: str, group: ProcessGroup, timeout_s: float
 ) -> BatchSummary | None:
     deadline = time.monotonic() + timeout_s
     summary: BatchSummary | None = None
     last = ""
     while time.monotonic() < deadline:
-        dead = group.dead()  # type: ignore[attr-defined]
+        dead = group.dead()
         if dead:
             names = ", ".join(f"{p.name} (see {p.log_path})" for p in dead)
             print(f"\nservice exited unexpectedly: {names}")
             return summary
-        summary = await batch_summary(engine, batch_id)  # type: ignore[arg-type]
+        summary = await batch_summary(engine, batch_id)
         if summary is not None:
             line = _progress_line(summary)
             if line != last:

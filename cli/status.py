@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -110,7 +110,7 @@ def batches_view(rows: list[BatchRow]) -> RenderableType:
     if not rows:
         return Text("no batches in batchStatus yet")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("batch", "left"),
         ("status", "left"),
         ("files", "right"),
@@ -119,8 +119,9 @@ def batches_view(rows: list[BatchRow]) -> RenderableType:
         ("failed", "right"),
         ("created", "left"),
         ("updated", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    )
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
     for r in rows:
         table.add_row(
             r.batch_id,
