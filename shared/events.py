@@ -132,7 +132,6 @@ class BatchCancelled(Event):
 
 
 UploadEvent = Annotated[FileUploaded | BatchClosed, Field(discriminator="type")]
-FailedEvent = Annotated[FileFailed | DeadLetter, Field(discriminator="type")]
 AnyEvent = Annotated[
     FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled,
     Field(discriminator="type"),
@@ -144,7 +143,6 @@ upload_event: TypeAdapter[FileUploaded | BatchClosed] = TypeAdapter(UploadEvent,
 any_event: TypeAdapter[
     FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
 ] = TypeAdapter(AnyEvent, config=KEYS_ONLY)
-stage_event: TypeAdapter[FileStageCompleted] = TypeAdapter(FileStageCompleted)
 
 
 def encode(event: Event) -> bytes:

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.events import FileContext, TriageDecision
 
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "missing"]
-FIELDS = ("is_ivr", "language", "duration_s")
 
 
 class Rule(BaseModel):

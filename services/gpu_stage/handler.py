@@ -52,7 +52,6 @@ class GpuStageHandler:
     call_model: ModelCall
     cancelled: Container[str] = frozenset()
     metrics: StageMetrics = field(default_factory=StageMetrics)
-    calls: int = field(default=0)
 
     async def __call__(self, event: FileStageCompleted, record: Record) -> Sequence[Output]:
         if event.batch_id in self.cancelled:
@@ -105,7 +104,6 @@ class GpuStageHandler:
         return [self._fail(event, key, kind, outcome.error or "unknown error", attempts)]
 
     async def _call(self, request: dict[str, Any]) -> CallOutcome:
-        self.calls += 1
         outcome = await self.call_model(request)
         if outcome.unreachable:
             self.health.unreachable()

@@ -66,12 +66,6 @@ def _min_time(a: datetime | None, b: datetime | None) -> datetime | None:
     return min(a, b)
 
 
-def _max_time(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None or b is None:
-        return a if b is None else b
-    return max(a, b)
-
-
 @dataclass(frozen=True)
 class FileChange:
     """What a poll's events say about one file; `merge` is the same rule the upsert applies."""

@@ -44,7 +44,6 @@ class SinkRunner:
         self.max_batch = max_batch
         self.retry_max_delay_s = retry_max_delay_s
         self.after_apply = after_apply
-        self.applied_count = 0
         self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -67,7 +66,6 @@ class SinkRunner:
                 if self.after_apply is not None:
                     await self.after_apply(records)
                 await self._commit(batch)
-                self.applied_count += len(records)
         finally:
             await self.consumer.stop()
 
