@@ -1,16 +1,7 @@
 """Keep large buffers out of the C heap, so a service's peak memory does not creep up by batch.
 
-glibc serves a request above its mmap threshold (128 KiB) with a mapping of its own, given
-back to the OS when freed. But each such block freed raises the threshold to its size (up to
-32 MiB), and the heap's trim threshold with it: from then on Kafka fetch responses (up to
-1 MiB a partition) and producer batches are carved from the heap between small long-lived
-objects, and the holes they leave are never given back. The heap's high-water mark, the
-process's peak RSS, then rises a little with every batch (llm_stage: 89.6 -> 95.2 MiB over
-10 batches of 10,000 files; with fixed thresholds 85.6 -> 86.1 MiB; bench/FINDINGS.md).
-
-Fixing both thresholds at glibc's initial values, as `MALLOC_MMAP_THRESHOLD_=131072` in the
-environment would, stops that. It costs a mapping per large buffer, which is what glibc does
-before its first large free anyway.
+Why (glibc raises its thresholds after a large free, then Kafka buffers fragment the heap) and
+the measurements: bench/FINDINGS.md, "Memory", "llm_stage's growth is the C heap".
 """
 
 import ctypes
