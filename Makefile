@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHON := $(abspath $(PY))
 export PYTHONUNBUFFERED := 1
+# The local broker is a single node: topics get replication factor and min ISR 1 there.
+# Settings default to a 3-broker cluster (docs/operations.md, "Running on your Kafka cluster").
+export TOPIC_REPLICATION_FACTOR ?= 1
+export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
 .PHONY: install infra infra-stop chromium topics demo test test-unit lint typecheck check bench chaos clean
 

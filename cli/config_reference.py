@@ -41,6 +41,11 @@ SECTIONS: tuple[tuple[str, type[BaseSettings], str], ...] = (
 
 FALLBACK: dict[str, str] = {
     "kafka_bootstrap_servers": "Kafka brokers, `host:port[,host:port…]`",
+    "kafka_security_protocol": "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, for every "
+    "Kafka client of every service and of the CLI",
+    "kafka_sasl_username": "SASL user (with a `SASL_*` protocol)",
+    "kafka_sasl_password": "SASL password (secret; with a `SASL_*` protocol)",
+    "kafka_ssl_check_hostname": "Check that a broker's certificate names the host connected to",
     "topic_prefix": "First part of every topic and consumer group name (`<prefix>.uploads`, …)",
     "gpu_hosts": "GPU hosts as `ip:capacity[:down]`, comma-separated; `down` drains a host "
     "(the distributor sends it no new files)",

@@ -15,7 +15,7 @@ from shared.events import (
     encode,
     file_key,
 )
-from shared.kafka import make_producer, make_topic_reader
+from shared.kafka import Kafka, make_producer, make_topic_reader
 from shared.runtime.stage_runner import Output
 from shared.stages import StageName
 from shared.topics import Topics
@@ -82,7 +82,7 @@ def plan_retry(
     return RetryPlan(outputs, skipped)
 
 
-async def read_failures(bootstrap: str, topic: str) -> list[FileFailed]:
+async def read_failures(bootstrap: Kafka, topic: str) -> list[FileFailed]:
     """Every `FileFailed` on the dead-letter topic, up to its end when we started reading."""
     reader = make_topic_reader(bootstrap, topic)
     await reader.start()
@@ -105,7 +105,7 @@ async def read_failures(bootstrap: str, topic: str) -> list[FileFailed]:
         await reader.stop()
 
 
-async def publish(bootstrap: str, outputs: list[Output]) -> None:
+async def publish(bootstrap: Kafka, outputs: list[Output]) -> None:
     producer = make_producer(bootstrap, "cofi-operator")
     await producer.start()
     try:

@@ -102,8 +102,22 @@ def _topics(ns: argparse.Namespace) -> int:
     from shared.provisioning import create_pipeline_topics
 
     s = CommonSettings()
-    names = asyncio.run(create_pipeline_topics(s))
-    print(f"{len(names)} topics ready for prefix {s.topic_prefix!r}")
+    report = asyncio.run(create_pipeline_topics(s))
+    plan = s.topic_plan()
+    print(
+        f"{len(plan)} topics ready for prefix {s.topic_prefix!r} "
+        f"({len(report.created)} created, replication factor {s.topic_replication_factor}, "
+        f"min.insync.replicas {s.topic_min_insync_replicas})"
+    )
+    for line in report.drift:
+        print(f"drift: {line}", file=sys.stderr)
+    if report.drift:
+        print(
+            f"{len(report.drift)} differences from the plan; nothing was changed "
+            "(docs/operations.md, 'Running on your Kafka cluster')",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -116,7 +130,7 @@ def _submit(ns: argparse.Namespace) -> int:
         paths = sorted(p for p in ns.folder.iterdir() if p.is_file())
     else:
         paths = make_batch(ns.workdir / ns.batch_id, ns.synthetic, ns.corrupt, ns.short)
-    n = asyncio.run(submit(s.kafka_bootstrap_servers, s.topics.uploads, ns.batch_id, paths))
+    n = asyncio.run(submit(s.kafka, s.topics.uploads, ns.batch_id, paths))
     print(f"submitted batch {ns.batch_id}: {n} files, then BatchClosed")
     return 0
 
@@ -149,9 +163,9 @@ def _retry(ns: argparse.Namespace) -> int:
                 finished = [r.file for r in rows]
         finally:
             await engine.dispose()
-        failures = await read_failures(s.kafka_bootstrap_servers, s.topics.failed)
+        failures = await read_failures(s.kafka, s.topics.failed)
         plan = plan_retry(failures, s.topics, ns.batch_id, ns.stage, ns.file, finished)
-        await publish(s.kafka_bootstrap_servers, plan.outputs)
+        await publish(s.kafka, plan.outputs)
         for reason in plan.skipped:
             print(f"not retried: {reason}", file=sys.stderr)
         print(f"sent {len(plan.outputs)} files of batch {ns.batch_id} back to their stage")
@@ -164,9 +178,7 @@ def _cancel(ns: argparse.Namespace) -> int:
     from cli.dead_letters import cancellation, publish
 
     s = CommonSettings()
-    asyncio.run(
-        publish(s.kafka_bootstrap_servers, [cancellation(ns.batch_id, ns.reason, s.topics)])
-    )
+    asyncio.run(publish(s.kafka, [cancellation(ns.batch_id, ns.reason, s.topics)]))
     print(f"batch {ns.batch_id} cancelled: stages stop starting its files")
     return 0
 

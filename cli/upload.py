@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.events import BatchClosed, FileUploaded, encode
-from shared.kafka import make_producer
+from shared.kafka import Kafka, make_producer
 
 
 def uploads_for(batch_id: str, paths: list[Path]) -> list[FileUploaded]:
@@ -16,7 +16,7 @@ def uploads_for(batch_id: str, paths: list[Path]) -> list[FileUploaded]:
 
 
 async def submit(
-    bootstrap: str,
+    bootstrap: Kafka,
     topic: str,
     batch_id: str,
     paths: list[Path],

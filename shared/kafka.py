@@ -3,19 +3,26 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from shared.kafka_connection import KafkaConnection, connection
+from shared.topic_plan import TopicSpec, TopicState, drift
 
 log = logging.getLogger(__name__)
 
+Kafka = KafkaConnection | str
 
-def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+
+def make_producer(kafka: Kafka, client_id: str) -> AIOKafkaProducer:
     # aiokafka's defaults are weaker than Java's: ask for acks from all replicas, idempotently.
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        **connection(kafka).client_options(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -26,13 +33,13 @@ def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
 
 
 def make_consumer(
-    bootstrap_servers: str,
+    kafka: Kafka,
     group_id: str,
     client_id: str,
     max_poll_records: int = 500,
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **connection(kafka).client_options(),
         group_id=group_id,
         client_id=client_id,
         enable_auto_commit=False,
@@ -47,48 +54,98 @@ def make_consumer(
     )
 
 
-async def ensure_topics(
-    bootstrap_servers: str,
-    names: Iterable[str],
-    partitions: int,
-    timeout_s: float = 60.0,
-    compacted: Iterable[str] = (),
-) -> None:
-    """Create the topics that are missing; never rely on broker auto-creation.
+@dataclass
+class TopicReport:
+    created: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
 
-    `compacted` topics keep the latest message per key (control events per batch).
+
+def make_admin(kafka: Kafka) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection(kafka).client_options(), request_timeout_ms=30_000)
+
+
+async def ensure_topics(
+    kafka: Kafka,
+    topics: Sequence[TopicSpec] | Iterable[str],
+    partitions: int = 1,
+    timeout_s: float = 60.0,
+) -> TopicReport:
+    """Create the planned topics that are missing; report how existing ones differ.
+
+    Existing topics are never altered: changing partitions or replication is an operator's
+    decision (docs/operations.md, "Running on your Kafka cluster"). Bare names (tests, tools)
+    get `partitions` and the broker's defaults.
     """
-    compact = set(compacted)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    plan = [t if isinstance(t, TopicSpec) else TopicSpec(t, partitions, 1) for t in topics]
+    admin = make_admin(kafka)
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+    await start_when_reachable(admin, "topics", deadline=deadline)
+    report = TopicReport()
     try:
         existing = set(await admin.list_topics())
-        wanted = [n for n in dict.fromkeys(names) if n not in existing]
+        wanted = [spec for spec in plan if spec.name not in existing]
         if wanted:
+            await _check_replication(admin, wanted)
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(
-                            n,
-                            num_partitions=partitions,
-                            replication_factor=1,
-                            topic_configs={"cleanup.policy": "compact"} if n in compact else {},
+                            spec.name,
+                            num_partitions=spec.partitions,
+                            replication_factor=spec.replication_factor,
+                            topic_configs=dict(spec.configs),
                         )
-                        for n in wanted
+                        for spec in wanted
                     ]
                 )
+            report.created = [spec.name for spec in wanted]
             log.info("created %d topics", len(wanted))
-        await _wait_for_metadata(admin, set(dict.fromkeys(names)), deadline)
+        await _wait_for_metadata(admin, {spec.name for spec in plan}, deadline)
+        states = await describe_topics(admin, [s for s in plan if s.name in existing])
+        for spec in plan:
+            if spec.name in states:
+                report.drift.extend(drift(spec, states[spec.name]))
     finally:
         await admin.close()
+    return report
+
+
+async def _check_replication(admin: AIOKafkaAdminClient, wanted: Sequence[TopicSpec]) -> None:
+    brokers = len((await admin.describe_cluster())["brokers"])
+    widest = max(spec.replication_factor for spec in wanted)
+    if widest > brokers:
+        raise ValueError(
+            f"replication factor {widest} needs {widest} brokers, the cluster has {brokers}: "
+            "on a single local broker set TOPIC_REPLICATION_FACTOR=1 TOPIC_MIN_INSYNC_REPLICAS=1"
+        )
+
+
+async def describe_topics(
+    admin: AIOKafkaAdminClient, plan: Sequence[TopicSpec]
+) -> dict[str, TopicState]:
+    """Partitions, replication factor and the planned configs of existing topics."""
+    if not plan:
+        return {}
+    metadata = await admin.describe_topics([spec.name for spec in plan])
+    shape = {
+        t["topic"]: (len(t["partitions"]), min(len(p["replicas"]) for p in t["partitions"]))
+        for t in metadata
+        if t["partitions"]
+    }
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, spec.name, dict.fromkeys(spec.configs))
+        for spec in plan
+    ]
+    configs: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for resource in response.to_object()["resources"]:
+            configs[resource["resource_name"]] = {
+                entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
+            }
+    return {
+        name: TopicState(name, partitions, replicas, configs.get(name, {}))
+        for name, (partitions, replicas) in shape.items()
+    }
 
 
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: set[str], deadline: float) -> None:
@@ -98,7 +155,7 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: set[str], deadli
         await asyncio.sleep(0.2)
 
 
-def make_topic_reader(bootstrap_servers: str, topic: str) -> AIOKafkaConsumer:
+def make_topic_reader(kafka: Kafka, topic: str) -> AIOKafkaConsumer:
     """Reads every partition of a topic from the beginning, outside any consumer group.
 
     For state every instance needs whole (control events) and for operator tools; it is
@@ -106,7 +163,7 @@ def make_topic_reader(bootstrap_servers: str, topic: str) -> AIOKafkaConsumer:
     """
     return AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap_servers,
+        **connection(kafka).client_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -115,14 +172,16 @@ def make_topic_reader(bootstrap_servers: str, topic: str) -> AIOKafkaConsumer:
 
 
 async def start_when_reachable(
-    client: AIOKafkaProducer | AIOKafkaConsumer,
+    client: AIOKafkaProducer | AIOKafkaConsumer | AIOKafkaAdminClient,
     what: str,
     stop: asyncio.Event | None = None,
     max_delay_s: float = 5.0,
+    deadline: float | None = None,
 ) -> bool:
     """Start a Kafka client, waiting out a broker that is down (a restart must not crash-loop).
 
-    Returns False if `stop` was set before the broker answered.
+    Returns False if `stop` was set before the broker answered; raises once past `deadline`
+    (the event loop's clock).
     """
     delay = 0.25
     while True:
@@ -130,6 +189,8 @@ async def start_when_reachable(
             await client.start()
             return True
         except KafkaConnectionError as exc:
+            if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                raise
             log.warning("%s: broker unreachable (%s), retrying in %.1fs", what, exc, delay)
         if stop is None:
             await asyncio.sleep(delay)

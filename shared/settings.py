@@ -5,10 +5,12 @@ Each service subclasses `CommonSettings` with its own knobs; nothing is read at 
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.kafka_connection import KafkaConnection, SaslMechanism, SecurityProtocol
 from shared.stages import GpuStage
+from shared.topic_plan import TopicSpec, topic_configs
 from shared.topics import Topics
 
 
@@ -42,6 +44,36 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*"
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="CA bundle that signed the brokers' certificates (unset: system)"
+    )
+    kafka_ssl_certfile: str | None = Field(default=None, description="client certificate (mTLS)")
+    kafka_ssl_keyfile: str | None = Field(default=None, description="client key (mTLS)")
+    kafka_ssl_check_hostname: bool = True
+    # Defaults suit a 3-broker cluster; the local single broker overrides them (Makefile).
+    topic_replication_factor: int = Field(
+        default=3, ge=1, description="Replication factor of the topics `cofi topics` creates"
+    )
+    topic_min_insync_replicas: int = Field(
+        default=2, ge=1, description="`min.insync.replicas` of every topic (acks=all waits on it)"
+    )
+    topic_retention_hours: float = Field(
+        default=336,
+        description="Retention of the uploads and stage topics; bounds a rebuild of the tables "
+        "and `cofi retry` (-1: forever)",
+    )
+    failed_topic_retention_hours: float = Field(
+        default=720, description="Retention of the dead-letter topic (-1: forever)"
+    )
+    control_topic_retention_hours: float = Field(
+        default=-1, description="Retention of the compacted control topic (-1: forever)"
+    )
     topic_prefix: str = Field(default="cofi", pattern=r"^[A-Za-z0-9._-]+$")
     gpu_hosts: Annotated[list[GpuHost], NoDecode] = Field(
         default_factory=lambda: [GpuHost(ip="127.0.0.2"), GpuHost(ip="127.0.0.3")]
@@ -79,6 +111,51 @@ class CommonSettings(BaseSettings):
         if not hosts:
             raise ValueError("GPU_HOSTS must name at least one host")
         return hosts
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CommonSettings":
+        self.kafka  # noqa: B018 - SASL without credentials fails at start, not at first use
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} exceeds "
+                f"TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}: no write could succeed"
+            )
+        return self
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        return KafkaConnection(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            ssl_check_hostname=self.kafka_ssl_check_hostname,
+        )
+
+    def topic_plan(self) -> list[TopicSpec]:
+        """Every topic for these GPU hosts, with its partitions, replication and configs."""
+        topics = self.topics
+        retention = {
+            topics.failed: self.failed_topic_retention_hours,
+            topics.control: self.control_topic_retention_hours,
+        }
+        return [
+            TopicSpec(
+                name,
+                self.stage_partitions,
+                self.topic_replication_factor,
+                topic_configs(
+                    self.topic_min_insync_replicas,
+                    retention.get(name, self.topic_retention_hours),
+                    compacted=name == topics.control,
+                ),
+            )
+            for name in topics.all_topics(self.host_ips)
+        ]
 
     @property
     def topics(self) -> Topics:

@@ -18,6 +18,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+# The local broker is one node (infra/kafka.sh); the settings' defaults suit three.
+os.environ.setdefault("TOPIC_REPLICATION_FACTOR", "1")
+os.environ.setdefault("TOPIC_MIN_INSYNC_REPLICAS", "1")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A test's folder is its marker, so `-m unit` and friends select by layer.

@@ -8,8 +8,7 @@ flushes the producer before it commits offsets.
 import asyncio
 from typing import Any
 
-import faust
-
+from services.distributor.producer import DistributorApp
 from services.distributor.reporting import RoutingReport
 from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
 from services.distributor.settings import DistributorSettings
@@ -20,12 +19,12 @@ from shared.runtime.control import CancelledBatches
 from shared.runtime.stage_runner import Output
 
 
-def create_app(settings: DistributorSettings) -> faust.App:
+def create_app(settings: DistributorSettings) -> DistributorApp:
     rules = load_rules(settings.triage_rules_path)
     topics = settings.topics
-    app = faust.App(
+    app = DistributorApp(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        **settings.kafka.faust_options(),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -44,7 +43,7 @@ def create_app(settings: DistributorSettings) -> faust.App:
         web_enabled=False,
     )
 
-    cancelled = CancelledBatches(settings.kafka_bootstrap_servers, topics.control)
+    cancelled = CancelledBatches(settings.kafka, topics.control)
 
     def upload_router(message: Incoming) -> list[Output]:
         return route_upload(message, settings.gpu_hosts, topics, cancelled)
@@ -73,7 +72,7 @@ def create_app(settings: DistributorSettings) -> faust.App:
 
 
 def _agent(
-    app: faust.App, topic_name: str, name: str, router: Router, report: RoutingReport
+    app: DistributorApp, topic_name: str, name: str, router: Router, report: RoutingReport
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 

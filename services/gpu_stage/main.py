@@ -57,7 +57,7 @@ def build_runner(
     group = settings.group_id(stage, host)
     return StageRunner(
         name=name,
-        consumer=make_consumer(settings.kafka_bootstrap_servers, group, name),
+        consumer=make_consumer(settings.kafka, group, name),
         producer=producer,
         topics=[settings.topics.gpu(stage, host)],
         decode=decoder_for(stage),
@@ -75,7 +75,7 @@ async def run(
     stop: asyncio.Event,
 ) -> None:
     observability = Observability(settings, "gpu_stage")
-    producer = make_producer(settings.kafka_bootstrap_servers, "gpu_stage")
+    producer = make_producer(settings.kafka, "gpu_stage")
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     transport = model_api_transport(settings.http_transport, limits)
     async with httpx.AsyncClient(
@@ -83,7 +83,7 @@ async def run(
     ) as client:
         # One view of a host's health for all its stages: a dead host fails fast everywhere.
         health = {h: HostHealth(deadline_s=settings.gpu_host_down_deadline_s) for h in hosts}
-        cancelled = CancelledBatches(settings.kafka_bootstrap_servers, settings.topics.control)
+        cancelled = CancelledBatches(settings.kafka, settings.topics.control)
         runners = [
             build_runner(
                 settings, s, h, client, producer, health[h], cancelled, observability.metrics

@@ -37,7 +37,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
     observability = Observability(settings, "llm_stage")
     # The LLM API's address plays the GPU host's part in logs and metrics.
     api_host = urlsplit(settings.llm_api_url).netloc or settings.llm_api_url
-    producer = make_producer(settings.kafka_bootstrap_servers, "llm_stage")
+    producer = make_producer(settings.kafka, "llm_stage")
     limits = httpx.Limits(max_connections=settings.llm_max_concurrency * 2)
     transport = model_api_transport(settings.http_transport, limits)
     async with httpx.AsyncClient(timeout=settings.llm_timeout_s, transport=transport) as client:
@@ -52,7 +52,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                 ANSWERS[stage],
             )
 
-        cancelled = CancelledBatches(settings.kafka_bootstrap_servers, settings.topics.control)
+        cancelled = CancelledBatches(settings.kafka, settings.topics.control)
         runners = []
         for stage in stages:
             stage_metrics = observability.metrics.stage(stage, api_host)
@@ -71,9 +71,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
             runners.append(
                 StageRunner(
                     name=name,
-                    consumer=make_consumer(
-                        settings.kafka_bootstrap_servers, settings.group_id(stage), name
-                    ),
+                    consumer=make_consumer(settings.kafka, settings.group_id(stage), name),
                     producer=producer,
                     topics=[settings.topics.llm(stage)],
                     decode=decoder_for(stage),

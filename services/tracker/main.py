@@ -66,7 +66,7 @@ async def _track(
         ),
     )
     consumer = make_consumer(
-        settings.kafka_bootstrap_servers,
+        settings.kafka,
         group_id=settings.group_id,
         client_id=f"{settings.group_id}-consumer",
         max_poll_records=settings.tracker_max_batch,

@@ -10,14 +10,14 @@ import logging
 from pydantic import ValidationError
 
 from shared.events import BatchCancelled
-from shared.kafka import make_topic_reader, start_when_reachable
+from shared.kafka import Kafka, make_topic_reader, start_when_reachable
 
 log = logging.getLogger(__name__)
 
 
 class CancelledBatches:
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: Kafka, topic: str) -> None:
+        self.kafka = kafka
         self.topic = topic
         self.batches: set[str] = set()
 
@@ -35,7 +35,7 @@ class CancelledBatches:
         self.batches.add(event.batch_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        reader = make_topic_reader(self.bootstrap_servers, self.topic)
+        reader = make_topic_reader(self.kafka, self.topic)
         if not await start_when_reachable(reader, "control topic reader", stop):
             return
         try:
