@@ -1,6 +1,7 @@
 """How every Kafka client reaches the cluster: servers, SASL and TLS, from the settings.
 
-One value object feeds aiokafka (producers, consumers, admin) and faust alike, so a cluster
+One value object feeds aiokafka (producers, consumers, admin) and faust
+(`services/distributor/producer.py`) alike, so a cluster
 that needs SASL_SSL is configured once (docs/operations.md, "Running on your Kafka cluster").
 """
 
@@ -70,25 +71,6 @@ class KafkaConnection(BaseModel):
                 "sasl_plain_username": self.sasl_username,
                 "sasl_plain_password": self.sasl_password.get_secret_value(),
             }
-        return options
-
-    def faust_options(self) -> dict[str, Any]:
-        """`broker` and `broker_credentials` for a faust App."""
-        from faust.auth import SASLCredentials, SSLCredentials
-
-        options: dict[str, Any] = {
-            "broker": ";".join(f"kafka://{s}" for s in self.bootstrap_servers.split(","))
-        }
-        if self.uses_sasl:
-            assert self.sasl_password is not None
-            options["broker_credentials"] = SASLCredentials(
-                username=self.sasl_username,
-                password=self.sasl_password.get_secret_value(),
-                ssl_context=self.ssl_context(),
-                mechanism=self.sasl_mechanism,
-            )
-        elif self.uses_tls:
-            options["broker_credentials"] = SSLCredentials(self.ssl_context())
         return options
 
 

@@ -8,7 +8,7 @@ flushes the producer before it commits offsets.
 import asyncio
 from typing import Any
 
-from services.distributor.producer import DistributorApp
+from services.distributor.producer import DistributorApp, faust_options
 from services.distributor.reporting import RoutingReport
 from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
 from services.distributor.settings import DistributorSettings
@@ -24,7 +24,7 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
     topics = settings.topics
     app = DistributorApp(
         settings.app_id,
-        **settings.kafka.faust_options(),
+        **faust_options(settings.kafka),
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",

@@ -8,7 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import faust
+from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import Producer
+
+from shared.kafka_connection import KafkaConnection
 
 
 class IdempotentProducer(Producer):
@@ -19,3 +22,21 @@ class IdempotentProducer(Producer):
 class DistributorApp(faust.App):
     def _new_producer(self) -> Any:
         return IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+
+def faust_options(kafka: KafkaConnection) -> dict[str, Any]:
+    """`broker` and `broker_credentials` of the app: the same cluster and security as aiokafka's."""
+    options: dict[str, Any] = {
+        "broker": ";".join(f"kafka://{s}" for s in kafka.bootstrap_servers.split(","))
+    }
+    if kafka.uses_sasl:
+        assert kafka.sasl_password is not None  # checked by KafkaConnection's validator
+        options["broker_credentials"] = SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            ssl_context=kafka.ssl_context(),
+            mechanism=kafka.sasl_mechanism,
+        )
+    elif kafka.uses_tls:
+        options["broker_credentials"] = SSLCredentials(kafka.ssl_context())
+    return options

@@ -5,6 +5,7 @@ import ssl
 import pytest
 from pydantic import ValidationError
 
+from services.distributor.producer import faust_options
 from shared.kafka_connection import KafkaConnection
 from shared.settings import CommonSettings
 from shared.topic_plan import TopicSpec, TopicState, drift, retention_ms
@@ -62,7 +63,7 @@ def test_sasl_ssl_reaches_aiokafka_and_faust(mechanism: str) -> None:
     assert options["sasl_mechanism"] == mechanism
     assert options["sasl_plain_password"] == "s3cret"
     assert isinstance(options["ssl_context"], ssl.SSLContext)
-    credentials = settings.kafka.faust_options()["broker_credentials"]
+    credentials = faust_options(settings.kafka)["broker_credentials"]
     assert credentials.mechanism.value == mechanism
     assert credentials.protocol.value == "SASL_SSL"
 
@@ -74,4 +75,4 @@ def test_sasl_without_credentials_fails_at_start() -> None:
 
 def test_faust_gets_every_bootstrap_server() -> None:
     kafka = KafkaConnection(bootstrap_servers="a:1,b:2")
-    assert kafka.faust_options() == {"broker": "kafka://a:1;kafka://b:2"}
+    assert faust_options(kafka) == {"broker": "kafka://a:1;kafka://b:2"}
