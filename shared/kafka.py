@@ -12,6 +12,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from shared.kafka_connection import KafkaConnection, connection
+from shared.keep_trying import Backoff, keep_trying
 from shared.topic_plan import TopicSpec, TopicState, drift
 
 log = logging.getLogger(__name__)
@@ -183,21 +184,14 @@ async def start_when_reachable(
     Returns False if `stop` was set before the broker answered; raises once past `deadline`
     (the event loop's clock).
     """
-    delay = 0.25
-    while True:
-        try:
-            await client.start()
-            return True
-        except KafkaConnectionError as exc:
-            if deadline is not None and asyncio.get_running_loop().time() > deadline:
-                raise
-            log.warning("%s: broker unreachable (%s), retrying in %.1fs", what, exc, delay)
-        if stop is None:
-            await asyncio.sleep(delay)
-        else:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-                return False
-            except TimeoutError:
-                pass
-        delay = min(delay * 2, max_delay_s)
+    loop = asyncio.get_running_loop()
+    return await keep_trying(
+        client.start,
+        retry_on=KafkaConnectionError,
+        what=f"{what}: broker unreachable",
+        backoff=Backoff(first_delay_s=0.25, max_delay_s=max_delay_s),
+        stop=stop,
+        deadline_s=None if deadline is None else deadline - loop.time(),
+        logger=log,
+        clock=loop.time,
+    )

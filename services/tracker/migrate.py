@@ -4,7 +4,6 @@ Callable from code (`await migrate(url)`) and from the shell
 (`python -m services.tracker migrate` or `alembic -c services/tracker/alembic.ini upgrade head`).
 """
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from shared.keep_trying import Backoff, keep_trying
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +32,19 @@ def alembic_config(url: str | None = None) -> Config:
 
 async def wait_for_database(engine: AsyncEngine, timeout_s: float) -> None:
     """Return once the database answers; raise the last error after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    delay = 0.5
-    while True:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            return
-        except Exception as exc:
-            if loop.time() + delay > deadline:
-                raise
-            log.warning("database not ready, retrying in %.1fs: %s", delay, str(exc)[:200])
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+    async def select_1() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    await keep_trying(
+        select_1,
+        retry_on=Exception,
+        what="database not ready",
+        backoff=Backoff(first_delay_s=0.5, max_delay_s=5.0),
+        deadline_s=timeout_s,
+        logger=log,
+    )
 
 
 async def migrate(url: str, revision: str = "head", *, wait_s: float = 120.0) -> None:

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from shared.kafka import start_when_reachable
+from shared.keep_trying import Backoff, keep_trying
 from shared.logging import fields
 
 log = logging.getLogger(__name__)
@@ -70,28 +71,21 @@ class SinkRunner:
             await self.consumer.stop()
 
     async def _apply_until_done(self, records: Sequence[Record], stop: asyncio.Event) -> bool:
-        delay = 0.5
-        while True:
-            try:
-                await self.apply(records)
-                return True
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.ready = False
-                log.warning(
-                    "sink failed on %d records, retrying in %.1fs: %s: %s",
-                    len(records),
-                    delay,
-                    type(exc).__name__,
-                    str(exc)[:300],
-                    extra=fields(service=self.name),
-                )
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                    return False
-                except TimeoutError:
-                    delay = min(delay * 2, self.retry_max_delay_s)
+        """False if stopping while the sink is still down."""
+
+        def not_ready(_: BaseException) -> None:
+            self.ready = False
+
+        return await keep_trying(
+            lambda: self.apply(records),
+            retry_on=Exception,
+            what=f"sink failed on {len(records)} records",
+            backoff=Backoff(first_delay_s=0.5, max_delay_s=self.retry_max_delay_s),
+            stop=stop,
+            on_failure=not_ready,
+            logger=log,
+            extra=fields(service=self.name),
+        )
 
     async def _commit(self, batch: dict[object, list[Record]]) -> None:
         positions = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
