@@ -1,10 +1,11 @@
-"""Every topic's name, in one place.
+"""Every topic's name, in one place; the stages' input topics follow `shared.pipeline`.
 
 GPU stages get a topic per host so that a slow or dead host stalls only its own topic.
 """
 
 from dataclasses import dataclass
 
+from shared.pipeline import PIPELINE, input_topic
 from shared.stages import GpuStage, LlmStage
 
 
@@ -18,7 +19,7 @@ class Topics:
 
     @property
     def triage(self) -> str:
-        return f"{self.prefix}.triage"
+        return input_topic("triage", self)
 
     @property
     def done(self) -> str:
@@ -34,21 +35,17 @@ class Topics:
         return f"{self.prefix}.control"
 
     def gpu(self, stage: GpuStage, host: str) -> str:
-        return f"{self.prefix}.{stage}.{host}"
+        return input_topic(stage, self, host)
 
     def llm(self, stage: LlmStage) -> str:
-        return f"{self.prefix}.{stage}"
+        return input_topic(stage, self)
 
     def all_topics(self, hosts: list[str]) -> list[str]:
-        """Every topic of the pipeline for these GPU hosts, in flow order."""
-        per_host = [self.gpu(s, h) for s in ("denoise", "ivr", "lid", "stt") for h in hosts]
-        return [
-            self.uploads,
-            *per_host,
-            self.triage,
-            self.llm("llm1"),
-            self.llm("llm2"),
-            self.done,
-            self.failed,
-            self.control,
+        """Every topic of the pipeline for these GPU hosts: the stages' inputs in flow order,
+        then the ends and the control topic."""
+        inputs = [
+            input_topic(row.name, self, host)
+            for row in PIPELINE
+            for host in (hosts if row.per_host else [None])
         ]
+        return [*inputs, self.done, self.failed, self.control]
