@@ -2,7 +2,8 @@
 
 import httpx
 
-from shared.retry import CallOutcome, classify_status, parse_retry_after
+from shared.model_http import post_json
+from shared.retry import CallOutcome
 
 
 def stage_url(host: str, port: int, stage: str) -> str:
@@ -12,24 +13,13 @@ def stage_url(host: str, port: int, stage: str) -> str:
 async def call_model(
     client: httpx.AsyncClient, url: str, request: dict[str, object]
 ) -> CallOutcome:
+    response = await post_json(client, url, request)
+    if isinstance(response, CallOutcome):
+        return response
     try:
-        response = await client.post(url, json=request)
-    except httpx.TimeoutException as exc:
-        return CallOutcome(error_kind="transient", error=f"timeout calling {url}: {exc!r}")
-    except httpx.TransportError as exc:
-        return CallOutcome(
-            error_kind="transient", error=f"cannot reach {url}: {exc!r}", unreachable=True
-        )
-    if response.status_code == 200:
-        try:
-            body = response.json()
-        except ValueError:
-            return CallOutcome(error_kind="transient", error=f"{url} answered non-JSON")
-        if not isinstance(body, dict):
-            return CallOutcome(error_kind="transient", error=f"{url} answered {type(body)}")
-        return CallOutcome(response=body)
-    return CallOutcome(
-        error_kind=classify_status(response.status_code),
-        error=f"HTTP {response.status_code} from {url}: {response.text[:500]}",
-        retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-    )
+        body = response.json()
+    except ValueError:
+        return CallOutcome(error_kind="transient", error=f"{url} answered non-JSON")
+    if not isinstance(body, dict):
+        return CallOutcome(error_kind="transient", error=f"{url} answered {type(body)}")
+    return CallOutcome(response=body)

@@ -6,7 +6,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from shared.retry import CallOutcome, classify_status, parse_retry_after
+from shared.model_http import post_json
+from shared.retry import CallOutcome
 
 
 async def complete(
@@ -19,21 +20,10 @@ async def complete(
 ) -> CallOutcome:
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body = {"model": model, "messages": messages, "temperature": 0}
-    try:
-        response = await client.post(url, json=body, headers=headers)
-    except httpx.TimeoutException as exc:
-        return CallOutcome(error_kind="transient", error=f"timeout calling {url}: {exc!r}")
-    except httpx.TransportError as exc:
-        return CallOutcome(
-            error_kind="transient", error=f"cannot reach {url}: {exc!r}", unreachable=True
-        )
-    if response.status_code != 200:
-        return CallOutcome(
-            error_kind=classify_status(response.status_code),
-            error=f"HTTP {response.status_code} from {url}: {response.text[:500]}",
-            retry_after_s=parse_retry_after(response.headers.get("retry-after")),
-        )
+    body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
+    response = await post_json(client, url, body, headers)
+    if isinstance(response, CallOutcome):
+        return response
     return parse_answer(response, answer)
 
 
