@@ -16,7 +16,7 @@ from shared.events import (
     file_key,
 )
 from shared.kafka import Kafka, make_producer, make_topic_reader
-from shared.runtime.stage_runner import Output
+from shared.output import Output
 from shared.stages import StageName
 from shared.topics import Topics
 
@@ -47,12 +47,12 @@ def retry_output(failure: FileFailed, topics: Topics) -> Output:
     key = file_key(failure.batch_id, failure.file_name)
     if failure.input_event.get("type") == "FileUploaded":
         upload = FileUploaded.model_validate(failure.input_event)
-        return Output(topics.uploads, failure.batch_id.encode(), encode(upload))
+        return Output(topics.uploads, failure.batch_id.encode(), upload)
     event = FileStageCompleted.model_validate(failure.input_event).model_copy(
         update={"next_attempt": next_attempt}
     )
     host = event.context.host
-    return Output(_input_topic(failure.stage, host, topics), key, encode(event))
+    return Output(_input_topic(failure.stage, host, topics), key, event)
 
 
 def _input_topic(stage: StageName, host: str | None, topics: Topics) -> str:
@@ -109,7 +109,7 @@ async def publish(bootstrap: Kafka, outputs: list[Output]) -> None:
     producer = make_producer(bootstrap, "cofi-operator")
     await producer.start()
     try:
-        acks = [await producer.send(o.topic, o.value, key=o.key) for o in outputs]
+        acks = [await producer.send(o.topic, encode(o.event), key=o.key) for o in outputs]
         await asyncio.gather(*acks)
     finally:
         await producer.stop()
@@ -117,4 +117,4 @@ async def publish(bootstrap: Kafka, outputs: list[Output]) -> None:
 
 def cancellation(batch_id: str, reason: str, topics: Topics) -> Output:
     event = BatchCancelled(batch_id=batch_id, reason=reason)
-    return Output(topics.control, batch_id.encode(), encode(event))
+    return Output(topics.control, batch_id.encode(), event)

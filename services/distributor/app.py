@@ -13,10 +13,11 @@ from services.distributor.reporting import RoutingReport
 from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
+from shared.events import encode
 from shared.observability.consumers import FaustView
 from shared.observability.service import Observability
+from shared.output import Output
 from shared.runtime.control import CancelledBatches
-from shared.runtime.stage_runner import Output
 
 
 def create_app(settings: DistributorSettings) -> DistributorApp:
@@ -82,7 +83,8 @@ def _agent(
             incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
             outputs = router(incoming)
             for output in outputs:
-                await app.producer.send(output.topic, output.key, output.value, None, None, None)
+                value = encode(output.event)
+                await app.producer.send(output.topic, output.key, value, None, None, None)
             report.routed(incoming, outputs)
 
     agent.__name__ = name

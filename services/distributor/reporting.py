@@ -1,17 +1,18 @@
 """What the distributor's agents report about each routed message: metrics and log lines.
 
-The routers are pure and return only the messages to publish; this reads those messages
-back to count files per stage and GPU host, and to log failures with the file's fields.
+The routers are pure and return only the events to publish; this reads those events to count
+files per stage and GPU host, and to log failures with the file's fields.
 """
 
 import logging
 from collections.abc import Sequence
 
 from services.distributor.routing import Incoming
-from shared.events import DeadLetter, FileFailed, FileStageCompleted, any_event
+from shared.events import DeadLetter, Event, FileFailed, FileStageCompleted
 from shared.logging import fields
 from shared.metrics import Metrics, StageMetrics
-from shared.runtime.stage_runner import Output
+from shared.output import Output
+from shared.pipeline import following, input_topic, spec
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,11 @@ class RoutingReport:
         self.stage = stage
         self.topics = topics
         self.metrics = metrics
-        self.host_of_topic = {topics.gpu(s, h): h for s in ("denoise", "stt") for h in hosts}
+        # The per-host topics this agent routes to: the next stage's input on each GPU host.
+        nxt = following(spec(stage).name)
+        self.host_of_topic = (
+            {input_topic(nxt.name, topics, h): h for h in hosts} if nxt and nxt.per_host else {}
+        )
         self._views: dict[str, StageMetrics] = {}
 
     def routed(self, message: Incoming, outputs: Sequence[Output]) -> None:
@@ -41,11 +46,11 @@ class RoutingReport:
             if host is not None:
                 self._for(host).file_finished("done")
             elif output.topic == self.topics.failed:
-                self._failed(message, any_event.validate_json(output.value))
-            elif output.topic == self.topics.done:
-                self._skipped(stage_event_of(output))
+                self._failed(message, output.event)
+            elif output.topic == self.topics.done and isinstance(output.event, FileStageCompleted):
+                self._skipped(output.event)
 
-    def _failed(self, message: Incoming, event: object) -> None:
+    def _failed(self, message: Incoming, event: Event) -> None:
         if isinstance(event, DeadLetter):
             log.warning(
                 "poison message sent to dead letters: %s",
@@ -95,7 +100,3 @@ class RoutingReport:
                 self.metrics.stage(self.stage, host) if self.metrics else StageMetrics()
             )
         return self._views[host]
-
-
-def stage_event_of(output: Output) -> FileStageCompleted:
-    return FileStageCompleted.model_validate_json(output.value)

@@ -19,12 +19,12 @@ from shared.events import (
     FileFailed,
     FileStageCompleted,
     FileUploaded,
-    encode,
     file_key,
     upload_event,
 )
+from shared.output import Output
+from shared.pipeline import output_topic
 from shared.runtime.dead_letters import dead_letter
-from shared.runtime.stage_runner import Output
 from shared.settings import GpuHost
 from shared.topics import Topics
 
@@ -70,7 +70,7 @@ def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output
             error=f"not distributed: {exc}",
             input_event=event.model_dump(mode="json"),
         )
-        return Output(topics.failed, key, encode(failure))
+        return Output(topics.failed, key, failure)
     assigned = FileStageCompleted(
         batch_id=event.batch_id,
         file_name=event.file_name,
@@ -78,7 +78,7 @@ def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output
         context=FileContext(audio_uri=event.audio_uri, host=host),
         completed_at=event.uploaded_at,
     )
-    return Output(topics.gpu("denoise", host), key, encode(assigned))
+    return Output(output_topic("distribute", topics, host), key, assigned)
 
 
 def route_after_lid(
@@ -118,8 +118,11 @@ def route_after_lid(
         context=context,
         attempts=(attempt,),
     )
-    topic = topics.gpu("stt", event.context.host) if decision.route == "stt" else topics.done
-    return [Output(topic, file_key(event.batch_id, event.file_name), encode(triaged))]
+    if decision.route == "stt":
+        topic = output_topic("triage", topics, event.context.host)
+    else:
+        topic = topics.done
+    return [Output(topic, file_key(event.batch_id, event.file_name), triaged)]
 
 
 def _dead(message: Incoming, topics: Topics, exc: Exception) -> Output:
@@ -132,7 +135,7 @@ def _dead(message: Incoming, topics: Topics, exc: Exception) -> Output:
         consumer=CONSUMER,
         error=f"undecodable: {str(exc)[:1500]}",
     )
-    return Output(topics.failed, message.key, encode(letter))
+    return Output(topics.failed, message.key, letter)
 
 
 Router = Callable[[Incoming], list[Output]]

@@ -7,23 +7,27 @@ from typing import cast
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from services.gpu_stage.handler import GpuStageHandler, decoder_for
+from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model, stage_url
 from services.gpu_stage.settings import GpuStageSettings
 from shared.events import FileStageCompleted
 from shared.http_transport import model_api_transport
-from shared.kafka import make_consumer, make_producer, start_when_reachable
+from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
 from shared.metrics import Metrics, StageMetrics
-from shared.observability.consumers import AiokafkaView
+from shared.model_stage import decoder_for
 from shared.observability.service import Observability
+from shared.pipeline import input_topic, stages_of
 from shared.retry import RetryPolicy
 from shared.runtime.control import CancelledBatches
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
-from shared.stages import GPU_STAGES, GpuStage
+from shared.runtime.stage_service import run_stage_runners
+from shared.stages import GpuStage
+
+GPU_STAGES = [row.name for row in stages_of("gpu_stage")]
 
 
 def build_runner(
@@ -59,7 +63,7 @@ def build_runner(
         name=name,
         consumer=make_consumer(settings.kafka, group, name),
         producer=producer,
-        topics=[settings.topics.gpu(stage, host)],
+        topics=[input_topic(stage, settings.topics, host)],
         decode=decoder_for(stage),
         handle=handler,
         dead_letter_topic=settings.topics.failed,
@@ -91,15 +95,7 @@ async def run(
             for s in stages
             for h in hosts
         ]
-        for runner in runners:
-            observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
-        async with observability.serving():
-            if not await start_when_reachable(producer, "gpu_stage producer", stop):
-                return
-            try:
-                await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
-            finally:
-                await producer.stop()
+        await run_stage_runners("gpu_stage", runners, producer, cancelled, observability, stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,10 +1,9 @@
-"""Pure logic of a GPU stage: the request it sends, and the event it publishes next."""
+"""Pure logic of a GPU stage: the request it sends, and what its answer adds to the context."""
 
 from typing import Any
 
-from shared.events import Attempt, FileContext, FileFailed, FileStageCompleted
+from shared.events import FileContext, FileStageCompleted
 from shared.stages import GpuStage
-from shared.topics import Topics
 
 
 def audio_for(stage: GpuStage, context: FileContext) -> str:
@@ -41,45 +40,3 @@ def context_after(stage: GpuStage, context: FileContext, response: dict[str, Any
     else:
         update = {"transcript": str(response["transcript"])}
     return context.model_copy(update=update)
-
-
-def next_topic(stage: GpuStage, host: str, topics: Topics) -> str:
-    if stage == "denoise":
-        return topics.gpu("ivr", host)
-    if stage == "ivr":
-        return topics.gpu("lid", host)
-    if stage == "lid":
-        return topics.triage
-    return topics.llm("llm1")
-
-
-def completed(
-    stage: GpuStage, event: FileStageCompleted, context: FileContext, attempts: list[Attempt]
-) -> FileStageCompleted:
-    return FileStageCompleted(
-        batch_id=event.batch_id,
-        file_name=event.file_name,
-        stage=stage,
-        context=context,
-        attempts=tuple(attempts),
-    )
-
-
-def failed(
-    stage: GpuStage,
-    event: FileStageCompleted,
-    host: str,
-    error_kind: str,
-    error: str,
-    attempts: list[Attempt],
-) -> FileFailed:
-    return FileFailed(
-        batch_id=event.batch_id,
-        file_name=event.file_name,
-        stage=stage,
-        host=host,
-        error_kind=error_kind,
-        error=error,
-        attempts=tuple(attempts),
-        input_event=event.model_dump(mode="json"),
-    )

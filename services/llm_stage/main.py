@@ -9,20 +9,24 @@ import httpx
 
 from services.llm_stage.answers import ANSWERS
 from services.llm_stage.chat_api import complete
-from services.llm_stage.handler import LlmStageHandler, decoder_for
+from services.llm_stage.handler import LlmStageHandler
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import LlmStageSettings
 from shared.http_transport import model_api_transport
-from shared.kafka import make_consumer, make_producer, start_when_reachable
+from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
-from shared.observability.consumers import AiokafkaView
+from shared.model_stage import decoder_for
 from shared.observability.service import Observability
+from shared.pipeline import input_topic, stages_of
 from shared.retry import CallOutcome, RetryPolicy
 from shared.runtime.control import CancelledBatches
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
-from shared.stages import LLM_STAGES, LlmStage
+from shared.runtime.stage_service import run_stage_runners
+from shared.stages import LlmStage
+
+LLM_STAGES = [row.name for row in stages_of("llm_stage")]
 
 
 async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.Event) -> None:
@@ -73,7 +77,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     name=name,
                     consumer=make_consumer(settings.kafka, settings.group_id(stage), name),
                     producer=producer,
-                    topics=[settings.topics.llm(stage)],
+                    topics=[input_topic(stage, settings.topics)],
                     decode=decoder_for(stage),
                     handle=handler,
                     dead_letter_topic=settings.topics.failed,
@@ -82,15 +86,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     metrics=stage_metrics,
                 )
             )
-        for runner in runners:
-            observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
-        async with observability.serving():
-            if not await start_when_reachable(producer, "llm_stage producer", stop):
-                return
-            try:
-                await asyncio.gather(cancelled.run(stop), *(r.run(stop) for r in runners))
-            finally:
-                await producer.stop()
+        await run_stage_runners("llm_stage", runners, producer, cancelled, observability, stop)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     stages = [s.strip() for s in args.stage.split(",") if s.strip()]
     for stage in stages:
         if stage not in LLM_STAGES:
-            parser.error(f"unknown LLM stage {stage!r}; choose from llm1, llm2")
+            parser.error(f"unknown LLM stage {stage!r}; choose from {', '.join(LLM_STAGES)}")
     settings = LlmStageSettings()
     configure_logging(settings.log_level, settings.log_json, service="llm_stage")
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -21,8 +20,10 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from shared.events import encode
+from shared.keep_trying import Backoff, keep_trying
 from shared.logging import fields
 from shared.metrics import StageMetrics
+from shared.output import Output
 from shared.runtime.dead_letters import dead_letter
 from shared.runtime.offsets import PartitionProgress
 
@@ -32,14 +33,8 @@ M = TypeVar("M")
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
-
-
-Handler = Callable[[M, Record], Awaitable[Sequence[Output]]]
+# A handler sees the decoded message only: offsets and raw bytes are the runner's business.
+Handler = Callable[[M], Awaitable[Sequence[Output]]]
 
 
 class StageRunner(Generic[M]):
@@ -144,7 +139,7 @@ class StageRunner(Generic[M]):
             self.metrics.dead_lettered("undecodable")
             return [self._dead_letter(record, f"undecodable: {_short(exc)}")]
         try:
-            return await self.handle(message, record)
+            return await self.handle(message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not crash-loop the consumer on one message
@@ -167,27 +162,27 @@ class StageRunner(Generic[M]):
             consumer=self.name,
             error=error,
         )
-        return Output(self.dead_letter_topic, record.key, encode(letter))
+        return Output(self.dead_letter_topic, record.key, letter)
 
     async def _publish(self, outputs: Sequence[Output], record: Record) -> None:
         """Send and wait for the broker's ack; keep trying through a broker outage."""
-        delay = 0.2
-        while True:
-            try:
-                acks = [
-                    await self.producer.send(o.topic, value=o.value, key=o.key) for o in outputs
-                ]
-                await asyncio.gather(*acks)
-                return
-            except KafkaError as exc:
-                log.warning(
-                    "publish failed, retrying in %.1fs: %s",
-                    delay,
-                    exc,
-                    extra=fields(service=self.name, topic=record.topic, offset=record.offset),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        values = [encode(o.event) for o in outputs]
+
+        async def send_all() -> None:
+            acks = [
+                await self.producer.send(o.topic, value=value, key=o.key)
+                for o, value in zip(outputs, values, strict=True)
+            ]
+            await asyncio.gather(*acks)
+
+        await keep_trying(
+            send_all,
+            retry_on=KafkaError,
+            what="publish failed",
+            backoff=Backoff(first_delay_s=0.2, max_delay_s=5.0),
+            logger=log,
+            extra=fields(service=self.name, topic=record.topic, offset=record.offset),
+        )
 
     async def _commit_continuously(self, stop: asyncio.Event) -> None:
         """Commit as soon as records finish (finishes during a commit share the next one), and

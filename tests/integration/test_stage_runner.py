@@ -7,9 +7,17 @@ from collections.abc import Sequence
 
 from aiokafka.structs import TopicPartition
 
+from shared.events import Event
 from shared.kafka import ensure_topics, make_consumer, make_producer
-from shared.runtime.stage_runner import Output, Record, StageRunner
+from shared.output import Output
+from shared.runtime.stage_runner import StageRunner
 from tests.kafka_helpers import read_topic, wait_until
+
+
+class Number(Event):
+    """What the test stages publish: an event, which the runner encodes."""
+
+    n: int
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -29,8 +37,8 @@ async def test_outputs_published_poison_dead_lettered_offsets_committed(
     await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=2)
     await _produce(kafka_bootstrap, src, [b"1", b"2", b"not-a-number", b"4"])
 
-    async def double(n: int, record: Record) -> Sequence[Output]:
-        return [Output(dst, record.key, str(n * 2).encode())]
+    async def double(n: int) -> Sequence[Output]:
+        return [Output(dst, str(n).encode(), Number(n=n * 2))]
 
     producer = make_producer(kafka_bootstrap, "test")
     await producer.start()
@@ -54,7 +62,7 @@ async def test_outputs_published_poison_dead_lettered_offsets_committed(
         stop.set()
         await task
         await producer.stop()
-    assert sorted(int(r.value) for r in out) == [2, 4, 8]
+    assert sorted(Number.model_validate_json(r.value).n for r in out) == [2, 4, 8]
     letter = json.loads(dead[0].value)
     assert letter["type"] == "DeadLetter"
     assert base64.b64decode(letter["value_b64"]) == b"not-a-number"
@@ -78,11 +86,11 @@ async def test_commit_never_passes_a_record_still_in_flight(
     release = asyncio.Event()
     finished: list[int] = []
 
-    async def slow_on_one(n: int, record: Record) -> Sequence[Output]:
+    async def slow_on_one(n: int) -> Sequence[Output]:
         if n == 1:
             await release.wait()
         finished.append(n)
-        return [Output(dst, None, str(n).encode())]
+        return [Output(dst, None, Number(n=n))]
 
     producer = make_producer(kafka_bootstrap, "test")
     await producer.start()
@@ -132,11 +140,11 @@ async def test_a_rebalance_commits_what_finished_and_loses_nothing(
     seen: list[int] = []
     joined = asyncio.Event()
 
-    async def slow(n: int, record: Record) -> Sequence[Output]:
+    async def slow(n: int) -> Sequence[Output]:
         # Slower until the second consumer has joined, so that work is left for it.
         await asyncio.sleep(0.05 if joined.is_set() else 0.2)
         seen.append(n)
-        return [Output(dst, record.key, str(n).encode())]
+        return [Output(dst, str(n).encode(), Number(n=n))]
 
     group = f"{topic_prefix}-g"
     producer = make_producer(kafka_bootstrap, "test")
@@ -199,14 +207,14 @@ async def test_a_crash_redoes_at_most_max_in_flight_records(
     dead = asyncio.Event()
     never = asyncio.Event()
 
-    async def fast(n: int, record: Record) -> Sequence[Output]:
+    async def fast(n: int) -> Sequence[Output]:
         if dead.is_set():
             await never.wait()  # a dead process finishes nothing more
         if len(published) == 150:
             dead.set()  # the crash: from here on nothing finishes and nothing is committed
             await never.wait()
         published.append(n)
-        return [Output(dst, record.key, str(n).encode())]
+        return [Output(dst, str(n).encode(), Number(n=n))]
 
     group = f"{topic_prefix}-g"
     first: StageRunner[int] = StageRunner(
@@ -237,7 +245,7 @@ async def test_a_crash_redoes_at_most_max_in_flight_records(
 
     redone: list[int] = []
 
-    async def again(n: int, record: Record) -> Sequence[Output]:
+    async def again(n: int) -> Sequence[Output]:
         redone.append(n)
         return []
 
@@ -277,11 +285,11 @@ async def test_a_consumer_joining_makes_nobody_redo_a_record(
     seen: list[int] = []
     joined = asyncio.Event()
 
-    async def slow(n: int, record: Record) -> Sequence[Output]:
+    async def slow(n: int) -> Sequence[Output]:
         # Slower until the second consumer has joined, so that work is left for it.
         await asyncio.sleep(0.05 if joined.is_set() else 0.2)
         seen.append(n)
-        return [Output(dst, record.key, str(n).encode())]
+        return [Output(dst, str(n).encode(), Number(n=n))]
 
     group = f"{topic_prefix}-g"
 

@@ -1,11 +1,10 @@
-import json
 from collections import Counter
 
 from services.distributor.assignment import choose_host
 from services.distributor.routing import Incoming, route_after_lid, route_upload
 from services.distributor.settings import DEFAULT_RULES
 from services.distributor.triage import load_rules
-from shared.events import FileContext, FileStageCompleted, FileUploaded, any_event, encode
+from shared.events import FileContext, FileStageCompleted, FileUploaded, encode
 from shared.settings import GpuHost
 from shared.topics import Topics
 
@@ -37,7 +36,7 @@ def _msg(value: bytes, topic: str = "c.uploads") -> Incoming:
 def test_upload_routes_to_the_hosts_denoise_topic() -> None:
     up = FileUploaded(batch_id="b1", file_name="a.wav", audio_uri="file:///a.wav")
     [out] = route_upload(_msg(encode(up)), HOSTS, TOPICS)
-    event = any_event.validate_json(out.value)
+    event = out.event
     assert isinstance(event, FileStageCompleted)
     assert out.topic == f"c.denoise.{event.context.host}"
     assert event.stage == "distribute"
@@ -45,7 +44,7 @@ def test_upload_routes_to_the_hosts_denoise_topic() -> None:
 
 def test_poison_upload_becomes_a_dead_letter_with_raw_bytes() -> None:
     [out] = route_upload(_msg(b"\xff not json"), HOSTS, TOPICS)
-    letter = json.loads(out.value)
+    letter = out.event.model_dump(mode="json")
     assert out.topic == "c.failed"
     assert letter["type"] == "DeadLetter"
     assert letter["offset"] == 7
@@ -69,7 +68,7 @@ def test_triage_skips_ivr_calls_and_unsupported_languages_by_rule() -> None:
     }
     for raw, (topic, rule) in cases.items():
         [out] = route_after_lid(_msg(raw, "c.triage"), rules, TOPICS)
-        event = any_event.validate_json(out.value)
+        event = out.event
         assert isinstance(event, FileStageCompleted)
         assert out.topic == topic
         assert event.context.triage is not None

@@ -3,10 +3,11 @@ from typing import Any
 import httpx
 import pytest
 
-from services.gpu_stage.handler import GpuStageHandler, decoder_for
+from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model
-from shared.events import FileContext, FileFailed, FileStageCompleted, any_event, encode
+from shared.events import FileContext, FileFailed, FileStageCompleted, encode
+from shared.model_stage import decoder_for
 from shared.retry import CallOutcome, RetryPolicy
 from shared.topics import Topics
 
@@ -39,8 +40,8 @@ def _handler(answers: list[CallOutcome], health: HostHealth | None = None) -> Gp
 
 async def test_success_publishes_to_the_hosts_next_stage_with_its_output() -> None:
     ok = CallOutcome(response={"denoised_uri": "file:///a.clean.wav", "duration_s": 3.5})
-    [out] = await _handler([ok])(_input(), None)  # type: ignore[arg-type]
-    event = any_event.validate_json(out.value)
+    [out] = await _handler([ok])(_input())
+    event = out.event
     assert out.topic == "c.ivr.h1"
     assert isinstance(event, FileStageCompleted)
     assert event.stage == "denoise"
@@ -53,16 +54,16 @@ async def test_transient_then_success_keeps_every_attempt() -> None:
         CallOutcome(error_kind="transient", error="HTTP 503"),
         CallOutcome(response={"denoised_uri": "u", "duration_s": 1}),
     ]
-    [out] = await _handler(answers)(_input(), None)  # type: ignore[arg-type]
-    event = any_event.validate_json(out.value)
+    [out] = await _handler(answers)(_input())
+    event = out.event
     assert isinstance(event, FileStageCompleted)
     assert [(a.number, a.ok) for a in event.attempts] == [(1, False), (2, True)]
 
 
 async def test_permanent_error_dead_letters_the_file_at_once() -> None:
     answers = [CallOutcome(error_kind="permanent", error="HTTP 422 undecodable audio")]
-    [out] = await _handler(answers)(_input(), None)  # type: ignore[arg-type]
-    event = any_event.validate_json(out.value)
+    [out] = await _handler(answers)(_input())
+    event = out.event
     assert out.topic == "c.failed"
     assert isinstance(event, FileFailed)
     assert (event.stage, event.host, event.error_kind) == ("denoise", "h1", "permanent")
@@ -70,8 +71,8 @@ async def test_permanent_error_dead_letters_the_file_at_once() -> None:
 
 
 async def test_malformed_model_answer_is_a_permanent_failure() -> None:
-    [out] = await _handler([CallOutcome(response={"nope": 1})])(_input(), None)  # type: ignore[arg-type]
-    event = any_event.validate_json(out.value)
+    [out] = await _handler([CallOutcome(response={"nope": 1})])(_input())
+    event = out.event
     assert isinstance(event, FileFailed)
     assert "malformed denoise response" in event.error
 
@@ -81,8 +82,8 @@ async def test_a_dead_host_fails_files_fast_with_a_clear_reason() -> None:
     health = HostHealth(deadline_s=10, clock=lambda: now[0])
     health.unreachable()
     now[0] = 11.0
-    [out] = await _handler([], health)(_input(), None)  # type: ignore[arg-type]
-    event = any_event.validate_json(out.value)
+    [out] = await _handler([], health)(_input())
+    event = out.event
     assert isinstance(event, FileFailed)
     assert event.error_kind == "deadline"
     assert "unreachable" in event.error
@@ -128,15 +129,15 @@ async def test_a_cancelled_batch_is_not_started() -> None:
         call_model=call,
         cancelled={"b"},
     )
-    assert await handler(_input(), None) == []  # type: ignore[arg-type]
+    assert await handler(_input()) == []
     assert calls == []
 
 
 async def test_retried_files_continue_their_attempt_numbers() -> None:
     event = _input().model_copy(update={"next_attempt": 6})
     ok = CallOutcome(response={"denoised_uri": "u", "duration_s": 1})
-    [out] = await _handler([ok])(event, None)  # type: ignore[arg-type]
-    done = any_event.validate_json(out.value)
+    [out] = await _handler([ok])(event)
+    done = out.event
     assert isinstance(done, FileStageCompleted)
     assert [a.number for a in done.attempts] == [6]
     assert done.next_attempt == 1

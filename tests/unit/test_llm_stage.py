@@ -9,7 +9,7 @@ from services.llm_stage.chat_api import complete
 from services.llm_stage.handler import LlmStageHandler
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import PROMPTS
-from shared.events import FileContext, FileFailed, FileStageCompleted, any_event
+from shared.events import FileContext, FileFailed, FileStageCompleted
 from shared.retry import CallOutcome, RetryPolicy
 from shared.stages import LlmStage
 from shared.topics import Topics
@@ -66,8 +66,8 @@ async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
         chat=chat,
         concurrency=asyncio.Semaphore(1),
     )
-    [out] = await handler(_event(), None)  # type: ignore[arg-type]
-    event = any_event.validate_json(out.value)
+    [out] = await handler(_event())
+    event = out.event
     assert out.topic == "c.llm2"
     assert isinstance(event, FileStageCompleted)
     assert event.context.llm1 == {"summary": "x", "sentiment": "neutral", "topics": []}
@@ -89,8 +89,8 @@ async def test_malformed_answers_are_retried_then_dead_lettered_with_the_raw_ans
         chat=chat,
         concurrency=asyncio.Semaphore(1),
     )
-    [out] = await handler(_event(), None)  # type: ignore[arg-type]
-    event = any_event.validate_json(out.value)
+    [out] = await handler(_event())
+    event = out.event
     assert out.topic == "c.failed"
     assert isinstance(event, FileFailed)
     assert len(event.attempts) == 3

@@ -269,7 +269,7 @@ async def test_gpu_stage_failure_logs_every_file_field_with_the_attempts_own_num
         next_attempt=4,
     )
     with caplog.at_level(logging.WARNING):
-        await handler(event, None)  # type: ignore[arg-type]
+        await handler(event)
     [line] = [r for r in caplog.records if "ivr failed" in r.getMessage()]
     fields = {k: getattr(line, k) for k in ("batch", "file", "stage", "host", "attempt")}
     assert fields == {

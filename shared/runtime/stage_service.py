@@ -1,0 +1,39 @@
+"""Run a model-calling service's stage runners (gpu_stage, llm_stage) until told to stop.
+
+Together, under one `TaskGroup`: if one runner (or the control-topic reader) fails, the
+others are cancelled and the service exits, rather than running on without it.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from shared.kafka import start_when_reachable
+from shared.observability.consumers import AiokafkaView
+from shared.observability.service import Observability
+from shared.runtime.control import CancelledBatches
+from shared.runtime.stage_runner import StageRunner
+
+
+async def run_stage_runners(
+    service: str,
+    runners: Sequence[StageRunner[Any]],
+    producer: AIOKafkaProducer,
+    cancelled: CancelledBatches,
+    observability: Observability,
+    stop: asyncio.Event,
+) -> None:
+    for runner in runners:
+        observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
+    async with observability.serving():
+        if not await start_when_reachable(producer, f"{service} producer", stop):
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(cancelled.run(stop))
+                for runner in runners:
+                    group.create_task(runner.run(stop))
+        finally:
+            await producer.stop()
