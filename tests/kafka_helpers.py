@@ -3,7 +3,7 @@
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
@@ -24,24 +24,46 @@ async def read_topic(
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
+
+    async def read_more() -> bool:
+        if until(records):
+            return True
+        batch = await consumer.getmany(timeout_ms=200)
+        for rs in batch.values():
+            records.extend(rs)
+        return until(records)
+
     try:
-        deadline = time.monotonic() + timeout_s
-        while not until(records):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"condition not met on {topics}; read {len(records)} records")
-            batch = await consumer.getmany(timeout_ms=200)
-            for rs in batch.values():
-                records.extend(rs)
+        await wait_until(
+            read_more,
+            timeout_s,
+            lambda: f"a condition on {topics}; read {len(records)} records",
+            interval_s=0,
+        )
         return records
     finally:
         await consumer.stop()
 
 
 async def wait_until(
-    predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition"
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout_s: float = 30.0,
+    what: str | Callable[[], str] = "condition",
+    interval_s: float = 0.05,
 ) -> None:
+    """Poll `predicate` (plain or async) until it holds; the suite's one waiting loop.
+
+    Raises TimeoutError naming `what` (a callable is asked then, to show the latest state).
+    Whatever the predicate raises (a dead service, a failed assertion) ends the wait at once.
+    """
     deadline = time.monotonic() + timeout_s
-    while not predicate():
+    while True:
+        held = predicate()
+        if not isinstance(held, bool):
+            held = await held
+        if held:
+            return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+            described = what() if callable(what) else what
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {described}")
+        await asyncio.sleep(interval_s)

@@ -1,14 +1,14 @@
 """Scraping a service's `/metrics`, `/healthz` and `/readyz` in tests."""
 
-import asyncio
 import random
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kafka_helpers import wait_until
 
 # The range given to the observability tests, so concurrent runs never collide.
 METRICS_PORTS = range(36_000, 37_000)
@@ -71,28 +71,38 @@ async def scrape_until(
     base_url: str, predicate: Callable[[Scrape], bool], timeout_s: float = 60.0, what: str = ""
 ) -> Scrape:
     """Scrape until `predicate` holds; the last scrape is in the error when it never does."""
-    deadline = time.monotonic() + timeout_s
     last: Scrape | None = None
-    while True:
-        if await get(base_url, "/healthz") is not None:
-            last = await scrape(base_url)
-            if predicate(last):
-                return last
-        if time.monotonic() > deadline:
-            shown = sorted(last.values.items()) if last else "nothing served"
-            raise TimeoutError(f"metrics never showed {what or predicate}: {shown}")
-        await asyncio.sleep(0.1)
+
+    async def shows() -> bool:
+        nonlocal last
+        if await get(base_url, "/healthz") is None:
+            return False
+        last = await scrape(base_url)
+        return predicate(last)
+
+    def shown() -> str:
+        values = sorted(last.values.items()) if last else "nothing served"
+        return f"metrics showing {what or predicate}: {values}"
+
+    await wait_until(shows, timeout_s, shown, interval_s=0.1)
+    assert last is not None
+    return last
 
 
 async def status_until(
     base_url: str, path: str, status: int, timeout_s: float = 60.0
 ) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    response: httpx.Response | None = None
+
+    async def answers() -> bool:
+        nonlocal response
         response = await get(base_url, path)
-        if response is not None and response.status_code == status:
-            return response
-        if time.monotonic() > deadline:
-            seen = f"{response.status_code} {response.text}" if response else "no answer"
-            raise TimeoutError(f"{path} never answered {status}; last: {seen}")
-        await asyncio.sleep(0.1)
+        return response is not None and response.status_code == status
+
+    def seen() -> str:
+        last = f"{response.status_code} {response.text}" if response else "no answer"
+        return f"{path} to answer {status}; last: {last}"
+
+    await wait_until(answers, timeout_s, seen, interval_s=0.1)
+    assert response is not None
+    return response

@@ -1,7 +1,6 @@
 """Run the whole pipeline as processes for a test, and read its outcome from the tables."""
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
 from cli.report import BatchSummary, batch_summary
+from tests.kafka_helpers import wait_until
 
 # Ports of their own, so a demo running on the defaults does not collide with the tests.
 TEST_PORTS = {
@@ -29,19 +29,23 @@ class RunningPipeline:
     engine: AsyncEngine
 
     async def wait_finished(self, batch_id: str, timeout_s: float = 300.0) -> BatchSummary:
-        deadline = time.monotonic() + timeout_s
-        summary = None
-        while time.monotonic() < deadline:
+        summary: BatchSummary | None = None
+
+        async def finished() -> bool:
+            nonlocal summary
             dead = self.group.dead()
             if dead:
                 raise AssertionError(
                     "service exited: " + ", ".join(f"{p.name} ({p.log_path})" for p in dead)
                 )
             summary = await batch_summary(self.engine, batch_id)
-            if summary is not None and summary.finished:
-                return summary
-            await asyncio.sleep(0.5)
-        raise TimeoutError(f"batch {batch_id} not finished in {timeout_s}s: {summary}")
+            return summary is not None and summary.finished
+
+        await wait_until(
+            finished, timeout_s, lambda: f"batch {batch_id} to finish: {summary}", interval_s=0.5
+        )
+        assert summary is not None
+        return summary
 
 
 @asynccontextmanager

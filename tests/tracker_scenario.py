@@ -37,6 +37,7 @@ from shared.events import (
 )
 from shared.kafka import ensure_topics, make_producer
 from shared.topics import Topics
+from tests import kafka_helpers
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
@@ -257,14 +258,17 @@ async def wait_until(
     timeout_s: float,
     task: "asyncio.Task[None] | None" = None,
 ) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
+    """`tests.kafka_helpers.wait_until`, failing at once if the tracker's task stopped."""
+
+    async def holds() -> bool:
+        if await check():
+            return True
         if task is not None and task.done():
             task.result()  # raises what stopped the tracker
             raise AssertionError(f"tracker stopped before {what}")
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.2)
+        return False
+
+    await kafka_helpers.wait_until(holds, timeout_s, what, interval_s=0.2)
 
 
 def assert_expected_tables(

@@ -33,6 +33,7 @@ from cli.report import BatchSummary, batch_summary
 from cli.upload import submit
 from shared.stages import GPU_STAGES
 from shared.topics import Topics
+from tests.kafka_helpers import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -193,17 +194,19 @@ class ChaosRun:
     async def wait_for(self, stage: str, share: float, timeout_s: float | None = None) -> None:
         """Wait until `share` of the batch went through `stage`; fail if a service died."""
         target = max(1, int(share * self.files))
-        deadline = time.monotonic() + (timeout_s or self.settings.finish_timeout_s)
-        while True:
+
+        async def reached() -> bool:
             self.assert_alive()
-            if await self.progress(stage) >= target:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{self.scenario}: {stage} did not reach {target} files "
-                    f"({self.describe_progress()})"
-                )
-            await asyncio.sleep(0.2)
+            return await self.progress(stage) >= target
+
+        await wait_until(
+            reached,
+            timeout_s or self.settings.finish_timeout_s,
+            lambda: (
+                f"{self.scenario}: {stage} to reach {target} files ({self.describe_progress()})"
+            ),
+            interval_s=0.2,
+        )
 
     async def wait_advance(self, stage: str, files: int, timeout_s: float = 120.0) -> None:
         """Wait until `files` more files went through `stage` than now (the system moves)."""
@@ -211,18 +214,23 @@ class ChaosRun:
         await self.wait_for(stage, (start + files) / self.files, timeout_s)
 
     async def wait_finished(self) -> BatchSummary:
-        deadline = self.started + self.settings.finish_timeout_s
-        while True:
+        summary: BatchSummary | None = None
+
+        async def finished() -> bool:
+            nonlocal summary
             self.assert_alive()
             summary = await self.summary()
-            if summary is not None and summary.finished:
-                return summary
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{self.scenario}: batch {self.batch_id} not finished in "
-                    f"{self.settings.finish_timeout_s:.0f}s ({summary})"
-                )
-            await asyncio.sleep(0.3)
+            return summary is not None and summary.finished
+
+        left = self.started + self.settings.finish_timeout_s - time.monotonic()
+        await wait_until(
+            finished,
+            max(left, 0.0),
+            lambda: f"{self.scenario}: batch {self.batch_id} to finish ({summary})",
+            interval_s=0.3,
+        )
+        assert summary is not None
+        return summary
 
     # -- processes -----------------------------------------------------------------------
     def assert_alive(self) -> None:
@@ -305,10 +313,10 @@ class ChaosRun:
         partitions (exactly `partitions` of them if given, else some): a scaled-up process
         works, or the one left after a scale-down took every partition back."""
         path = self.group.processes[name].log_path
-        deadline = time.monotonic() + timeout_s
-        while True:
+        latest: dict[str, int] = {}
+
+        def assigned() -> bool:
             self.assert_alive()
-            latest: dict[str, int] = {}
             with path.open("rb") as log:
                 log.seek(since)
                 for line in log:
@@ -319,11 +327,14 @@ class ChaosRun:
             ready = [
                 n for n in latest.values() if (n == partitions if partitions is not None else n)
             ]
-            if len(ready) >= consumers:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name}: consumers not assigned {partitions}: {latest}")
-            await asyncio.sleep(0.3)
+            return len(ready) >= consumers
+
+        await wait_until(
+            assigned,
+            timeout_s,
+            lambda: f"{name}: consumers assigned {partitions}: {latest}",
+            interval_s=0.3,
+        )
 
     # -- the simulator -------------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ from services.tracker.main import run
 from services.tracker.settings import TrackerSettings
 from services.tracker.store import make_engine
 from shared.settings import GpuHost
+from tests import kafka_helpers
 from tests.tracker_scenario import (
     HOSTS,
     assert_expected_tables,
@@ -57,12 +58,13 @@ def start_tracker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 async def exit_code(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while process.poll() is None:
-        if asyncio.get_running_loop().time() > deadline:
-            process.kill()
-            raise AssertionError(f"the tracker did not exit within {timeout_s}s")
-        await asyncio.sleep(0.1)
+    try:
+        await kafka_helpers.wait_until(
+            lambda: process.poll() is not None, timeout_s, "the tracker's exit", interval_s=0.1
+        )
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(f"the tracker did not exit within {timeout_s}s") from None
     return process.returncode
 
 

@@ -1,9 +1,7 @@
 """Bad input on every topic, and awkward files: each gets a clear outcome, the batch goes on."""
 
-import asyncio
 import base64
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from shared.events import (
     file_key,
 )
 from shared.kafka import make_producer
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import read_topic, wait_until
 from tests.pipeline_harness import running_pipeline
 
 GOOD = 60
@@ -179,8 +177,10 @@ async def test_poison_on_every_topic_and_awkward_files_leave_the_batch_complete(
 
 async def _wait_for_row(engine: AsyncEngine, batch: str) -> Row[Any]:
     """The file of `batch` once it reached a terminal state."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    row: Row[Any] | None = None
+
+    async def finished() -> bool:
+        nonlocal row
         async with engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -191,10 +191,11 @@ async def _wait_for_row(engine: AsyncEngine, batch: str) -> Row[Any]:
                     {"b": batch},
                 )
             ).first()
-        if row is not None:
-            return row
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"no finished file of batch {batch}")
+        return row is not None
+
+    await wait_until(finished, 120, f"a finished file of batch {batch}", interval_s=0.5)
+    assert row is not None
+    return row
 
 
 def _is_letter(value: bytes | None) -> bool:

@@ -1,12 +1,12 @@
 """`cofi retry` and `cofi cancel` against the running pipeline, as an operator would use them."""
 
-import asyncio
 import os
 import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.audio import make_batch
 from cli.upload import submit
+from tests.kafka_helpers import wait_until
 from tests.pipeline_harness import RunningPipeline, running_pipeline
 
 
@@ -40,14 +41,21 @@ async def _states(engine: AsyncEngine, batch: str) -> dict[str, str | None]:
         return {r.file: r.terminalState for r in rows}
 
 
-async def _wait(engine: AsyncEngine, batch: str, done: object, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+async def _wait(
+    engine: AsyncEngine,
+    batch: str,
+    done: Callable[[dict[str, str | None]], bool],
+    timeout_s: float = 120,
+) -> dict[str, str | None]:
+    states: dict[str, str | None] = {}
+
+    async def reached() -> bool:
+        nonlocal states
         states = await _states(engine, batch)
-        if done(states):  # type: ignore[operator]
-            return states
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"batch {batch}: {await _states(engine, batch)}")
+        return done(states)
+
+    await wait_until(reached, timeout_s, lambda: f"batch {batch}: {states}", interval_s=0.5)
+    return states
 
 
 async def test_retry_sends_failed_files_back_and_the_tracker_shows_their_new_outcome(

@@ -13,6 +13,7 @@ from cli.audio import make_batch
 from cli.processes import service_argv
 from cli.upload import submit
 from shared.stages import STAGES
+from tests.kafka_helpers import wait_until
 from tests.pipeline_harness import running_pipeline
 from tests.web_helpers import dump_dom, free_port, screenshot
 
@@ -24,15 +25,17 @@ async def _wait_for_page(url: str, timeout_s: float = 120.0) -> None:
     """Until the page knows the batch and has measured a stage's rate (after a few seconds
     of work), so the running screenshot shows rates and ETAs; on a machine fast enough to
     finish the batch sooner, until it is complete."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    status: int | None = None
     async with httpx.AsyncClient(timeout=10) as client:
-        while True:
+
+        async def shown() -> bool:
+            nonlocal status
             r = await client.get(url)
+            status = r.status_code
             measured = "/min</td>" in r.text or 's-Complete">Complete</span></h1>' in r.text
-            if r.status_code == 200 and 'data-stage="denoise"' in r.text and measured:
-                return
-            assert asyncio.get_running_loop().time() < deadline, f"{url}: {r.status_code}"
-            await asyncio.sleep(0.2)
+            return r.status_code == 200 and 'data-stage="denoise"' in r.text and measured
+
+        await wait_until(shown, timeout_s, lambda: f"{url} (last {status})", interval_s=0.2)
 
 
 async def test_the_progress_page_shows_a_running_batch_in_chromium(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +13,7 @@ import pytest
 
 from simulator import Simulator
 from simulator.testing import running_simulator, write_corrupt_files, write_wav
+from tests.kafka_helpers import wait_until
 
 H2, H3 = "127.0.0.2", "127.0.0.3"
 
@@ -37,14 +38,6 @@ def wav(tmp_path: Path) -> Path:
 def body(path: Path | str, name: str = "call-1.wav") -> dict[str, object]:
     uri = path.as_uri() if isinstance(path, Path) else path
     return {"batch_id": "b1", "file_name": name, "audio_uri": uri, "inputs": {}}
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition on the simulator's state (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("stage", ["denoise", "ivr", "lid", "stt"])

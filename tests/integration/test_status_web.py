@@ -21,6 +21,7 @@ from services.tracker.migrate import migrate
 from services.tracker.web.app import make_app
 from services.tracker.web.queries import DashboardReader
 from shared.stages import STAGES
+from tests.kafka_helpers import wait_until
 from tests.tracker_scenario import HOSTS, T0, Scenario, build_scenario, tracked, tracker_for
 from tests.web_helpers import free_port
 
@@ -103,11 +104,12 @@ async def test_watch_redraws_until_the_batch_finishes_then_returns(mariadb_url: 
         task = asyncio.create_task(
             watch(DashboardReader(engine), BATCH, 0.1, console, clock=lambda: T0)
         )
-        deadline = asyncio.get_running_loop().time() + 30
-        while "InProgress" not in out.getvalue():
+
+        def in_progress_shown() -> bool:
             assert not task.done(), "watch returned before the batch finished"
-            assert asyncio.get_running_loop().time() < deadline, out.getvalue()
-            await asyncio.sleep(0.05)
+            return "InProgress" in out.getvalue()
+
+        await wait_until(in_progress_shown, 30, lambda: f"InProgress in {out.getvalue()}")
         assert not task.done()
 
         await tracker.apply_events(rest)
