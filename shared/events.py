@@ -17,9 +17,9 @@ def utcnow() -> datetime:
 
 
 class Event(BaseModel):
-    # cache_strings="keys": pydantic's JSON parser otherwise keeps every short string value
-    # (file names, URIs, timestamps) in a process-wide cache of 16,384 slots, which each new
-    # file's values fill for tens of thousands of files: megabytes of RSS a service never reuses.
+    # cache_strings="keys": pydantic's JSON parser otherwise caches every short string value
+    # (file names, URIs), which never repeat: memory a service never reuses (bench/FINDINGS.md,
+    # "Memory").
     model_config = ConfigDict(frozen=True, extra="ignore", cache_strings="keys")
     v: Literal[1] = 1
 

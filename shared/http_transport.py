@@ -1,13 +1,10 @@
 """An httpx transport that sends requests with aiohttp's client, for the model and LLM APIs.
 
-The services speak httpx (`httpx.AsyncClient`, `httpx.MockTransport` in unit tests), but
-httpx's own transport (httpcore, anyio, h11) costs ~670-835 us of CPU per request against
-~100 us for aiohttp's client (bench/FINDINGS.md, `python -m bench.http_client_cost`), and a
-file makes six model calls. httpx lets the transport be swapped, so this one keeps httpx's
-API and its exceptions, and leaves the socket work to aiohttp: ~230 us per request, most of
-it httpx's client layer (~90 us) and aiohttp (~100 us).
+The services speak httpx, but httpx's own transport (httpcore, anyio, h11) costs several
+times aiohttp's CPU per request, and a file makes six model calls: measurements, and why
+this is ours rather than the `httpx-aiohttp` package, in bench/FINDINGS.md (proposals 2, 7).
 
-What it keeps of httpx's behaviour, so the retry classification (shared/retry.py) sees the
+What it keeps of httpx's behaviour, so the error classification (shared/model_http.py) sees the
 same errors:
 - errors: a refused or failed connect is `httpx.ConnectError`; a connect that outlives the
   `connect` timeout `httpx.ConnectTimeout`; no byte from the server within `read`
