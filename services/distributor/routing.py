@@ -22,6 +22,7 @@ from shared.events import (
     file_key,
     upload_event,
 )
+from shared.model_stage import decoder_for
 from shared.output import Output
 from shared.pipeline import output_topic
 from shared.runtime.dead_letters import dead_letter
@@ -29,6 +30,8 @@ from shared.settings import GpuHost
 from shared.topics import Topics
 
 CONSUMER = "distributor"
+# Triage reads the previous stage's completed events (shared/pipeline.py), as any stage does.
+decode_triage_input = decoder_for("triage")
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,7 @@ def route_after_lid(
     cancelled: Container[str] = frozenset(),
 ) -> list[Output]:
     try:
-        event = FileStageCompleted.model_validate_json(message.value or b"")
-        if event.stage != "lid":
-            raise ValueError(f"triage expects events of stage lid, got {event.stage}")
+        event = decode_triage_input(message.value or b"")
         if event.context.host is None:
             raise ValueError("event has no GPU host")
     except (ValidationError, ValueError) as exc:
