@@ -3,13 +3,21 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
 from shared.kafka_connection import KafkaConnection, connection
 from shared.keep_trying import Backoff, keep_trying
@@ -18,6 +26,29 @@ from shared.topic_plan import TopicSpec, TopicState, drift
 log = logging.getLogger(__name__)
 
 Kafka = KafkaConnection | str
+
+# Errors no retry can fix: the record, its topic or our rights are wrong, not the cluster's
+# state. (aiokafka's `retriable` flag is no guide: a produce timeout during an outage is
+# "not retriable" too, and must be waited out.)
+NEVER_ACCEPTED = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+)
+
+
+class PublishRefused(Exception):
+    """The broker will never take this output; the caller dead-letters its input."""
+
+
+@contextlib.contextmanager
+def refused_or_raise() -> Iterator[None]:
+    try:
+        yield
+    except NEVER_ACCEPTED as exc:
+        raise PublishRefused(f"{type(exc).__name__}: {exc}") from exc
 
 
 def make_producer(kafka: Kafka, client_id: str) -> AIOKafkaProducer:

@@ -22,7 +22,7 @@ from prometheus_client import (
 from shared.events import Attempt
 
 FileOutcome = Literal["done", "failed", "skipped", "cancelled"]
-DeadLetterReason = Literal["undecodable", "handler_error"]
+DeadLetterReason = Literal["undecodable", "handler_error", "publish_refused"]
 
 # Model calls take milliseconds (simulator, LLM cache hits) to minutes (STT of a long call).
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

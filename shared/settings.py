@@ -78,6 +78,12 @@ class CommonSettings(BaseSettings):
     gpu_hosts: Annotated[list[GpuHost], NoDecode] = Field(
         default_factory=lambda: [GpuHost(ip="127.0.0.2"), GpuHost(ip="127.0.0.3")]
     )
+    event_payload_max_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        description="An attempt's request or response larger than this (JSON bytes) travels "
+        "as a marker with its size and digest, so events stay under Kafka's message limit",
+    )
     stage_partitions: int = Field(default=4, ge=1, description="Partitions of each stage topic")
     denoise_port: int = 5010
     ivr_port: int = 5011

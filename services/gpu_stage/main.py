@@ -69,6 +69,7 @@ def build_runner(
         dead_letter_topic=settings.topics.failed,
         max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
         metrics=stage_metrics,
+        payload_limit=settings.event_payload_max_bytes,
     )
 
 

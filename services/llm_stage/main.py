@@ -84,6 +84,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     # Hold a little more than the limit so a slot never waits on a fetch.
                     max_in_flight=settings.llm_max_concurrency * 2,
                     metrics=stage_metrics,
+                    payload_limit=settings.event_payload_max_bytes,
                 )
             )
         await run_stage_runners("llm_stage", runners, producer, cancelled, observability, stop)

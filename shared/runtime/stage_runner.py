@@ -19,15 +19,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from shared.events import encode
+from shared.kafka import PublishRefused, refused_or_raise
 from shared.keep_trying import Backoff, keep_trying
 from shared.logging import fields
 from shared.metrics import StageMetrics
 from shared.output import Output
+from shared.payload_limit import encode_bounded
 from shared.runtime.dead_letters import dead_letter
 from shared.runtime.offsets import PartitionProgress
 
 log = logging.getLogger(__name__)
+# Attempt payloads above this many bytes are trimmed (EVENT_PAYLOAD_MAX_BYTES).
+DEFAULT_PAYLOAD_LIMIT = 16_384
 
 M = TypeVar("M")
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -52,8 +55,10 @@ class StageRunner(Generic[M]):
         commit_interval_s: float = 0.2,
         drain_timeout_s: float = 30.0,
         metrics: StageMetrics | None = None,
+        payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
     ) -> None:
         self.name = name
+        self.payload_limit = payload_limit
         self.consumer = consumer
         self.producer = producer
         self.topics = list(topics)
@@ -165,15 +170,37 @@ class StageRunner(Generic[M]):
         return Output(self.dead_letter_topic, record.key, letter)
 
     async def _publish(self, outputs: Sequence[Output], record: Record) -> None:
-        """Send and wait for the broker's ack; keep trying through a broker outage."""
-        values = [encode(o.event) for o in outputs]
+        """Send and wait for the broker's ack; keep trying through a broker outage.
+
+        An output the broker will never take (too large, not authorized, an invalid topic)
+        sends the input record to the dead letters with the reason, and the partition goes on.
+        """
+        try:
+            await self._send(outputs, record)
+        except PublishRefused as refused:
+            if any(o.topic == self.dead_letter_topic for o in outputs):
+                # The dead letter itself was refused: nothing left to try; the record stays
+                # in its source topic (retention) and the log names it.
+                log.error(
+                    "dead letter refused by the broker; record skipped: %s",
+                    refused,
+                    extra=fields(service=self.name, topic=record.topic, offset=record.offset),
+                )
+                return
+            self.metrics.dead_lettered("publish_refused")
+            letter = self._dead_letter(record, f"publish refused: {refused}")
+            await self._publish([letter], record)
+
+    async def _send(self, outputs: Sequence[Output], record: Record) -> None:
+        values = [encode_bounded(o.event, self.payload_limit) for o in outputs]
 
         async def send_all() -> None:
-            acks = [
-                await self.producer.send(o.topic, value=value, key=o.key)
-                for o, value in zip(outputs, values, strict=True)
-            ]
-            await asyncio.gather(*acks)
+            with refused_or_raise():
+                acks = [
+                    await self.producer.send(o.topic, value=value, key=o.key)
+                    for o, value in zip(outputs, values, strict=True)
+                ]
+                await asyncio.gather(*acks)
 
         await keep_trying(
             send_all,
