@@ -19,11 +19,11 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from services.dashboard.settings import WebSettings
 from services.distributor.settings import DistributorSettings
 from services.gpu_stage.settings import GpuStageSettings
 from services.llm_stage.settings import LlmStageSettings
 from services.tracker.settings import TrackerSettings
-from services.tracker.web.settings import WebSettings
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -77,8 +77,8 @@ async def _show_progress(engine: AsyncEngine, batch_id: str) -> None:
     from rich.console import Console
 
     from cli.status import progress_view
-    from services.tracker.web.app import utc_now
-    from services.tracker.web.queries import DashboardReader
+    from services.dashboard.app import utc_now
+    from services.dashboard.queries import DashboardReader
 
     progress = await DashboardReader(engine).progress(batch_id, utc_now())
     if progress is not None:

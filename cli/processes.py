@@ -40,7 +40,7 @@ def service_argv(service: str, *args: str) -> list[str]:
         "gpu-stage": "services.gpu_stage",
         "llm-stage": "services.llm_stage",
         "tracker": "services.tracker",
-        "web": "services.tracker.web",
+        "web": "services.dashboard",
         "simulator": "simulator",
     }
     return [sys.executable, "-m", modules[service], *args]

@@ -20,15 +20,15 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
-from services.tracker.web.app import utc_now
-from services.tracker.web.progress import (
+from services.dashboard.app import utc_now
+from services.dashboard.progress import (
     BatchProgress,
     BatchRow,
     StageProgress,
     format_eta,
     format_rate,
 )
-from services.tracker.web.queries import DashboardReader
+from services.dashboard.queries import DashboardReader
 
 BAR_WIDTH = 28
 STATUS_STYLE = {

@@ -13,6 +13,10 @@ from shared.stages import GpuStage
 from shared.topic_plan import TopicSpec, topic_configs
 from shared.topics import Topics
 
+# The tracker's database when DATABASE_URL is unset: a newcomer's first run needs no database
+# server. Here because the tracker writes it and the dashboard reads it.
+EMBEDDED_DATABASE_URL = "sqlite+aiosqlite:///./cofi.db"
+
 
 class GpuHost(BaseModel):
     """A GPU host: its address, how many requests it serves at once, and whether it is drained."""

@@ -2,10 +2,7 @@
 
 from pydantic import Field
 
-from shared.settings import CommonSettings
-
-# With no DATABASE_URL a newcomer's first run needs no database server.
-EMBEDDED_DATABASE_URL = "sqlite+aiosqlite:///./cofi.db"
+from shared.settings import EMBEDDED_DATABASE_URL, CommonSettings
 
 
 class TrackerSettings(CommonSettings):

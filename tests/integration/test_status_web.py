@@ -17,9 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.status import watch
+from services.dashboard.app import make_app
+from services.dashboard.queries import DashboardReader
 from services.tracker.migrate import migrate
-from services.tracker.web.app import make_app
-from services.tracker.web.queries import DashboardReader
 from shared.stages import STAGES
 from tests.kafka_helpers import wait_until
 from tests.tracker_scenario import HOSTS, T0, Scenario, build_scenario, tracked, tracker_for

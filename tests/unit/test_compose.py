@@ -18,11 +18,11 @@ from sqlalchemy.engine import make_url
 import simulator.config as sim_config
 from cli.main import _parser
 from cli.processes import service_argv
+from services.dashboard.settings import WebSettings
 from services.distributor.settings import DistributorSettings
 from services.gpu_stage.settings import GpuStageSettings
 from services.llm_stage.settings import LlmStageSettings
 from services.tracker.settings import TrackerSettings
-from services.tracker.web.settings import WebSettings
 from shared.settings import CommonSettings
 from shared.stages import GPU_STAGES, LLM_STAGES
 from simulator.__main__ import build_parser as simulator_parser

@@ -4,8 +4,8 @@ import json
 from datetime import datetime, timedelta
 
 from cli.status import bar, batches_json, batches_view, progress_view, to_text
-from services.tracker.web.pages import batch_href, batch_page, batches_page
-from services.tracker.web.progress import (
+from services.dashboard.pages import batch_href, batch_page, batches_page
+from services.dashboard.progress import (
     NO_HOST,
     BatchRow,
     HostStage,
@@ -19,7 +19,7 @@ from services.tracker.web.progress import (
     pipeline_etas,
     stage_rate,
 )
-from services.tracker.web.queries import BatchPage
+from services.dashboard.queries import BatchPage
 from shared.stages import STAGES
 
 NOW = datetime(2026, 1, 15, 10, 0, 30)
@@ -218,7 +218,7 @@ def test_host_throughput_adds_up_a_hosts_stages_and_names_the_llm_row() -> None:
 
 
 def _page(file_name: str = "call-1.wav") -> BatchPage:
-    from services.tracker.web.progress import FileFailure
+    from services.dashboard.progress import FileFailure
 
     p = batch_progress(_batch(failed=1), _counts(400, failed=1), _activity(60), NOW)
     return BatchPage(

@@ -6,9 +6,9 @@ import logging
 from aiohttp import web
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.tracker.web.app import make_app
-from services.tracker.web.queries import DashboardReader
-from services.tracker.web.settings import WebSettings
+from services.dashboard.app import make_app
+from services.dashboard.queries import DashboardReader
+from services.dashboard.settings import WebSettings
 from shared.logging import configure_logging
 from shared.observability.service import Observability
 from shared.observability.sink import database_ping
@@ -44,9 +44,9 @@ async def _serve_page(settings: WebSettings, runner: web.AppRunner) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m services.tracker.web` (no arguments: everything is a setting)."""
+    """`python -m services.dashboard` (no arguments: everything is a setting)."""
     if argv:
-        raise SystemExit(f"usage: python -m services.tracker.web (settings by env), not {argv}")
+        raise SystemExit(f"usage: python -m services.dashboard (settings by env), not {argv}")
     settings = WebSettings()
     configure_logging(settings.log_level, settings.log_json, service="web")
     asyncio.run(serve(settings))

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.tracker.web import pages
-from services.tracker.web.queries import DashboardReader
+from services.dashboard import pages
+from services.dashboard.queries import DashboardReader
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.tracker.web.progress import (
+from services.dashboard.progress import (
     AttemptError,
     BatchProgress,
     BatchRow,

@@ -5,13 +5,13 @@ from datetime import datetime
 from html import escape
 from urllib.parse import quote
 
-from services.tracker.web.progress import (
+from services.dashboard.progress import (
     BatchRow,
     StageProgress,
     format_eta,
     format_rate,
 )
-from services.tracker.web.queries import BatchPage
+from services.dashboard.queries import BatchPage
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2433;

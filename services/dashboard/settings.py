@@ -2,8 +2,7 @@
 
 from pydantic import Field
 
-from services.tracker.settings import EMBEDDED_DATABASE_URL
-from shared.settings import CommonSettings
+from shared.settings import EMBEDDED_DATABASE_URL, CommonSettings
 
 
 class WebSettings(CommonSettings):

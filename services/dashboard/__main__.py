@@ -1,0 +1,5 @@
+import sys
+
+from services.dashboard.main import main
+
+main(sys.argv[1:])

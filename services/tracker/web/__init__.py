@@ -1,1 +1,0 @@
-"""The progress page: a small read-only web service over the tracker's dashboard queries."""
