@@ -35,9 +35,9 @@ from sqlalchemy.engine import Dialect, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
-from services.tracker.progress import (
+from services.tracker.batch_status import (
     BATCH_STAGES,
-    BatchRow,
+    BatchStatusRow,
     FileSignature,
     LoggedMilestones,
     recompute,
@@ -105,7 +105,7 @@ async def apply_changes(
         return
     signatures = await _signatures(conn, batch_ids)
     logged = await _logged_milestones(conn, batch_ids)
-    rows: list[BatchRow] = []
+    rows: list[BatchStatusRow] = []
     milestones: list[LogRow] = []
     for batch_id in batch_ids:
         row, logs = recompute(
@@ -125,7 +125,7 @@ async def apply_changes(
 
 async def _lock_batches(
     conn: AsyncConnection, changes: PollChanges, batch_ids: list[str], mysql: bool
-) -> dict[str, BatchRow]:
+) -> dict[str, BatchStatusRow]:
     """Make sure the touched batches have a row and lock them, in a fixed order.
 
     Two tracker instances (partitions split across a consumer group) may touch one batch at
@@ -165,7 +165,9 @@ def _new_batch_rows(changes: PollChanges, batch_ids: list[str]) -> list[Params]:
     ]
 
 
-async def _select_for_update(conn: AsyncConnection, batch_ids: list[str]) -> dict[str, BatchRow]:
+async def _select_for_update(
+    conn: AsyncConnection, batch_ids: list[str]
+) -> dict[str, BatchStatusRow]:
     query = (
         select(batch_status)
         .where(batch_status.c.batchId.in_(batch_ids))
@@ -176,7 +178,7 @@ async def _select_for_update(conn: AsyncConnection, batch_ids: list[str]) -> dic
 
 
 async def _cancel_unfinished_files(
-    conn: AsyncConnection, changes: PollChanges, existing: dict[str, BatchRow]
+    conn: AsyncConnection, changes: PollChanges, existing: dict[str, BatchStatusRow]
 ) -> None:
     """Files of a cancelled batch that have no terminal state never will (stages stop
     starting them): they end `cancelled` at the batch's cancel time. Run in every poll that
@@ -458,7 +460,7 @@ def _batch_upsert(mysql: bool) -> Insert:
     )
 
 
-def _batch_params(r: BatchRow) -> Params:
+def _batch_params(r: BatchStatusRow) -> Params:
     return {
         "batchId": r.batch_id,
         **dict(r.statuses),
@@ -478,8 +480,8 @@ def _batch_params(r: BatchRow) -> Params:
     }
 
 
-def _batch_row(m: RowMapping) -> BatchRow:
-    return BatchRow(
+def _batch_row(m: RowMapping) -> BatchStatusRow:
+    return BatchStatusRow(
         batch_id=m["batchId"],
         statuses=tuple((s.column, m[s.column] or "Pending") for s in BATCH_STAGES),
         status=m["status"] or "Pending",

@@ -35,7 +35,7 @@ _STAGES = (
     ("llm1", 6, "llm1Status"),
     ("llm2", 7, "llm2Status"),
 )
-# What shows that a file finished the stage of that order (services/tracker/progress.py).
+# What shows that a file finished the stage of that order (services/tracker/batch_status.py).
 _FINISHED_SIGN = (
     "f.ip IS NOT NULL",
     "COALESCE(f.denoiseDone, 0) = 1",

@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from services.tracker.progress import (
-    BatchRow,
+from services.tracker.batch_status import (
+    BatchStatusRow,
     FileSignature,
     LoggedMilestones,
     recompute,
@@ -57,7 +57,7 @@ def failed_at(stage: str, count: int = 1) -> FileSignature:
     )  # type: ignore[arg-type]
 
 
-def statuses(row: BatchRow) -> dict[str, str]:
+def statuses(row: BatchStatusRow) -> dict[str, str]:
     return dict(row.statuses)
 
 
@@ -275,6 +275,6 @@ def test_a_cancel_that_came_too_late_leaves_the_batch_complete() -> None:
     row, _ = recompute("b", row, cancel(datetime(2026, 1, 16)), [done(2)], {}, 100)
     assert row.status == "Complete" and row.cancelled_at is not None
     # A batch cancelled by hand in the old system (status only) stays cancelled too.
-    old = BatchRow(**{**row.__dict__, "status": "Cancelled", "cancelled_at": None})
+    old = BatchStatusRow(**{**row.__dict__, "status": "Cancelled", "cancelled_at": None})
     row, _ = recompute("b", old, TOUCH, [done(1)], {}, 100)
     assert row.status == "Cancelled"

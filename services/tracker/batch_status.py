@@ -182,7 +182,7 @@ def overall_status(statuses: Mapping[str, str], cancelled: bool = False) -> str:
 
 
 @dataclass(frozen=True)
-class BatchRow:
+class BatchStatusRow:
     """A `batchStatus` row."""
 
     batch_id: str
@@ -218,12 +218,12 @@ class LoggedMilestones:
 
 def recompute(
     batch_id: str,
-    existing: BatchRow | None,
+    existing: BatchStatusRow | None,
     touch: BatchTouch,
     signatures: Iterable[FileSignature],
     logged: Mapping[str, LoggedMilestones],
     progress_interval: int,
-) -> tuple[BatchRow, list[LogRow]]:
+) -> tuple[BatchStatusRow, list[LogRow]]:
     """The batch's new row and the milestones to log, from its files' current counts."""
     sigs = list(signatures)
     total = _max_opt(existing.total_files if existing else None, touch.total_files)
@@ -259,7 +259,7 @@ def recompute(
     for sig in sigs:
         if sig.terminal_state in terminal_counts:
             terminal_counts[sig.terminal_state] += sig.count
-    row = BatchRow(
+    row = BatchStatusRow(
         batch_id=batch_id,
         statuses=tuple((s.column, statuses[s.column]) for s in BATCH_STAGES),
         status=status,
@@ -335,7 +335,7 @@ def _milestones(
 
 
 def _first_cancel(
-    existing: BatchRow | None, touch: BatchTouch
+    existing: BatchStatusRow | None, touch: BatchTouch
 ) -> tuple[datetime | None, str | None]:
     """The earliest cancellation and its reason (the smaller reason on a tie: any order of
     the same cancellations gives the same answer)."""
