@@ -10,7 +10,7 @@ from typing import Protocol
 from bench.infra import mean_record_size, reader
 from bench.pipeline import BenchPipeline, Snapshot, cpu_floor, other_load
 from bench.report import Figure, Section
-from cli.report import BatchSummary
+from services.dashboard.summary import BatchSummary
 from shared.topics import Topics
 
 

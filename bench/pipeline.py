@@ -28,8 +28,8 @@ from bench.procfs import (
 )
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
-from cli.report import BatchSummary, batch_summary
 from cli.upload import submit
+from services.dashboard.summary import BatchSummary, batch_summary
 from services.tracker.migrate import migrate
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from cli.audio import make_batch
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
-from cli.report import BatchSummary, batch_summary, render
 from cli.upload import submit
+from services.dashboard.summary import BatchSummary, batch_summary, render
 
 
 async def run_demo(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
-from cli.report import BatchSummary, batch_summary
+from services.dashboard.summary import BatchSummary, batch_summary
 from tests.kafka_helpers import wait_until
 
 # Ports of their own, so a demo running on the defaults does not collide with the tests.

@@ -29,8 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from cli.audio import write_corrupt, write_wav
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup, ServiceProcess, service_argv
-from cli.report import BatchSummary, batch_summary
 from cli.upload import submit
+from services.dashboard.summary import BatchSummary, batch_summary
+from shared.pipeline import PIPELINE
 from shared.stages import GPU_STAGES
 from shared.topics import Topics
 from tests.kafka_helpers import wait_until
@@ -49,8 +50,8 @@ CRASH_LLM_PORT = 28000
 CRASH_CONTROL_PORT = 25099
 LLM_MAX_CONCURRENCY = 8
 
-# Which column of the tables shows that a stage has a file (see cli/report.py).
-PROGRESS_STAGES = ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
+# The stages whose files the scenarios count (services/dashboard/summary.py reads them).
+PROGRESS_STAGES = tuple(s.name for s in PIPELINE)
 
 
 @dataclass(frozen=True)
