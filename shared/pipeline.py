@@ -26,15 +26,32 @@ class StageSpec:
     status_column: str  # its batchStatus column
     done_value: str  # the batch's `status` once it and every earlier stage are Complete
     flag_column: str | None = None  # its fileDistribution done flag, when it has one
+    # Without a flag: the fileDistribution column that holds the stage's decision, set once the
+    # file went through it (the distributor's host, triage's route).
+    decision_column: str | None = None
 
 
 # In flow order. "distribute" is the distributor's host assignment: it reads the uploads.
 PIPELINE: Final[tuple[StageSpec, ...]] = (
-    StageSpec("distribute", "distributor", False, "dbInsertionStatus", "dbInsertionDone"),
+    StageSpec(
+        "distribute",
+        "distributor",
+        False,
+        "dbInsertionStatus",
+        "dbInsertionDone",
+        decision_column="ip",
+    ),
     StageSpec("denoise", "gpu_stage", True, "denoiseStatus", "denoiseDone", "denoiseDone"),
     StageSpec("ivr", "gpu_stage", True, "ivrStatus", "ivrDone", "ivrDone"),
     StageSpec("lid", "gpu_stage", True, "lidStatus", "lidDone", "lidDone"),
-    StageSpec("triage", "distributor", False, "triagingStatus", "triagingDone"),
+    StageSpec(
+        "triage",
+        "distributor",
+        False,
+        "triagingStatus",
+        "triagingDone",
+        decision_column="triageRoute",
+    ),
     StageSpec("stt", "gpu_stage", True, "sttStatus", "sttDone", "sttDone"),
     StageSpec("llm1", "llm_stage", False, "llm1Status", "llm1Done", "llm1Done"),
     StageSpec("llm2", "llm_stage", False, "llm2Status", "Complete", "llm2Done"),

@@ -26,6 +26,7 @@ from services.dashboard.progress import (
     batch_progress,
     host_throughput,
 )
+from shared.pipeline import PIPELINE, StageSpec
 from shared.stages import STAGES
 
 _BATCH_COLUMNS = (
@@ -66,6 +67,34 @@ ATTEMPT_ERRORS = (
     "ORDER BY startedAt DESC, id LIMIT :limit"
 )
 
+
+def _finished_files(stage: StageSpec) -> str:
+    """How many of a batch's files show the stage finished: its done flag, or its decision."""
+    if stage.flag_column is not None:
+        return f"SUM({stage.flag_column})"
+    return f"SUM(CASE WHEN {stage.decision_column} IS NOT NULL THEN 1 ELSE 0 END)"
+
+
+# A batch's outcome from its files' own columns (what `cofi demo`, the end-to-end and crash
+# tests and the benchmark wait on; services/dashboard/summary.py): one column per stage.
+SUMMARY_BATCH = (
+    f"SELECT status, totalFiles, {', '.join(s.status_column for s in PIPELINE)} "
+    "FROM batchStatus WHERE batchId = :batch"
+)
+SUMMARY_FILES = (
+    "SELECT COUNT(*) AS files, "
+    + ", ".join(f"{_finished_files(s)} AS {s.name}" for s in PIPELINE)
+    + " FROM fileDistribution WHERE batchId = :batch"
+)
+SUMMARY_TERMINAL = (
+    "SELECT terminalState AS state, COUNT(*) AS files FROM fileDistribution "
+    "WHERE batchId = :batch GROUP BY terminalState"
+)
+SUMMARY_FAILED = (
+    "SELECT failedStage AS stage, COUNT(*) AS files FROM fileDistribution "
+    "WHERE batchId = :batch AND terminalState = 'failed' GROUP BY failedStage"
+)
+
 DASHBOARD_QUERIES: Mapping[str, str] = {
     "batches": BATCHES,
     "batch_ids": BATCH_IDS,
@@ -76,6 +105,10 @@ DASHBOARD_QUERIES: Mapping[str, str] = {
     "host_stages": HOST_STAGES,
     "failed_files": FAILED_FILES,
     "attempt_errors": ATTEMPT_ERRORS,
+    "summary_batch": SUMMARY_BATCH,
+    "summary_files": SUMMARY_FILES,
+    "summary_terminal": SUMMARY_TERMINAL,
+    "summary_failed": SUMMARY_FAILED,
 }
 
 

@@ -1,31 +1,28 @@
-"""A batch's progress and outcome, read from the tracker's tables (the dashboards' contract)."""
+"""A batch's progress and outcome, read from the tracker's tables (the dashboards' contract).
 
-from typing import Any
+Counts what the files' own columns show (done flags, decisions, terminal states), not the
+views: `cofi demo`, the end-to-end and crash tests and the benchmark wait on it until every
+file of a batch has exactly one terminal state. SQL in `queries.py`, stages from
+`shared/pipeline.py`.
+"""
+
+from typing import Any, Final
 
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared.stages import STAGES
+from services.dashboard.queries import (
+    SUMMARY_BATCH,
+    SUMMARY_FAILED,
+    SUMMARY_FILES,
+    SUMMARY_TERMINAL,
+)
+from shared.pipeline import PIPELINE
 
-STATUS_COLUMNS = {
-    "denoise": "denoiseStatus",
-    "ivr": "ivrStatus",
-    "lid": "lidStatus",
-    "triage": "triagingStatus",
-    "stt": "sttStatus",
-    "llm1": "llm1Status",
-    "llm2": "llm2Status",
-}
-DONE_EXPR = {
-    "denoise": "SUM(denoiseDone)",
-    "ivr": "SUM(ivrDone)",
-    "lid": "SUM(lidDone)",
-    "triage": "SUM(CASE WHEN triageRoute IS NOT NULL THEN 1 ELSE 0 END)",
-    "stt": "SUM(sttDone)",
-    "llm1": "SUM(llm1Done)",
-    "llm2": "SUM(llm2Done)",
-}
+# The distributor's host assignment comes first and every file goes through it: it is
+# reported as `distributed`, not as a stage line.
+ASSIGNMENT: Final = PIPELINE[0]
 
 
 class StageLine(BaseModel):
@@ -57,64 +54,39 @@ class BatchSummary(BaseModel):
 
 async def batch_summary(engine: AsyncEngine, batch_id: str) -> BatchSummary | None:
     async with engine.connect() as conn:
-        status_row = (
-            (
-                await conn.execute(
-                    text("SELECT * FROM batchStatus WHERE batchId = :b"), {"b": batch_id}
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if status_row is None:
+        found = await _rows(conn, SUMMARY_BATCH, batch_id)
+        if not found:
             return None
-        sums = ", ".join(f"{expr} AS {stage}" for stage, expr in DONE_EXPR.items())
-        totals = (
-            (
-                await conn.execute(
-                    text(
-                        "SELECT COUNT(*) AS files, "
-                        "SUM(CASE WHEN ip IS NOT NULL THEN 1 ELSE 0 END) AS distributed, "
-                        f"{sums} FROM fileDistribution WHERE batchId = :b"
-                    ),
-                    {"b": batch_id},
-                )
-            )
-            .mappings()
-            .one()
-        )
-        terminal = await _grouped(conn, "terminalState", batch_id)
-        failed = await _grouped(conn, "failedStage", batch_id, "terminalState = 'failed'")
+        status_row = found[0]
+        totals = (await _rows(conn, SUMMARY_FILES, batch_id))[0]
+        terminal = {
+            r["state"]: int(r["files"]) for r in await _rows(conn, SUMMARY_TERMINAL, batch_id)
+        }
+        failed = {r["stage"]: int(r["files"]) for r in await _rows(conn, SUMMARY_FAILED, batch_id)}
     stages = [
         StageLine(
-            stage=s,
-            status=str(status_row[STATUS_COLUMNS[s]]),
-            done=int(totals[s] or 0),
-            failed=failed.get(s, 0),
+            stage=s.name,
+            status=str(status_row[s.status_column]),
+            done=int(totals[s.name] or 0),
+            failed=failed.get(s.name, 0),
         )
-        for s in STAGES
+        for s in PIPELINE
+        if s is not ASSIGNMENT
     ]
     return BatchSummary(
         batch_id=batch_id,
         status=str(status_row["status"]),
         total_files=status_row["totalFiles"],
         files_seen=int(totals["files"] or 0),
-        distributed=int(totals["distributed"] or 0),
-        terminal={k: v for k, v in terminal.items() if k != "None"},
-        unfinished=terminal.get("None", 0),
+        distributed=int(totals[ASSIGNMENT.name] or 0),
+        terminal={str(k): v for k, v in terminal.items() if k is not None},
+        unfinished=terminal.get(None, 0),
         stages=stages,
     )
 
 
-async def _grouped(conn: Any, column: str, batch_id: str, where: str = "1=1") -> dict[str, int]:
-    rows = await conn.execute(
-        text(
-            f"SELECT {column} AS k, COUNT(*) AS n FROM fileDistribution "
-            f"WHERE batchId = :b AND {where} GROUP BY {column}"
-        ),
-        {"b": batch_id},
-    )
-    return {str(r.k): int(r.n) for r in rows}
+async def _rows(conn: AsyncConnection, sql: str, batch_id: str) -> list[Any]:
+    return list((await conn.execute(text(sql), {"batch": batch_id})).mappings().all())
 
 
 def render(summary: BatchSummary) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from services.dashboard.summary import batch_summary
 from services.tracker.fold import TrackedEvent
 from services.tracker.migrate import migrate
 from services.tracker.store import make_engine
@@ -349,3 +350,34 @@ async def test_the_progress_view_agrees_with_the_tracker_mid_batch(db_url: str) 
         complete = r["resolved"] == r["knownFiles"] == r["totalFiles"]
         assert (r["stageStatus"] == "Complete") == complete, r
         assert (r["logged"] or 0) == r["resolved"] // 100 * 100, r
+
+
+async def test_batch_summary_counts_the_files_columns(dash_url: str) -> None:
+    """`batch_summary` (what the demo and the pipeline tests wait on) on the known batch."""
+    engine = make_engine(dash_url)
+    try:
+        summary = await batch_summary(engine, "dash")
+        stopped = await batch_summary(engine, "stopped")
+        assert await batch_summary(engine, "nope") is None
+    finally:
+        await engine.dispose()
+    assert summary is not None and stopped is not None
+    assert (summary.status, summary.total_files, summary.files_seen) == ("lidDone", 10, 10)
+    assert summary.distributed == 10
+    assert summary.terminal == {"done": 6, "skipped": 1, "failed": 2}
+    assert summary.unfinished == 1 and not summary.finished
+    assert [(s.stage, s.status, s.done, s.failed) for s in summary.stages] == [
+        ("denoise", "Complete", 9, 1),
+        ("ivr", "Complete", 9, 0),
+        ("lid", "Complete", 9, 0),
+        ("triage", "InProgress", 8, 0),
+        ("stt", "InProgress", 6, 1),
+        ("llm1", "InProgress", 6, 0),
+        ("llm2", "InProgress", 6, 0),
+    ]
+    assert (stopped.status, stopped.terminal, stopped.unfinished) == (
+        "Cancelled",
+        {"cancelled": 3},
+        0,
+    )
+    assert stopped.finished
