@@ -8,7 +8,7 @@ changes nothing.
 
 How a file counts for a stage (`outcome`):
 - finished: it finished the stage or any later one;
-- skipped: triage routed it out before the stage (stt, llm1, llm2);
+- skipped: triage routed it out before the stage (any stage after triage);
 - failed: its terminal state is failed at or before the stage;
 - cancelled: its batch was cancelled before the file got through the stage;
 - pending: none of these yet; it has *entered* the stage if it finished the stage before.
@@ -41,7 +41,7 @@ from services.tracker.rows import (
     LogRow,
     sha256_of,
 )
-from shared.stages import stage_index
+from shared.pipeline import PIPELINE, TRIAGE, index
 
 PENDING: Final = "Pending"
 IN_PROGRESS: Final = "InProgress"
@@ -50,26 +50,10 @@ CANCELLED: Final = "Cancelled"
 
 _T = TypeVar("_T", int, datetime)
 
-
-@dataclass(frozen=True)
-class BatchStage:
-    name: str  # the stage's name in events and logs
-    column: str  # its batchStatus column
-    done_value: str  # the batch's `status` once it and every earlier stage are Complete
-
-
-BATCH_STAGES: Final[tuple[BatchStage, ...]] = (
-    BatchStage("distribute", "dbInsertionStatus", "dbInsertionDone"),
-    BatchStage("denoise", "denoiseStatus", "denoiseDone"),
-    BatchStage("ivr", "ivrStatus", "ivrDone"),
-    BatchStage("lid", "lidStatus", "lidDone"),
-    BatchStage("triage", "triagingStatus", "triagingDone"),
-    BatchStage("stt", "sttStatus", "sttDone"),
-    BatchStage("llm1", "llm1Status", "llm1Done"),
-    BatchStage("llm2", "llm2Status", COMPLETE),
-)
-TRIAGE_INDEX: Final = stage_index("triage")
-LAST_INDEX: Final = stage_index("llm2")
+# Stage positions are shared.pipeline's: "distribute" is 0, the last stage len(PIPELINE) - 1.
+TRIAGE_INDEX: Final = index(TRIAGE)
+LAST_INDEX: Final = len(PIPELINE) - 1
+NOTHING: Final = -1  # the position of a file that has not been through any stage
 
 
 @dataclass(frozen=True)
@@ -77,57 +61,44 @@ class FileSignature:
     """A combination of a file's progress columns, and how many files of the batch have it."""
 
     count: int
-    assigned: bool = False  # the distributor chose its host (`ip` set)
-    denoise: bool = False
-    ivr: bool = False
-    lid: bool = False
-    stt: bool = False
-    llm1: bool = False
-    llm2: bool = False
+    # The stages its columns show it went through: a done flag set, or a decision made (the
+    # stage's `flag_column` / `decision_column` in shared/pipeline.py).
+    finished: frozenset[str] = frozenset()
     triage_route: str | None = None
     terminal_state: str | None = None
     failed_stage: str | None = None
     finished_at: datetime | None = None  # the latest `finishedAt` of these files
 
     def reached(self) -> int:
-        """Index of the furthest stage the file is known to have finished (-2: none)."""
-        reached = -1 if self.assigned else -2
-        for index, done in (
-            (0, self.denoise),
-            (1, self.ivr),
-            (2, self.lid),
-            (TRIAGE_INDEX, self.triage_route is not None),
-            (4, self.stt),
-            (5, self.llm1),
-            (LAST_INDEX, self.llm2 or self.terminal_state == "done"),
-        ):
-            if done:
-                reached = max(reached, index)
-        return reached
+        """Position of the furthest stage the file is known to have finished."""
+        if self.terminal_state == "done":  # only the last stage ends a file done
+            return LAST_INDEX
+        return max((index(stage) for stage in self.finished), default=NOTHING)
 
-    def outcome(self, index: int) -> str:
+    def outcome(self, position: int) -> str:
         """ "finished", "skipped", "failed", "cancelled" or "pending" for the stage at
-        `index`."""
-        if self.reached() >= index:
+        `position`."""
+        if self.reached() >= position:
             return "finished"
-        if self.triage_route == "skip" and index > TRIAGE_INDEX:
+        if self.triage_route == "skip" and position > TRIAGE_INDEX:
             return "skipped"
-        if self.terminal_state == "failed" and self._failed_index() <= index:
+        if self.terminal_state == "failed" and self._failed_index() <= position:
             return "failed"
         if self.terminal_state == "cancelled":
             return "cancelled"
         return "pending"
 
-    def entered(self, index: int) -> bool:
-        outcome = self.outcome(index)
+    def entered(self, position: int) -> bool:
+        outcome = self.outcome(position)
         if outcome == "finished":
             return True
         if outcome == "failed":
-            return self._failed_index() == index
-        return outcome in ("pending", "cancelled") and self.reached() >= index - 1
+            return self._failed_index() == position
+        return outcome in ("pending", "cancelled") and self.reached() >= position - 1
 
     def _failed_index(self) -> int:
-        return stage_index(self.failed_stage) if self.failed_stage else -1
+        # A failure that names no stage counts from the first one.
+        return index(self.failed_stage) if self.failed_stage else 0
 
 
 @dataclass(frozen=True)
@@ -145,13 +116,13 @@ class StageTally:
         return self.finished + self.skipped + self.failed
 
 
-def tally(signatures: Iterable[FileSignature], index: int) -> StageTally:
+def tally(signatures: Iterable[FileSignature], position: int) -> StageTally:
     counts = dict.fromkeys(("finished", "skipped", "failed", "cancelled", "pending"), 0)
     known = entered = 0
     for sig in signatures:
         known += sig.count
-        counts[sig.outcome(index)] += sig.count
-        entered += sig.count if sig.entered(index) else 0
+        counts[sig.outcome(position)] += sig.count
+        entered += sig.count if sig.entered(position) else 0
     return StageTally(
         known,
         entered,
@@ -171,11 +142,11 @@ def stage_status(t: StageTally, total_files: int | None) -> str:
 def overall_status(statuses: Mapping[str, str], cancelled: bool = False) -> str:
     """Pending, then the done value of the furthest stage that, with every earlier stage,
     is Complete; Complete when all are; Cancelled for a cancelled batch that is not."""
-    if cancelled and any(statuses[s.column] != COMPLETE for s in BATCH_STAGES):
+    if cancelled and any(statuses[s.status_column] != COMPLETE for s in PIPELINE):
         return CANCELLED
     status = PENDING
-    for stage in BATCH_STAGES:
-        if statuses[stage.column] != COMPLETE:
+    for stage in PIPELINE:
+        if statuses[stage.status_column] != COMPLETE:
             break
         status = stage.done_value
     return status
@@ -186,7 +157,7 @@ class BatchStatusRow:
     """A `batchStatus` row."""
 
     batch_id: str
-    statuses: tuple[tuple[str, str], ...]  # (column, value) in BATCH_STAGES order
+    statuses: tuple[tuple[str, str], ...]  # (column, value) in PIPELINE order
     status: str
     total_files: int | None
     known_files: int
@@ -236,9 +207,9 @@ def recompute(
     cancelled = cancelled_at is not None or (existing is not None and existing.cancelled)
     statuses: dict[str, str] = {}
     logs: list[LogRow] = []
-    for stage in BATCH_STAGES:
-        t = tally(sigs, stage_index(stage.name))
-        status = statuses[stage.column] = stage_status(t, total)
+    for position, stage in enumerate(PIPELINE):
+        t = tally(sigs, position)
+        status = statuses[stage.status_column] = stage_status(t, total)
         logs += _milestones(
             batch_id,
             stage.name,
@@ -261,7 +232,7 @@ def recompute(
             terminal_counts[sig.terminal_state] += sig.count
     row = BatchStatusRow(
         batch_id=batch_id,
-        statuses=tuple((s.column, statuses[s.column]) for s in BATCH_STAGES),
+        statuses=tuple((s.status_column, statuses[s.status_column]) for s in PIPELINE),
         status=status,
         total_files=total,
         known_files=sum(sig.count for sig in sigs),

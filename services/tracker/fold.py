@@ -17,7 +17,6 @@ from pydantic_core import to_json
 from services.tracker.rows import (
     FILE_ERROR,
     FILE_START,
-    FLAG_OF_STAGE,
     AttemptRow,
     DeadLetterRow,
     FileChange,
@@ -42,23 +41,24 @@ from shared.events import (
     FileStageCompleted,
     FileUploaded,
 )
-from shared.stages import STAGES
-
-# The stage a file enters when it finished a stage (for file_start rows).
-NEXT_STAGE: Final[dict[str, str]] = {
-    "distribute": "denoise",
-    "denoise": "ivr",
-    "ivr": "lid",
-    "lid": "triage",
-    "triage": "stt",
-    "stt": "llm1",
-    "llm1": "llm2",
-}
+from shared.pipeline import PIPELINE, TRIAGE, following
 
 TRACKER_CONSUMER: Final = "tracker"
 
 NO_FLAGS: Final[frozenset[str]] = frozenset()
-FLAGS_OF_STAGE: Final = {stage: frozenset({flag}) for stage, flag in FLAG_OF_STAGE.items()}
+FLAGS_OF_STAGE: Final = {
+    s.name: frozenset({s.flag_column}) for s in PIPELINE if s.flag_column is not None
+}
+# A file that finishes the last stage is done.
+LAST_STAGE: Final = PIPELINE[-1].name
+# The stage that reads a topic, by the topic's first name after the prefix: the first stage
+# reads the uploads, every other one the topic named after it (per host or not).
+STAGE_OF_TOPIC_HEAD: Final[dict[str, str]] = {
+    "uploads": PIPELINE[0].name,
+    **{s.name: s.name for s in PIPELINE[1:]},
+    "done": "done",
+    "failed": "failed",
+}
 
 Decoded = FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
 
@@ -131,9 +131,9 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
     ctx = ev.context
     triage = ctx.triage
     terminal: str | None = None
-    if ev.stage == "llm2":
+    if ev.stage == LAST_STAGE:
         terminal = "done"
-    elif ev.stage == "triage" and triage is not None and triage.route == "skip":
+    elif ev.stage == TRIAGE and triage is not None and triage.route == "skip":
         terminal = "skipped"
     changes.add_file(
         FileChange(
@@ -155,9 +155,10 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
     )
     for attempt in ev.attempts:
         changes.add_attempt(_attempt_row(ev.batch_id, ev.file_name, ev.stage, attempt))
-    following = NEXT_STAGE.get(ev.stage)
-    if log_file_start and following and terminal is None:
-        changes.add_log(_file_start(ev.batch_id, following, ev.file_name, at))
+    if log_file_start and terminal is None:
+        entered = following(ev.stage)  # the stage the file enters next
+        if entered is not None:
+            changes.add_log(_file_start(ev.batch_id, entered.name, ev.file_name, at))
 
 
 def _failed(changes: PollChanges, ev: FileFailed) -> None:
@@ -292,9 +293,7 @@ def stage_of_topic(topic: str, topic_prefix: str) -> str | None:
     if not topic.startswith(topic_prefix + "."):
         return None
     head = topic[len(topic_prefix) + 1 :].split(".", 1)[0]
-    if head == "uploads":
-        return "distribute"
-    return head if head in (*STAGES, "done", "failed") else None
+    return STAGE_OF_TOPIC_HEAD.get(head)
 
 
 def _ids_from_raw(raw: bytes | None) -> tuple[str | None, str | None]:

@@ -14,15 +14,6 @@ from typing import Final
 # so done/skipped win over failed whatever order the events arrive in.
 TERMINAL_RANK: Final[dict[str, int]] = {"cancelled": 1, "failed": 2, "skipped": 3, "done": 4}
 
-FLAG_OF_STAGE: Final[dict[str, str]] = {
-    "denoise": "denoiseDone",
-    "ivr": "ivrDone",
-    "lid": "lidDone",
-    "stt": "sttDone",
-    "llm1": "llm1Done",
-    "llm2": "llm2Done",
-}
-
 # batchExecutionLog event types (the seed's EventLogger).
 STAGE_START = "stage_start"
 STAGE_PROGRESS = "stage_progress"

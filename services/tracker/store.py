@@ -36,14 +36,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.dml import Insert
 
 from services.tracker.batch_status import (
-    BATCH_STAGES,
     BatchStatusRow,
     FileSignature,
     LoggedMilestones,
     recompute,
 )
 from services.tracker.rows import (
-    FLAG_OF_STAGE,
     STAGE_COMPLETE,
     STAGE_PROGRESS,
     STAGE_START,
@@ -56,13 +54,13 @@ from services.tracker.rows import (
     file_key,
 )
 from services.tracker.tables import (
-    FLAG_COLUMNS,
     batch_execution_log,
     batch_status,
     dead_letters,
     file_distribution,
     processing_logs,
 )
+from shared.pipeline import FLAG_COLUMNS, PIPELINE
 
 Params = dict[str, Any]
 
@@ -205,33 +203,34 @@ async def _signatures(
     conn: AsyncConnection, batch_ids: list[str]
 ) -> dict[str, list[FileSignature]]:
     t = file_distribution
-    assigned = case((t.c.ip.is_not(None), literal_column("1")), else_=literal_column("0"))
-    flags = [func.coalesce(t.c[name], literal_column("0")) for name in FLAG_COLUMNS]
-    keys = [t.c.batchId, assigned, *flags, t.c.triageRoute, t.c.terminalState, t.c.failedStage]
+    one: ColumnElement[Any] = literal_column("1")
+    zero: ColumnElement[Any] = literal_column("0")
+    # Per stage, 1 when the file's columns show it went through: its flag, or its decision.
+    through = [
+        func.coalesce(t.c[s.flag_column], zero)
+        if s.flag_column is not None
+        else case((t.c[str(s.decision_column)].is_not(None), one), else_=zero)
+        for s in PIPELINE
+    ]
+    keys = [t.c.batchId, *through, t.c.triageRoute, t.c.terminalState, t.c.failedStage]
     query = (
         select(*keys, func.count(), func.max(t.c.finishedAt))
         .where(t.c.batchId.in_(batch_ids))
         .group_by(*keys)
     )
     result: dict[str, list[FileSignature]] = {}
-    flag_fields = [
-        stage
-        for stage, _ in sorted(FLAG_OF_STAGE.items(), key=lambda kv: FLAG_COLUMNS.index(kv[1]))
-    ]
     for row in await conn.execute(query):
         values: tuple[Any, ...] = tuple(row)
-        batch_id, is_assigned = values[0], values[1]
-        flag_values = values[2 : 2 + len(FLAG_COLUMNS)]
+        batch_id, marks = values[0], values[1 : 1 + len(PIPELINE)]
         route, terminal, failed_stage, count, finished_at = values[-5:]
         result.setdefault(batch_id, []).append(
             FileSignature(
                 count=int(count),
-                assigned=bool(is_assigned),
+                finished=frozenset(s.name for s, mark in zip(PIPELINE, marks, strict=True) if mark),
                 triage_route=route,
                 terminal_state=terminal,
                 failed_stage=failed_stage,
                 finished_at=finished_at,
-                **{stage: bool(v) for stage, v in zip(flag_fields, flag_values, strict=True)},
             )
         )
     return result
@@ -483,7 +482,7 @@ def _batch_params(r: BatchStatusRow) -> Params:
 def _batch_row(m: RowMapping) -> BatchStatusRow:
     return BatchStatusRow(
         batch_id=m["batchId"],
-        statuses=tuple((s.column, m[s.column] or "Pending") for s in BATCH_STAGES),
+        statuses=tuple((s.status_column, m[s.status_column] or "Pending") for s in PIPELINE),
         status=m["status"] or "Pending",
         total_files=m["totalFiles"],
         known_files=m["knownFiles"] or 0,

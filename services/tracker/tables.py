@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from shared import pipeline
+
 _MYSQL = ("mysql", "mariadb")
 
 # Event times keep their microseconds so a replay writes the very same values.
@@ -30,17 +32,10 @@ Flag = Integer().with_variant(mysql.TINYINT(display_width=1), *_MYSQL)
 LongText = Text().with_variant(mysql.LONGTEXT(), *_MYSQL)
 Key = CHAR(64)  # sha256 hex
 
-FLAG_COLUMNS = ("denoiseDone", "ivrDone", "lidDone", "sttDone", "llm1Done", "llm2Done")
-STATUS_COLUMNS = (
-    "dbInsertionStatus",
-    "denoiseStatus",
-    "ivrStatus",
-    "lidStatus",
-    "triagingStatus",
-    "sttStatus",
-    "llm1Status",
-    "llm2Status",
-)
+# One done flag (fileDistribution) and one status column (batchStatus) per stage, from the
+# pipeline's table; a new stage's columns come with a migration of their own.
+FLAG_COLUMNS = pipeline.FLAG_COLUMNS
+STATUS_COLUMNS = pipeline.STATUS_COLUMNS
 
 metadata = MetaData()
 
@@ -49,6 +44,7 @@ file_distribution = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("file", Text, nullable=False),
+    # In the seed's column order: denoiseDone first, the other flags after batchId.
     Column("denoiseDone", Flag, server_default="0"),
     Column("ip", String(255)),
     Column("batchId", String(64), nullable=False),

@@ -11,50 +11,36 @@ from services.tracker.batch_status import (
     tally,
 )
 from services.tracker.rows import BatchTouch
-from shared.stages import stage_index
+from services.tracker.tables import batch_status, file_distribution
+from shared.pipeline import PIPELINE, index
 
 T = datetime(2026, 1, 15, 12, 0)
 TOUCH = BatchTouch(first_at=T, last_at=T)
-ALL_FLAGS = dict(assigned=True, denoise=True, ivr=True, lid=True, stt=True, llm1=True)
+
+
+def through(stage: str) -> frozenset[str]:
+    """Every stage up to and including `stage`."""
+    return frozenset(s.name for s in PIPELINE[: index(stage) + 1])
+
+
+def before(stage: str) -> frozenset[str]:
+    return frozenset(s.name for s in PIPELINE[: index(stage)])
 
 
 def done(count: int) -> FileSignature:
-    return FileSignature(
-        count,
-        **ALL_FLAGS,
-        llm2=True,
-        triage_route="stt",  # type: ignore[arg-type]
-        terminal_state="done",
-    )
+    return FileSignature(count, through("llm2"), triage_route="stt", terminal_state="done")
 
 
 def skipped(count: int) -> FileSignature:
-    return FileSignature(
-        count,
-        assigned=True,
-        denoise=True,
-        ivr=True,
-        lid=True,
-        triage_route="skip",
-        terminal_state="skipped",
-    )
+    return FileSignature(count, through("triage"), triage_route="skip", terminal_state="skipped")
 
 
 def failed_at(stage: str, count: int = 1) -> FileSignature:
     """Files that finished every stage before `stage`, then failed there."""
-    flags = {
-        name: stage_index(name) < stage_index(stage)
-        for name in ("denoise", "ivr", "lid", "stt", "llm1")
-    }
-    route = "stt" if stage_index(stage) > stage_index("triage") else None
+    route = "stt" if index(stage) > index("triage") else None
     return FileSignature(
-        count,
-        assigned=True,
-        triage_route=route,
-        terminal_state="failed",
-        failed_stage=stage,
-        **flags,
-    )  # type: ignore[arg-type]
+        count, before(stage), triage_route=route, terminal_state="failed", failed_stage=stage
+    )
 
 
 def statuses(row: BatchStatusRow) -> dict[str, str]:
@@ -107,7 +93,7 @@ def test_failures_and_skips_resolve_later_stages() -> None:
 
 
 def test_a_stage_waits_for_files_still_in_it() -> None:
-    in_ivr = FileSignature(1, assigned=True, denoise=True)
+    in_ivr = FileSignature(1, through("denoise"))
     sigs = [done(3), failed_at("denoise"), in_ivr]
     row, _ = recompute("b", None, closed(5), sigs, {}, 100)
     s = statuses(row)
@@ -120,34 +106,29 @@ def test_a_stage_waits_for_files_still_in_it() -> None:
 
 
 def test_triage_skips_count_as_finished_for_stt_and_after() -> None:
-    t = tally([skipped(4), done(1)], stage_index("stt"))
+    t = tally([skipped(4), done(1)], index("stt"))
     assert (t.finished, t.skipped, t.entered, t.resolved) == (1, 4, 1, 5)
-    t = tally([skipped(4)], stage_index("triage"))
+    t = tally([skipped(4)], index("triage"))
     assert (t.finished, t.skipped) == (4, 0)
 
 
 def test_entered_means_finished_the_stage_before() -> None:
-    waiting = FileSignature(2, assigned=True)  # distributed, denoise not finished
-    assert tally([waiting], stage_index("denoise")).entered == 2
-    assert tally([waiting], stage_index("ivr")).entered == 0
-    assert stage_status(tally([waiting], stage_index("ivr")), 2) == "Pending"
-    assert tally([failed_at("lid")], stage_index("lid")).entered == 1
+    waiting = FileSignature(2, through("distribute"))  # denoise not finished
+    assert tally([waiting], index("denoise")).entered == 2
+    assert tally([waiting], index("ivr")).entered == 0
+    assert stage_status(tally([waiting], index("ivr")), 2) == "Pending"
+    assert tally([failed_at("lid")], index("lid")).entered == 1
 
 
 def test_a_later_flag_implies_the_earlier_stages() -> None:
     # The llm1 event was applied before the lid event still behind on its partition.
-    ahead = FileSignature(1, assigned=True, llm1=True, triage_route="stt")
-    assert tally([ahead], stage_index("lid")).finished == 1
+    ahead = FileSignature(1, frozenset({"distribute", "triage", "llm1"}), triage_route="stt")
+    assert tally([ahead], index("lid")).finished == 1
 
 
 def test_done_wins_over_failed() -> None:
     retried = FileSignature(
-        1,
-        **ALL_FLAGS,
-        llm2=True,
-        triage_route="stt",  # type: ignore[arg-type]
-        terminal_state="done",
-        failed_stage="ivr",
+        1, through("llm2"), triage_route="stt", terminal_state="done", failed_stage="ivr"
     )
     row, _ = recompute("b", None, closed(1), [retried], {}, 100)
     assert (row.failed_files, row.done_files, row.status) == (0, 1, "Complete")
@@ -175,10 +156,7 @@ def test_ten_thousand_files_give_a_hundred_progress_rows_per_stage() -> None:
 
 
 def test_milestones_already_logged_are_not_logged_again() -> None:
-    everything = {
-        s: LoggedMilestones(True, True, 3)
-        for s in ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
-    }
+    everything = {s.name: LoggedMilestones(True, True, 3) for s in PIPELINE}
     _, logs = recompute("b", None, closed(3), [done(3)], everything, 1)
     assert logs == []
 
@@ -223,11 +201,7 @@ def test_milestones_are_stamped_with_the_batchs_latest_event_time() -> None:
 
 def cancelled_files(count: int, reached: str) -> FileSignature:
     """Files that finished every stage up to `reached`, then their batch was cancelled."""
-    flags = {
-        name: stage_index(name) <= stage_index(reached)
-        for name in ("denoise", "ivr", "lid", "stt", "llm1")
-    }
-    return FileSignature(count, assigned=True, terminal_state="cancelled", **flags)  # type: ignore[arg-type]
+    return FileSignature(count, through(reached), terminal_state="cancelled")
 
 
 def cancel(at: datetime, reason: str = "operator") -> BatchTouch:
@@ -254,8 +228,8 @@ def test_a_cancelled_batch_shows_where_it_stopped() -> None:
         "denoise",
         "ivr",
     }
-    assert tally(sigs, stage_index("lid")).cancelled == 3
-    assert tally(sigs, stage_index("lid")).failed == 0
+    assert tally(sigs, index("lid")).cancelled == 3
+    assert tally(sigs, index("lid")).failed == 0
 
 
 def test_cancellation_sticks_and_the_first_one_counts() -> None:
@@ -278,3 +252,18 @@ def test_a_cancel_that_came_too_late_leaves_the_batch_complete() -> None:
     old = BatchStatusRow(**{**row.__dict__, "status": "Cancelled", "cancelled_at": None})
     row, _ = recompute("b", old, TOUCH, [done(1)], {}, 100)
     assert row.status == "Cancelled"
+
+
+def test_a_stage_is_known_by_its_position_in_the_pipeline() -> None:
+    # Only the last stage ends a file done, whatever its flags say.
+    assert FileSignature(1, terminal_state="done").reached() == len(PIPELINE) - 1
+    assert FileSignature(1).reached() == -1
+    assert FileSignature(1, through("lid")).outcome(index("lid")) == "finished"
+    assert FileSignature(1, through("lid")).entered(index("triage"))
+
+
+def test_every_stage_has_its_columns() -> None:
+    for s in PIPELINE:
+        assert s.status_column in batch_status.c
+        assert (s.flag_column is None) != (s.decision_column is None), s
+        assert (s.flag_column or s.decision_column) in file_distribution.c
