@@ -10,11 +10,11 @@ import sys
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.tracker.engine import make_engine
 from services.tracker.kill_switch import kill_after_polls
 from services.tracker.migrate import migrate
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
-from services.tracker.store import make_engine
 from shared.kafka import make_consumer
 from shared.logging import configure_logging
 from shared.observability.consumers import AiokafkaView

@@ -2,38 +2,18 @@
 
 Per poll, whatever its size: a locking read of the touched batches' `batchStatus` rows
 (inserted first only for a new batch), one upsert of `fileDistribution` (a row per file,
-merged in Python first), insert-ignores of `processing_logs`, `deadLetters` and
+merged in Python first; upserts.py), insert-ignores of `processing_logs`, `deadLetters` and
 `batchExecutionLog`, one grouped SELECT of the touched batches' files, one upsert of
 `batchStatus`. Every statement is idempotent (flags only set, set-once values kept, counts
 recomputed), so a replayed poll writes nothing new. MySQL/MariaDB and SQLite differ only in
-upsert syntax; on MySQL the bulk statements go to the driver precompiled (`_execute_many`).
+upsert syntax; on MySQL the bulk statements go to the driver precompiled (bulk_insert.py).
 """
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
-from operator import itemgetter
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import (
-    ColumnElement,
-    Table,
-    and_,
-    bindparam,
-    case,
-    func,
-    insert,
-    literal_column,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects.mysql import insert as mysql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect, RowMapping, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import ColumnElement, bindparam, case, func, literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tracker.batch_status import (
     BatchStatusRow,
@@ -41,17 +21,21 @@ from services.tracker.batch_status import (
     LoggedMilestones,
     recompute,
 )
+from services.tracker.bulk_insert import Params, execute_many, insert_ignore
+from services.tracker.columns import (
+    ATTEMPT,
+    DEAD_LETTER,
+    LOG,
+    batch_params,
+    batch_row,
+    file_params,
+)
 from services.tracker.rows import (
     STAGE_COMPLETE,
     STAGE_PROGRESS,
     STAGE_START,
-    TERMINAL_RANK,
-    AttemptRow,
-    DeadLetterRow,
-    FileChange,
     LogRow,
     PollChanges,
-    file_key,
 )
 from services.tracker.tables import (
     batch_execution_log,
@@ -60,23 +44,8 @@ from services.tracker.tables import (
     file_distribution,
     processing_logs,
 )
-from shared.pipeline import FLAG_COLUMNS, PIPELINE
-
-Params = dict[str, Any]
-
-
-def is_mysql(url: str) -> bool:
-    return make_url(url).get_backend_name() in ("mysql", "mariadb")
-
-
-def make_engine(url: str) -> AsyncEngine:
-    if is_mysql(url):
-        # READ COMMITTED: the counts read after taking the batches' row locks see every
-        # commit of another tracker instance (REPEATABLE READ would show a stale snapshot).
-        return create_async_engine(
-            url, isolation_level="READ COMMITTED", pool_pre_ping=True, pool_recycle=1800
-        )
-    return create_async_engine(url, connect_args={"timeout": 30})
+from services.tracker.upserts import batch_upsert, file_upsert
+from shared.pipeline import PIPELINE
 
 
 async def apply_changes(
@@ -87,17 +56,17 @@ async def apply_changes(
     batch_ids = sorted(changes.batches)
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
     if changes.files:
-        files = [_file_params(c) for c in changes.files.values()]
-        await _execute_many(conn, "upsert fileDistribution", partial(_file_upsert, mysql), files)
+        files = [file_params(c) for c in changes.files.values()]
+        await execute_many(conn, "upsert fileDistribution", partial(file_upsert, mysql), files)
     await _cancel_unfinished_files(conn, changes, existing)
-    await _insert_ignore(
-        conn, processing_logs, [_attempt_params(a) for a in changes.attempts.values()], mysql
+    await insert_ignore(
+        conn, processing_logs, [ATTEMPT.params(a) for a in changes.attempts.values()], mysql
     )
-    await _insert_ignore(
-        conn, dead_letters, [_letter_params(d) for d in changes.dead_letters.values()], mysql
+    await insert_ignore(
+        conn, dead_letters, [DEAD_LETTER.params(d) for d in changes.dead_letters.values()], mysql
     )
-    await _insert_ignore(
-        conn, batch_execution_log, [_log_params(r) for r in changes.logs.values()], mysql
+    await insert_ignore(
+        conn, batch_execution_log, [LOG.params(r) for r in changes.logs.values()], mysql
     )
     if not batch_ids:
         return
@@ -116,9 +85,9 @@ async def apply_changes(
         )
         rows.append(row)
         milestones += logs
-    params = [_batch_params(r) for r in rows]
-    await _execute_many(conn, "upsert batchStatus", partial(_batch_upsert, mysql), params)
-    await _insert_ignore(conn, batch_execution_log, [_log_params(r) for r in milestones], mysql)
+    params = [batch_params(r) for r in rows]
+    await execute_many(conn, "upsert batchStatus", partial(batch_upsert, mysql), params)
+    await insert_ignore(conn, batch_execution_log, [LOG.params(r) for r in milestones], mysql)
 
 
 async def _lock_batches(
@@ -142,12 +111,12 @@ async def _lock_batches(
     if not batch_ids:
         return {}
     if not mysql:
-        await _insert_ignore(conn, batch_status, _new_batch_rows(changes, batch_ids), mysql)
+        await insert_ignore(conn, batch_status, _new_batch_rows(changes, batch_ids), mysql)
         return await _select_for_update(conn, batch_ids)
     existing = await _select_for_update(conn, batch_ids)
     missing = [b for b in batch_ids if b not in existing]
     if missing:
-        await _insert_ignore(conn, batch_status, _new_batch_rows(changes, missing), mysql)
+        await insert_ignore(conn, batch_status, _new_batch_rows(changes, missing), mysql)
         existing.update(await _select_for_update(conn, missing))
     return existing
 
@@ -172,7 +141,7 @@ async def _select_for_update(
         .order_by(batch_status.c.batchId)
         .with_for_update()
     )
-    return {row.batchId: _batch_row(row._mapping) for row in await conn.execute(query)}
+    return {row.batchId: batch_row(row._mapping) for row in await conn.execute(query)}
 
 
 async def _cancel_unfinished_files(
@@ -262,292 +231,3 @@ async def _logged_milestones(
             m = LoggedMilestones(m.started, m.completed, int(processed or 0))
         stages[stage] = m
     return found
-
-
-async def _insert_ignore(
-    conn: AsyncConnection, table: Table, rows: Sequence[Params], mysql: bool
-) -> None:
-    if not rows:
-        return
-
-    def statement() -> Insert:
-        if mysql:
-            return insert(table).prefix_with("IGNORE")
-        return sqlite_insert(table).on_conflict_do_nothing()
-
-    await _execute_many(conn, f"insert ignore {table.name}", statement, rows)
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A statement compiled once for a dialect, and how to put a row's values in its order."""
-
-    sql: str
-    values: Callable[[Params], tuple[Any, ...]]
-
-
-# Per dialect (one per engine) and statement: compiled SQL, or None where SQLAlchemy must run it.
-_prepared: "WeakKeyDictionary[Dialect, dict[tuple[str, tuple[str, ...]], _Prepared | None]]" = (
-    WeakKeyDictionary()
-)
-
-
-async def _execute_many(
-    conn: AsyncConnection, name: str, statement: Callable[[], Insert], rows: Sequence[Params]
-) -> None:
-    """`conn.execute(statement(), rows)`, without SQLAlchemy's work per row.
-
-    With MySQL's positional parameters and no type that converts a value on its way in (every
-    column here), SQLAlchemy hands the driver the compiled SQL and each row's values in order;
-    so do we, from a statement compiled once, and skip building, caching and walking its
-    parameters for every row. The driver then sends the rows in a few multi-row statements,
-    as it did. Anything else (SQLite's named parameters) goes through SQLAlchemy.
-    """
-    if not rows:
-        return
-    dialect = conn.dialect
-    key = (name, tuple(rows[0]))
-    cache = _prepared.setdefault(dialect, {})
-    if key not in cache:
-        cache[key] = _prepare(statement(), dialect, key[1])
-    prepared = cache[key]
-    if prepared is None:
-        await conn.execute(statement(), list(rows))
-    else:
-        await conn.exec_driver_sql(prepared.sql, [prepared.values(row) for row in rows])
-
-
-def _prepare(statement: Insert, dialect: Dialect, keys: tuple[str, ...]) -> _Prepared | None:
-    if dialect.paramstyle != "format" or len(keys) < 2:
-        return None
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    names = compiled.positiontup or []
-    binds = [compiled.binds[name] for name in names]
-    if set(names) != set(keys) or any(
-        b.type.dialect_impl(dialect).bind_processor(dialect) is not None for b in binds
-    ):
-        return None
-    return _Prepared(compiled.string, itemgetter(*names))
-
-
-# --- fileDistribution -------------------------------------------------------------------
-
-
-def _file_upsert(mysql: bool) -> Insert:
-    """INSERT ... ON DUPLICATE KEY UPDATE (MySQL) / ON CONFLICT DO UPDATE (SQLite), the same
-    merge as `FileChange.merge`.
-
-    MySQL evaluates the assignments left to right and a later one sees the columns already
-    assigned, so a column is always assigned after every column whose old value it reads
-    (finishedAt before terminalState, failedStage before failedAt, ...). SQLite reads old
-    values throughout, so the same order is right for both.
-    """
-    t = file_distribution
-    if mysql:
-        my = mysql_insert(t)
-        return my.on_duplicate_key_update(_file_assignments(my.inserted))
-    lite = sqlite_insert(t)
-    return lite.on_conflict_do_update(
-        index_elements=[t.c.batchId, t.c.fileKey], set_=dict(_file_assignments(lite.excluded))
-    )
-
-
-def _file_assignments(new: Any) -> list[tuple[str, ColumnElement[Any]]]:
-    old = file_distribution.c
-    one: ColumnElement[Any] = literal_column("1")
-    zero: ColumnElement[Any] = literal_column("0")
-
-    def set_once(name: str) -> ColumnElement[Any]:
-        return func.coalesce(old[name], new[name])
-
-    def earliest(name: str) -> ColumnElement[Any]:
-        return case(
-            (old[name].is_(None), new[name]), (new[name] < old[name], new[name]), else_=old[name]
-        )
-
-    def latest(name: str) -> ColumnElement[Any]:
-        return case(
-            (old[name].is_(None), new[name]), (new[name] > old[name], new[name]), else_=old[name]
-        )
-
-    new_terminal_wins = _rank(new["terminalState"]) > _rank(old.terminalState)
-    same_terminal = and_(
-        new["terminalState"].is_not(None), new["terminalState"] == old.terminalState
-    )
-    newer_failure = and_(
-        new["failedAt"].is_not(None), or_(old.failedAt.is_(None), new["failedAt"] > old.failedAt)
-    )
-    first_triage = and_(old.triageRoute.is_(None), new["triageRoute"].is_not(None))
-
-    def when(condition: ColumnElement[bool], name: str) -> ColumnElement[Any]:
-        return case((condition, new[name]), else_=old[name])
-
-    return [
-        (
-            "finishedAt",
-            case(
-                (new_terminal_wins, new["finishedAt"]),
-                (same_terminal, earliest("finishedAt")),
-                else_=old.finishedAt,
-            ),
-        ),
-        ("terminalState", when(new_terminal_wins, "terminalState")),
-        ("failedStage", when(newer_failure, "failedStage")),
-        ("failedError", when(newer_failure, "failedError")),
-        ("failedAt", when(newer_failure, "failedAt")),
-        ("triageRule", when(first_triage, "triageRule")),
-        ("triageReason", when(first_triage, "triageReason")),
-        ("triageRoute", set_once("triageRoute")),
-        ("audioUri", set_once("audioUri")),
-        ("ip", set_once("ip")),
-        *(
-            (name, case((new[name] == one, one), else_=func.coalesce(old[name], zero)))
-            for name in FLAG_COLUMNS
-        ),
-        ("createdAt", earliest("createdAt")),
-        ("updatedAt", latest("updatedAt")),
-    ]
-
-
-def _rank(state: ColumnElement[Any]) -> ColumnElement[int]:
-    # Constants inline, not bound: MySQL's executemany rewrite cannot bind in the UPDATE part.
-    return case(
-        *(
-            (state == literal_column(f"'{name}'"), literal_column(str(rank)))
-            for name, rank in TERMINAL_RANK.items()
-        ),
-        else_=literal_column("0"),
-    )
-
-
-def _file_params(c: FileChange) -> Params:
-    params: Params = {
-        "batchId": c.batch_id,
-        "file": c.file_name,
-        "fileKey": file_key(c.file_name),
-        "audioUri": c.audio_uri,
-        "ip": c.ip,
-        "terminalState": c.terminal_state,
-        "finishedAt": c.finished_at,
-        "failedStage": c.failed_stage,
-        "failedError": c.failed_error,
-        "failedAt": c.failed_at,
-        "triageRoute": c.triage_route,
-        "triageRule": c.triage_rule,
-        "triageReason": c.triage_reason,
-        "createdAt": c.created_at,
-        "updatedAt": c.updated_at,
-    }
-    for name in FLAG_COLUMNS:
-        params[name] = 1 if name in c.flags else 0
-    return params
-
-
-# --- batchStatus ------------------------------------------------------------------------
-
-
-def _batch_upsert(mysql: bool) -> Insert:
-    # Every value was computed under the batch's row lock: the update simply overwrites.
-    columns = [c.name for c in batch_status.c if c.name not in ("id", "batchId")]
-    if mysql:
-        my = mysql_insert(batch_status)
-        return my.on_duplicate_key_update([(name, my.inserted[name]) for name in columns])
-    lite = sqlite_insert(batch_status)
-    return lite.on_conflict_do_update(
-        index_elements=[batch_status.c.batchId],
-        set_={name: lite.excluded[name] for name in columns},
-    )
-
-
-def _batch_params(r: BatchStatusRow) -> Params:
-    return {
-        "batchId": r.batch_id,
-        **dict(r.statuses),
-        "status": r.status,
-        "totalFiles": r.total_files,
-        "knownFiles": r.known_files,
-        "doneFiles": r.done_files,
-        "skippedFiles": r.skipped_files,
-        "failedFiles": r.failed_files,
-        "createdAt": r.created_at,
-        "updatedAt": r.updated_at,
-        "closedAt": r.closed_at,
-        "completedAt": r.completed_at,
-        "cancelledFiles": r.cancelled_files,
-        "cancelledAt": r.cancelled_at,
-        "cancelReason": r.cancel_reason,
-    }
-
-
-def _batch_row(m: RowMapping) -> BatchStatusRow:
-    return BatchStatusRow(
-        batch_id=m["batchId"],
-        statuses=tuple((s.status_column, m[s.status_column] or "Pending") for s in PIPELINE),
-        status=m["status"] or "Pending",
-        total_files=m["totalFiles"],
-        known_files=m["knownFiles"] or 0,
-        done_files=m["doneFiles"] or 0,
-        skipped_files=m["skippedFiles"] or 0,
-        failed_files=m["failedFiles"] or 0,
-        created_at=m["createdAt"],
-        updated_at=m["updatedAt"],
-        closed_at=m["closedAt"],
-        completed_at=m["completedAt"],
-        cancelled_files=m["cancelledFiles"] or 0,
-        cancelled_at=m["cancelledAt"],
-        cancel_reason=m["cancelReason"],
-    )
-
-
-# --- log tables -------------------------------------------------------------------------
-
-
-def _attempt_params(a: AttemptRow) -> Params:
-    return {
-        "attemptKey": a.attempt_key,
-        "call_id": a.call_id,
-        "batch_id": a.batch_id,
-        "stage_name": a.stage_name,
-        "status": a.status,
-        "error_message": a.error_message,
-        "input_payload": a.input_payload,
-        "output_payload": a.output_payload,
-        "attempt": a.attempt,
-        "host": a.host,
-        "errorKind": a.error_kind,
-        "startedAt": a.started_at,
-        "durationMs": a.duration_ms,
-    }
-
-
-def _log_params(r: LogRow) -> Params:
-    return {
-        "eventKey": r.event_key,
-        "batchId": r.batch_id,
-        "stage": r.stage,
-        "eventType": r.event_type,
-        "fileName": r.file_name,
-        "status": r.status,
-        "totalFiles": r.total_files,
-        "processedFiles": r.processed_files,
-        "failedFiles": r.failed_files,
-        "skippedFiles": r.skipped_files,
-        "createdAt": r.created_at,
-    }
-
-
-def _letter_params(d: DeadLetterRow) -> Params:
-    return {
-        "letterKey": d.letter_key,
-        "sourceTopic": d.source_topic,
-        "sourcePartition": d.source_partition,
-        "sourceOffset": d.source_offset,
-        "stage": d.stage,
-        "consumer": d.consumer,
-        "error": d.error,
-        "batchId": d.batch_id,
-        "fileName": d.file_name,
-        "keyB64": d.key_b64,
-        "valueB64": d.value_b64,
-        "createdAt": d.created_at,
-    }

@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import text
 
 from services.dashboard.summary import batch_summary
+from services.tracker.engine import make_engine
 from services.tracker.fold import TrackedEvent
 from services.tracker.migrate import migrate
-from services.tracker.store import make_engine
 from shared.events import (
     Attempt,
     BatchCancelled,

@@ -19,11 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.tracker.engine import make_engine
 from services.tracker.main import run
 from services.tracker.migrate import migrate
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
-from services.tracker.store import make_engine
 from shared.settings import GpuHost
 from tests.tracker_scenario import (
     HOSTS,

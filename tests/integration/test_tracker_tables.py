@@ -15,13 +15,13 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.event import listen
 
-from services.tracker import store
+from services.tracker import bulk_insert
+from services.tracker.engine import make_engine
 from services.tracker.fold import TrackedEvent
 from services.tracker.main import run
 from services.tracker.migrate import migrate
 from services.tracker.service import Tracker
 from services.tracker.settings import TrackerSettings
-from services.tracker.store import make_engine
 from services.tracker.tables import (
     batch_execution_log,
     batch_status,
@@ -287,12 +287,12 @@ async def test_mysql_bulk_writes_match_sqlalchemys_own(
     tables = []
     for precompiled in (True, False):
         if not precompiled:
-            monkeypatch.setattr(store, "_prepare", lambda *args: None)
+            monkeypatch.setattr(bulk_insert, "_prepare", lambda *args: None)
         engine = make_engine(mariadb_url)
         try:
             await empty(engine)
             await apply_in_polls(tracker_for(engine), tracked(sc), lambda: 80)
-            prepared = store._prepared[engine.sync_engine.dialect]
+            prepared = bulk_insert._prepared[engine.sync_engine.dialect]
             assert len(prepared) >= 5
             assert (
                 set(prepared.values()) == {None}

@@ -14,8 +14,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
+from services.tracker.engine import make_engine
 from services.tracker.migrate import migrate
-from services.tracker.store import make_engine
 from services.tracker.tables import batch_execution_log, batch_status, processing_logs
 from shared.events import FileFailed, FileStageCompleted
 from tests.tracker_scenario import STAGES, apply_in_polls, build_scenario, tracked, tracker_for
