@@ -326,7 +326,7 @@ async def test_slowest_files(dash_url: str) -> None:
 
 async def test_the_progress_view_agrees_with_the_tracker_mid_batch(db_url: str) -> None:
     """Half a batch in: the view's counts give the statuses and the progress milestones the
-    tracker computed in Python (progress.py) for every stage."""
+    tracker computed in Python (batch_status.py) for every stage."""
     await migrate(db_url)
     sc = build_scenario(n=300)
     events = tracked(sc)
