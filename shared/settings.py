@@ -110,6 +110,17 @@ class CommonSettings(BaseSettings):
         description="How often consumer lag and readiness (broker, database) are refreshed",
     )
 
+    offset_metadata_max_bytes: int = Field(
+        default=4096,
+        ge=64,
+        le=1024 * 1024,
+        description=(
+            "The broker's offset.metadata.max.bytes: GPU and LLM stages put a partition's "
+            "finished offsets above its committed one in the commit's metadata, and pause "
+            "a partition whose finished offsets would not fit"
+        ),
+    )
+
     _parse_hosts = field_validator("gpu_hosts", mode="before")(parse_gpu_hosts)
 
     @field_validator("gpu_hosts")

@@ -68,6 +68,7 @@ def build_runner(
         handle=handler,
         dead_letter_topic=settings.topics.failed,
         max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
+        offset_metadata_max_bytes=settings.offset_metadata_max_bytes,
         metrics=stage_metrics,
         payload_limit=settings.event_payload_max_bytes,
     )

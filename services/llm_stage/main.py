@@ -83,6 +83,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     dead_letter_topic=settings.topics.failed,
                     # Hold a little more than the limit so a slot never waits on a fetch.
                     max_in_flight=settings.llm_max_concurrency * 2,
+                    offset_metadata_max_bytes=settings.offset_metadata_max_bytes,
                     metrics=stage_metrics,
                     payload_limit=settings.event_payload_max_bytes,
                 )

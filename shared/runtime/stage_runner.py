@@ -1,12 +1,17 @@
 """Concurrent per-record processing with commits that never pass unfinished work.
 
 A stage handles up to `max_in_flight` records at once. A record is finished only when the
-broker acknowledged everything it produced (its next-stage event, or its dead letter); the
-committed position of a partition is the lowest offset still in flight. A record keeps its
-slot until a commit covers it (commits follow finishes at once), so at any moment at most
-`max_in_flight` records are started and uncommitted: a kill -9 loses nothing and redoes at
-most `max_in_flight` records. On a rebalance, records of the revoked partitions are let finish
-and committed first, so scaling consumers up or down redoes nothing.
+broker acknowledged everything it produced (its next-stage event, or its dead letter). Each
+commit of a partition is its low-water mark (the lowest offset not finished) with the finished
+offsets above it in the commit's metadata (`offsets.PartitionProgress`); a partition taken
+over (a restart, a rebalance) skips the offsets its last commit names as finished.
+
+A record holds its slot from its start until a commit records it finished, which the next
+commit does, whatever runs below it: a slow record holds only its own slot. So at any moment at
+most `max_in_flight` records are started and not recorded, and a kill -9 redoes at most those.
+A partition starts no record beyond what its metadata can hold (`offset_metadata.max_span`):
+at that bound it is paused alone until its low-water mark moves. On a rebalance, records of the
+revoked partitions are let finish and committed first, so scaling consumers redoes nothing.
 """
 
 import asyncio
@@ -17,7 +22,7 @@ from typing import Generic, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from shared.kafka import PublishRefused, refused_or_raise
 from shared.keep_trying import Backoff, keep_trying
@@ -25,8 +30,9 @@ from shared.logging import fields
 from shared.metrics import StageMetrics
 from shared.output import Output
 from shared.payload_limit import encode_bounded
+from shared.runtime.committed import committed_with_metadata
 from shared.runtime.dead_letters import dead_letter
-from shared.runtime.offsets import PartitionProgress
+from shared.runtime.offsets import Admit, Commit, PartitionProgress
 
 log = logging.getLogger(__name__)
 # Attempt payloads above this many bytes are trimmed (EVENT_PAYLOAD_MAX_BYTES).
@@ -54,6 +60,7 @@ class StageRunner(Generic[M]):
         max_in_flight: int,
         commit_interval_s: float = 0.2,
         drain_timeout_s: float = 30.0,
+        offset_metadata_max_bytes: int = 4096,
         metrics: StageMetrics | None = None,
         payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
     ) -> None:
@@ -68,10 +75,15 @@ class StageRunner(Generic[M]):
         self.max_in_flight = max_in_flight
         self.commit_interval_s = commit_interval_s
         self.drain_timeout_s = drain_timeout_s
+        # The broker's `offset.metadata.max.bytes`: the longest metadata a commit may carry.
+        self.offset_metadata_max_bytes = offset_metadata_max_bytes
         self.progress: dict[TopicPartition, PartitionProgress] = {}
+        self.paused: set[TopicPartition] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.slot_freed = asyncio.Event()
         self.finished_count = 0
+        self.skipped_count = 0  # records a predecessor had finished (the commit's metadata)
+        self._revocations = 0
         self._commit_lock = asyncio.Lock()
         self._commit_wanted = asyncio.Event()
         self._tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = {}
@@ -95,6 +107,7 @@ class StageRunner(Generic[M]):
         try:
             while not stop.is_set():
                 self.slot_freed.clear()
+                self._pause_at_bound()
                 free = self.max_in_flight - self.held()
                 if free <= 0:
                     freed = asyncio.create_task(self.slot_freed.wait())
@@ -102,15 +115,87 @@ class StageRunner(Generic[M]):
                     freed.cancel()
                     continue
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=free)
-                for tp, records in batch.items():
-                    for record in records:
-                        self._start(tp, record)
+                if batch:
+                    await self._admit(batch)
         finally:
             stopping.cancel()
 
-    def _start(self, tp: TopicPartition, record: Record) -> None:
-        progress = self.progress.setdefault(tp, PartitionProgress())
-        progress.start(record.offset)
+    async def _admit(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        """Start the fetched records, skip those a predecessor finished, and fetch again
+        later those beyond the metadata bound."""
+        missing = [tp for tp in batch if tp not in self.progress]
+        if missing:
+            revocations = self._revocations
+            try:
+                await self._resume(missing)
+            except KafkaError as exc:
+                log.warning(
+                    "reading committed offsets failed (will fetch again): %s",
+                    exc,
+                    extra=fields(service=self.name),
+                )
+                for tp, records in batch.items():
+                    self._fetch_again(tp, records[0].offset)
+                return
+            if revocations != self._revocations:
+                return  # a rebalance came meanwhile: the new assignment fetches from commits
+        for tp, records in batch.items():
+            progress = self.progress.get(tp)
+            if progress is None:
+                continue
+            for record in records:
+                verdict = progress.admit(record.offset)
+                if verdict is Admit.START:
+                    self._start(tp, record, progress)
+                elif verdict is Admit.SKIP:
+                    self.skipped_count += 1
+                    self._commit_wanted.set()
+                else:
+                    self._fetch_again(tp, record.offset)
+                    break
+
+    async def _resume(self, partitions: list[TopicPartition]) -> None:
+        """Progress of newly assigned partitions, from their last commit and its metadata."""
+        found = await committed_with_metadata(self.consumer, partitions)
+        for tp in partitions:
+            last = found.get(tp)
+            progress = PartitionProgress.resume(
+                last.offset if last else None,
+                last.metadata if last else "",
+                self.offset_metadata_max_bytes,
+            )
+            self.progress[tp] = progress
+            if progress.finished:
+                log.info(
+                    "resuming %s at %d; %d finished offsets above it will be skipped",
+                    tp,
+                    progress.position,
+                    len(progress.finished),
+                    extra=fields(service=self.name, topic=tp.topic, partition=tp.partition),
+                )
+
+    def _fetch_again(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self.consumer.assignment():
+            self.consumer.seek(tp, offset)
+
+    def _pause_at_bound(self) -> None:
+        """Pause the partitions whose next record the metadata could not hold; resume those
+        whose low-water mark moved. The other partitions go on."""
+        for tp, progress in self.progress.items():
+            if progress.at_bound and tp not in self.paused:
+                log.info(
+                    "pausing %s: finished offsets above %s fill the commit metadata",
+                    tp,
+                    progress.position,
+                    extra=fields(service=self.name, topic=tp.topic, partition=tp.partition),
+                )
+                self.consumer.pause(tp)
+                self.paused.add(tp)
+            elif not progress.at_bound and tp in self.paused:
+                self.consumer.resume(tp)
+                self.paused.discard(tp)
+
+    def _start(self, tp: TopicPartition, record: Record, progress: PartitionProgress) -> None:
         task = asyncio.create_task(self._process(record, progress))
         self.tasks.add(task)
         self._tasks_by_tp.setdefault(tp, set()).add(task)
@@ -120,12 +205,14 @@ class StageRunner(Generic[M]):
         self.tasks.discard(task)
         for running in self._tasks_by_tp.values():
             running.discard(task)
-        # The slot itself is freed by the commit that covers the record (see _commit).
+        # The slot itself is freed by the commit that records the record finished (_commit).
         self._commit_wanted.set()
 
     def held(self) -> int:
-        """Records started and not yet covered by a commit: what a kill -9 now would redo."""
-        return sum(p.held for p in self.progress.values())
+        """Records holding a slot: running, or finished and recorded by no commit yet. What a
+        kill -9 now would make this consumer redo; never more than `max_in_flight`."""
+        unrecorded = sum(len(p.unrecorded) for p in self.progress.values())
+        return len(self.tasks) + unrecorded
 
     async def _process(self, record: Record, progress: PartitionProgress) -> None:
         outputs = await self._outputs_for(record)
@@ -222,23 +309,28 @@ class StageRunner(Generic[M]):
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
         async with self._commit_lock:
-            positions = {
-                tp: pos
+            assigned = self.consumer.assignment()
+            commits: dict[TopicPartition, tuple[PartitionProgress, Commit]] = {
+                tp: (p, c)
                 for tp, p in self.progress.items()
-                if (only is None or tp in only) and (pos := p.committable()) is not None
+                if (only is None or tp in only) and tp in assigned and (c := p.commit())
             }
-            if not positions:
+            if not commits:
                 return
             try:
-                await self.consumer.commit(positions)
+                await self.consumer.commit(
+                    {
+                        tp: OffsetAndMetadata(c.position, c.metadata)
+                        for tp, (_, c) in commits.items()
+                    }
+                )
             except KafkaError as exc:
                 log.warning(
                     "offset commit failed (will retry): %s", exc, extra=fields(service=self.name)
                 )
                 return
-            for tp, pos in positions.items():
-                if (progress := self.progress.get(tp)) is not None:
-                    progress.mark_committed(pos)
+            for progress, commit in commits.values():
+                progress.mark_committed(commit)
             self.slot_freed.set()
 
     async def _drain(self) -> None:
@@ -257,8 +349,10 @@ class StageRunner(Generic[M]):
         if running:
             await asyncio.wait(running, timeout=self.drain_timeout_s)
         await self._commit(only=revoked)
+        self._revocations += 1
         for tp in revoked:
             self.progress.pop(tp, None)
+            self.paused.discard(tp)  # a new assignment starts unpaused
         self.slot_freed.set()  # what the revoked partitions held no longer counts
 
 

@@ -10,6 +10,8 @@ from aiokafka.structs import TopicPartition
 from shared.events import Event
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.output import Output
+from shared.runtime.committed import committed_with_metadata
+from shared.runtime.offset_metadata import decode, max_span
 from shared.runtime.stage_runner import StageRunner
 from tests.kafka_helpers import read_topic, wait_until
 
@@ -77,12 +79,27 @@ async def test_outputs_published_poison_dead_lettered_offsets_committed(
     assert sum(c or 0 for c in committed) == 4  # all four records, poison included
 
 
-async def test_commit_never_passes_a_record_still_in_flight(
+async def _committed(
+    bootstrap: str, group: str, tps: list[TopicPartition]
+) -> dict[TopicPartition, tuple[int, frozenset[int]]]:
+    """The group's commits as the broker holds them: position and finished offsets above."""
+    checker = make_consumer(bootstrap, group, "checker")
+    await checker.start()
+    try:
+        found = await committed_with_metadata(checker, tps)
+    finally:
+        await checker.stop()
+    return {tp: (om.offset, decode(om.metadata, om.offset, 4096)) for tp, om in found.items()}
+
+
+async def test_a_slow_record_does_not_hold_back_the_records_after_it(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
+    """Offset 1 runs long. With two slots, the other slot goes on through 2..11, and the
+    broker's commit says so: low-water mark 1, 2..11 finished in its metadata."""
     src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
     await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
-    await _produce(kafka_bootstrap, src, [str(i).encode() for i in range(6)])
+    await _produce(kafka_bootstrap, src, [str(i).encode() for i in range(12)])
     release = asyncio.Event()
     finished: list[int] = []
 
@@ -103,18 +120,160 @@ async def test_commit_never_passes_a_record_still_in_flight(
         decode=lambda b: int(b),
         handle=slow_on_one,
         dead_letter_topic=dlq,
-        max_in_flight=10,
+        max_in_flight=2,
         commit_interval_s=0.05,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     tp = TopicPartition(src, 0)
     try:
-        await wait_until(lambda: len(finished) == 5, what="five records finished")
-        await wait_until(lambda: runner.progress[tp].committed == 1, what="commit of offset 1")
-        assert runner.progress[tp].committable() is None  # 2..5 finished but 1 is in flight
+        await wait_until(lambda: len(finished) == 11, what="the eleven fast records finished")
+        await wait_until(lambda: runner.held() == 1, what="their finish committed")
+        assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (1, frozenset(range(2, 12)))}
         release.set()
-        await wait_until(lambda: runner.progress[tp].committed == 6, what="commit of all six")
+        await wait_until(lambda: runner.held() == 0, what="the slow record committed")
+        assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (12, frozenset())}
+    finally:
+        release.set()
+        stop.set()
+        await task
+        await producer.stop()
+
+
+async def test_a_restart_after_a_hard_stop_redoes_only_the_unfinished_records(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Offsets 3 and 7 never finish; the rest do. The consumer then dies without draining
+    or committing again (a kill -9). A new consumer of the group skips every finished offset
+    above the low-water mark and redoes exactly 3 and 7."""
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
+    await _produce(kafka_bootstrap, src, [str(i).encode() for i in range(20)])
+    stuck = {3, 7}
+    never = asyncio.Event()
+    first_did: list[int] = []
+
+    async def stuck_on_some(n: int) -> Sequence[Output]:
+        if n in stuck:
+            await never.wait()
+        first_did.append(n)
+        return [Output(dst, None, Number(n=n))]
+
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    group = f"{topic_prefix}-g"
+    tp = TopicPartition(src, 0)
+    first: StageRunner[int] = StageRunner(
+        name="first",
+        consumer=make_consumer(kafka_bootstrap, group, "first"),
+        producer=producer,
+        topics=[src],
+        decode=lambda b: int(b),
+        handle=stuck_on_some,
+        dead_letter_topic=dlq,
+        max_in_flight=4,
+        drain_timeout_s=0.1,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    second_did: list[int] = []
+    try:
+        await wait_until(lambda: len(first_did) == 18, what="all but the two stuck records")
+        await wait_until(lambda: first.held() == 2, what="their finish committed")
+
+        async def no_commit(only: set[TopicPartition] | None = None) -> None:
+            return None
+
+        first._commit = no_commit  # type: ignore[method-assign]  # dead: commits nothing more
+        stop.set()
+        await task
+        finished = frozenset(range(20)) - stuck - {0, 1, 2}
+        assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (3, finished)}
+
+        async def again(n: int) -> Sequence[Output]:
+            second_did.append(n)
+            return []
+
+        second: StageRunner[int] = StageRunner(
+            name="second",
+            consumer=make_consumer(kafka_bootstrap, group, "second"),
+            producer=producer,
+            topics=[src],
+            decode=lambda b: int(b),
+            handle=again,
+            dead_letter_topic=dlq,
+            max_in_flight=4,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(second.run(stop))
+        await wait_until(lambda: second.skipped_count == len(finished), what="finished skipped")
+        await wait_until(lambda: sorted(second_did) == sorted(stuck), what="3 and 7 redone")
+        await wait_until(lambda: second.held() == 0, what="the redone records committed")
+        stop.set()
+        await task
+    finally:
+        never.set()
+        stop.set()
+        await task
+        await producer.stop()
+    assert sorted(second_did) == [3, 7]
+    assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (20, frozenset())}
+
+
+async def test_at_the_metadata_bound_only_that_partition_waits(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A 64-byte metadata bound holds 240 finished offsets above the low-water mark.
+    Partition 0's first record runs long: 1..240 finish, then partition 0 is paused while
+    partition 1 goes through all its records; once the slow record ends, partition 0 resumes."""
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=2)
+    span = max_span(64)
+    per_partition = span + 60
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    acks = [
+        await producer.send(src, f"{p}:{i}".encode(), partition=p)
+        for p in (0, 1)
+        for i in range(per_partition)
+    ]
+    await asyncio.gather(*acks)
+    release = asyncio.Event()
+    done: dict[int, set[int]] = {0: set(), 1: set()}
+
+    async def slow_first(value: tuple[int, int]) -> Sequence[Output]:
+        partition, n = value
+        if value == (0, 0):
+            await release.wait()
+        done[partition].add(n)
+        return []
+
+    def parse(raw: bytes) -> tuple[int, int]:
+        p, n = raw.split(b":")
+        return int(p), int(n)
+
+    runner: StageRunner[tuple[int, int]] = StageRunner(
+        name="bounded",
+        consumer=make_consumer(kafka_bootstrap, f"{topic_prefix}-g", "bounded"),
+        producer=producer,
+        topics=[src],
+        decode=parse,
+        handle=slow_first,
+        dead_letter_topic=dlq,
+        max_in_flight=4,
+        offset_metadata_max_bytes=64,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    tp0 = TopicPartition(src, 0)
+    try:
+        await wait_until(lambda: tp0 in runner.paused, what="partition 0 paused at the bound")
+        await wait_until(lambda: len(done[1]) == per_partition, what="partition 1 all through")
+        assert done[0] == set(range(1, span + 1)), "partition 0 stopped at the bound"
+        assert runner.paused == {tp0}
+        release.set()
+        await wait_until(lambda: len(done[0]) == per_partition, what="partition 0 resumed")
+        assert not runner.paused
     finally:
         release.set()
         stop.set()
@@ -194,8 +353,9 @@ async def test_a_rebalance_commits_what_finished_and_loses_nothing(
 async def test_a_crash_redoes_at_most_max_in_flight_records(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    """A record keeps its slot until a commit covers it: a consumer that dies at any moment
-    leaves at most `max_in_flight` records published but uncommitted, however fast it ran."""
+    """A record keeps its slot until a commit records it finished: a consumer that dies at
+    any moment leaves at most `max_in_flight` records published but unrecorded, however fast
+    it ran."""
     src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
     await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=2)
     producer = make_producer(kafka_bootstrap, "test")
