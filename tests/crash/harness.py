@@ -275,8 +275,10 @@ class ChaosRun:
         return code
 
     def windows(self, service: str) -> dict[str, int]:
-        """What one process of `service` may hold started and uncommitted, per stage: what
-        a kill -9 of it may make each stage redo."""
+        """What one process of `service` may hold started and not recorded finished by a
+        commit, per stage: what a kill -9 of it may make each stage redo. For the GPU and LLM
+        stages that is their `max_in_flight` (a slot is held until a commit records the
+        record finished, whatever runs below it; see ARCHITECTURE.md, Delivery semantics)."""
         if service == "gpu-stage":
             return {stage: self.settings.capacity for stage in GPU_STAGES}
         if service == "llm-stage":
