@@ -108,8 +108,11 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         lines += [
             f"- t+{f['seconds']}s {f['what']} [{f['at_progress']}]"
             + (f", in-flight bound {f['in_flight_bound']}" if f["in_flight_bound"] else "")
+            + (f", calls in flight {f['in_flight']}" if f.get("in_flight") else "")
             for f in o.faults
         ]
+        if o.notes:
+            lines += ["", "measured:", ""] + [f"- {n}" for n in o.notes]
         lines += ["", "per-host completion:", ""]
         lines += [
             f"- {r.host}: {r.finished}/{r.files} files in {r.seconds:.1f}s "

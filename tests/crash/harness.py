@@ -118,6 +118,8 @@ class Fault:
     windows: dict[str, int] = field(default_factory=dict)
     # Files already in a terminal state then: a fault after the last one is not mid-batch.
     terminal: int = 0
+    # Model calls the simulator was serving at the fault, per stage (when a scenario asks).
+    in_flight: dict[str, int] = field(default_factory=dict)
 
     @property
     def in_flight_bound(self) -> int:
@@ -242,7 +244,12 @@ class ChaosRun:
                 + ", ".join(f"{p.name} (code {p.popen.returncode}, log {p.log_path})" for p in dead)
             )
 
-    def record(self, what: str, windows: dict[str, int] | None = None) -> Fault:
+    def record(
+        self,
+        what: str,
+        windows: dict[str, int] | None = None,
+        in_flight: dict[str, int] | None = None,
+    ) -> Fault:
         terminal = stage_count(self.last_summary, "terminal") if self.last_summary else 0
         fault = Fault(
             what,
@@ -250,6 +257,7 @@ class ChaosRun:
             round(time.monotonic() - self.started, 1),
             dict(windows or {}),
             terminal,
+            dict(in_flight or {}),
         )
         self.faults.append(fault)
         return fault
@@ -349,6 +357,11 @@ class ChaosRun:
         response.raise_for_status()
         stats: dict[str, Any] = response.json()
         return stats
+
+    async def gpu_in_flight(self, host: str) -> dict[str, int]:
+        """Model calls the simulator is serving on `host` now, per GPU stage."""
+        in_flight: dict[str, int] = (await self.sim_stats())["gpu"]["in_flight"][host]
+        return {stage: int(in_flight.get(stage, 0)) for stage in GPU_STAGES}
 
     async def set_faults(self, **knobs: Any) -> dict[str, Any]:
         response = await self.http.post(f"{self.control_url}/faults", json=knobs)

@@ -69,6 +69,8 @@ class Outcome:
     terminal: dict[str, int] = field(default_factory=dict)
     host_rates: list[HostRate] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
+    # What a scenario measured beyond the invariants, one sentence each, for the report.
+    notes: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -105,6 +107,7 @@ class Outcome:
                 for r in self.host_rates
             ],
             "faults": self.faults,
+            "notes": self.notes,
             "violations": self.violations,
         }
 

@@ -318,6 +318,92 @@ async def poison_dead_lettered(run: ChaosRun, outcome: Outcome) -> None:
         outcome.fail("a deadLetters row does not keep the poison message's raw bytes")
 
 
+# -- 8. long calls: kill -9 a GPU consumer while they run, add a consumer while they run -------
+# Spread call lengths on one host, so that long calls are in flight while the calls after them
+# finish (the finished offsets above the low-water mark ride in the commits' metadata): every
+# model call there takes latency + uniform(0, LONG_CALLS_JITTER_S) seconds, times the latency
+# scale (0.05 in the crash suite: up to 1 s, against ~10 ms for the other hosts' calls).
+# Heavy-tailed audio (issue 10 section 1) makes the same point with real call lengths.
+LONG_CALLS_JITTER_S = 20.0
+
+
+async def long_calls_on_first_host(run: ChaosRun) -> None:
+    host = run.settings.hosts[0]
+    await run.set_faults(host=host, jitter_s=LONG_CALLS_JITTER_S)
+    longest = LONG_CALLS_JITTER_S * run.settings.latency_scale
+    run.record(f"{host}: model calls up to {longest:.1f}s longer (uniform), for the whole batch")
+
+
+async def wait_calls_in_flight(run: ChaosRun, host: str, at_least: int) -> dict[str, int]:
+    """Wait until the simulator serves `at_least` calls on `host`; returns them per stage."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60.0
+    while True:
+        run.assert_alive()
+        in_flight = await run.gpu_in_flight(host)
+        if sum(in_flight.values()) >= at_least:
+            return in_flight
+        if loop.time() > deadline:
+            raise TimeoutError(f"{host}: fewer than {at_least} model calls in flight for 60s")
+        await asyncio.sleep(0.05)
+
+
+async def heavy_tail_gpu_kill(run: ChaosRun, infra: Breakables) -> None:
+    host = run.settings.hosts[0]
+    name = f"gpu-{host}"
+    await run.wait_for("denoise", 0.3)
+    in_flight = await wait_calls_in_flight(run, host, at_least=run.settings.capacity * 2)
+    run.record(
+        f"kill -9 {name} with {sum(in_flight.values())} model calls in flight "
+        "(when denoise had 30%)",
+        run.windows("gpu-stage"),
+        in_flight,
+    )
+    await run.kill(name, signal.SIGKILL)
+    await run.restart(name)
+
+
+async def redone_against_in_flight(run: ChaosRun, outcome: Outcome) -> None:
+    """The report's figure: GPU calls redone after the kill against the calls in flight at
+    it. A redone call is one of a record that held a slot at the kill: in flight, or finished
+    and not yet recorded by a commit (at most the capacity per stage); at a later stage also
+    the copy of such a record whose output had been published."""
+    kill = next(f for f in run.faults if f.in_flight)
+    redone = {s: outcome.redundant_by_stage.get(s, 0) for s in GPU_STAGES}
+    outcome.notes.append(
+        f"GPU calls redone {sum(redone.values())} {redone} against "
+        f"{sum(kill.in_flight.values())} {kill.in_flight} in flight at the kill "
+        f"(bound: capacity {run.settings.capacity} per stage, plus upstream copies)"
+    )
+
+
+async def scale_up_mid_batch(run: ChaosRun, infra: Breakables) -> None:
+    """A second gpu-stage process joins a host's groups while long calls run there. The
+    revoked partitions' calls finish and are committed with their finished offsets before
+    the partitions move, so nothing may be redone: the fault allows no redundant call."""
+    host = run.settings.hosts[0]
+    second = f"gpu-{host}-2"
+    await run.wait_for("denoise", 0.2)
+    in_flight = await wait_calls_in_flight(run, host, at_least=run.settings.capacity * 2)
+    run.record(
+        f"scale gpu-stage --host {host} 1 -> 2 with {sum(in_flight.values())} model calls "
+        "in flight (when denoise had 20%)",
+        {},
+        in_flight,
+    )
+    await run.start_service(second, "gpu-stage", "--host", host)
+    await run.wait_assigned(second, consumers=len(GPU_STAGES))
+
+
+async def nothing_redone(run: ChaosRun, outcome: Outcome) -> None:
+    scale = next(f for f in run.faults if f.in_flight)
+    # The fault allows no redundant call: the common check already fails on any.
+    outcome.notes.append(
+        f"model calls redone {outcome.redundant_calls} with "
+        f"{sum(scale.in_flight.values())} {scale.in_flight} in flight at the scale-up"
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -368,6 +454,20 @@ SCENARIOS: dict[str, Scenario] = {
             "poison messages on every topic, duplicate uploads and stage events",
             poison_and_duplicates,
             extra_check=poison_dead_lettered,
+        ),
+        Scenario(
+            "heavy_tail_gpu_kill",
+            "kill -9 a GPU-stage process while long model calls run on its host; restart it",
+            heavy_tail_gpu_kill,
+            before_submit=long_calls_on_first_host,
+            extra_check=redone_against_in_flight,
+        ),
+        Scenario(
+            "scale_up_mid_batch",
+            "a second GPU-stage process joins a host while long model calls run there",
+            scale_up_mid_batch,
+            before_submit=long_calls_on_first_host,
+            extra_check=nothing_redone,
         ),
     )
 }

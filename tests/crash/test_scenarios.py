@@ -96,3 +96,19 @@ async def test_poison_messages_and_duplicates_on_every_topic_lose_nothing(
     breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
 ) -> None:
     await _run("poison_and_duplicates", crash_settings, breakables, crash_audio, tmp_path)
+
+
+async def test_kill_9_of_a_gpu_stage_while_long_calls_run_redoes_only_what_held_a_slot(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("heavy_tail_gpu_kill", crash_settings, breakables, crash_audio, tmp_path)
+    kill = outcome.faults[-1]
+    assert kill["what"].startswith("kill -9") and sum(kill["in_flight"].values()) > 0
+    assert outcome.notes, "the report states calls redone against calls in flight"
+
+
+async def test_a_consumer_joining_a_host_mid_batch_redoes_nothing(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("scale_up_mid_batch", crash_settings, breakables, crash_audio, tmp_path)
+    assert outcome.redundant_calls == 0
