@@ -1,12 +1,26 @@
 """The tracker's knobs, read from the environment (nothing is read at import time)."""
 
 from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import EMBEDDED_DATABASE_URL, CommonSettings
 
 
-class TrackerSettings(CommonSettings):
+class DatabaseSettings(BaseSettings):
+    """The tracker's database as everything that uses it finds it: the tracker, the progress
+    page and `cofi` (status, retry, cancel, migrate, demo) read `DATABASE_URL` here, with one
+    default."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
     database_url: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or EMBEDDED_DATABASE_URL
+
+
+class TrackerSettings(DatabaseSettings, CommonSettings):
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
@@ -19,10 +33,6 @@ class TrackerSettings(CommonSettings):
     # Test hook (services/tracker/kill_switch.py): SIGKILL after the N-th poll's database
     # commit, before its offset commit. 0 disables it.
     tracker_kill_after_polls: int = Field(default=0, ge=0)
-
-    @property
-    def resolved_database_url(self) -> str:
-        return self.database_url or EMBEDDED_DATABASE_URL
 
     @property
     def group_id(self) -> str:
