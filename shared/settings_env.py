@@ -31,7 +31,7 @@ def settings_errors(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
         message = str(error["msg"]).removeprefix("Value error, ")
-        where = _where(tuple(error["loc"])) if error["loc"] else "settings"
+        where = f"setting {_where(tuple(error['loc']))}" if error["loc"] else "settings"
         lines.append(f"{where}: {message}")
     return lines
 
@@ -45,7 +45,7 @@ def load_settings(cls: type[S], prog: str, **values: Any) -> S:
     except SettingsError as exc:  # a value pydantic-settings could not even decode
         lines = [str(exc)]
     for line in lines:
-        print(f"{prog}: bad setting {line} (see docs/configuration.md)", file=sys.stderr)
+        print(f"{prog}: bad {line} (see docs/configuration.md)", file=sys.stderr)
     sys.exit(EXIT_BAD_SETTINGS)
 
 

@@ -99,9 +99,14 @@ async def _serve(settings: TrackerSettings) -> None:
     await run(settings, stop_event_on_signals())
 
 
+DESCRIPTION = (
+    "The tracker: reads every topic and writes the tables (their only writer); stops on SIGTERM."
+)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`cofi run tracker [run|migrate]`."""
-    parser = service_parser("cofi run tracker", __doc__, TrackerSettings)
+    parser = service_parser("cofi run tracker", DESCRIPTION, TrackerSettings)
     parser.add_argument(
         "action",
         nargs="?",
