@@ -9,9 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -160,3 +162,18 @@ def test_auth_needs_both_user_and_password() -> None:
     assert both.auth == ("sre", "pw") and "pw" not in repr(both)
     with pytest.raises(ValidationError, match="set together"):
         WebSettings(web_auth_user="sre")  # type: ignore[arg-type]
+
+
+def test_the_stacks_page_reads_as_a_user_granted_select_only() -> None:
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    url = make_url(compose["services"]["web"]["environment"]["WEB_DATABASE_URL"])
+    db = make_url(compose["x-cofi-env"]["DATABASE_URL"])
+    assert url.username != db.username and url.database == db.database
+    grants = [
+        line
+        for sql in (root / "deploy" / "mysql" / "init").glob("*.sql")
+        for line in sql.read_text().splitlines()
+        if line.startswith("GRANT") and f"'{url.username}'@" in line
+    ]
+    assert grants == [f"GRANT SELECT ON {db.database}.* TO '{url.username}'@'%';"]
