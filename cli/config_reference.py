@@ -208,7 +208,7 @@ def render() -> str:
         "",
         "`cofi status`, `cofi retry`, `cofi cancel`, `cofi migrate` and `cofi demo` read "
         "`DATABASE_URL` as the tracker does (one settings class, `DatabaseSettings` in "
-        "`services/tracker/settings.py`; unset: SQLite `./cofi.db`, which the reading commands "
+        "`shared/database_settings.py`; unset: SQLite `./cofi.db`, which the reading commands "
         "require to exist); `make demo` sets it to the local MariaDB. "
         "`cofi submit`, `cofi topics`, `cofi retry` and `cofi cancel` read the settings of "
         "every service above (`KAFKA_BOOTSTRAP_SERVERS`, `TOPIC_PREFIX`, `GPU_HOSTS`, …). "

@@ -16,7 +16,8 @@ from sqlalchemy.exc import DBAPIError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.tracker.settings import EMBEDDED_DATABASE_URL, DatabaseSettings, TrackerSettings
+from services.tracker.settings import TrackerSettings
+from shared.database_settings import EMBEDDED_DATABASE_URL, DatabaseSettings
 from shared.settings import CommonSettings
 from shared.settings_env import load_settings
 from shared.stages import STAGES

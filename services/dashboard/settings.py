@@ -4,7 +4,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from services.tracker.settings import DatabaseSettings
+from shared.database_settings import DatabaseSettings
 from shared.settings import CommonSettings
 
 

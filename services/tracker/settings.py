@@ -1,23 +1,9 @@
 """The tracker's knobs, read from the environment (nothing is read at import time)."""
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import EMBEDDED_DATABASE_URL, CommonSettings
-
-
-class DatabaseSettings(BaseSettings):
-    """The tracker's database as everything that uses it finds it: the tracker, the progress
-    page and `cofi` (status, retry, cancel, migrate, demo) read `DATABASE_URL` here, with one
-    default."""
-
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
-
-    database_url: str | None = None
-
-    @property
-    def resolved_database_url(self) -> str:
-        return self.database_url or EMBEDDED_DATABASE_URL
+from shared.database_settings import DatabaseSettings
+from shared.settings import CommonSettings
 
 
 class TrackerSettings(DatabaseSettings, CommonSettings):
