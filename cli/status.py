@@ -220,8 +220,8 @@ def run(ns: argparse.Namespace, database_url: str) -> int:
         return 130
     except DBAPIError as exc:
         print(
-            f"cofi status: the dashboard query failed: {_first_line(exc)}\n"
-            "Is DATABASE_URL the tracker's database, and migrated (cofi migrate)?",
+            f"cofi status: the dashboard query failed: {_first_line(exc)} "
+            "(is DATABASE_URL the tracker's database, and migrated: cofi migrate?)",
             file=sys.stderr,
         )
         return 2

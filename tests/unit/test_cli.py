@@ -177,6 +177,12 @@ def test_an_unknown_batch_is_an_error_not_a_wait(
         assert "--force" in line
 
 
+def test_a_database_without_the_tracker_tables_is_one_line(tmp_path: Path) -> None:
+    empty = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    for args in (("status",), ("status", "b1"), ("cancel", "b1"), ("retry", "b1")):
+        one_line_error(cofi(*args, DATABASE_URL=empty), 2, "batchStatus", "cofi migrate")
+
+
 def test_cancel_force_skips_the_check_and_goes_to_kafka(tracker_db: str) -> None:
     # Past the check, it publishes: with no broker that is a Kafka error, in one line.
     done = cofi("cancel", "b-unknown", "--force", DATABASE_URL=tracker_db, timeout=120)
