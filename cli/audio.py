@@ -4,6 +4,7 @@ import math
 import random
 import struct
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 RATE = 8000
@@ -28,9 +29,15 @@ def write_corrupt(path: Path, seed: int) -> None:
 
 
 def make_batch(
-    folder: Path, count: int, corrupt: int = 0, short: int = 0, seconds: float = 2.0
+    folder: Path,
+    count: int,
+    corrupt: int = 0,
+    short: int = 0,
+    seconds: float = 2.0,
+    on_file: Callable[[int], None] | None = None,
 ) -> list[Path]:
-    """`count` files: `corrupt` of them undecodable, `short` under a second long."""
+    """`count` files: `corrupt` of them undecodable, `short` under a second long;
+    `on_file(n)` after the n-th."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
@@ -41,4 +48,6 @@ def make_batch(
             length = 0.4 if i < corrupt + short else seconds
             write_wav(path, length, tone_hz=200 + (i % 50) * 10, seed=i)
         paths.append(path)
+        if on_file is not None:
+            on_file(len(paths))
     return paths

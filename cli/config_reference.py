@@ -206,10 +206,15 @@ def render() -> str:
     out += [
         "## Command line (`cofi`)",
         "",
-        "`cofi status`, `cofi retry` and `cofi migrate` read `DATABASE_URL` "
-        "(unset: `mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi`, the local MariaDB); "
+        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi migrate` and `cofi demo` read "
+        "`DATABASE_URL` as the tracker does (one settings class, `DatabaseSettings` in "
+        "`shared/database_settings.py`; unset: SQLite `./cofi.db`, which the reading commands "
+        "require to exist); `make demo` sets it to the local MariaDB. "
         "`cofi submit`, `cofi topics`, `cofi retry` and `cofi cancel` read the settings of "
-        "every service above (`KAFKA_BOOTSTRAP_SERVERS`, `TOPIC_PREFIX`, `GPU_HOSTS`, …).",
+        "every service above (`KAFKA_BOOTSTRAP_SERVERS`, `TOPIC_PREFIX`, `GPU_HOSTS`, …). "
+        "A value that does not parse stops a command or a service before it starts, with one "
+        "line naming the variable and exit status 2; `cofi run SERVICE --help` lists what a "
+        "service reads, with the defaults.",
         "",
         "## Simulator (not part of the product)",
         "",

@@ -85,8 +85,8 @@ def plan_retry(
 async def read_failures(bootstrap: Kafka, topic: str) -> list[FileFailed]:
     """Every `FileFailed` on the dead-letter topic, up to its end when we started reading."""
     reader = make_topic_reader(bootstrap, topic)
-    await reader.start()
     try:
+        await reader.start()
         partitions = list(reader.assignment())
         end = await reader.end_offsets(partitions)
         failures: list[FileFailed] = []
@@ -107,8 +107,8 @@ async def read_failures(bootstrap: Kafka, topic: str) -> list[FileFailed]:
 
 async def publish(bootstrap: Kafka, outputs: list[Output]) -> None:
     producer = make_producer(bootstrap, "cofi-operator")
-    await producer.start()
     try:
+        await producer.start()
         acks = [await producer.send(o.topic, encode(o.event), key=o.key) for o in outputs]
         await asyncio.gather(*acks)
     finally:

@@ -8,7 +8,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -184,7 +183,7 @@ def run(ns: argparse.Namespace, database_url: str) -> int:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     async def go() -> int:
-        engine = create_async_engine(os.environ.get("DATABASE_URL", database_url))
+        engine = create_async_engine(database_url)
         reader = DashboardReader(engine)
         console = Console()
         try:
@@ -195,13 +194,18 @@ def run(ns: argparse.Namespace, database_url: str) -> int:
                 else:
                     console.print(batches_view(rows))
                 return 0
+            progress = await reader.progress(ns.batch_id, utc_now())
+            if progress is None:
+                # Not a wait: a mistyped id would wait forever.
+                print(
+                    f"cofi status: no batch {ns.batch_id!r} in batchStatus (cofi status lists "
+                    "the batches; a batch appears once the tracker has read its first file)",
+                    file=sys.stderr,
+                )
+                return 1
             if ns.watch:
                 await watch(reader, ns.batch_id, ns.interval, console)
                 return 0
-            progress = await reader.progress(ns.batch_id, utc_now())
-            if progress is None:
-                print(f"no batch {ns.batch_id!r} in batchStatus", file=sys.stderr)
-                return 1
             if ns.json:
                 print(progress.model_dump_json(indent=2))
             else:
@@ -216,8 +220,8 @@ def run(ns: argparse.Namespace, database_url: str) -> int:
         return 130
     except DBAPIError as exc:
         print(
-            f"cofi status: the dashboard query failed: {_first_line(exc)}\n"
-            "Is DATABASE_URL the tracker's database, and migrated (cofi migrate)?",
+            f"cofi status: the dashboard query failed: {_first_line(exc)} "
+            "(is DATABASE_URL the tracker's database, and migrated: cofi migrate?)",
             file=sys.stderr,
         )
         return 2

@@ -7,6 +7,8 @@
 #   infra/mariadb.sh status    print "running" and exit 0 if the database accepts logins, else exit 1
 #   infra/mariadb.sh wait      wait until it accepts logins (MARIADB_READY_TIMEOUT, default 60 s)
 #   infra/mariadb.sh url       print the SQLAlchemy URL (DATABASE_URL when set)
+#   infra/mariadb.sh ro-url    print the URL of the read-only user cofi_ro (SELECT only on cofi.*),
+#                              the progress page's WEB_DATABASE_URL
 #
 # Env: COFI_CACHE (default <repo>/.cache), MARIADB_PORT (3306), MARIADB_READY_TIMEOUT (60),
 #      MARIADB_STOP_TIMEOUT (60), DATABASE_URL (if set to a mysql/mariadb URL that answers, start does
@@ -26,6 +28,8 @@ PYTHON="${PYTHON:-python3}"
 APP_USER=cofi
 APP_PASS=cofi
 APP_DB=cofi
+RO_USER=cofi_ro # the progress page's user: SELECT only
+RO_PASS=cofi_ro
 
 MDIR="$COFI_CACHE/mariadb"
 DATA="$MDIR/data"
@@ -36,6 +40,7 @@ ERRLOG="$MDIR/mariadb.err"
 OUTLOG="$MDIR/mariadbd.out"
 OS_USER="$(id -un)"
 OWN_URL="mysql+asyncmy://$APP_USER:$APP_PASS@127.0.0.1:$MARIADB_PORT/$APP_DB"
+RO_URL="mysql+asyncmy://$RO_USER:$RO_PASS@127.0.0.1:$MARIADB_PORT/$APP_DB"
 
 die() { echo "mariadb.sh: $*" >&2; exit 1; }
 
@@ -186,6 +191,10 @@ ensure_app_user() {
     sql+="CREATE USER IF NOT EXISTS $u IDENTIFIED BY '$APP_PASS';"
     sql+="ALTER USER $u IDENTIFIED BY '$APP_PASS';"
     sql+="GRANT ALL PRIVILEGES ON *.* TO $u WITH GRANT OPTION;"
+    u="'$RO_USER'@'$h'"
+    sql+="CREATE USER IF NOT EXISTS $u IDENTIFIED BY '$RO_PASS';"
+    sql+="ALTER USER $u IDENTIFIED BY '$RO_PASS';"
+    sql+="GRANT SELECT ON \`$APP_DB\`.* TO $u;"
   done
   # anonymous accounts would shadow cofi@localhost
   sql+="DROP USER IF EXISTS ''@'localhost';"
@@ -270,5 +279,6 @@ case "${1:-}" in
   status) cmd_status ;;
   wait) cmd_wait ;;
   url) cmd_url ;;
-  *) echo "usage: $0 {install|start|stop|status|wait|url}" >&2; exit 2 ;;
+  ro-url) echo "$RO_URL" ;;
+  *) echo "usage: $0 {install|start|stop|status|wait|url|ro-url}" >&2; exit 2 ;;
 esac

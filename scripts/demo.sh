@@ -16,4 +16,7 @@ for svc in kafka mariadb; do
     started+=("$svc")
   fi
 done
+# The demo runs on the local MariaDB (unset, DATABASE_URL would be the embedded SQLite).
+DATABASE_URL="${DATABASE_URL:-$(infra/mariadb.sh url)}"
+export DATABASE_URL
 "$PYTHON" -m cli demo "$@"

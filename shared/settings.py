@@ -35,6 +35,8 @@ def parse_gpu_hosts(value: Any) -> Any:
         ip, *rest = item.split(":")
         host: dict[str, Any] = {"ip": ip}
         if rest and rest[0]:
+            if not rest[0].isdigit():
+                raise ValueError(f"GPU host {item!r}: the capacity {rest[0]!r} is not a number")
             host["capacity"] = int(rest[0])
         if len(rest) > 1:
             if rest[1] != "down":

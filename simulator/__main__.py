@@ -20,7 +20,7 @@ from simulator.core import Simulator
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
+    p = argparse.ArgumentParser(prog="cofi run simulator", description=__doc__)
     p.add_argument(
         "--hosts",
         help="GPU hosts, e.g. 127.0.0.2,127.0.0.3 or 127.0.0.2:4,127.0.0.3:2 "

@@ -1,10 +1,15 @@
 """HTTP handlers of the progress page (aiohttp): read through a DashboardReader, render HTML."""
 
+import base64
+import binascii
+import hmac
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.dashboard import pages
 from services.dashboard.queries import DashboardReader
@@ -12,6 +17,10 @@ from services.dashboard.queries import DashboardReader
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+REALM = "cofi"
+# What a database that is away raises; anything else is a bug, a generic 500 page.
+DATABASE_ERRORS = (SQLAlchemyError, OSError)
 
 
 def utc_now() -> datetime:
@@ -25,21 +34,43 @@ def make_app(
     refresh_s: int = 5,
     batches: int = 20,
     clock: Clock = utc_now,
+    auth: tuple[str, str] | None = None,
 ) -> web.Application:
+    """The page's routes; with `auth` (user, password) every request needs HTTP basic auth."""
+
     def html(body: str, status: int = 200) -> web.Response:
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
     def unavailable(exc: Exception) -> web.Response:
         # The page stays up while the database is away; it reloads and recovers by itself.
-        log.warning("dashboard query failed: %s", str(exc)[:300])
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        message = f"The dashboard query failed: {type(exc).__name__}: {first_line}"
+        # What went wrong goes to the log only: exception text (hosts, users, database and
+        # table names, SQL) is not for visitors.
+        log.warning("dashboard query failed: %s: %s", type(exc).__name__, str(exc)[:300])
+        message = (
+            "The page cannot read the tracker's database right now. It retries on every "
+            "reload; the page's log says why."
+        )
         return html(pages.message_page("Database unavailable", message, refresh_s, clock()), 503)
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("the page failed on %s", request.path)
+            message = "The page failed to render; the page's log says why."
+            return html(pages.message_page("Error", message, 0, clock()), 500)
+
+    middlewares: list[Middleware] = [errors]
+    if auth is not None:
+        middlewares.insert(0, basic_auth(*auth))
 
     async def index(request: web.Request) -> web.Response:
         try:
             rows = await reader.batches(batches)
-        except Exception as exc:
+        except DATABASE_ERRORS as exc:
             return unavailable(exc)
         return html(pages.batches_page(rows, refresh_s, clock()))
 
@@ -47,14 +78,48 @@ def make_app(
         batch_id = request.match_info["batch_id"]
         try:
             page = await reader.page(batch_id, clock())
-        except Exception as exc:
+        except DATABASE_ERRORS as exc:
             return unavailable(exc)
         if page is None:
             message = f"The tracker has no batch {batch_id!r} (yet)."
             return html(pages.message_page("Unknown batch", message, refresh_s, clock()), 404)
         return html(pages.batch_page(page, refresh_s))
 
-    app = web.Application()
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/", index)
     app.router.add_get("/batches/{batch_id}", batch)
     return app
+
+
+def _credentials(header: str) -> tuple[bytes, bytes] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    return (user, password) if sep else None
+
+
+def basic_auth(user: str, password: str) -> Middleware:
+    """Middleware: 401 with a `WWW-Authenticate` challenge unless the request carries `user`
+    and `password` (compared in constant time, both always, so timing tells nothing)."""
+    want_user, want_password = user.encode(), password.encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = _credentials(request.headers.get("Authorization", ""))
+        got_user, got_password = given if given is not None else (b"", b"")
+        user_ok = hmac.compare_digest(got_user, want_user)
+        password_ok = hmac.compare_digest(got_password, want_password)
+        if given is None or not (user_ok & password_ok):
+            return web.Response(
+                status=401,
+                text="authentication required\n",
+                headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+            )
+        return await handler(request)
+
+    return middleware

@@ -2,9 +2,12 @@
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.dashboard.app import make_app
 from services.dashboard.queries import DashboardReader
@@ -13,15 +16,51 @@ from shared.logging import configure_logging
 from shared.observability.service import Observability
 from shared.observability.sink import database_ping
 from shared.runtime.lifecycle import stop_event_on_signals
+from shared.settings_env import load_settings, service_parser
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: WebSettings) -> None:
-    engine = create_async_engine(settings.resolved_database_url, pool_pre_ping=True)
-    app = make_app(
-        DashboardReader(engine), refresh_s=settings.web_refresh_s, batches=settings.web_batches
+def read_only_engine(url: str) -> AsyncEngine:
+    """An engine whose sessions cannot write, whatever the user may do: MySQL/MariaDB sessions
+    are `READ ONLY` transactions, SQLite connections `query_only`. The page's own database user
+    (`WEB_DATABASE_URL`, SELECT only) is the first guard; this is the second."""
+    engine = create_async_engine(url, pool_pre_ping=True)
+    backend = make_url(url).get_backend_name()
+    statement = (
+        "PRAGMA query_only = ON" if backend == "sqlite" else "SET SESSION TRANSACTION READ ONLY"
     )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _read_only(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def page_engine(settings: WebSettings) -> AsyncEngine:
+    if settings.web_database_url is None and settings.database_url:
+        log.warning(
+            "WEB_DATABASE_URL is unset: the page reads as DATABASE_URL's user, which can write "
+            "(its sessions are read-only); give it a SELECT-only user (docs/operations.md)"
+        )
+    return read_only_engine(settings.read_database_url)
+
+
+async def serve(settings: WebSettings) -> None:
+    engine = page_engine(settings)
+    app = make_app(
+        DashboardReader(engine),
+        refresh_s=settings.web_refresh_s,
+        batches=settings.web_batches,
+        auth=settings.auth,
+    )
+    if settings.auth is None:
+        log.info("the page asks for no authentication (set WEB_AUTH_USER and WEB_AUTH_PASSWORD)")
     # /healthz, /readyz (the database answers) and /metrics on METRICS_PORT, as every service.
     observability = Observability(settings, "web")
     observability.watch_database(database_ping(engine))
@@ -44,9 +83,10 @@ async def _serve_page(settings: WebSettings, runner: web.AppRunner) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m services.dashboard` (no arguments: everything is a setting)."""
-    if argv:
-        raise SystemExit(f"usage: python -m services.dashboard (settings by env), not {argv}")
-    settings = WebSettings()
+    """`cofi run web` (no options: everything is a setting)."""
+    service_parser(
+        "cofi run web", "The progress page: the tracker's tables as HTML.", WebSettings
+    ).parse_args(argv)
+    settings = load_settings(WebSettings, "cofi run web")
     configure_logging(settings.log_level, settings.log_json, service="web")
     asyncio.run(serve(settings))

@@ -8,11 +8,19 @@ from services.distributor.app import create_app
 from services.distributor.settings import DistributorSettings
 from shared.logging import configure_logging
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
+from shared.settings_env import load_settings, service_parser
+
+DESCRIPTION = (
+    "The distributor: assigns each uploaded file a GPU host and applies the triage rules; "
+    "stops on SIGTERM."
+)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`cofi run distributor` (no options: everything is a setting)."""
+    service_parser("cofi run distributor", DESCRIPTION, DistributorSettings).parse_args(argv)
     keep_large_buffers_out_of_the_heap()
-    settings = DistributorSettings()
+    settings = load_settings(DistributorSettings, "cofi run distributor")
     configure_logging(settings.log_level, settings.log_json, service="distributor")
     app = create_app(settings)
     # Keep our JSON log lines: left to itself, faust's worker replaces the root logger's

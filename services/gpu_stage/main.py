@@ -1,6 +1,5 @@
 """Run GPU-stage consumers: one per (stage, host) pair given on the command line."""
 
-import argparse
 import asyncio
 from typing import cast
 
@@ -25,6 +24,7 @@ from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
 from shared.runtime.stage_service import run_stage_runners
+from shared.settings_env import load_settings, service_parser
 from shared.stages import GpuStage
 
 GPU_STAGES = [row.name for row in stages_of("gpu_stage")]
@@ -102,20 +102,21 @@ async def run(
 
 def main(argv: list[str] | None = None) -> None:
     keep_large_buffers_out_of_the_heap()
-    parser = argparse.ArgumentParser(prog="cofi run gpu-stage", description=__doc__)
+    parser = service_parser("cofi run gpu-stage", __doc__, GpuStageSettings)
     parser.add_argument(
         "--stage", default=",".join(GPU_STAGES), help="comma-separated stages (default: all four)"
     )
     parser.add_argument("--host", default="", help="comma-separated GPU hosts (default: all)")
     args = parser.parse_args(argv)
-    settings = GpuStageSettings()
+    settings = load_settings(GpuStageSettings, "cofi run gpu-stage")
     stages = [s.strip() for s in args.stage.split(",") if s.strip()]
     for stage in stages:
         if stage not in GPU_STAGES:
             parser.error(f"unknown GPU stage {stage!r}; choose from {', '.join(GPU_STAGES)}")
     hosts = [h.strip() for h in args.host.split(",") if h.strip()] or settings.host_ips
     for host in hosts:
-        settings.host(host)
+        if host not in settings.host_ips:
+            parser.error(f"GPU host {host!r} is not in GPU_HOSTS ({', '.join(settings.host_ips)})")
     configure_logging(settings.log_level, settings.log_json, service="gpu_stage")
 
     async def _main() -> None:

@@ -1,6 +1,5 @@
 """Run the LLM stages (llm1, llm2, or both) in one process under one concurrency limit."""
 
-import argparse
 import asyncio
 from typing import cast
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.stage_runner import StageRunner
 from shared.runtime.stage_service import run_stage_runners
+from shared.settings_env import load_settings, service_parser
 from shared.stages import LlmStage
 
 LLM_STAGES = [row.name for row in stages_of("llm_stage")]
@@ -93,14 +93,14 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
 
 def main(argv: list[str] | None = None) -> None:
     keep_large_buffers_out_of_the_heap()
-    parser = argparse.ArgumentParser(prog="cofi run llm-stage", description=__doc__)
+    parser = service_parser("cofi run llm-stage", __doc__, LlmStageSettings)
     parser.add_argument("--stage", default="llm1,llm2", help="llm1, llm2 or both (default)")
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stage.split(",") if s.strip()]
     for stage in stages:
         if stage not in LLM_STAGES:
             parser.error(f"unknown LLM stage {stage!r}; choose from {', '.join(LLM_STAGES)}")
-    settings = LlmStageSettings()
+    settings = load_settings(LlmStageSettings, "cofi run llm-stage")
     configure_logging(settings.log_level, settings.log_json, service="llm_stage")
 
     async def _main() -> None:

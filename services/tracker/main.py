@@ -6,7 +6,6 @@ there is read once the tracker restarts, from the beginning of its topics.
 
 import asyncio
 import logging
-import sys
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +23,7 @@ from shared.observability.sink import database_ping, observed_sink
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.sink_runner import AfterApplyHook, SinkRunner
+from shared.settings_env import load_settings, service_parser
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +99,28 @@ async def _serve(settings: TrackerSettings) -> None:
     await run(settings, stop_event_on_signals())
 
 
+DESCRIPTION = (
+    "The tracker: reads every topic and writes the tables (their only writer); stops on SIGTERM."
+)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`python -m services.tracker [run|migrate]`."""
+    """`cofi run tracker [run|migrate]`."""
+    parser = service_parser("cofi run tracker", DESCRIPTION, TrackerSettings)
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "migrate"),
+        default="run",
+        help="run: consume the topics and write the tables (default); "
+        "migrate: apply the schema migrations and exit",
+    )
+    args = parser.parse_args(argv)
     keep_large_buffers_out_of_the_heap()
-    args = sys.argv[1:] if argv is None else argv
-    settings = TrackerSettings()
+    settings = load_settings(TrackerSettings, "cofi run tracker")
     configure_logging(settings.log_level, settings.log_json, service="tracker")
     logging.getLogger("asyncmy").addFilter(_DuplicateEntryFilter())
-    if args and args[0] == "migrate":
+    if args.action == "migrate":
         asyncio.run(migrate(settings.resolved_database_url, wait_s=settings.database_wait_s))
-    elif not args or args[0] == "run":
-        asyncio.run(_serve(settings))
     else:
-        raise SystemExit(f"usage: python -m services.tracker [run|migrate], not {args}")
+        asyncio.run(_serve(settings))

@@ -2,11 +2,11 @@
 
 from pydantic import Field
 
-from shared.settings import EMBEDDED_DATABASE_URL, CommonSettings
+from shared.database_settings import DatabaseSettings
+from shared.settings import CommonSettings
 
 
-class TrackerSettings(CommonSettings):
-    database_url: str | None = None
+class TrackerSettings(DatabaseSettings, CommonSettings):
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
@@ -19,10 +19,6 @@ class TrackerSettings(CommonSettings):
     # Test hook (services/tracker/kill_switch.py): SIGKILL after the N-th poll's database
     # commit, before its offset commit. 0 disables it.
     tracker_kill_after_polls: int = Field(default=0, ge=0)
-
-    @property
-    def resolved_database_url(self) -> str:
-        return self.database_url or EMBEDDED_DATABASE_URL
 
     @property
     def group_id(self) -> str:

@@ -202,18 +202,4 @@ async def test_the_page_lists_batches_and_shows_a_batchs_stages_hosts_and_failur
         assert missing.status_code == 404 and "no batch" in missing.text
 
 
-async def test_the_page_says_when_the_database_is_unavailable(mariadb_server_url: str) -> None:
-    gone = make_url(mariadb_server_url).set(database="cofi_no_such_database")
-    engine = create_async_engine(gone.render_as_string(hide_password=False))
-    runner = web.AppRunner(make_app(DashboardReader(engine)))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with httpx.AsyncClient(timeout=30) as client:
-            r = await client.get(f"http://127.0.0.1:{port}/")
-        assert r.status_code == 503 and "Database unavailable" in r.text
-        assert "cofi_no_such_database" in r.text
-    finally:
-        await runner.cleanup()
-        await engine.dispose()
+# A database that is away: tests/integration/test_web_read_only.py.
