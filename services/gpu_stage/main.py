@@ -88,6 +88,8 @@ async def run(
     ) as client:
         # One view of a host's health for all its stages: a dead host fails fast everywhere.
         health = {h: HostHealth(deadline_s=settings.gpu_host_down_deadline_s) for h in hosts}
+        for host, host_health in health.items():
+            observability.metrics.watch_gpu_host(host, host_health.dead_for)
         cancelled = CancelledBatches(settings.kafka, settings.topics.control)
         runners = [
             build_runner(
