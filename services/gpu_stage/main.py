@@ -70,6 +70,7 @@ def build_runner(
         max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
         metrics=stage_metrics,
         payload_limit=settings.event_payload_max_bytes,
+        drain_timeout_s=settings.drain_timeout_s,
     )
 
 

@@ -85,6 +85,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     max_in_flight=settings.llm_max_concurrency * 2,
                     metrics=stage_metrics,
                     payload_limit=settings.event_payload_max_bytes,
+                    drain_timeout_s=settings.drain_timeout_s,
                 )
             )
         await run_stage_runners("llm_stage", runners, producer, cancelled, observability, stop)

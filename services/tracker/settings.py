@@ -1,12 +1,17 @@
 """The tracker's knobs, read from the environment (nothing is read at import time)."""
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from shared.settings import EMBEDDED_DATABASE_URL, CommonSettings
+from shared.settings import EMBEDDED_DATABASE_URL, CommonSettings, url_with_password
 
 
 class TrackerSettings(CommonSettings):
     database_url: str | None = None
+    database_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password of DATABASE_URL's user, put into the URL (from a file: "
+        "`DATABASE_PASSWORD_FILE`); empty: the URL's own",
+    )
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
@@ -22,7 +27,7 @@ class TrackerSettings(CommonSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or EMBEDDED_DATABASE_URL
+        return url_with_password(self.database_url or EMBEDDED_DATABASE_URL, self.database_password)
 
     @property
     def group_id(self) -> str:
