@@ -9,6 +9,7 @@ docker-compose.yml. Setting both `<NAME>` and `<NAME>_FILE` is an error.
 import os
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -19,7 +20,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
-from sqlalchemy.engine import make_url
 
 from shared.kafka_connection import KafkaConnection, SaslMechanism, SecurityProtocol
 from shared.stages import GpuStage
@@ -92,7 +92,13 @@ def url_with_password(url: str, password: SecretStr) -> str:
     secret = password.get_secret_value()
     if not secret:
         return url
-    return make_url(url).set(password=secret).render_as_string(hide_password=False)
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:  # no user in the URL: nothing to give the password to
+        return url
+    user = userinfo.split(":", 1)[0]
+    # Percent-encoded, as SQLAlchemy's URL parser decodes it.
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(secret, safe='')}@{hostport}"))
 
 
 def drain_timeout_field() -> Any:

@@ -654,3 +654,11 @@ def test_hadolint_passes_the_dockerfile() -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_topics_fit_the_stacks_single_broker() -> None:
+    topics_step = next(s for s in cofi_services().values() if s["command"] == ["topics"])
+    settings = CommonSettings(**{k.lower(): v for k, v in env(topics_step).items()})
+    brokers = 1  # the kafka service is one KRaft node
+    assert settings.topic_replication_factor <= brokers
+    assert settings.topic_min_insync_replicas <= settings.topic_replication_factor

@@ -80,14 +80,14 @@ def test_the_database_password_goes_into_the_url(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     secret = tmp_path / "db_password"
-    secret.write_text("s3cr/t@x\n")
+    secret.write_text("s3cr/t@x%:y\n")
     monkeypatch.setenv("DATABASE_URL", "mysql+asyncmy://cofi@mariadb:3306/cofi")
     monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
     for cls in (TrackerSettings, WebSettings):
         url = make_url(cls().resolved_database_url)
         assert (url.username, url.password, url.host, url.database) == (
             "cofi",
-            "s3cr/t@x",
+            "s3cr/t@x%:y",
             "mariadb",
             "cofi",
         )
