@@ -14,7 +14,9 @@ COPY cli cli
 RUN pip install --no-cache-dir . cryptography \
     && useradd --create-home --uid 10001 cofi \
     && mkdir -p /data/audio && chown cofi:cofi /app /data/audio
-USER cofi
-ENV PYTHONUNBUFFERED=1 LOG_JSON=true
+USER 10001
+# The commit the image was built from, for cofi_build_info (compose passes COFI_COMMIT).
+ARG COFI_COMMIT=unknown
+ENV PYTHONUNBUFFERED=1 LOG_JSON=true COFI_COMMIT=$COFI_COMMIT
 ENTRYPOINT ["cofi"]
 CMD ["--help"]

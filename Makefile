@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install infra infra-stop chromium topics demo test test-unit lint typecheck check bench chaos clean
+.PHONY: install infra infra-stop chromium promtool topics demo test test-unit lint typecheck check bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ infra: install
 # Headless Chromium for the progress page's browser test (Debian's package; once, idempotent).
 chromium:
 	infra/chromium.sh install
+
+# promtool for the alert rules' tests (Debian's prometheus package; once, idempotent).
+promtool:
+	infra/promtool.sh install
 
 infra-stop:
 	infra/kafka.sh stop
@@ -47,10 +51,10 @@ typecheck: install
 
 check: lint typecheck
 
-test-unit: install
+test-unit: install promtool
 	$(PY) -m pytest -q tests/unit
 
-test: install check infra chromium
+test: install check infra chromium promtool
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # Every figure of issue 6 against its target; reports/bench.md and .json (path printed last).

@@ -174,8 +174,11 @@ def render() -> str:
         "",
         "Every knob is an environment variable, read when a service starts "
         "(pydantic-settings, case-insensitive, no prefix). Values that do not parse stop the "
-        "service with a message naming the variable. `docker-compose.yml` sets the stack's "
-        "values; the local demo and the tests set theirs in `cli/pipeline.py`.",
+        "service with a message naming the variable. Any variable can come from a file "
+        "instead: `<NAME>_FILE=/run/secrets/name` reads `<NAME>` from that file (Docker "
+        "secrets; one trailing newline dropped; setting both is an error). "
+        "`docker-compose.yml` sets the stack's values from `.env` (see `.env.example`); the "
+        "local demo and the tests set theirs in `cli/pipeline.py`.",
         "",
     ]
     for title, cls, run in SECTIONS:

@@ -7,7 +7,13 @@ built without metrics (unit tests, tools) needs no registry.
 """
 
 import contextlib
-from collections.abc import Callable, Sequence
+import functools
+import os
+import platform
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import Literal
 
 from prometheus_client import (
@@ -15,7 +21,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -31,6 +40,36 @@ WRITE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 
 EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# The image sets it (Dockerfile, build argument COFI_COMMIT); a git checkout is asked instead.
+COMMIT_ENV = "COFI_COMMIT"
+
+
+@functools.cache
+def build_info() -> dict[str, str]:
+    """What runs: cofi's version, the commit it was built from (or "unknown"), the Python."""
+    try:
+        version = metadata.version("cofi")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"version": version, "commit": _commit(), "python": platform.python_version()}
+
+
+def _commit() -> str:
+    if commit := os.environ.get(COMMIT_ENV, "").strip():
+        return commit
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return found.stdout.strip() or "unknown"
 
 
 class StageMetrics:
@@ -66,12 +105,51 @@ class LagMetrics:
         """The partition was revoked: this process no longer reports its lag."""
 
 
+class BatchMetrics:
+    """The batches still open in the tracker's tables. This base class records nothing."""
+
+    def open_batches(self, last_progress: Mapping[str, float]) -> None:
+        """Every open batch and when it last moved (Unix seconds); batches not named closed."""
+
+
 class Metrics:
-    """One service process's metrics, in a registry of its own."""
+    """One service process's metrics, in a registry of its own.
+
+    Besides cofi's own metrics it carries the default process, platform and GC collectors
+    (`process_*`, `python_info`, `python_gc_*`) and `cofi_build_info`.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The same collectors prometheus_client puts in its global registry, in ours.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Gauge(
+            "cofi_build_info",
+            "Always 1; the labels say which cofi runs: version, commit, python",
+            ["version", "commit", "python"],
+            registry=r,
+        )
+        self.build_info.labels(**build_info()).set(1)
+        self.gpu_host_dead = Gauge(
+            "cofi_gpu_host_dead",
+            "1 while a GPU host is declared dead (unreachable past GPU_HOST_DOWN_DEADLINE_S)",
+            ["host"],
+            registry=r,
+        )
+        self.batch_last_progress = Gauge(
+            "cofi_batch_last_progress_timestamp_seconds",
+            "When an open batch last moved (its batchStatus.updatedAt, an event time)",
+            ["batch"],
+            registry=r,
+        )
+        self.batches_open = Gauge(
+            "cofi_batches_open",
+            "Batches in the tracker's tables that are neither Complete nor Cancelled",
+            registry=r,
+        )
         self.files = Counter(
             "cofi_files",
             "Files a stage finished handling, by outcome (done, failed, skipped, cancelled)",
@@ -116,6 +194,9 @@ class Metrics:
             buckets=WRITE_BUCKETS,
             registry=r,
         )
+        # Both outcomes exist from the start, so "no write for N minutes" is a flat counter.
+        for outcome in ("ok", "error"):
+            self.tracker_write_seconds.labels(outcome)
         self.tracker_write_records = Histogram(
             "cofi_tracker_write_records",
             "Records applied per database transaction (successful writes only)",
@@ -131,6 +212,13 @@ class Metrics:
 
     def lag(self) -> LagMetrics:
         return _LagMetrics(self)
+
+    def batches(self) -> BatchMetrics:
+        return _BatchMetrics(self)
+
+    def watch_gpu_host(self, host: str, dead_for: Callable[[], float]) -> None:
+        """Whether `host` is declared dead (`dead_for() > 0`), read whenever scraped."""
+        self.gpu_host_dead.labels(host).set_function(lambda: float(dead_for() > 0))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""
@@ -188,3 +276,18 @@ class _LagMetrics(LagMetrics):
         # Never reported (revoked before its first refresh): nothing to forget.
         with contextlib.suppress(KeyError):
             self.metrics.consumer_lag.remove(topic, str(partition))
+
+
+class _BatchMetrics(BatchMetrics):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.reported: set[str] = set()
+
+    def open_batches(self, last_progress: Mapping[str, float]) -> None:
+        for batch in self.reported - set(last_progress):
+            with contextlib.suppress(KeyError):
+                self.metrics.batch_last_progress.remove(batch)
+        for batch, at in last_progress.items():
+            self.metrics.batch_last_progress.labels(batch).set(at)
+        self.reported = set(last_progress)
+        self.metrics.batches_open.set(len(last_progress))

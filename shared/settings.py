@@ -1,12 +1,25 @@
 """Settings common to every service, read from the environment (pydantic-settings).
 
 Each service subclasses `CommonSettings` with its own knobs; nothing is read at import time.
+Any setting can come from a file instead: `<NAME>_FILE=/run/secrets/x` reads the value of
+`<NAME>` from that file (Docker secrets), so secrets never sit in the environment or in
+docker-compose.yml. Setting both `<NAME>` and `<NAME>_FILE` is an error.
 """
 
+import os
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from shared.kafka_connection import KafkaConnection, SaslMechanism, SecurityProtocol
 from shared.stages import GpuStage
@@ -46,9 +59,84 @@ def parse_gpu_hosts(value: Any) -> Any:
     return hosts
 
 
-class CommonSettings(BaseSettings):
+FILE_SUFFIX = "_FILE"
+
+
+class FileVariables(PydanticBaseSettingsSource):
+    """`<NAME>_FILE` variables: the value of setting NAME is the content of that file (one
+    trailing newline dropped), as the official database images read their secrets."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads every field at once
+
+    def __call__(self) -> dict[str, Any]:
+        environ = {k.upper(): v for k, v in os.environ.items()}
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            variable = name.upper()
+            path = environ.get(variable + FILE_SUFFIX)
+            if not path:
+                continue
+            if variable in environ:
+                raise SettingsError(f"set {variable} or {variable}{FILE_SUFFIX}, not both")
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                raise SettingsError(
+                    f"{variable}{FILE_SUFFIX}={path}: cannot read it ({exc.strerror or exc})"
+                ) from exc
+            values[name] = text.removesuffix("\n").removesuffix("\r")
+        return values
+
+
+def url_with_password(url: str, password: SecretStr) -> str:
+    """`url` with `password` as its password; unchanged when the password is empty."""
+    secret = password.get_secret_value()
+    if not secret:
+        return url
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:  # no user in the URL: nothing to give the password to
+        return url
+    user = userinfo.split(":", 1)[0]
+    # Percent-encoded, as SQLAlchemy's URL parser decodes it.
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(secret, safe='')}@{hostport}"))
+
+
+def drain_timeout_field() -> Any:
+    """DRAIN_TIMEOUT_S, read by every stage that runs a StageRunner."""
+    return Field(
+        default=30.0,
+        gt=0,
+        description="On SIGTERM, how long in-flight records may finish before the consumer "
+        "commits and stops (compose: keep `stop_grace_period` longer)",
+    )
+
+
+class FileAwareSettings(BaseSettings):
+    """Settings read from the environment, each also from a file (`<NAME>_FILE`)."""
+
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            FileVariables(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+
+class CommonSettings(FileAwareSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: SaslMechanism = Field(

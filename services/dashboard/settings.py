@@ -5,7 +5,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 
 from shared.database_settings import DatabaseSettings
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, url_with_password
 
 
 class WebSettings(DatabaseSettings, CommonSettings):
@@ -14,6 +14,11 @@ class WebSettings(DatabaseSettings, CommonSettings):
         description="SQLAlchemy URL the page reads with: a user with SELECT only (e.g. "
         "`cofi_ro`, docs/operations.md); unset: `DATABASE_URL` (its sessions are still "
         "read-only)",
+    )
+    web_database_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password of `WEB_DATABASE_URL`'s user, put into the URL (from a file: "
+        "`WEB_DATABASE_PASSWORD_FILE`); empty: the URL's own",
     )
     web_host: str = Field(default="127.0.0.1", description="Address the progress page binds")
     web_port: int = Field(default=8080, ge=1, le=65535, description="Port of the progress page")
@@ -42,7 +47,9 @@ class WebSettings(DatabaseSettings, CommonSettings):
     def read_database_url(self) -> str:
         """The URL the page reads with: its own read-only user, else the tracker's database."""
         if self.web_database_url is not None and self.web_database_url.get_secret_value():
-            return self.web_database_url.get_secret_value()
+            return url_with_password(
+                self.web_database_url.get_secret_value(), self.web_database_password
+            )
         return self.resolved_database_url
 
     @property

@@ -71,6 +71,7 @@ def build_runner(
         offset_metadata_max_bytes=settings.offset_metadata_max_bytes,
         metrics=stage_metrics,
         payload_limit=settings.event_payload_max_bytes,
+        drain_timeout_s=settings.drain_timeout_s,
     )
 
 
@@ -89,6 +90,8 @@ async def run(
     ) as client:
         # One view of a host's health for all its stages: a dead host fails fast everywhere.
         health = {h: HostHealth(deadline_s=settings.gpu_host_down_deadline_s) for h in hosts}
+        for host, host_health in health.items():
+            observability.metrics.watch_gpu_host(host, host_health.dead_for)
         cancelled = CancelledBatches(settings.kafka, settings.topics.control)
         runners = [
             build_runner(

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from shared.http_transport import HttpTransportName
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, drain_timeout_field
 
 
 class GpuStageSettings(CommonSettings):
@@ -15,6 +15,7 @@ class GpuStageSettings(CommonSettings):
     gpu_max_in_flight: int | None = Field(
         default=None, ge=1, description="In-flight requests per consumer; default: host capacity"
     )
+    drain_timeout_s: float = drain_timeout_field()
     http_transport: HttpTransportName = Field(
         default="aiohttp",
         description="Transport of the model API's httpx client: `aiohttp` (aiohttp's client, "

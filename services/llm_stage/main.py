@@ -86,6 +86,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     offset_metadata_max_bytes=settings.offset_metadata_max_bytes,
                     metrics=stage_metrics,
                     payload_limit=settings.event_payload_max_bytes,
+                    drain_timeout_s=settings.drain_timeout_s,
                 )
             )
         await run_stage_runners("llm_stage", runners, producer, cancelled, observability, stop)

@@ -3,7 +3,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from shared.http_transport import HttpTransportName
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, drain_timeout_field
 
 PROMPTS = Path(__file__).parent / "prompts"
 
@@ -21,6 +21,7 @@ class LlmStageSettings(CommonSettings):
     llm_retry_max_delay_s: float = Field(default=10.0, ge=0)
     llm_retry_budget_s: float = Field(default=300.0, gt=0)
     llm_prompts_dir: Path = PROMPTS
+    drain_timeout_s: float = drain_timeout_field()
     http_transport: HttpTransportName = Field(
         default="aiohttp",
         description="Transport of the LLM API's httpx client: `aiohttp` (aiohttp's client, "

@@ -9,6 +9,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.tracker.batch_watch import open_batches_probe
 from services.tracker.engine import make_engine
 from services.tracker.kill_switch import kill_after_polls
 from services.tracker.migrate import migrate
@@ -39,6 +40,10 @@ async def run(
     engine = make_engine(settings.resolved_database_url)
     # Served from the start: while migrations wait for the database, /readyz says why.
     database = observability.watch_database(database_ping(engine))
+    # Open batches for the no-progress alert (a warning until the migrations made batchStatus).
+    observability.refresh(
+        "open batches", open_batches_probe(engine, observability.metrics.batches())
+    )
     try:
         async with observability.serving():
             await _track(settings, stop, engine, observability, database, after_apply)

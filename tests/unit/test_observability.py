@@ -2,19 +2,24 @@
 
 import asyncio
 import logging
+import platform
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.ext.asyncio import create_async_engine
 
+import services.tracker.tables as tracker_tables
 from services.distributor.reporting import RoutingReport
 from services.distributor.routing import Incoming, route_after_lid, route_upload
 from services.distributor.settings import DEFAULT_RULES
 from services.distributor.triage import load_rules
 from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.host_health import HostHealth
+from services.tracker.batch_watch import open_batches_probe
 from shared.events import (
     Attempt,
     FileContext,
@@ -22,7 +27,7 @@ from shared.events import (
     FileUploaded,
     encode,
 )
-from shared.metrics import Metrics, StageMetrics
+from shared.metrics import COMMIT_ENV, Metrics, StageMetrics, build_info
 from shared.observability.consumers import ConsumerProbe, consumer_lag
 from shared.observability.health import Heartbeat, Readiness
 from shared.observability.sink import observed_sink
@@ -318,3 +323,86 @@ def test_json_log_lines_are_utc_and_keep_a_consumers_own_service_name(
     assert second["service"] == "gpu_stage"
     logged = datetime.strptime(first["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs((datetime.now(UTC) - logged).total_seconds()) < 60
+
+
+def test_every_registry_exports_the_process_collectors_and_the_build_info() -> None:
+    metrics = Metrics()
+    names = {name for name, _ in samples(metrics)}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= names
+    assert any(name.startswith("python_gc_") for name in names)
+    ((labels, one),) = [
+        (ls, v) for (n, ls), v in samples(metrics).items() if n == "cofi_build_info"
+    ]
+    found = dict(labels)
+    assert one == 1
+    assert found["version"] == build_info()["version"] != ""
+    assert found["python"] == platform.python_version()
+    assert found["commit"]
+
+
+def test_the_build_info_commit_comes_from_the_image_when_it_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    build_info.cache_clear()
+    monkeypatch.setenv(COMMIT_ENV, "abc123")
+    try:
+        assert build_info()["commit"] == "abc123"
+        assert value(Metrics(), "cofi_build_info", **build_info()) == 1
+    finally:
+        build_info.cache_clear()
+
+
+def test_a_dead_gpu_host_reads_1_when_scraped_and_0_again_once_reached() -> None:
+    now = [0.0]
+    health = HostHealth(deadline_s=60, clock=lambda: now[0])
+    metrics = Metrics()
+    metrics.watch_gpu_host("127.0.0.2", health.dead_for)
+    assert value(metrics, "cofi_gpu_host_dead", host="127.0.0.2") == 0
+    health.unreachable()
+    now[0] = 61
+    assert value(metrics, "cofi_gpu_host_dead", host="127.0.0.2") == 1
+    health.reached()
+    assert value(metrics, "cofi_gpu_host_dead", host="127.0.0.2") == 0
+
+
+def test_tracker_write_outcomes_exist_before_the_first_write() -> None:
+    metrics = Metrics()
+    for outcome in ("ok", "error"):
+        assert value(metrics, "cofi_tracker_write_seconds_count", outcome=outcome) == 0
+
+
+def test_open_batches_are_reported_and_a_finished_one_is_forgotten() -> None:
+    metrics = Metrics()
+    batches = metrics.batches()
+    batches.open_batches({"b1": 100.0, "b2": 200.0})
+    name = "cofi_batch_last_progress_timestamp_seconds"
+    assert value(metrics, name, batch="b1") == 100
+    assert value(metrics, "cofi_batches_open") == 2
+    batches.open_batches({"b2": 250.0})
+    assert value(metrics, name, batch="b1") is None
+    assert value(metrics, name, batch="b2") == 250
+    assert value(metrics, "cofi_batches_open") == 1
+
+
+async def test_the_open_batches_probe_reads_batch_status(tmp_path: Path) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(tracker_tables.metadata.create_all)
+            at = datetime(2026, 1, 1, 12, 0, 0)
+            await conn.execute(
+                tracker_tables.batch_status.insert(),
+                [
+                    {"batchId": "open", "status": "denoiseDone", "updatedAt": at},
+                    {"batchId": "done", "status": "Complete", "updatedAt": at},
+                    {"batchId": "gone", "status": "Cancelled", "updatedAt": at},
+                ],
+            )
+        metrics = Metrics()
+        await open_batches_probe(engine, metrics.batches())()
+        name = "cofi_batch_last_progress_timestamp_seconds"
+        assert value(metrics, name, batch="open") == at.replace(tzinfo=UTC).timestamp()
+        assert value(metrics, name, batch="done") is None
+        assert value(metrics, "cofi_batches_open") == 1
+    finally:
+        await engine.dispose()

@@ -172,8 +172,9 @@ def test_the_stacks_page_reads_as_a_user_granted_select_only() -> None:
     assert url.username != db.username and url.database == db.database
     grants = [
         line
-        for sql in (root / "deploy" / "mysql" / "init").glob("*.sql")
-        for line in sql.read_text().splitlines()
+        for script in (root / "deploy" / "mariadb" / "init").glob("*.sh")
+        for line in script.read_text().splitlines()
         if line.startswith("GRANT") and f"'{url.username}'@" in line
     ]
-    assert grants == [f"GRANT SELECT ON {db.database}.* TO '{url.username}'@'%';"]
+    # MARIADB_DATABASE is the compose database (`DB_NAME`) the image's entrypoint created.
+    assert grants == [f"GRANT SELECT ON \\`${{MARIADB_DATABASE}}\\`.* TO '{url.username}'@'%';"]
