@@ -35,6 +35,9 @@ class CallOutcome:
     error: str | None = None
     retry_after_s: float | None = None
     unreachable: bool = False
+    # The API answered, but not what was asked for (an LLM's malformed answer): transient, as
+    # a model sampled again may answer properly, under its own, smaller bound.
+    malformed: bool = False
 
     @property
     def ok(self) -> bool:

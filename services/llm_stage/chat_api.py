@@ -1,13 +1,14 @@
 """Client of an OpenAI-compatible `POST /chat/completions` (vLLM, TGI, Ollama, hosted)."""
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from shared.model_http import post_json
-from shared.retry import CallOutcome
+from shared.retry import Call, CallOutcome
 
 
 async def complete(
@@ -17,10 +18,13 @@ async def complete(
     model: str,
     messages: list[dict[str, str]],
     answer: type[BaseModel],
+    max_tokens: int | None = None,
 ) -> CallOutcome:
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     response = await post_json(client, url, body, headers)
     if isinstance(response, CallOutcome):
         return response
@@ -33,7 +37,9 @@ def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutco
         content = response.json()["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         return CallOutcome(
-            error_kind="transient", error=f"not a chat completion: {response.text[:500]}"
+            error_kind="transient",
+            error=f"not a chat completion: {response.text[:500]}",
+            malformed=True,
         )
     try:
         parsed: Any = json.loads(_strip_fences(content))
@@ -43,8 +49,34 @@ def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutco
             error_kind="transient",
             error=f"malformed answer ({type(exc).__name__}): {str(exc)[:300]}",
             response={"raw_answer": str(content)[:4000]},
+            malformed=True,
         )
     return CallOutcome(response=valid.model_dump())
+
+
+def bound_malformed(call: Call, max_malformed: int) -> Call:
+    """`call`, whose `max_malformed`-th malformed answer ends the file (a permanent error).
+
+    Malformed answers are retried like any transient error, but each costs a full generation:
+    they get their own bound, below the retry budget for outages (LLM_MALFORMED_MAX_ATTEMPTS).
+    """
+    seen = 0
+
+    async def bounded() -> CallOutcome:
+        nonlocal seen
+        outcome = await call()
+        if not outcome.malformed:
+            return outcome
+        seen += 1
+        if seen < max_malformed:
+            return outcome
+        return replace(
+            outcome,
+            error_kind="permanent",
+            error=f"{outcome.error} ({seen} malformed answers: giving up)",
+        )
+
+    return bounded
 
 
 def _strip_fences(content: str) -> str:

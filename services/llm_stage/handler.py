@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
+from services.llm_stage.chat_api import bound_malformed
 from services.llm_stage.prompting import messages_for
 from shared.events import FileStageCompleted
 from shared.metrics import StageMetrics
@@ -31,6 +32,8 @@ class LlmStageHandler:
     # The LLM API's address, for logs and metrics (a GPU stage's is its GPU host).
     host: str | None = None
     metrics: StageMetrics = field(default_factory=StageMetrics)
+    # Malformed answers allowed per file before it fails (LLM_MALFORMED_MAX_ATTEMPTS).
+    max_malformed: int = 3
 
     def __post_init__(self) -> None:
         self.ends = FileEnds(self.stage, self.topics, self.host, self.metrics)
@@ -38,10 +41,10 @@ class LlmStageHandler:
     async def __call__(self, event: FileStageCompleted) -> Sequence[Output]:
         if self.ends.cancelled(event, self.cancelled):
             return []
-        messages = messages_for(self.template, self.stage, event.context, event.file_name)
+        messages = messages_for(self.template, self.stage, event.context)
         request: dict[str, Any] = {"messages": messages}
         attempts, outcome = await call_with_retries(
-            lambda: self._limited(messages),
+            bound_malformed(lambda: self._limited(messages), self.max_malformed),
             self.policy,
             host=None,
             request=request,
