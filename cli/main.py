@@ -176,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cancel)
 
+    p = sub.add_parser(
+        "contracts",
+        help="write docs/asyncapi.yaml and docs/gpu-model-api.{yaml,md} from the code",
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 when a document is stale")
+    p.set_defaults(func=_contracts)
+
     p = sub.add_parser("migrate", help="create or upgrade the tracker's tables")
     p.set_defaults(func=_migrate)
 
@@ -376,6 +383,12 @@ def _cancel(ns: argparse.Namespace) -> int:
     asyncio.run(publish(s.kafka, [cancellation(ns.batch_id, ns.reason, s.topics)]))
     print(f"batch {ns.batch_id} cancelled: stages stop starting its files")
     return 0
+
+
+def _contracts(ns: argparse.Namespace) -> int:
+    from cli.contracts import main as contracts
+
+    return contracts(["--check"] if ns.check else [])
 
 
 def _migrate(ns: argparse.Namespace) -> int:
