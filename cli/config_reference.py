@@ -129,8 +129,10 @@ def _default(name: str, field: FieldInfo) -> str:
         hosts = CommonSettings.model_fields["gpu_hosts"].get_default(call_default_factory=True)
         return ",".join(f"{h.ip}:{h.capacity}" for h in hosts)
     value = field.get_default(call_default_factory=True)
-    if value is None or value == "" or (isinstance(value, SecretStr) and not value):
+    if value is None or value == "" or value == [] or (isinstance(value, SecretStr) and not value):
         return "(unset)"
+    if isinstance(value, list):  # read as a comma-separated list
+        return ",".join(str(v) for v in value)
     if isinstance(value, Path):
         return value.resolve().relative_to(ROOT).as_posix() + " (installed)"
     if isinstance(value, bool):
@@ -206,7 +208,7 @@ def render() -> str:
     out += [
         "## Command line (`cofi`)",
         "",
-        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi migrate` and `cofi demo` read "
+        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi purge`, `cofi migrate` and `cofi demo` read "
         "`DATABASE_URL` as the tracker does (one settings class, `DatabaseSettings` in "
         "`shared/database_settings.py`; unset: SQLite `./cofi.db`, which the reading commands "
         "require to exist); `make demo` sets it to the local MariaDB. "
