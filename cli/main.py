@@ -183,6 +183,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 when a document is stale")
     p.set_defaults(func=_contracts)
 
+    p = sub.add_parser(
+        "purge",
+        help="empty call content older than an age: processing_logs payloads (transcripts, "
+        "LLM answers) and dead letters' raw bytes",
+    )
+    p.add_argument(
+        "--older-than", required=True, metavar="AGE", help="an age: 30d, 12h, 90m or 3600s"
+    )
+    p.set_defaults(func=_purge)
+
     p = sub.add_parser("migrate", help="create or upgrade the tracker's tables")
     p.set_defaults(func=_migrate)
 
@@ -389,6 +399,12 @@ def _contracts(ns: argparse.Namespace) -> int:
     from cli.contracts import main as contracts
 
     return contracts(["--check"] if ns.check else [])
+
+
+def _purge(ns: argparse.Namespace) -> int:
+    from cli.purge import run
+
+    return run(os.environ.get("DATABASE_URL", DEFAULT_DB), ns.older_than)
 
 
 def _migrate(ns: argparse.Namespace) -> int:
