@@ -238,7 +238,7 @@ def render_markdown() -> str:
             batch_id="batch-42",
             file_name="call-0001.wav",
             audio_uri="file:///data/audio/batch-42/call-0001.wav",
-            inputs={"language": "en"},  # type: ignore[arg-type]
+            inputs={"language": "en"},
         ).model_dump_json(indent=2),
         "```",
         "",
