@@ -26,7 +26,8 @@ from shared.events import (
     file_key,
 )
 from shared.pipeline import PIPELINE, StageSpec, input_topic, previous
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, GpuHost
+from shared.topic_plan import TopicSpec
 from shared.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,6 @@ class Channel:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     per_host: bool = False
-    compacted: bool = False
 
 
 def _after(stage: str) -> str:
@@ -148,7 +148,6 @@ def channels() -> list[Channel]:
             messages=("BatchCancelled",),
             producers=("cofi cancel",),
             consumers=("distributor", "gpu_stage", "llm_stage", "tracker"),
-            compacted=True,
         ),
     ]
 
@@ -214,16 +213,26 @@ def _parameters(channel: Channel) -> dict[str, Any]:
     return params
 
 
+def _plan() -> dict[str, TopicSpec]:
+    """The topic plan of `cofi topics` at the settings' defaults, by address template."""
+    sample = CommonSettings.model_construct(topic_prefix="{prefix}", gpu_hosts=[GpuHost(ip=HOST)])
+    return {spec.name: spec for spec in sample.topic_plan()}
+
+
 def _channel(channel: Channel) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if channel.compacted:
-        config["cleanup.policy"] = ["compact"]
+    spec = _plan()[channel.address]
+    configs = dict(spec.configs)
     kafka: dict[str, Any] = {
-        "partitions": CommonSettings.model_fields["stage_partitions"].default,
+        "partitions": spec.partitions,
+        "replicas": spec.replication_factor,
+        "topicConfiguration": {
+            "cleanup.policy": [configs.pop("cleanup.policy")],
+            "retention.ms": int(configs.pop("retention.ms")),
+        },
         "bindingVersion": "0.5.0",
     }
-    if config:
-        kafka["topicConfiguration"] = config
+    if configs:
+        kafka["x-configs"] = configs
     return {
         "address": channel.address,
         "title": channel.id,
@@ -274,7 +283,10 @@ def build() -> dict[str, Any]:
                 "from shared/pipeline.py, shared/topics.py and shared/events.py; do not edit. "
                 "Every message is JSON with `v` (schema version, 1) and `type` (its model's "
                 "name); consumers ignore fields they do not know. Producers use acks=all and "
-                "idempotence; delivery is at least once, so consumers must be idempotent."
+                "idempotence; delivery is at least once, so consumers must be idempotent. "
+                "Partitions, replicas and topic configs are `cofi topics`' plan at the "
+                "settings' defaults (`STAGE_PARTITIONS`, `TOPIC_REPLICATION_FACTOR`, "
+                "`TOPIC_MIN_INSYNC_REPLICAS`, `*_RETENTION_HOURS`)."
             ),
         },
         "defaultContentType": "application/json",

@@ -29,6 +29,7 @@ from shared.events import (
     encode,
 )
 from shared.pipeline import PIPELINE
+from shared.settings import CommonSettings
 from shared.stages import GPU_STAGES
 from shared.topics import Topics
 from simulator.audio import AudioInfo
@@ -72,9 +73,17 @@ def test_every_topic_has_exactly_one_channel_and_every_channel_a_topic() -> None
     topics = Topics("p").all_topics(["10.0.0.1", "10.0.0.2"])
     used = {_channel_of(t, doc) for t in topics}
     assert used == set(doc["channels"])
-    assert doc["channels"]["control"]["bindings"]["kafka"]["topicConfiguration"] == {
-        "cleanup.policy": ["compact"]
-    }
+    control = doc["channels"]["control"]["bindings"]["kafka"]
+    assert control["topicConfiguration"] == {"cleanup.policy": ["compact"], "retention.ms": -1}
+    # Partitions, replicas and configs are `cofi topics`' plan at the defaults.
+    plan = {spec.name: spec for spec in CommonSettings.model_construct().topic_plan()}
+    uploads = doc["channels"]["uploads"]["bindings"]["kafka"]
+    assert uploads["partitions"] == plan["cofi.uploads"].partitions
+    assert uploads["replicas"] == plan["cofi.uploads"].replication_factor
+    assert (
+        str(uploads["topicConfiguration"]["retention.ms"])
+        == (plan["cofi.uploads"].configs["retention.ms"])
+    )
 
 
 def test_every_reference_resolves_and_operations_point_at_their_channels_messages() -> None:
