@@ -1,5 +1,6 @@
 """The upload client's producer keeps cofi's delivery settings; it imports no service."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,11 @@ def test_importing_the_client_pulls_in_no_service() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_documented_example_compiles_against_the_client() -> None:
+    doc = (ROOT / "docs" / "upload-client.md").read_text()
+    [example] = re.findall(r"```python\n(.*?)```", doc, re.S)
+    compile(example, "docs/upload-client.md", "exec")
+    for method in re.findall(r"client\.(\w+)\(", example + doc):
+        assert hasattr(UploadClient, method), method
