@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cofi contracts", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 when a document is stale")
     ns = parser.parse_args(argv)
+    try:
+        import yaml  # noqa: F401 - a development dependency; say so rather than a traceback
+    except ImportError:
+        print("cofi contracts: needs PyYAML (pip install -e '.[dev]')", file=sys.stderr)
+        return 2
     if ns.check:
         old = stale()
         for path in old:
