@@ -1,14 +1,13 @@
 """Client of an OpenAI-compatible `POST /chat/completions` (vLLM, TGI, Ollama, hosted)."""
 
 import json
-from dataclasses import replace
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from shared.model_http import post_json
-from shared.retry import Call, CallOutcome
+from shared.retry import CallOutcome
 
 
 async def complete(
@@ -52,31 +51,6 @@ def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutco
             malformed=True,
         )
     return CallOutcome(response=valid.model_dump())
-
-
-def bound_malformed(call: Call, max_malformed: int) -> Call:
-    """`call`, whose `max_malformed`-th malformed answer ends the file (a permanent error).
-
-    Malformed answers are retried like any transient error, but each costs a full generation:
-    they get their own bound, below the retry budget for outages (LLM_MALFORMED_MAX_ATTEMPTS).
-    """
-    seen = 0
-
-    async def bounded() -> CallOutcome:
-        nonlocal seen
-        outcome = await call()
-        if not outcome.malformed:
-            return outcome
-        seen += 1
-        if seen < max_malformed:
-            return outcome
-        return replace(
-            outcome,
-            error_kind="permanent",
-            error=f"{outcome.error} ({seen} malformed answers: giving up)",
-        )
-
-    return bounded
 
 
 def _strip_fences(content: str) -> str:

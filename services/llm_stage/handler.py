@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from services.llm_stage.chat_api import bound_malformed
 from services.llm_stage.prompting import messages_for
 from shared.events import FileStageCompleted
 from shared.metrics import StageMetrics
 from shared.model_stage import FileEnds
 from shared.output import Output
-from shared.retry import CallOutcome, RetryPolicy, call_with_retries
+from shared.retry import CallOutcome, RetryPolicy, bound_malformed, call_with_retries
 from shared.stages import LlmStage
 from shared.topics import Topics
 

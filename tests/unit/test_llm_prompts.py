@@ -127,8 +127,8 @@ async def test_malformed_answers_have_their_own_bound_below_the_retry_budget() -
             }
         )
     )
-    [out] = await handler(event, None)  # type: ignore[arg-type]
-    failure = any_event.validate_json(out.value)
+    [out] = await handler(event)  # type: ignore[arg-type]
+    failure = out.event
     assert isinstance(failure, FileFailed)
     assert len(calls) == 2 and len(failure.attempts) == 2
     assert failure.error_kind == "permanent"
