@@ -12,11 +12,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.tracker.engine import make_engine
 from services.tracker.fold import RecordMeta, TrackedEvent, Undecodable
 from services.tracker.migrate import migrate
 from services.tracker.retention import purge_payloads, purge_periodically
 from services.tracker.service import Tracker, TrackerOptions
-from services.tracker.store import make_engine
 from services.tracker.tables import dead_letters, processing_logs
 from shared.events import (
     Attempt,
