@@ -208,10 +208,10 @@ def render() -> str:
     out += [
         "## Command line (`cofi`)",
         "",
-        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi purge`, `cofi migrate` and `cofi demo` read "
-        "`DATABASE_URL` as the tracker does (one settings class, `DatabaseSettings` in "
-        "`shared/database_settings.py`; unset: SQLite `./cofi.db`, which the reading commands "
-        "require to exist); `make demo` sets it to the local MariaDB. "
+        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi purge`, `cofi migrate` and "
+        "`cofi demo` read `DATABASE_URL` as the tracker does (one settings class, "
+        "`DatabaseSettings` in `shared/database_settings.py`; unset: SQLite `./cofi.db`, "
+        "which the reading commands require to exist); `make demo` sets it to the local MariaDB. "
         "`cofi submit`, `cofi topics`, `cofi retry` and `cofi cancel` read the settings of "
         "every service above (`KAFKA_BOOTSTRAP_SERVERS`, `TOPIC_PREFIX`, `GPU_HOSTS`, …). "
         "A value that does not parse stops a command or a service before it starts, with one "

@@ -404,7 +404,7 @@ def _contracts(ns: argparse.Namespace) -> int:
 def _purge(ns: argparse.Namespace) -> int:
     from cli.purge import run
 
-    return run(os.environ.get("DATABASE_URL", DEFAULT_DB), ns.older_than)
+    return run(database_url(ns), ns.older_than)
 
 
 def _migrate(ns: argparse.Namespace) -> int:
