@@ -129,8 +129,10 @@ def _default(name: str, field: FieldInfo) -> str:
         hosts = CommonSettings.model_fields["gpu_hosts"].get_default(call_default_factory=True)
         return ",".join(f"{h.ip}:{h.capacity}" for h in hosts)
     value = field.get_default(call_default_factory=True)
-    if value is None or value == "" or (isinstance(value, SecretStr) and not value):
+    if value is None or value == "" or value == [] or (isinstance(value, SecretStr) and not value):
         return "(unset)"
+    if isinstance(value, list):  # read as a comma-separated list
+        return ",".join(str(v) for v in value)
     if isinstance(value, Path):
         return value.resolve().relative_to(ROOT).as_posix() + " (installed)"
     if isinstance(value, bool):
@@ -209,10 +211,10 @@ def render() -> str:
     out += [
         "## Command line (`cofi`)",
         "",
-        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi migrate` and `cofi demo` read "
-        "`DATABASE_URL` as the tracker does (one settings class, `DatabaseSettings` in "
-        "`shared/database_settings.py`; unset: SQLite `./cofi.db`, which the reading commands "
-        "require to exist); `make demo` sets it to the local MariaDB. "
+        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi purge`, `cofi migrate` and "
+        "`cofi demo` read `DATABASE_URL` as the tracker does (one settings class, "
+        "`DatabaseSettings` in `shared/database_settings.py`; unset: SQLite `./cofi.db`, "
+        "which the reading commands require to exist); `make demo` sets it to the local MariaDB. "
         "`cofi submit`, `cofi topics`, `cofi retry` and `cofi cancel` read the settings of "
         "every service above (`KAFKA_BOOTSTRAP_SERVERS`, `TOPIC_PREFIX`, `GPU_HOSTS`, …). "
         "A value that does not parse stops a command or a service before it starts, with one "

@@ -176,6 +176,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cancel)
 
+    p = sub.add_parser(
+        "contracts",
+        help="write docs/asyncapi.yaml and docs/gpu-model-api.{yaml,md} from the code",
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 when a document is stale")
+    p.set_defaults(func=_contracts)
+
+    p = sub.add_parser(
+        "purge",
+        help="empty call content older than an age: processing_logs payloads (transcripts, "
+        "LLM answers) and dead letters' raw bytes",
+    )
+    p.add_argument(
+        "--older-than", required=True, metavar="AGE", help="an age: 30d, 12h, 90m or 3600s"
+    )
+    p.set_defaults(func=_purge)
+
     p = sub.add_parser("migrate", help="create or upgrade the tracker's tables")
     p.set_defaults(func=_migrate)
 
@@ -376,6 +393,18 @@ def _cancel(ns: argparse.Namespace) -> int:
     asyncio.run(publish(s.kafka, [cancellation(ns.batch_id, ns.reason, s.topics)]))
     print(f"batch {ns.batch_id} cancelled: stages stop starting its files")
     return 0
+
+
+def _contracts(ns: argparse.Namespace) -> int:
+    from cli.contracts import main as contracts
+
+    return contracts(["--check"] if ns.check else [])
+
+
+def _purge(ns: argparse.Namespace) -> int:
+    from cli.purge import run
+
+    return run(database_url(ns), ns.older_than)
 
 
 def _migrate(ns: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,6 +35,9 @@ class CallOutcome:
     error: str | None = None
     retry_after_s: float | None = None
     unreachable: bool = False
+    # The API answered, but not what was asked for (an LLM's malformed answer): transient, as
+    # a model sampled again may answer properly, under its own, smaller bound.
+    malformed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -105,3 +108,29 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def bound_malformed(call: Call, max_malformed: int) -> Call:
+    """`call`, whose `max_malformed`-th malformed answer ends the file (a permanent error).
+
+    Malformed answers are retried like any transient error, but each costs a full generation:
+    they get their own bound, below the retry budget for outages (LLM_MALFORMED_MAX_ATTEMPTS
+    for the LLM stages).
+    """
+    seen = 0
+
+    async def bounded() -> CallOutcome:
+        nonlocal seen
+        outcome = await call()
+        if not outcome.malformed:
+            return outcome
+        seen += 1
+        if seen < max_malformed:
+            return outcome
+        return replace(
+            outcome,
+            error_kind="permanent",
+            error=f"{outcome.error} ({seen} malformed answers: giving up)",
+        )
+
+    return bounded

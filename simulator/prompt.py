@@ -76,9 +76,15 @@ def _hash(text: str, salt: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{salt}\x00{text}".encode()).digest()[:8], "big")
 
 
+_TAGGED = re.compile(r"<(transcript|call_analysis)>\n?(?P<body>.*?)\n?</\1>", re.S)
+
+
 def _summary(text: str) -> str:
-    # Summarise the substance, not the instructions: the last non-instruction line is
-    # where templates put the transcript.
+    # Summarise the substance, not the instructions: the content between the prompt's tags,
+    # else the last non-instruction line (where older templates put the transcript).
+    tagged = _TAGGED.search(text)
+    if tagged:
+        text = tagged.group("body")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _KEYS_LINE.search(ln)]
     last = re.sub(r"^[A-Za-z ]{1,20}:\s*", "", lines[-1]) if lines else ""  # drop "Transcript:"
     words = last.split()[:12]

@@ -44,10 +44,11 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
         web_enabled=False,
     )
 
+    audio_policy = settings.audio_uri_policy
     cancelled = CancelledBatches(settings.kafka, topics.control)
 
     def upload_router(message: Incoming) -> list[Output]:
-        return route_upload(message, settings.gpu_hosts, topics, cancelled)
+        return route_upload(message, settings.gpu_hosts, topics, cancelled, audio_policy)
 
     def triage_router(message: Incoming) -> list[Output]:
         return route_after_lid(message, rules, topics, cancelled)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from services.distributor.assignment import NoHostAvailable, choose_host
+from services.distributor.audio_uri import AudioUriPolicy, audio_uri_problem
 from services.distributor.triage import RuleBook, decide
 from shared.events import (
     Attempt,
@@ -32,6 +33,8 @@ from shared.topics import Topics
 CONSUMER = "distributor"
 # Triage reads the previous stage's completed events (shared/pipeline.py), as any stage does.
 decode_triage_input = decoder_for("triage")
+# The settings' defaults: any local absolute path, no other scheme.
+LOCAL_FILES = AudioUriPolicy()
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ def route_upload(
     hosts: list[GpuHost],
     topics: Topics,
     cancelled: Container[str] = frozenset(),
+    audio_policy: AudioUriPolicy = LOCAL_FILES,
 ) -> list[Output]:
     try:
         event = upload_event.validate_json(message.value or b"")
@@ -57,7 +61,23 @@ def route_upload(
         return []  # the tracker reads the batch's size from the uploads topic itself
     if event.batch_id in cancelled:
         return []  # the tracker marks the batch's unstarted files cancelled
+    problem = audio_uri_problem(event.audio_uri, audio_policy)
+    if problem is not None:
+        # Never sent to a GPU host: the file ends failed, with the reason, and the batch goes on.
+        return [_not_distributed(event, topics, problem)]
     return [_assign(event, hosts, topics)]
+
+
+def _not_distributed(event: FileUploaded, topics: Topics, reason: str) -> Output:
+    failure = FileFailed(
+        batch_id=event.batch_id,
+        file_name=event.file_name,
+        stage="denoise",
+        error_kind="permanent",
+        error=f"not distributed: {reason}",
+        input_event=event.model_dump(mode="json"),
+    )
+    return Output(topics.failed, file_key(event.batch_id, event.file_name), failure)
 
 
 def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output:
@@ -65,15 +85,7 @@ def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output
     try:
         host = choose_host(event.batch_id, event.file_name, hosts)
     except NoHostAvailable as exc:
-        failure = FileFailed(
-            batch_id=event.batch_id,
-            file_name=event.file_name,
-            stage="denoise",
-            error_kind="permanent",
-            error=f"not distributed: {exc}",
-            input_event=event.model_dump(mode="json"),
-        )
-        return Output(topics.failed, key, failure)
+        return _not_distributed(event, topics, str(exc))
     assigned = FileStageCompleted(
         batch_id=event.batch_id,
         file_name=event.file_name,

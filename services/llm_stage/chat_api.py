@@ -17,10 +17,13 @@ async def complete(
     model: str,
     messages: list[dict[str, str]],
     answer: type[BaseModel],
+    max_tokens: int | None = None,
 ) -> CallOutcome:
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
     response = await post_json(client, url, body, headers)
     if isinstance(response, CallOutcome):
         return response
@@ -33,7 +36,9 @@ def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutco
         content = response.json()["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         return CallOutcome(
-            error_kind="transient", error=f"not a chat completion: {response.text[:500]}"
+            error_kind="transient",
+            error=f"not a chat completion: {response.text[:500]}",
+            malformed=True,
         )
     try:
         parsed: Any = json.loads(_strip_fences(content))
@@ -43,6 +48,7 @@ def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutco
             error_kind="transient",
             error=f"malformed answer ({type(exc).__name__}): {str(exc)[:300]}",
             response={"raw_answer": str(content)[:4000]},
+            malformed=True,
         )
     return CallOutcome(response=valid.model_dump())
 

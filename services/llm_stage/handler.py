@@ -11,7 +11,7 @@ from shared.events import FileStageCompleted
 from shared.metrics import StageMetrics
 from shared.model_stage import FileEnds
 from shared.output import Output
-from shared.retry import CallOutcome, RetryPolicy, call_with_retries
+from shared.retry import CallOutcome, RetryPolicy, bound_malformed, call_with_retries
 from shared.stages import LlmStage
 from shared.topics import Topics
 
@@ -31,6 +31,8 @@ class LlmStageHandler:
     # The LLM API's address, for logs and metrics (a GPU stage's is its GPU host).
     host: str | None = None
     metrics: StageMetrics = field(default_factory=StageMetrics)
+    # Malformed answers allowed per file before it fails (LLM_MALFORMED_MAX_ATTEMPTS).
+    max_malformed: int = 3
 
     def __post_init__(self) -> None:
         self.ends = FileEnds(self.stage, self.topics, self.host, self.metrics)
@@ -38,10 +40,10 @@ class LlmStageHandler:
     async def __call__(self, event: FileStageCompleted) -> Sequence[Output]:
         if self.ends.cancelled(event, self.cancelled):
             return []
-        messages = messages_for(self.template, self.stage, event.context, event.file_name)
+        messages = messages_for(self.template, self.stage, event.context)
         request: dict[str, Any] = {"messages": messages}
         attempts, outcome = await call_with_retries(
-            lambda: self._limited(messages),
+            bound_malformed(lambda: self._limited(messages), self.max_malformed),
             self.policy,
             host=None,
             request=request,

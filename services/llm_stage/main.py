@@ -54,6 +54,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                 settings.llm_model,
                 messages,
                 ANSWERS[stage],
+                max_tokens=settings.llm_max_tokens,
             )
 
         cancelled = CancelledBatches(settings.kafka, settings.topics.control)
@@ -70,6 +71,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                 cancelled=cancelled,
                 host=api_host,
                 metrics=stage_metrics,
+                max_malformed=settings.llm_malformed_max_attempts,
             )
             name = f"llm_stage:{stage}"
             runners.append(

@@ -22,6 +22,17 @@ class LlmStageSettings(CommonSettings):
     llm_retry_budget_s: float = Field(default=300.0, gt=0)
     llm_prompts_dir: Path = PROMPTS
     drain_timeout_s: float = drain_timeout_field()
+    llm_max_tokens: int = Field(
+        default=1024,
+        ge=1,
+        description="`max_tokens` of each chat completion: the longest answer the LLM may give",
+    )
+    llm_malformed_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Malformed answers (not the stage's JSON) allowed per file and LLM stage "
+        "before it fails; counted within `LLM_RETRY_MAX_ATTEMPTS`",
+    )
     http_transport: HttpTransportName = Field(
         default="aiohttp",
         description="Transport of the LLM API's httpx client: `aiohttp` (aiohttp's client, "

@@ -6,6 +6,7 @@ there is read once the tracker restarts, from the beginning of its topics.
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,6 +14,7 @@ from services.tracker.batch_watch import open_batches_probe
 from services.tracker.engine import make_engine
 from services.tracker.kill_switch import kill_after_polls
 from services.tracker.migrate import migrate
+from services.tracker.retention import purge_periodically
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
 from shared.kafka import make_consumer
@@ -68,6 +70,7 @@ async def _track(
             topic_prefix=settings.topic_prefix,
             progress_interval=settings.progress_update_interval,
             log_file_start=settings.log_file_start_events,
+            redact_fields=frozenset(settings.payload_redact_fields),
         ),
     )
     consumer = make_consumer(
@@ -89,7 +92,12 @@ async def _track(
     )
     observability.watch_consumer("tracker", AiokafkaView(consumer))
     log.info("tracker consuming %s as group %s", ", ".join(topics), settings.group_id)
-    await runner.run(stop)
+    if settings.payload_retention_days:
+        retention = timedelta(days=settings.payload_retention_days)
+        purge = purge_periodically(engine, retention, settings.payload_purge_interval_s, stop)
+        await asyncio.gather(runner.run(stop), purge)
+    else:
+        await runner.run(stop)
 
 
 class _DuplicateEntryFilter(logging.Filter):

@@ -8,6 +8,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.tracker.fold import RecordMeta, TrackedEvent, Undecodable, decode, fold
+from services.tracker.redaction import redact_changes
 from services.tracker.store import apply_changes
 from shared.logging import fields
 from shared.topics import Topics
@@ -20,6 +21,8 @@ class TrackerOptions:
     topic_prefix: str
     progress_interval: int = 100
     log_file_start: bool = False
+    # JSON fields blanked in payloads before they are written (PAYLOAD_REDACT_FIELDS).
+    redact_fields: frozenset[str] = frozenset()
 
 
 class Tracker:
@@ -57,5 +60,6 @@ class Tracker:
         )
         if changes.empty:
             return
+        redact_changes(changes, self.options.redact_fields)
         async with self.engine.begin() as conn:
             await apply_changes(conn, changes, progress_interval=self.options.progress_interval)

@@ -1,6 +1,9 @@
 """The tracker's knobs, read from the environment (nothing is read at import time)."""
 
-from pydantic import Field
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from shared.database_settings import DatabaseSettings
 from shared.settings import CommonSettings
@@ -19,6 +22,29 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
     # Test hook (services/tracker/kill_switch.py): SIGKILL after the N-th poll's database
     # commit, before its offset commit. 0 disables it.
     tracker_kill_after_polls: int = Field(default=0, ge=0)
+
+    payload_retention_days: float = Field(
+        default=0,
+        ge=0,
+        description="Keep call content (processing_logs payloads, dead letters' raw bytes) "
+        "this many days, then the tracker empties it; 0 keeps it forever",
+    )
+    payload_purge_interval_s: float = Field(
+        default=3600, gt=0, description="How often the tracker purges content past retention"
+    )
+    payload_redact_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="JSON fields blanked in processing_logs payloads before they are written, "
+        "comma-separated; `transcript,messages` stores no transcript (nor the LLM prompts "
+        "that carry it)",
+    )
+
+    @field_validator("payload_redact_fields", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def group_id(self) -> str:

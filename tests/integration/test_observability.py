@@ -324,7 +324,11 @@ async def test_distributor_process_serves_routing_metrics_and_readiness(
     await create_pipeline_topics(settings)
     topics = settings.topics
     uploads = [
-        (topics.uploads, b"b", encode(FileUploaded(batch_id="b", file_name=f"f{i}", audio_uri="u")))
+        (
+            topics.uploads,
+            b"b",
+            encode(FileUploaded(batch_id="b", file_name=f"f{i}", audio_uri=f"file:///f{i}")),
+        )
         for i in range(4)
     ]
     poison = (topics.uploads, b"b", b"{not json")

@@ -52,10 +52,10 @@ def _event() -> FileStageCompleted:
 
 
 async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
-    prompts: list[str] = []
+    prompts: list[list[dict[str, str]]] = []
 
     async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
-        prompts.append(messages[0]["content"])
+        prompts.append(messages)
         return CallOutcome(response={"summary": "x", "sentiment": "neutral", "topics": []})
 
     handler = LlmStageHandler(
@@ -71,8 +71,10 @@ async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
     assert out.topic == "c.llm2"
     assert isinstance(event, FileStageCompleted)
     assert event.context.llm1 == {"summary": "x", "sentiment": "neutral", "topics": []}
-    assert "hello there" in prompts[0]
-    assert "Return JSON with keys: summary, sentiment, topics" in prompts[0]
+    [system, user] = prompts[0]
+    assert "hello there" not in system["content"]
+    assert "<transcript>\nhello there\n</transcript>" in user["content"]
+    assert "Return JSON with keys: summary, sentiment, topics" in system["content"]
 
 
 async def test_malformed_answers_are_retried_then_dead_lettered_with_the_raw_answer() -> None:
