@@ -4,13 +4,15 @@ Adding a stage means adding its row here (and its handler); topics, the tracker'
 the batch's `status` values, reports and the operator tools read this table.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from shared.stages import EventStage
-
 if TYPE_CHECKING:
-    # Only a type here: `Topics` derives the list of every topic from this table.
+    # Only types here: `Topics` derives the list of every topic, and `shared.stages` the
+    # tuples of stage names, from this table.
+    from shared.stages import EventStage
     from shared.topics import Topics
 
 Runner = Literal["distributor", "gpu_stage", "llm_stage"]
@@ -83,7 +85,7 @@ def following(stage: str) -> StageSpec | None:
     return PIPELINE[position + 1] if position + 1 < len(PIPELINE) else None
 
 
-def input_topic(stage: str, topics: "Topics", host: str | None = None) -> str:
+def input_topic(stage: str, topics: Topics, host: str | None = None) -> str:
     """The topic a stage reads: uploads for distribute, `<prefix>.<stage>[.<host>]` otherwise."""
     row = spec(stage)
     if row.name == "distribute":
@@ -95,7 +97,7 @@ def input_topic(stage: str, topics: "Topics", host: str | None = None) -> str:
     return f"{topics.prefix}.{row.name}"
 
 
-def output_topic(stage: str, topics: "Topics", host: str | None = None) -> str:
+def output_topic(stage: str, topics: Topics, host: str | None = None) -> str:
     """Where a stage's completed event goes: the next stage's input, or `done` after the last."""
     nxt = following(stage)
     if nxt is None:
