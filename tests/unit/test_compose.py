@@ -668,3 +668,10 @@ def test_the_topics_fit_the_stacks_single_broker() -> None:
     brokers = 1  # the kafka service is one KRaft node
     assert settings.topic_replication_factor <= brokers
     assert settings.topic_min_insync_replicas <= settings.topic_replication_factor
+
+
+def test_the_stack_purges_call_content_and_confines_audio_uris() -> None:
+    assert env(SERVICES["tracker"])["PAYLOAD_RETENTION_DAYS"] == "30"
+    distributor = env(SERVICES["distributor"])
+    assert distributor["AUDIO_URI_ALLOWED_SCHEMES"] == "file"
+    assert distributor["AUDIO_URI_ALLOWED_ROOTS"] == "/data/audio"
