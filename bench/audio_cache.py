@@ -1,43 +1,38 @@
-"""One folder of synthetic call audio, generated once and reused by every run.
+"""Folders of synthetic call audio, generated once per distribution and reused by every run.
 
-The files are exactly those `cli.audio.make_batch` writes (same names, tones and seeds); they
-are generated in parallel because 10,000 two-second WAVs take minutes on one core.
+The files are exactly those `cli.audio.make_batch` writes for the same `CallLengths` (same
+names, lengths, tones and seeds), written in parallel: 10,000 calls take a while on one core.
+Files are written atomically, so an interrupted run leaves only whole files behind.
 """
 
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from cli.audio import RATE, make_batch, write_wav
-
-SECONDS = 2.0
-# 16-bit mono PCM after a 44-byte header: a shorter file was cut off by an interrupted run.
-WAV_BYTES = 44 + 2 * int(RATE * SECONDS)
+from cli.audio import CallLengths, file_name, write_one
 
 
-def _write(args: tuple[Path, int]) -> None:
-    folder, i = args
-    # make_batch's own parameters for an ordinary (not corrupt, not short) file.
-    write_wav(folder / f"call_{i:06d}.wav", SECONDS, tone_hz=200 + (i % 50) * 10, seed=i)
+def _write(args: tuple[Path, int, float]) -> None:
+    folder, i, length_s = args
+    write_one(folder, i, length_s, corrupt=0, short=0)
 
 
-def cached_audio(folder: Path, count: int) -> list[Path]:
-    """`count` WAV files in `folder`, writing only the ones a previous run did not finish."""
+def cached_audio(root: Path, count: int, lengths: CallLengths | None = None) -> list[Path]:
+    """`count` calls under `root/<lengths' label>`, writing only those a previous run did not."""
+    lengths = lengths or CallLengths()
+    folder = root / lengths.label()
     folder.mkdir(parents=True, exist_ok=True)
-    done_marker = folder / f".complete-{count}"
-    paths = [folder / f"call_{i:06d}.wav" for i in range(count)]
+    paths = [folder / file_name(i) for i in range(count)]
     finished = [int(m.name.rsplit("-", 1)[1]) for m in folder.glob(".complete-*")]
     if any(n >= count for n in finished):
         return paths
-    if count <= 200:
-        make_batch(folder, count, seconds=SECONDS)
+    drawn = lengths.draw(count)
+    missing = [(folder, i, drawn[i]) for i, p in enumerate(paths) if not p.exists()]
+    if len(missing) <= 200:
+        for job in missing:
+            _write(job)
     else:
-        missing = [
-            (folder, i)
-            for i, p in enumerate(paths)
-            if not p.exists() or p.stat().st_size != WAV_BYTES
-        ]
         with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             list(pool.map(_write, missing, chunksize=200))
-    done_marker.touch()
+    (folder / f".complete-{count}").touch()
     return paths

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cli.audio import make_batch
+from cli.audio import CallLengths, make_batch
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
 from cli.upload import submit
@@ -16,11 +16,22 @@ from services.dashboard.summary import BatchSummary, batch_summary, render
 
 
 async def run_demo(
-    config: PipelineConfig, files: int, corrupt: int, short: int, timeout_s: float, workdir: Path
+    config: PipelineConfig,
+    files: int,
+    corrupt: int,
+    short: int,
+    timeout_s: float,
+    workdir: Path,
+    lengths: CallLengths | None = None,
 ) -> bool:
     batch_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    audio = make_batch(workdir / "audio" / batch_id, files, corrupt=corrupt, short=short)
-    print(f"made {files} WAV files ({corrupt} corrupt, {short} short) in {audio[0].parent}")
+    lengths = lengths or CallLengths()
+    audio = make_batch(workdir / "audio" / batch_id, files, corrupt, short, lengths)
+    print(
+        f"made {files} WAV files ({corrupt} corrupt, {short} short; call lengths lognormal, "
+        f"median {lengths.median_s:g} s, sigma {lengths.sigma:g}, at most {lengths.cap_s:g} s) "
+        f"in {audio[0].parent}"
+    )
     await create_topics(config)
     from services.tracker.migrate import migrate
 

@@ -16,6 +16,8 @@ from sqlalchemy.exc import DBAPIError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from cli.audio import CallLengths
+
 from services.tracker.settings import TrackerSettings
 from shared.database_settings import EMBEDDED_DATABASE_URL, DatabaseSettings
 from shared.settings import CommonSettings
@@ -133,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--corrupt", type=int, default=0, help="of the synthetic files, corrupt ones")
     p.add_argument("--short", type=int, default=0, help="of the synthetic files, short ones")
+    _call_length_options(p)
     p.add_argument(
         "--workdir",
         type=Path,
@@ -213,9 +216,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--latency-scale",
         type=float,
-        default=0.25,
-        help="multiplies the simulator's latencies; 0 answers at once (%(default)s)",
+        default=0.05,
+        help="multiplies the simulator's model times (1 = a real GPU on real call lengths, "
+        "simulator/README.md); 0 answers at once (%(default)s)",
     )
+    _call_length_options(p)
     p.add_argument(
         "--workdir",
         type=Path,
@@ -224,6 +229,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_demo)
     return parser
+
+
+def _call_length_options(p: argparse.ArgumentParser) -> None:
+    from cli.audio import DEFAULT_MEDIAN_S, DEFAULT_SIGMA, MAX_CALL_S
+
+    p.add_argument(
+        "--median-s",
+        type=_positive(float),
+        default=DEFAULT_MEDIAN_S,
+        help="synthetic calls: median length in seconds (%(default)s)",
+    )
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=DEFAULT_SIGMA,
+        help="synthetic calls: lognormal spread, 0 = every call the median (%(default)s)",
+    )
+    p.add_argument(
+        "--max-s",
+        type=_positive(float),
+        default=MAX_CALL_S,
+        help="synthetic calls: longest length in seconds (%(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="synthetic calls: seed of the lengths (%(default)s)"
+    )
+
+
+def _lengths(ns: argparse.Namespace) -> "CallLengths":
+    from cli.audio import CallLengths
+
+    try:
+        return CallLengths(median_s=ns.median_s, sigma=ns.sigma, cap_s=ns.max_s, seed=ns.seed)
+    except ValueError as exc:
+        raise CliError(str(exc), code=2) from exc
 
 
 def _run_service(args: list[str]) -> None:
@@ -288,6 +328,7 @@ def _submit(ns: argparse.Namespace) -> int:
                 ns.synthetic,
                 ns.corrupt,
                 ns.short,
+                _lengths(ns),
                 on_file=lambda n: bar.update(made, completed=n),
             )
         sent = bar.add_task(f"submitting {ns.batch_id}", total=len(paths))
@@ -430,7 +471,9 @@ def _demo(ns: argparse.Namespace) -> int:
         latency_scale=ns.latency_scale,
     )
     exit_on_sigterm()
-    ok = asyncio.run(run_demo(config, ns.files, ns.corrupt, ns.short, ns.timeout, ns.workdir))
+    ok = asyncio.run(
+        run_demo(config, ns.files, ns.corrupt, ns.short, ns.timeout, ns.workdir, _lengths(ns))
+    )
     return 0 if ok else 1
 
 

@@ -32,6 +32,9 @@ class FileUploaded(Event):
     file_name: str = Field(min_length=1)
     audio_uri: str = Field(min_length=1)
     uploaded_at: datetime = Field(default_factory=utcnow)
+    # The call's length in seconds, if the upload system knows it (shared.call_audio's
+    # convention); the distributor balances hosts by it. Optional: older producers omit it.
+    duration_s: float | None = Field(default=None, ge=0)
 
 
 class BatchClosed(Event):

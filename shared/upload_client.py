@@ -32,6 +32,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaProducer
 
+from shared.call_audio import CallHeaderError, call_seconds_of
 from shared.events import BatchClosed, FileUploaded, encode, utcnow
 from shared.kafka import Kafka, make_producer
 from shared.topics import Topics
@@ -40,10 +41,24 @@ from shared.topics import Topics
 WINDOW = 1000
 
 
+def duration_of(path: Path) -> float | None:
+    """The call's length from its WAV header (shared/call_audio.py), or None if unreadable."""
+    try:
+        return call_seconds_of(path)
+    except (OSError, CallHeaderError):
+        return None  # a corrupt file is still announced: the GPU stage will reject it
+
+
 def uploads_for(batch_id: str, paths: Iterable[Path]) -> list[FileUploaded]:
-    """One `FileUploaded` per local file: its name, and its absolute `file://` URI."""
+    """One `FileUploaded` per local file: its name, its absolute `file://` URI and the call's
+    length read from the WAV header (`duration_s`; None when the header is unreadable)."""
     return [
-        FileUploaded(batch_id=batch_id, file_name=p.name, audio_uri=p.resolve().as_uri())
+        FileUploaded(
+            batch_id=batch_id,
+            file_name=p.name,
+            audio_uri=p.resolve().as_uri(),
+            duration_s=duration_of(p),
+        )
         for p in paths
     ]
 
@@ -92,13 +107,16 @@ class UploadClient:
         file_name: str,
         audio_uri: str,
         uploaded_at: datetime | None = None,
+        duration_s: float | None = None,
     ) -> FileUploaded:
-        """Announce one file; returns once the broker acknowledged it."""
+        """Announce one file; returns once the broker acknowledged it. `duration_s`, the
+        call's length if known, lets cofi balance its GPU hosts by audio seconds."""
         event = FileUploaded(
             batch_id=batch_id,
             file_name=file_name,
             audio_uri=audio_uri,
             uploaded_at=uploaded_at or utcnow(),
+            duration_s=duration_s,
         )
         await self._send(event.batch_id, encode(event))
         return event
