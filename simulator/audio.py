@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from shared.call_audio import HEADER_BYTES, BadCallChunk, CallHeaderError, parse_call_header
+
 # Read in bounded chunks so a long call recording never sits in memory at once.
 _CHUNK_FRAMES = 64 * 1024
 
@@ -45,10 +47,18 @@ class AudioInfo:
     rate: int
     channels: int
     sample_width: int
+    # The call's length as the file declares it (shared.call_audio: synthetic calls are
+    # time-compressed); None for an ordinary WAV, whose call is as long as its audio.
+    declared_call_s: float | None = None
+
+    @property
+    def audio_s(self) -> float:
+        return self.frames / self.rate
 
     @property
     def duration_s(self) -> float:
-        return self.frames / self.rate
+        """The call's length: what the model is "listening" to."""
+        return self.audio_s if self.declared_call_s is None else self.declared_call_s
 
 
 def uri_to_path(uri: str) -> Path:
@@ -93,7 +103,21 @@ def read_wav(path: Path) -> AudioInfo:
         raise AudioUndecodable(f"undecodable audio: {exc or type(exc).__name__}") from exc
     except OSError as exc:
         raise AudioUndecodable(f"undecodable audio: unreadable file ({exc.strerror})") from exc
-    return AudioInfo(str(path), frames, rate, channels, width)
+    return AudioInfo(str(path), frames, rate, channels, width, _declared_call_s(path))
+
+
+def _declared_call_s(path: Path) -> float | None:
+    try:
+        with path.open("rb") as f:
+            return parse_call_header(f.read(HEADER_BYTES)).declared_call_s
+    except BadCallChunk as exc:
+        raise AudioUndecodable(f"undecodable audio: {exc}") from exc
+    except CallHeaderError:
+        # `wave` decoded it; a header we cannot follow (e.g. huge chunks before data) simply
+        # declares nothing. A malformed cofi chunk is reported as undecodable instead.
+        return None
+    except OSError as exc:
+        raise AudioUndecodable(f"undecodable audio: unreadable file ({exc.strerror})") from exc
 
 
 def load_audio(uri: str) -> AudioInfo:

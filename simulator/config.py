@@ -26,7 +26,24 @@ PORT_ENV: dict[Stage, str] = {
     "lid": "LID_PORT",
     "stt": "STT_PORT",
 }
-DEFAULT_LATENCY_S: dict[Stage, float] = {"denoise": 0.040, "ivr": 0.020, "lid": 0.030, "stt": 0.200}
+# A stage's model time for one file: latency_s + rtf x (seconds of call audio it reads, at most
+# window_s), then x latency_scale. Figures for one consumer GPU host, with their sources in
+# simulator/README.md:
+# - denoise: DeepFilterNet2, real-time factor 0.04 (Schroeter et al. 2022, arXiv:2205.05474);
+# - ivr: a Silero-VAD-class detector over the call's first minute (IVR menus play first),
+#   under 1 ms per 30 ms chunk on one CPU thread (snakers4/silero-vad README): RTF 1/30;
+# - lid: Whisper's language detection reads one 30-second window (openai/whisper README),
+#   at faster-whisper's speed;
+# - stt: faster-whisper large-v2, fp16, batch_size 8: 13 minutes of audio in 17 s on one
+#   RTX 3070 Ti (SYSTRAN/faster-whisper README, v1.1.0): ~46x real time, RTF 1/46.
+DEFAULT_LATENCY_S: dict[Stage, float] = {"denoise": 0.050, "ivr": 0.020, "lid": 0.050, "stt": 0.100}
+DEFAULT_RTF: dict[Stage, float] = {"denoise": 0.04, "ivr": 1 / 30, "lid": 1 / 46, "stt": 1 / 46}
+DEFAULT_WINDOW_S: dict[Stage, float | None] = {
+    "denoise": None,
+    "ivr": 60.0,
+    "lid": 30.0,
+    "stt": None,
+}
 DEFAULT_LANGUAGES: dict[str, float] = {"en": 0.85, "hi": 0.07, "es": 0.04, "xx": 0.04}
 DEFAULT_CAPACITY = 4
 
@@ -40,6 +57,8 @@ class GpuKnobs(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     latency_s: float = Field(ge=0)
+    rtf: float = Field(default=0.0, ge=0)
+    window_s: float | None = Field(default=None, gt=0)
     jitter_s: float = Field(default=0.0, ge=0)
     latency_scale: float = Field(default=1.0, ge=0)
     capacity: int = Field(default=DEFAULT_CAPACITY, ge=1)
@@ -56,6 +75,7 @@ class GpuKnobsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     latency_s: float | None = Field(default=None, ge=0)
+    rtf: float | None = Field(default=None, ge=0)
     jitter_s: float | None = Field(default=None, ge=0)
     latency_scale: float | None = Field(default=None, ge=0)
     capacity: int | None = Field(default=None, ge=1)
@@ -125,6 +145,8 @@ class SimConfig(BaseModel):
     )
     ports: dict[Stage, int] = Field(default_factory=lambda: dict(DEFAULT_PORTS))
     latency_s: dict[Stage, float] = Field(default_factory=lambda: dict(DEFAULT_LATENCY_S))
+    rtf: dict[Stage, float] = Field(default_factory=lambda: dict(DEFAULT_RTF))
+    window_s: dict[Stage, float | None] = Field(default_factory=lambda: dict(DEFAULT_WINDOW_S))
     latency_scale: float = Field(default=1.0, ge=0)
     jitter_s: float = Field(default=0.0, ge=0)
     queue_limit: int = Field(default=64, ge=0)
@@ -141,11 +163,17 @@ class SimConfig(BaseModel):
     # Seeds the fault/jitter dice (not the outputs, which always hash the file name).
     seed: int | None = None
 
-    @field_validator("ports", "latency_s", mode="before")
+    @field_validator("ports", "latency_s", "rtf", "window_s", mode="before")
     @classmethod
     def _merge_stage_defaults(cls, value: Any, info: Any) -> Any:
         # A config file may name only the stages it changes; the rest keep their defaults.
-        defaults = DEFAULT_PORTS if info.field_name == "ports" else DEFAULT_LATENCY_S
+        tables: dict[str, Mapping[Any, Any]] = {
+            "ports": DEFAULT_PORTS,
+            "latency_s": DEFAULT_LATENCY_S,
+            "rtf": DEFAULT_RTF,
+            "window_s": DEFAULT_WINDOW_S,
+        }
+        defaults = tables[info.field_name]
         if isinstance(value, Mapping):
             return {**defaults, **value}
         return value
@@ -167,6 +195,8 @@ class SimConfig(BaseModel):
         """Initial knobs of one (host, stage) server: global values, then the host's overrides."""
         return GpuKnobs(
             latency_s=self.latency_s[stage],
+            rtf=self.rtf[stage],
+            window_s=self.window_s[stage],
             jitter_s=self.jitter_s,
             latency_scale=_first(host.latency_scale, self.latency_scale),
             capacity=host.capacity,

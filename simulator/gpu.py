@@ -2,7 +2,8 @@
 
 Request handling order, chosen to mimic a real model server behind a bounded worker pool:
 parse (400) -> queue admission (429) -> wait for a slot -> injected fault (503 at once, or hang
-then 504) -> model latency -> decode the audio (404/422) -> deterministic output (200).
+then 504) -> decode the audio (404/422) -> model time (base + real-time factor x the call's
+length, see `model_time_s`) -> deterministic output (200).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def parse_request(body: bytes) -> tuple[str, str, str, dict[str, Any]]:
     if not isinstance(inputs, dict):
         raise BadRequest("'inputs' must be a JSON object")
     return fields[0], fields[1], fields[2], inputs
+
+
+def model_time_s(knobs: GpuKnobs, call_s: float, jitter_s: float = 0.0) -> float:
+    """One file's model time: base + real-time factor x the call seconds the model reads."""
+    heard = call_s if knobs.window_s is None else min(call_s, knobs.window_s)
+    return (knobs.latency_s + knobs.rtf * heard + jitter_s) * knobs.latency_scale
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
@@ -141,14 +148,15 @@ class GpuStageServer:
             await asyncio.sleep(knobs.hang_s)
             return _error(504, f"{self.stage} model timed out (injected)")
 
-        delay = knobs.latency_s + self._rng.uniform(0.0, knobs.jitter_s)
-        await asyncio.sleep(delay * knobs.latency_scale)
-
         try:
-            # Decoding is blocking file I/O: keep it off the event loop.
+            # Decoding is blocking file I/O: keep it off the event loop. A model server reads
+            # the audio before it runs the model, so a bad file fails fast.
             audio = await asyncio.to_thread(load_audio, audio_uri)
         except AudioError as exc:
             return _error(exc.status, exc.message)
+
+        jitter = self._rng.uniform(0.0, knobs.jitter_s)
+        await asyncio.sleep(model_time_s(knobs, audio.duration_s, jitter))
         return web.json_response(
             stage_output(
                 self.stage,

@@ -19,7 +19,15 @@ from simulator.audio import (
     read_wav,
     uri_to_path,
 )
-from simulator.config import DEFAULT_LANGUAGES, SimConfig, load_config, parse_hosts
+from simulator.config import (
+    DEFAULT_LANGUAGES,
+    DEFAULT_LATENCY_S,
+    DEFAULT_RTF,
+    DEFAULT_WINDOW_S,
+    SimConfig,
+    load_config,
+    parse_hosts,
+)
 from simulator.prompt import build_content, first_line, parse_keys, user_text
 from simulator.slots import Slots
 from simulator.testing import write_corrupt_files, write_wav
@@ -198,9 +206,10 @@ def test_host_overrides_and_llm_scale_inheritance() -> None:
     assert (knobs.capacity, knobs.error_rate, knobs.latency_s, knobs.latency_scale) == (
         2,
         0.5,
-        0.2,
+        DEFAULT_LATENCY_S["stt"],
         0.25,
     )
+    assert (knobs.rtf, knobs.window_s) == (DEFAULT_RTF["stt"], DEFAULT_WINDOW_S["stt"])
     assert cfg.llm_knobs().latency_scale == 0.25
 
 
