@@ -6,11 +6,21 @@ flushes the producer before it commits offsets.
 """
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from services.distributor.assignment import UploadLedger
+from services.distributor.ledger_replay import replay_partition
 from services.distributor.producer import DistributorApp, faust_options
 from services.distributor.reporting import RoutingReport
-from services.distributor.routing import Incoming, Router, route_after_lid, route_upload
+from services.distributor.routing import (
+    Incoming,
+    Router,
+    observe_upload,
+    route_after_lid,
+    route_upload,
+)
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
 from shared.events import encode
@@ -18,6 +28,8 @@ from shared.observability.consumers import FaustView
 from shared.observability.service import Observability
 from shared.output import Output
 from shared.runtime.control import CancelledBatches
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: DistributorSettings) -> DistributorApp:
@@ -46,9 +58,35 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
 
     audio_policy = settings.audio_uri_policy
     cancelled = CancelledBatches(settings.kafka, topics.control)
+    ledger = UploadLedger()
 
     def upload_router(message: Incoming) -> list[Output]:
-        return route_upload(message, settings.gpu_hosts, topics, cancelled, audio_policy)
+        return route_upload(message, settings.gpu_hosts, topics, cancelled, audio_policy, ledger)
+
+    async def catch_up(message: Incoming) -> None:
+        # A partition this process has not read from its start (first message since it
+        # started, or records another worker routed meanwhile): rebuild the ledger first, so
+        # this upload is placed as the previous owner would have placed it.
+        # The agent must never raise: a failed replay (broker unreachable) is retried, and
+        # routing of this partition waits for it, as producing would.
+        failures = 0
+        while ledger.needs_replay(message.partition, message.offset):
+            try:
+                await replay_partition(
+                    settings.kafka,
+                    message.topic,
+                    message.partition,
+                    ledger.next_offset(message.partition),
+                    message.offset,
+                    lambda m: observe_upload(m, settings.gpu_hosts, ledger, audio_policy),
+                    lambda first: ledger.start(message.partition, first),
+                )
+                # Offsets without a record (none expected on this topic) count as read.
+                ledger.skip(message.partition, message.offset - 1)
+            except Exception:
+                failures += 1
+                log.exception("upload ledger replay failed", extra={"attempt": failures})
+                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
 
     def triage_router(message: Incoming) -> list[Output]:
         return route_after_lid(message, rules, topics, cancelled)
@@ -68,13 +106,18 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
 
     app.task(follow_cancellations)
     app.task(serve_observability)
-    _agent(app, topics.uploads, "distribute", upload_router, report("distribute"))
+    _agent(app, topics.uploads, "distribute", upload_router, report("distribute"), catch_up)
     _agent(app, topics.triage, "triage", triage_router, report("triage"))
     return app
 
 
 def _agent(
-    app: DistributorApp, topic_name: str, name: str, router: Router, report: RoutingReport
+    app: DistributorApp,
+    topic_name: str,
+    name: str,
+    router: Router,
+    report: RoutingReport,
+    prepare: Callable[[Incoming], Awaitable[None]] | None = None,
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
@@ -82,6 +125,8 @@ def _agent(
         async for event in stream.events():
             msg = event.message
             incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+            if prepare is not None:
+                await prepare(incoming)
             outputs = router(incoming)
             for output in outputs:
                 value = encode(output.event)

@@ -1,14 +1,42 @@
-"""Which GPU host a file goes to: weighted rendezvous hashing.
+"""Which GPU host a file goes to: weighted rendezvous hashing, balanced by audio seconds.
 
-The same file always lands on the same host while the set of hosts is unchanged, so a
-redelivered upload event routes exactly as before; a host's share follows its capacity;
-removing a host moves only that host's files.
+`choose_host` is plain capacity-weighted rendezvous hashing: the same file always lands on the
+same host while the set of hosts is unchanged, a host's share of *files* follows its
+capacity, and removing a host moves only that host's files. Call lengths are heavy-tailed, so
+equal file counts are not equal work: the host that draws the hour-long calls finishes last.
+
+`UploadLedger` balances *seconds*. Each long call (at least `long_s`, with a known
+`duration_s`) goes to the least loaded (seconds per capacity) of its `top_k` rendezvous hosts;
+every other file keeps its rendezvous host. Loads are counted per batch. The ledger's state is
+a pure function of the uploads partition read so far (a batch's uploads share one partition:
+the topic is keyed by batch id), so the placement of the upload at offset `o` depends only on
+the records before `o`:
+
+- a redelivered upload (an offset below what the ledger has read) is answered from the
+  record of the first placement, without touching the loads;
+- after a restart or a rebalance, the distributor first replays the partition from its
+  beginning up to the first offset it is given (`ledger_replay.py`), which rebuilds exactly
+  the state the previous owner had;
+- a duplicate upload of a file (a later offset, same file) finds the file's record and goes
+  to the same host.
+
+What the ledger remembers is bounded: `max_batches` batches per partition (the oldest first
+seen is forgotten), and only the long calls' placements. The limits of determinism: a change
+of `GPU_HOSTS` (a drained host) between the first delivery and a replay moves files, as it does
+with plain rendezvous hashing; a record lost to the topic's retention is not replayed.
 """
 
 import hashlib
 import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from shared.settings import GpuHost
+
+LONG_S = 300.0  # calls at least this long are balanced; shorter ones follow the hash
+TOP_K = 2  # the long call goes to the least loaded of its k best rendezvous hosts
+MAX_BATCHES = 16  # batches remembered per partition
 
 
 class NoHostAvailable(Exception):
@@ -21,12 +49,119 @@ def _unit_hash(*parts: str) -> float:
     return (int.from_bytes(digest, "big") + 0.5) / 2**64
 
 
-def choose_host(batch_id: str, file_name: str, hosts: list[GpuHost]) -> str:
+def _candidates(hosts: Sequence[GpuHost]) -> list[GpuHost]:
     candidates = [h for h in hosts if not h.down]
     if not candidates:
         raise NoHostAvailable("every GPU host is marked down")
+    return candidates
+
+
+def ranked_hosts(batch_id: str, file_name: str, hosts: Sequence[GpuHost]) -> list[GpuHost]:
+    """The hosts that are not down, best rendezvous score first."""
 
     def score(host: GpuHost) -> float:
         return -host.capacity / math.log(_unit_hash(batch_id, file_name, host.ip))
 
-    return max(candidates, key=score).ip
+    return sorted(_candidates(hosts), key=score, reverse=True)
+
+
+def choose_host(batch_id: str, file_name: str, hosts: Sequence[GpuHost]) -> str:
+    return ranked_hosts(batch_id, file_name, hosts)[0].ip
+
+
+@dataclass
+class BatchLoad:
+    seconds: dict[str, float] = field(default_factory=dict)  # host -> audio seconds placed
+    long_files: dict[str, str] = field(default_factory=dict)  # file -> host, long calls only
+
+
+@dataclass
+class PartitionLedger:
+    """What one uploads partition has placed, up to (not including) `next_offset`."""
+
+    next_offset: int
+    batches: "OrderedDict[str, BatchLoad]" = field(default_factory=OrderedDict)
+
+
+class UploadLedger:
+    """Duration-aware placement whose state is a function of each partition's prefix."""
+
+    def __init__(
+        self, long_s: float = LONG_S, top_k: int = TOP_K, max_batches: int = MAX_BATCHES
+    ) -> None:
+        if top_k < 1 or max_batches < 1:
+            raise ValueError("top_k and max_batches must be at least 1")
+        self.long_s = long_s
+        self.top_k = top_k
+        self.max_batches = max_batches
+        self._partitions: dict[int, PartitionLedger] = {}
+
+    def next_offset(self, partition: int) -> int | None:
+        """The offset the ledger expects next on `partition`; None if it has read nothing."""
+        ledger = self._partitions.get(partition)
+        return None if ledger is None else ledger.next_offset
+
+    def needs_replay(self, partition: int, offset: int) -> bool:
+        """True if records before `offset` were never read: replay them first."""
+        expected = self.next_offset(partition)
+        return expected is None or offset > expected
+
+    def start(self, partition: int, offset: int) -> None:
+        """Begin a partition at `offset` (its first retained record) with nothing placed."""
+        self._partitions[partition] = PartitionLedger(next_offset=offset)
+
+    def skip(self, partition: int, offset: int) -> None:
+        """A record that places nothing (BatchClosed, an undecodable one) was read."""
+        ledger = self._partitions.setdefault(partition, PartitionLedger(offset))
+        ledger.next_offset = max(ledger.next_offset, offset + 1)
+
+    def place(
+        self,
+        partition: int,
+        offset: int,
+        batch_id: str,
+        file_name: str,
+        duration_s: float | None,
+        hosts: Sequence[GpuHost],
+    ) -> str:
+        """The host of the upload at (partition, offset); records it if the offset is new."""
+        ranked = ranked_hosts(batch_id, file_name, hosts)
+        ledger = self._partitions.setdefault(partition, PartitionLedger(offset))
+        if offset < ledger.next_offset:
+            return self._recorded(ledger, batch_id, file_name, duration_s, ranked)
+        ledger.next_offset = offset + 1
+        batch = ledger.batches.get(batch_id)
+        if batch is None:
+            batch = ledger.batches[batch_id] = BatchLoad()
+            while len(ledger.batches) > self.max_batches:
+                ledger.batches.popitem(last=False)
+        known = batch.long_files.get(file_name)
+        if known is not None and any(h.ip == known for h in ranked):
+            return known  # a duplicate upload of a file already placed
+        if duration_s is None or duration_s < self.long_s:
+            host = ranked[0].ip
+        else:
+            host = min(
+                ranked[: self.top_k],
+                key=lambda h: batch.seconds.get(h.ip, 0.0) / h.capacity,
+            ).ip
+            batch.long_files[file_name] = host
+        if duration_s is not None:
+            batch.seconds[host] = batch.seconds.get(host, 0.0) + duration_s
+        return host
+
+    def _recorded(
+        self,
+        ledger: PartitionLedger,
+        batch_id: str,
+        file_name: str,
+        duration_s: float | None,
+        ranked: list[GpuHost],
+    ) -> str:
+        """A redelivery: the first placement's answer, the loads untouched."""
+        batch = ledger.batches.get(batch_id)
+        known = None if batch is None else batch.long_files.get(file_name)
+        if known is not None and any(h.ip == known for h in ranked):
+            return known
+        # Short calls (and calls of forgotten batches) follow the hash, as they did the first time.
+        return ranked[0].ip

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from services.distributor.assignment import NoHostAvailable, choose_host
+from services.distributor.assignment import NoHostAvailable, UploadLedger, choose_host
 from services.distributor.audio_uri import AudioUriPolicy, audio_uri_problem
 from services.distributor.triage import RuleBook, decide
 from shared.events import (
@@ -52,20 +52,79 @@ def route_upload(
     topics: Topics,
     cancelled: Container[str] = frozenset(),
     audio_policy: AudioUriPolicy = LOCAL_FILES,
+    ledger: UploadLedger | None = None,
 ) -> list[Output]:
+    """Route one upload. With a `ledger` (duration-aware placement), every record of the
+    partition must pass through here or through `observe_upload`, in offset order."""
     try:
         event = upload_event.validate_json(message.value or b"")
     except (ValidationError, ValueError) as exc:
+        if ledger is not None:
+            ledger.skip(message.partition, message.offset)
         return [_dead(message, topics, exc)]
     if isinstance(event, BatchClosed):
+        if ledger is not None:
+            ledger.skip(message.partition, message.offset)
         return []  # the tracker reads the batch's size from the uploads topic itself
+    problem = audio_uri_problem(event.audio_uri, audio_policy)
+    # Placed before the cancellation check: the ledger's state must not depend on when this
+    # process learnt of a cancel, only on the uploads partition (and the settings).
+    host = _place(message, event, hosts, ledger, problem)
     if event.batch_id in cancelled:
         return []  # the tracker marks the batch's unstarted files cancelled
-    problem = audio_uri_problem(event.audio_uri, audio_policy)
     if problem is not None:
         # Never sent to a GPU host: the file ends failed, with the reason, and the batch goes on.
         return [_not_distributed(event, topics, problem)]
-    return [_assign(event, hosts, topics)]
+    if isinstance(host, NoHostAvailable):
+        return [_not_distributed(event, topics, str(host))]
+    return [_assign(event, host, topics)]
+
+
+def observe_upload(
+    message: Incoming,
+    hosts: list[GpuHost],
+    ledger: UploadLedger,
+    audio_policy: AudioUriPolicy = LOCAL_FILES,
+) -> None:
+    """Replay: place an already-routed upload in the ledger, producing nothing."""
+    try:
+        event = upload_event.validate_json(message.value or b"")
+    except (ValidationError, ValueError):
+        event = None
+    if isinstance(event, FileUploaded):
+        problem = audio_uri_problem(event.audio_uri, audio_policy)
+        _place(message, event, hosts, ledger, problem)
+    else:
+        ledger.skip(message.partition, message.offset)
+
+
+def _place(
+    message: Incoming,
+    event: FileUploaded,
+    hosts: list[GpuHost],
+    ledger: UploadLedger | None,
+    problem: str | None,
+) -> str | NoHostAvailable:
+    """The file's host (recorded in the ledger), or why it has none."""
+    if problem is not None:
+        if ledger is not None:
+            ledger.skip(message.partition, message.offset)
+        return NoHostAvailable(problem)
+    try:
+        if ledger is None:
+            return choose_host(event.batch_id, event.file_name, hosts)
+        return ledger.place(
+            message.partition,
+            message.offset,
+            event.batch_id,
+            event.file_name,
+            event.duration_s,
+            hosts,
+        )
+    except NoHostAvailable as exc:
+        if ledger is not None:
+            ledger.skip(message.partition, message.offset)
+        return exc
 
 
 def _not_distributed(event: FileUploaded, topics: Topics, reason: str) -> Output:
@@ -80,12 +139,8 @@ def _not_distributed(event: FileUploaded, topics: Topics, reason: str) -> Output
     return Output(topics.failed, file_key(event.batch_id, event.file_name), failure)
 
 
-def _assign(event: FileUploaded, hosts: list[GpuHost], topics: Topics) -> Output:
+def _assign(event: FileUploaded, host: str, topics: Topics) -> Output:
     key = file_key(event.batch_id, event.file_name)
-    try:
-        host = choose_host(event.batch_id, event.file_name, hosts)
-    except NoHostAvailable as exc:
-        return _not_distributed(event, topics, str(exc))
     assigned = FileStageCompleted(
         batch_id=event.batch_id,
         file_name=event.file_name,
