@@ -3,7 +3,7 @@ better balanced in seconds than plain rendezvous hashing on the same seeded batc
 
 from bench.assignment_balance import fleet, imbalance, route_all, uploads
 from cli.audio import CallLengths
-from services.distributor.assignment import UploadLedger, choose_host
+from services.distributor.assignment import FileMemo, UploadLedger, choose_host
 from services.distributor.routing import Incoming, observe_upload, route_upload
 from shared.events import BatchClosed, FileStageCompleted, FileUploaded, encode
 from shared.settings import GpuHost
@@ -70,14 +70,29 @@ def test_a_duplicate_upload_at_a_later_offset_goes_to_the_same_host() -> None:
         assert _host(again, ledger) == first[i]
 
 
-def test_short_or_unknown_length_calls_keep_their_rendezvous_host() -> None:
+def test_uploads_without_a_duration_keep_their_rendezvous_host() -> None:
     ledger = UploadLedger()
-    for record, length, host in zip(
-        RECORDS, LENGTHS, route_all(RECORDS, HOSTS, ledger), strict=True
-    ):
-        if length < ledger.long_s:
-            name = FileUploaded.model_validate_json(record.value or b"").file_name
-            assert host == choose_host("b1", name, HOSTS)
+    route_all(RECORDS[:500], HOSTS, ledger)
+    for i in range(20):
+        event = FileUploaded(batch_id="b1", file_name=f"x{i}.wav", audio_uri="file:///x.wav")
+        record = Incoming("t", 0, 500 + i, b"b1", encode(event))
+        assert _host(record, ledger) == choose_host("b1", f"x{i}.wav", HOSTS)
+
+
+def test_equal_lengths_are_balanced_by_count() -> None:
+    lengths = CallLengths(sigma=0).draw(2_000)
+    records = uploads("b2", lengths)
+    assert imbalance(route_all(records, HOSTS, UploadLedger()), lengths, HOSTS) < 1.01
+
+
+def test_the_file_memo_finds_what_it_was_given() -> None:
+    memo = FileMemo()
+    for i in range(1_000):
+        memo.put(f"f{i}", i % 4)
+    memo.put("f7", 2)
+    assert len(memo) == 1_000
+    assert [memo.get(f"f{i}") for i in range(6, 9)] == [2, 2, 0]
+    assert memo.get("never") is None
 
 
 def test_a_down_host_gets_no_file() -> None:
