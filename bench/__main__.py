@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.audio_cache import cached_audio
-from bench.gpu_util import gpu_utilization
+from bench.gpu_util import DEFAULT_SCALE as GPU_SCALE
+from bench.gpu_util import SPREADS, gpu_utilization
 from bench.infra import new_run_id
 from bench.latency import light_load_latency
 from bench.overhead import Chain, message_sizes, overhead_section, timed_batch
@@ -40,6 +41,7 @@ from bench.tracker_rate import tracker_throughput
 from cli.processes import exit_on_sigterm
 
 FIGURES = ("gpu", "overhead", "tracker", "latency", "memory")
+AUDIO_CACHE = ROOT / ".cache" / "bench" / "audio"
 CHAIN_RUNS = 3
 
 
@@ -50,8 +52,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--gpu-latency-scale",
         type=float,
-        default=1.0,
-        help="GPU run: multiply every model time (0.2 = STT 200 ms, CPU-bound here)",
+        default=GPU_SCALE,
+        help=f"GPU run: multiply every model time (default {GPU_SCALE:g}; 1 = a real GPU)",
     )
     p.add_argument("--latency-files", type=int, default=300, help="files of the latency run")
     p.add_argument("--interval-ms", type=float, default=100, help="latency run: upload interval")
@@ -168,21 +170,33 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
         ),
     )
     count = max(args.files, args.gpu_files, args.latency_files)
-    say(f"run {run_id}; audio: {count:,} WAV files in .cache/bench/audio (generated once)")
-    paths = await asyncio.to_thread(cached_audio, ROOT / ".cache" / "bench" / "audio", count)
+    say(
+        f"run {run_id}; audio: {count:,} calls (lognormal lengths) in .cache/bench/audio "
+        "(generated once per distribution)"
+    )
+    paths = await asyncio.to_thread(cached_audio, AUDIO_CACHE, count)
     run = BenchRun(args, infra, run_id, paths, env, only, started)
     say(f"logs in {run.artifacts}")
     sections: list[Section] = []
     chain: Chain | None = None
     try:
         if "gpu" in only:
-            say(f"figure 2: {args.gpu_files:,} files at realistic latencies")
+            say(
+                f"figure 2: {len(SPREADS)} batches of {args.gpu_files:,} files at realistic "
+                f"model times x{args.gpu_latency_scale:g} (constant, sigma 1.0, sigma 1.5)"
+            )
             prefix = run.prefix("g")
+            gpu_batches = []
+            for name, lengths, target in SPREADS:
+                gpu_paths = await asyncio.to_thread(
+                    cached_audio, AUDIO_CACHE, args.gpu_files, lengths
+                )
+                gpu_batches.append((name, lengths, target, gpu_paths))
             sections.append(
                 await gpu_utilization(
                     infra,
                     prefix,
-                    paths[: args.gpu_files],
+                    gpu_batches,
                     run.warmup,
                     run.artifacts / "gpu",
                     env,

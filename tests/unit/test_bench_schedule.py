@@ -3,6 +3,8 @@ import pytest
 from bench.schedule import (
     StageLoad,
     bottleneck,
+    file_stage_work,
+    fluid_bound,
     ideal_makespan,
     stage_after_stage_makespan,
 )
@@ -30,3 +32,19 @@ def test_stage_after_stage_adds_every_stage_busy_time() -> None:
 def test_a_stage_no_file_reached_adds_nothing_to_the_path() -> None:
     loads = [StageLoad("denoise", 10, 0.1, 1), StageLoad("stt", 0, 0.5, 1)]
     assert ideal_makespan(loads) == pytest.approx(1.0)
+
+
+def test_the_fluid_bound_is_the_busiest_stage_or_the_longest_file() -> None:
+    files = [
+        (("denoise", "stt"), (1.0, 3.0)),
+        (("denoise",), (2.0,)),  # triaged out before STT
+        (("denoise", "stt"), (1.0, 1.0)),
+    ]
+    works, longest = file_stage_work(files, {"denoise": 2, "stt": 1})
+    assert [(w.stage, w.work_s, w.busy_s) for w in works] == [
+        ("denoise", 4.0, 2.0),
+        ("stt", 4.0, 4.0),
+    ]
+    assert longest == 4.0
+    assert fluid_bound(works, longest) == 4.0
+    assert fluid_bound(works, 9.0) == 9.0  # one hour-long call outlasts everything else
