@@ -38,6 +38,7 @@ from bench.profiling import profile_section, restart_under_profiler
 from bench.report import RunInfo, Section, figure_table, write_reports
 from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_section
 from bench.tracker_rate import tracker_throughput
+from bench.tracker_scale import tracker_scale
 from cli.processes import exit_on_sigterm
 
 FIGURES = ("gpu", "overhead", "tracker", "latency", "memory")
@@ -64,6 +65,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--budget-s", type=float, default=840, help="stop adding memory batches past this"
     )
     p.add_argument("--only", default=",".join(FIGURES), help=f"subset of {','.join(FIGURES)}")
+    p.add_argument(
+        "--tracker-scale",
+        type=int,
+        nargs="?",
+        const=100_000,
+        metavar="FILES",
+        help="also figure 7: tracker CPU per event, a FILES-file batch (default 100,000) over "
+        "a --files batch (about 8 minutes of both cores at 100,000; not in make bench)",
+    )
     p.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="knob for every service"
     )
@@ -210,6 +220,9 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
                 chain = await passthrough(run, sizes, "sampled from the GPU run's topics")
         if only & {"overhead", "tracker", "latency", "memory"}:
             sections += await instant_runs(run, chain)
+        if args.tracker_scale:
+            sections.append(await tracker_scale(infra, args.tracker_scale, args.files, say))
+            show(sections[-1])
     finally:
         await cleanup_topics(infra, run.prefixes)
     return sections
