@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from cli.audio import CallLengths
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
 from services.dashboard.summary import BatchSummary, batch_summary
@@ -20,6 +21,12 @@ TEST_PORTS = {
     "LID_PORT": "15012",
     "STT_PORT": "15013",
 }
+
+# Calls of two seconds each, for tests that time the pipeline against the model (a dead host,
+# a cancel mid-batch, a page watched while it runs): the old simulator's constant per-file
+# times, so their latency scales keep their meaning. Other tests use make_batch's default,
+# heavy-tailed lengths (at the harness's default latency scale a median call takes ~0.1 s).
+TWO_SECOND_CALLS = CallLengths(median_s=2.0, sigma=0.0)
 
 
 @dataclass
@@ -55,7 +62,7 @@ async def running_pipeline(
     log_dir: Path,
     bootstrap: str,
     gpu_hosts: str = "127.0.0.2:4,127.0.0.3:4",
-    latency_scale: float = 0.05,
+    latency_scale: float = 0.01,
     extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[RunningPipeline]:
     from services.tracker.migrate import migrate

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from cli.audio import make_batch
 from cli.upload import submit
-from tests.pipeline_harness import running_pipeline
+from tests.pipeline_harness import TWO_SECOND_CALLS, running_pipeline
 
 HOSTS = "127.0.0.2:4,127.0.0.3:4,127.0.0.4:4"
 HEALTHY, DEAD = ("127.0.0.2", "127.0.0.3"), "127.0.0.4"
@@ -20,7 +20,8 @@ async def _healthy_stt_rate(
 ) -> float:
     """STT (the bottleneck stage) calls per second on the healthy hosts, while they had work."""
     batch = f"iso-{uuid.uuid4().hex[:6]}"
-    # Real latencies (stt 200 ms, 4 at a time per host): the model, not the CPU, is the limit.
+    # Real latencies (two-second calls: stt ~145 ms, 4 at a time per host): the model, not the
+    # CPU, is the limit.
     async with running_pipeline(
         prefix,
         db_url,
@@ -73,7 +74,7 @@ async def _healthy_stt_rate(
 async def test_healthy_hosts_keep_their_throughput_when_a_host_is_dead(
     kafka_bootstrap: str, topic_prefix: str, mariadb_url: str, tmp_path: Path
 ) -> None:
-    audio = make_batch(tmp_path / "audio", FILES)
+    audio = make_batch(tmp_path / "audio", FILES, lengths=TWO_SECOND_CALLS)
     without = await _healthy_stt_rate(
         kafka_bootstrap, topic_prefix + "a", mariadb_url, tmp_path, audio, dead=False
     )

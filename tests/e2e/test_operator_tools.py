@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cli.audio import make_batch
 from cli.upload import submit
 from tests.kafka_helpers import wait_until
-from tests.pipeline_harness import RunningPipeline, running_pipeline
+from tests.pipeline_harness import TWO_SECOND_CALLS, RunningPipeline, running_pipeline
 
 
 def _cofi(pipeline: RunningPipeline, *args: str) -> str:
@@ -107,7 +107,7 @@ async def test_cancel_stops_a_batch_mid_flight_and_the_tracker_ends_it_cancelled
     kafka_bootstrap: str, topic_prefix: str, mariadb_url: str, tmp_path: Path
 ) -> None:
     batch = f"cancel-{uuid.uuid4().hex[:6]}"
-    audio = make_batch(tmp_path / "audio", 400)
+    audio = make_batch(tmp_path / "audio", 400, lengths=TWO_SECOND_CALLS)
     # Slow models (twice the real latencies): the batch is still young when it is cancelled.
     async with running_pipeline(
         topic_prefix, mariadb_url, tmp_path / "logs", kafka_bootstrap, latency_scale=2.0

@@ -14,7 +14,7 @@ from cli.processes import service_argv
 from cli.upload import submit
 from shared.stages import STAGES
 from tests.kafka_helpers import wait_until
-from tests.pipeline_harness import running_pipeline
+from tests.pipeline_harness import TWO_SECOND_CALLS, running_pipeline
 from tests.web_helpers import dump_dom, free_port, screenshot
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "reports" / "artifacts"
@@ -42,7 +42,7 @@ async def test_the_progress_page_shows_a_running_batch_in_chromium(
     kafka_bootstrap: str, topic_prefix: str, mariadb_url: str, tmp_path: Path
 ) -> None:
     batch = f"page-{uuid.uuid4().hex[:6]}"
-    paths = make_batch(tmp_path / "audio", FILES, corrupt=CORRUPT)
+    paths = make_batch(tmp_path / "audio", FILES, corrupt=CORRUPT, lengths=TWO_SECOND_CALLS)
     corrupt = [p.name for p in paths[:CORRUPT]]
     port = free_port()
     async with running_pipeline(
