@@ -92,7 +92,12 @@ SIMULATOR: tuple[tuple[str, str, str], ...] = (
     ("SIM_CONFIG", "", "JSON file of simulator settings (env and options override it)"),
     ("SIM_LLM_PORT", "8000", "Port of the simulated LLM API"),
     ("SIM_CONTROL_PORT", "5099", "Port of the control API (faults, outages, stats)"),
-    ("SIM_LATENCY_SCALE", "1.0", "Multiplies every simulated latency; 0 answers at once"),
+    (
+        "SIM_LATENCY_SCALE",
+        "1.0",
+        "Multiplies every simulated latency (1 = a real GPU on real call lengths: "
+        "[model times](../simulator/README.md)); 0 answers at once",
+    ),
     ("SIM_ERROR_RATE", "0.0", "Probability of a GPU 503"),
     ("SIM_TIMEOUT_RATE", "0.0", "Probability of a GPU request that hangs, then 504"),
     ("IVR_RATE", "0.05", "Share of calls flagged IVR"),
