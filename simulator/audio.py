@@ -6,13 +6,12 @@ the simulator cannot just trust the URI: it resolves it and decodes the whole WA
 
 from __future__ import annotations
 
+import json
 import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
-
-from shared.call_audio import HEADER_BYTES, BadCallChunk, CallHeaderError, parse_call_header
 
 # Read in bounded chunks so a long call recording never sits in memory at once.
 _CHUNK_FRAMES = 64 * 1024
@@ -106,16 +105,38 @@ def read_wav(path: Path) -> AudioInfo:
     return AudioInfo(str(path), frames, rate, channels, width, _declared_call_s(path))
 
 
+# The call-length convention of cofi's synthetic audio, as stated in shared/call_audio.py:
+# a RIFF chunk `cofi` before `data` whose JSON payload declares `call_seconds`. The simulator
+# stands in for an external model server, so it implements the stated format itself instead
+# of importing the product's reader (tests/unit/test_call_audio.py checks both agree).
+_CALL_CHUNK = b"cofi"
+_HEADER_BYTES = 4096
+
+
+def declared_call_seconds(head: bytes) -> float | None:
+    """The `cofi` chunk's call length in a WAV header, or None when there is none."""
+    pos = 12  # after RIFF, size, WAVE
+    while pos + 8 <= len(head):
+        chunk_id = head[pos : pos + 4]
+        (size,) = struct.unpack_from("<I", head, pos + 4)
+        if chunk_id == b"data":
+            return None
+        if chunk_id == _CALL_CHUNK:
+            try:
+                value = json.loads(head[pos + 8 : pos + 8 + size])["call_seconds"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise AudioUndecodable(f"undecodable audio: bad cofi chunk: {exc}") from exc
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise AudioUndecodable(f"undecodable audio: bad cofi chunk: {value!r}")
+            return float(value)
+        pos += 8 + size + (size % 2)
+    return None
+
+
 def _declared_call_s(path: Path) -> float | None:
     try:
         with path.open("rb") as f:
-            return parse_call_header(f.read(HEADER_BYTES)).declared_call_s
-    except BadCallChunk as exc:
-        raise AudioUndecodable(f"undecodable audio: {exc}") from exc
-    except CallHeaderError:
-        # `wave` decoded it; a header we cannot follow (e.g. huge chunks before data) simply
-        # declares nothing. A malformed cofi chunk is reported as undecodable instead.
-        return None
+            return declared_call_seconds(f.read(_HEADER_BYTES))
     except OSError as exc:
         raise AudioUndecodable(f"undecodable audio: unreadable file ({exc.strerror})") from exc
 

@@ -85,3 +85,12 @@ def test_model_time_is_base_plus_real_time_factor_times_what_the_model_reads() -
     lid = GpuKnobs(latency_s=0.05, rtf=0.02, window_s=30.0)
     assert model_time_s(lid, 3600.0) == pytest.approx(0.05 + 0.6)  # one 30-second window
     assert model_time_s(lid, 10.0) == pytest.approx(0.05 + 0.2)
+
+
+def test_the_simulator_and_the_product_read_the_same_length_from_every_file(
+    tmp_path: Path,
+) -> None:
+    # The simulator implements the format itself (it may not import product code).
+    paths = make_batch(tmp_path, 30, short=2, lengths=CallLengths(sigma=1.5, seed=2))
+    for path in paths:
+        assert read_wav(path).duration_s == pytest.approx(read_call_header(path).call_s)
