@@ -34,7 +34,11 @@ class FileUploaded(Event):
     uploaded_at: datetime = Field(default_factory=utcnow)
     # The call's length in seconds, if the upload system knows it (shared.call_audio's
     # convention); the distributor balances hosts by it. Optional: older producers omit it.
-    duration_s: float | None = Field(default=None, ge=0)
+    duration_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="The call's length in seconds, if known; cofi balances GPU hosts by it",
+    )
 
 
 class BatchClosed(Event):
