@@ -64,7 +64,7 @@ def _classify(reply: httpx.Response | Exception) -> tuple[str, bool]:
 
     async def probe() -> tuple[str, bool]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            outcome = await call_model(client, "http://host:1/v1/stage", {})
+            outcome = await call_model(client, "http://host:1/v1/stage", {}, 30.0)
         return outcome.error_kind or "ok", outcome.unreachable
 
     return asyncio.run(probe())

@@ -17,10 +17,13 @@ async def post_json(
     url: str,
     body: dict[str, Any],
     headers: dict[str, str] | None = None,
+    timeout_s: float | None = None,
 ) -> httpx.Response | CallOutcome:
-    """The 200 response, or the failed outcome that says why there is none."""
+    """The 200 response, or the failed outcome that says why there is none (`timeout_s`:
+    this request's timeout instead of the client's)."""
+    timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else httpx.Timeout(timeout_s)
     try:
-        response = await client.post(url, json=body, headers=headers)
+        response = await client.post(url, json=body, headers=headers, timeout=timeout)
     except httpx.TimeoutException as exc:
         return CallOutcome(error_kind="transient", error=f"timeout calling {url}: {exc!r}")
     except httpx.TransportError as exc:

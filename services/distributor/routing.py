@@ -145,7 +145,7 @@ def _assign(event: FileUploaded, host: str, topics: Topics) -> Output:
         batch_id=event.batch_id,
         file_name=event.file_name,
         stage="distribute",
-        context=FileContext(audio_uri=event.audio_uri, host=host),
+        context=FileContext(audio_uri=event.audio_uri, host=host, duration_s=event.duration_s),
         completed_at=event.uploaded_at,
     )
     return Output(output_topic("distribute", topics, host), key, assigned)

@@ -15,7 +15,8 @@ from shared.retry import CallOutcome, RetryPolicy, call_with_retries
 from shared.stages import GpuStage
 from shared.topics import Topics
 
-ModelCall = Callable[[dict[str, Any]], Awaitable[CallOutcome]]
+# (request, timeout in seconds): a model's time grows with the call's length.
+ModelCall = Callable[[dict[str, Any], float], Awaitable[CallOutcome]]
 
 
 @dataclass
@@ -28,6 +29,7 @@ class GpuStageHandler:
     call_model: ModelCall
     cancelled: Container[str] = frozenset()
     metrics: StageMetrics = field(default_factory=StageMetrics)
+    timeouts: work.CallTimeouts = field(default_factory=work.CallTimeouts)
 
     def __post_init__(self) -> None:
         self.ends = FileEnds(self.stage, self.topics, self.host, self.metrics)
@@ -39,9 +41,10 @@ class GpuStageHandler:
         if self.health.is_dead:
             refused = [self._refused(request, event.next_attempt)]
             return self._fail(event, "deadline", self._dead_reason(), refused)
+        timeout_s, policy = self.timeouts.for_file(event.context, self.policy)
         attempts, outcome = await call_with_retries(
-            lambda: self._call(request),
-            self.policy,
+            lambda: self._call(request, timeout_s),
+            policy,
             host=self.host,
             request=request,
             first_attempt=event.next_attempt,
@@ -59,8 +62,8 @@ class GpuStageHandler:
             return self._fail(event, "deadline", self._dead_reason(), attempts)
         return self._fail(event, outcome.error_kind, outcome.error or "unknown error", attempts)
 
-    async def _call(self, request: dict[str, Any]) -> CallOutcome:
-        outcome = await self.call_model(request)
+    async def _call(self, request: dict[str, Any], timeout_s: float) -> CallOutcome:
+        outcome = await self.call_model(request, timeout_s)
         if outcome.unreachable:
             self.health.unreachable()
             if self.health.is_dead:

@@ -10,6 +10,7 @@ from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model, stage_url
 from services.gpu_stage.settings import GpuStageSettings
+from services.gpu_stage.work import CallTimeouts
 from shared.events import FileStageCompleted
 from shared.http_transport import model_api_transport
 from shared.kafka import make_consumer, make_producer
@@ -53,7 +54,11 @@ def build_runner(
             budget_s=settings.gpu_retry_budget_s,
         ),
         health=health,
-        call_model=lambda request: call_model(client, url, request),
+        call_model=lambda request, timeout_s: call_model(client, url, request, timeout_s),
+        timeouts=CallTimeouts(
+            base_s=settings.gpu_request_timeout_s,
+            per_audio_s=settings.gpu_request_timeout_per_audio_s,
+        ),
         cancelled=cancelled,
         metrics=stage_metrics,
     )

@@ -11,9 +11,9 @@ def stage_url(host: str, port: int, stage: str) -> str:
 
 
 async def call_model(
-    client: httpx.AsyncClient, url: str, request: dict[str, object]
+    client: httpx.AsyncClient, url: str, request: dict[str, object], timeout_s: float
 ) -> CallOutcome:
-    response = await post_json(client, url, request)
+    response = await post_json(client, url, request, timeout_s=timeout_s)
     if isinstance(response, CallOutcome):
         return response
     try:

@@ -6,6 +6,12 @@ from shared.settings import CommonSettings, drain_timeout_field
 
 class GpuStageSettings(CommonSettings):
     gpu_request_timeout_s: float = Field(default=30.0, gt=0)
+    gpu_request_timeout_per_audio_s: float = Field(
+        default=0.1,
+        ge=0,
+        description="Seconds added to a model request's timeout (and per attempt to the retry "
+        "budget) per second of the call's audio: an hour-long call waits 30 + 360 s",
+    )
     gpu_retry_max_attempts: int = Field(default=5, ge=1)
     gpu_retry_base_delay_s: float = Field(default=0.2, ge=0)
     gpu_retry_max_delay_s: float = Field(default=5.0, ge=0)

@@ -1,8 +1,10 @@
 """Pure logic of a GPU stage: the request it sends, and what its answer adds to the context."""
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.events import FileContext, FileStageCompleted
+from shared.retry import RetryPolicy
 from shared.stages import GpuStage
 
 
@@ -40,3 +42,24 @@ def context_after(stage: GpuStage, context: FileContext, response: dict[str, Any
     else:
         update = {"transcript": str(response["transcript"])}
     return context.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class CallTimeouts:
+    """A request's timeout: a base plus seconds per second of the call's audio, when known.
+
+    A model's time grows with the audio (an hour-long call takes minutes), so one fixed
+    timeout either cuts long calls off or waits minutes on a hung short one. The retry budget
+    grows by the same margin per attempt, so a long call can still be retried.
+    """
+
+    base_s: float = 30.0
+    per_audio_s: float = 0.0
+
+    def for_file(self, context: FileContext, policy: RetryPolicy) -> tuple[float, RetryPolicy]:
+        extra = self.per_audio_s * (context.duration_s or 0.0)
+        if extra <= 0:
+            return self.base_s, policy
+        return self.base_s + extra, replace(
+            policy, budget_s=policy.budget_s + extra * policy.max_attempts
+        )

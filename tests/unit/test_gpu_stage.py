@@ -6,6 +6,7 @@ import pytest
 from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model
+from services.gpu_stage.work import CallTimeouts
 from shared.events import FileContext, FileFailed, FileStageCompleted, encode
 from shared.model_stage import decoder_for
 from shared.retry import CallOutcome, RetryPolicy
@@ -25,7 +26,7 @@ def _input(stage: str = "distribute") -> FileStageCompleted:
 
 
 def _handler(answers: list[CallOutcome], health: HostHealth | None = None) -> GpuStageHandler:
-    async def call(request: dict[str, Any]) -> CallOutcome:
+    async def call(request: dict[str, Any], timeout_s: float) -> CallOutcome:
         return answers.pop(0)
 
     return GpuStageHandler(
@@ -104,9 +105,9 @@ async def test_model_api_client_classifies_http_answers() -> None:
         return httpx.Response(422, json={"error": "undecodable audio"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-        ok = await call_model(client, "http://h/v1/ok", {})
-        busy = await call_model(client, "http://h/v1/busy", {})
-        bad = await call_model(client, "http://h/v1/bad", {})
+        ok = await call_model(client, "http://h/v1/ok", {}, 30.0)
+        busy = await call_model(client, "http://h/v1/busy", {}, 30.0)
+        bad = await call_model(client, "http://h/v1/bad", {}, 30.0)
     assert ok.response == {"is_ivr": False}
     assert (busy.error_kind, busy.retry_after_s) == ("transient", 2.0)
     assert bad.error_kind == "permanent"
@@ -116,7 +117,7 @@ async def test_model_api_client_classifies_http_answers() -> None:
 async def test_a_cancelled_batch_is_not_started() -> None:
     calls: list[object] = []
 
-    async def call(request: dict[str, Any]) -> CallOutcome:
+    async def call(request: dict[str, Any], timeout_s: float) -> CallOutcome:
         calls.append(request)
         return CallOutcome(response={})
 
@@ -141,3 +142,29 @@ async def test_retried_files_continue_their_attempt_numbers() -> None:
     assert isinstance(done, FileStageCompleted)
     assert [a.number for a in done.attempts] == [6]
     assert done.next_attempt == 1
+
+
+async def test_a_long_calls_request_waits_longer_and_keeps_its_retries() -> None:
+    seen: list[float] = []
+
+    async def call(request: dict[str, Any], timeout_s: float) -> CallOutcome:
+        seen.append(timeout_s)
+        return CallOutcome(response={"denoised_uri": "file:///a.clean.wav", "duration_s": 3600})
+
+    handler = GpuStageHandler(
+        stage="denoise",
+        host="h1",
+        topics=TOPICS,
+        policy=FAST,
+        health=HostHealth(deadline_s=60),
+        call_model=call,
+        timeouts=CallTimeouts(base_s=30, per_audio_s=0.1),
+    )
+    long_call = _input().model_copy(
+        update={"context": FileContext(audio_uri="file:///a.wav", host="h1", duration_s=3600)}
+    )
+    await handler(_input())
+    await handler(long_call)
+    assert seen == [30, pytest.approx(390)]
+    _, policy = CallTimeouts(base_s=30, per_audio_s=0.1).for_file(long_call.context, FAST)
+    assert policy.budget_s == pytest.approx(FAST.budget_s + 360 * FAST.max_attempts)

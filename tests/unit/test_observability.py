@@ -252,7 +252,7 @@ def test_triage_skips_are_counted_on_the_files_host() -> None:
 async def test_gpu_stage_failure_logs_every_file_field_with_the_attempts_own_number(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def refuse(request: dict[str, Any]) -> CallOutcome:
+    async def refuse(request: dict[str, Any], timeout_s: float) -> CallOutcome:
         return CallOutcome(error_kind="permanent", error="HTTP 422: undecodable audio")
 
     metrics = Metrics()
