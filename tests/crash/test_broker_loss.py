@@ -30,15 +30,15 @@ async def _run(
 ) -> Outcome:
     infra.cluster = cluster
     outcome = await run_scenario(SCENARIOS[name], settings, infra, audio, tmp_path / "logs")
+    print(f"{name}: longest pause {outcome.longest_pause_s}s at t+{outcome.longest_pause_at_s}s")
+    for fault in outcome.faults:
+        print(f"  t+{fault['seconds']}s {fault['what']}")
     assert outcome.violations == [], f"{name} (logs in {tmp_path / 'logs'}):\n" + "\n".join(
         outcome.violations
     )
     assert outcome.lost == 0 and outcome.duplicates == 0
     assert sum(outcome.terminal.values()) == settings.files
     assert outcome.longest_pause_s is not None
-    print(f"{name}: longest pause {outcome.longest_pause_s}s at t+{outcome.longest_pause_at_s}s")
-    for fault in outcome.faults:
-        print(f"  t+{fault['seconds']}s {fault['what']}")
     return outcome
 
 
