@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install infra infra-stop chromium promtool topics demo test test-unit lint typecheck check bench chaos clean
+.PHONY: install infra infra-stop chromium promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -54,8 +54,13 @@ check: lint typecheck
 test-unit: install promtool
 	$(PY) -m pytest -q tests/unit
 
+# The broker-loss scenarios take 5-7 minutes each on a 3-node cluster: `make test` runs
+# broker_leader_killed, `make test-broker-loss` all three, `make chaos` all three at 10,000 files.
 test: install check infra chromium promtool
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow_cluster" tests
+
+test-broker-loss: install infra
+	$(PY) -m pytest -q -p no:cacheprovider tests/crash/test_broker_loss.py
 
 # Every figure of issue 6 against its target; reports/bench.md and .json (path printed last).
 bench: infra install

@@ -2,10 +2,11 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cli.processes import ProcessGroup, service_argv
 from shared.provisioning import create_pipeline_topics
-from shared.settings import CommonSettings, parse_gpu_hosts
+from shared.settings import CommonSettings
 
 
 @dataclass
@@ -33,11 +34,11 @@ class PipelineConfig:
         }
 
     def settings(self) -> CommonSettings:
+        """The settings the services get from `env()`, for this side's own clients (topics,
+        uploads): the same security and topic plan, whatever `extra_env` adds."""
+        given: dict[str, Any] = {k.lower(): v for k, v in self.env().items()}
         return CommonSettings(
-            kafka_bootstrap_servers=self.bootstrap,
-            topic_prefix=self.topic_prefix,
-            gpu_hosts=parse_gpu_hosts(self.gpu_hosts),
-            stage_partitions=self.partitions,
+            **{k: v for k, v in given.items() if k in CommonSettings.model_fields}
         )
 
 

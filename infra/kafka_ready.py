@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Wait until a Kafka broker answers a real metadata request.
 
-Usage: kafka_ready.py [--bootstrap HOST:PORT[,HOST:PORT...]] [--timeout SECONDS]
+Usage: kafka_ready.py [--bootstrap HOST:PORT[,HOST:PORT...]] [--timeout SECONDS] [--brokers N]
 
 Defaults come from KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:9092) and KAFKA_READY_TIMEOUT (60).
-Exits 0 once the cluster reports at least one broker and a controller, 1 on timeout.
+Exits 0 once the cluster reports at least N brokers (default 1) and a controller, 1 on timeout.
+The client speaks what the services' settings say: KAFKA_SECURITY_PROTOCOL (PLAINTEXT),
+KAFKA_SASL_MECHANISM (SCRAM-SHA-512), KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE.
 """
 
 from __future__ import annotations
@@ -14,11 +16,29 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import sys
 import time
+from typing import Any
 
 
-async def probe(bootstrap: str, attempt_timeout: float) -> str:
+def security_options() -> dict[str, Any]:
+    """aiokafka's security keywords from the services' KAFKA_* variables (standalone: this
+    script runs before, and without, the project's packages)."""
+    protocol = os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=os.environ.get("KAFKA_SSL_CAFILE") or None
+        )
+    if protocol.startswith("SASL"):
+        options["sasl_mechanism"] = os.environ.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        options["sasl_plain_username"] = os.environ.get("KAFKA_SASL_USERNAME")
+        options["sasl_plain_password"] = os.environ.get("KAFKA_SASL_PASSWORD")
+    return options
+
+
+async def probe(bootstrap: str, attempt_timeout: float, brokers_wanted: int = 1) -> str:
     """One metadata round trip; returns a short description of the cluster."""
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -26,6 +46,7 @@ async def probe(bootstrap: str, attempt_timeout: float) -> str:
         bootstrap_servers=bootstrap,
         request_timeout_ms=int(attempt_timeout * 1000),
         client_id="cofi-kafka-ready",
+        **security_options(),
     )
     try:
         await asyncio.wait_for(admin.start(), attempt_timeout)
@@ -35,8 +56,8 @@ async def probe(bootstrap: str, attempt_timeout: float) -> str:
             await admin.close()
     brokers = cluster.get("brokers") or []
     controller = cluster.get("controller_id", -1)
-    if not brokers:
-        raise RuntimeError("metadata lists no brokers yet")
+    if len(brokers) < max(1, brokers_wanted):
+        raise RuntimeError(f"metadata lists {len(brokers)} brokers, not {brokers_wanted} yet")
     if controller is None or controller < 0:
         raise RuntimeError("metadata reports no active controller yet")
     return f"cluster_id={cluster.get('cluster_id')} brokers={len(brokers)} controller={controller}"
@@ -53,6 +74,7 @@ async def main() -> int:
         type=float,
         default=float(os.environ.get("KAFKA_READY_TIMEOUT", "60")),
     )
+    parser.add_argument("--brokers", type=int, default=1, help="brokers the metadata must list")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
 
@@ -66,7 +88,7 @@ async def main() -> int:
         if remaining <= 0:
             break
         try:
-            info = await probe(args.bootstrap, max(1.0, min(5.0, remaining)))
+            info = await probe(args.bootstrap, max(1.0, min(5.0, remaining)), args.brokers)
         except Exception as exc:
             last_error = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))

@@ -64,6 +64,8 @@ async def running_pipeline(
     gpu_hosts: str = "127.0.0.2:4,127.0.0.3:4",
     latency_scale: float = 0.01,
     extra_env: dict[str, str] | None = None,
+    llm_port: int = 18000,
+    control_port: int = 15099,
 ) -> AsyncIterator[RunningPipeline]:
     from services.tracker.migrate import migrate
 
@@ -72,8 +74,8 @@ async def running_pipeline(
         topic_prefix=prefix,
         gpu_hosts=gpu_hosts,
         database_url=database_url,
-        llm_port=18000,
-        control_port=15099,
+        llm_port=llm_port,
+        control_port=control_port,
         latency_scale=latency_scale,
         extra_env={**TEST_PORTS, "LOG_JSON": "true", **(extra_env or {})},
     )

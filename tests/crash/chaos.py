@@ -21,7 +21,7 @@ from typing import Any
 
 from cli.processes import exit_on_sigterm
 from tests.crash.harness import ChaosSettings, Infra, make_audio
-from tests.crash.infra import CACHE, REPO, PrivateKafka, PrivateMariaDB
+from tests.crash.infra import CACHE, REPO, PrivateCluster, PrivateKafka, PrivateMariaDB
 from tests.crash.invariants import Outcome
 from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
 
@@ -39,6 +39,9 @@ async def run_all(names: list[str], settings: ChaosSettings, workdir: Path) -> l
     if any(s.runs_on == "private-mariadb" for s in chosen):
         infra.mariadb = PrivateMariaDB()
         await asyncio.to_thread(infra.mariadb.start)
+    if any(s.runs_on == "private-cluster" for s in chosen):
+        cluster = infra.cluster = PrivateCluster()
+        await asyncio.to_thread(cluster.start, fresh=True)
     corrupt = int(settings.files * settings.corrupt_share)
     short = int(settings.files * settings.short_share)
     audio = CACHE / "crash-audio" / f"{settings.files}-{corrupt}-{short}"
@@ -71,6 +74,8 @@ async def run_all(names: list[str], settings: ChaosSettings, workdir: Path) -> l
             await asyncio.to_thread(infra.kafka.stop)
         if infra.mariadb is not None:
             await asyncio.to_thread(infra.mariadb.stop)
+        if infra.cluster is not None:
+            await asyncio.to_thread(infra.cluster.stop)
     return outcomes
 
 
@@ -83,13 +88,15 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         f"{settings.db_outage_s:.0f}s. "
         "Run with `make chaos`; the invariants are in `tests/crash/invariants.py`.",
         "",
-        "| scenario | files | lost | duplicates | redundant calls (bound) | seconds | passed |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| scenario | files | lost | duplicates | redundant calls (bound) | seconds | "
+        "longest pause (s) | passed |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for o in outcomes:
+        pause = "" if o.longest_pause_s is None else f"{o.longest_pause_s:.1f}"
         lines.append(
             f"| {o.scenario} | {o.files} | {o.lost} | {o.duplicates} | "
-            f"{o.redundant_calls} ({o.redundancy_bound}) | {o.seconds:.0f} | "
+            f"{o.redundant_calls} ({o.redundancy_bound}) | {o.seconds:.0f} | {pause} | "
             f"{'yes' if o.passed else '**no**'} |"
         )
     for o in outcomes:
@@ -99,6 +106,11 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         lines.append(
             "terminal states: " + ", ".join(f"{k} {v}" for k, v in sorted(o.terminal.items()))
         )
+        if o.longest_pause_s is not None:
+            lines.append(
+                f"longest pause in progress (no file finished): {o.longest_pause_s:.1f}s, "
+                f"from t+{o.longest_pause_at_s}s"
+            )
         if o.redundant_by_stage:
             lines.append(
                 "redundant calls by stage: "

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.crash.harness import ChaosSettings, Infra, make_audio
-from tests.crash.infra import CACHE, PrivateKafka, PrivateMariaDB
+from tests.crash.infra import CACHE, PrivateCluster, PrivateKafka, PrivateMariaDB
 from tests.crash.scenarios import Breakables
 
 
@@ -40,6 +40,16 @@ def private_kafka() -> Iterator[PrivateKafka]:
         yield kafka
     finally:
         kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def private_cluster() -> Iterator[PrivateCluster]:
+    cluster = PrivateCluster()
+    cluster.start(fresh=True)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

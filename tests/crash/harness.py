@@ -11,6 +11,7 @@ by wall-clock sleeps; `invariants.check` then says what was lost or duplicated.
 import asyncio
 import json
 import logging
+import os
 import shutil
 import signal
 import time
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,8 @@ class ChaosRun:
     # Services a scenario stopped on purpose and has not restarted yet.
     expected_down: set[str] = field(default_factory=set)
     last_summary: BatchSummary | None = None
+    # (seconds since submit, files in a terminal state, files through llm2), twice a second.
+    terminal_samples: list[tuple[float, int, int]] = field(default_factory=list)
 
     # -- what the tables say -------------------------------------------------------------
     @property
@@ -234,6 +238,27 @@ class ChaosRun:
         )
         assert summary is not None
         return summary
+
+    def longest_pause(self) -> tuple[float, float] | None:
+        """The longest gap between successive increases of the files in a terminal state, and
+        when it began (seconds since submit): how long the batch stood still at worst.
+
+        Measured from the first file through llm2 to the last file finished: before that the
+        pipeline is still filling (only corrupt or triaged-out files finish), and a wait for
+        the first file through eight hops is latency, not a pause."""
+        window = [(t, n) for t, n, llm2 in self.terminal_samples if llm2 > 0]
+        if not window:
+            return None
+        increases = [window[0][0]]
+        last = window[0][1]
+        for seconds, terminal in window[1:]:
+            if terminal > last:
+                increases.append(seconds)
+                last = terminal
+        if len(increases) < 2:
+            return None
+        gap, began = max((b - a, a) for a, b in pairwise(increases))
+        return round(gap, 1), round(began, 1)
 
     # -- processes -----------------------------------------------------------------------
     def assert_alive(self) -> None:
@@ -404,16 +429,18 @@ async def chaos_run(
     from services.tracker.migrate import migrate
 
     prefix = f"c{uuid.uuid4().hex[:11]}"
+    # Two crash suites on one machine (two worktrees): give one CRASH_PORT_OFFSET=1000.
+    offset = int(os.environ.get("CRASH_PORT_OFFSET", "0"))
     config = PipelineConfig(
         bootstrap=infra.bootstrap,
         topic_prefix=prefix,
         gpu_hosts=settings.gpu_hosts,
         database_url=database_url,
-        llm_port=CRASH_LLM_PORT,
-        control_port=CRASH_CONTROL_PORT,
+        llm_port=CRASH_LLM_PORT + offset,
+        control_port=CRASH_CONTROL_PORT + offset,
         latency_scale=settings.latency_scale,
         extra_env={
-            **CRASH_PORTS,
+            **{name: str(int(port) + offset) for name, port in CRASH_PORTS.items()},
             "LLM_MAX_CONCURRENCY": str(LLM_MAX_CONCURRENCY),
             # faust keeps its (memory-only) table folder here instead of the repository root.
             "F_DATADIR": str(log_dir / "distributor-data"),
@@ -455,7 +482,8 @@ async def delete_topics(config: PipelineConfig) -> None:
 
 
 async def _sample_progress(run: ChaosRun, path: Path) -> None:
-    """One line a second of the batch's progress, to read a scenario's timeline afterwards."""
+    """Two lines a second of the batch's progress, to read a scenario's timeline afterwards
+    and to measure its longest pause (`ChaosRun.longest_pause`)."""
     with path.open("w") as out:
         out.write("seconds\t" + "\t".join(PROGRESS_STAGES) + "\tterminal\n")
         while True:
@@ -463,6 +491,7 @@ async def _sample_progress(run: ChaosRun, path: Path) -> None:
             if summary is not None:
                 counts = [stage_count(summary, s) for s in (*PROGRESS_STAGES, "terminal")]
                 elapsed = time.monotonic() - run.started
+                run.terminal_samples.append((elapsed, counts[-1], stage_count(summary, "llm2")))
                 out.write(f"{elapsed:.1f}\t" + "\t".join(map(str, counts)) + "\n")
                 out.flush()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)

@@ -66,6 +66,9 @@ class Outcome:
     redundancy_bound: int = 0
     seconds: float = 0.0
     latency_scale: float | None = None
+    # The longest gap between successive increases of finished files, and when it began.
+    longest_pause_s: float | None = None
+    longest_pause_at_s: float | None = None
     terminal: dict[str, int] = field(default_factory=dict)
     host_rates: list[HostRate] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
@@ -92,6 +95,8 @@ class Outcome:
             "seconds": round(self.seconds, 1),
             "passed": self.passed,
             "latency_scale": self.latency_scale,
+            "longest_pause_s": self.longest_pause_s,
+            "longest_pause_at_s": self.longest_pause_at_s,
             "redundancy_bound": self.redundancy_bound,
             "redundant_by_stage": self.redundant_by_stage,
             "allowed_by_stage": self.allowed_by_stage,
