@@ -104,7 +104,8 @@ class LlmServer:
         except ValueError as exc:  # JSONDecodeError is a ValueError
             return _error(400, str(exc), "invalid_request_error")
         text = user_text(messages)
-        self.stats.calls[first_line(text)] += 1
+        # cofi names the file by an opaque `user` reference; other clients by their first line.
+        self.stats.calls[str(data.get("user") or first_line(text))] += 1
 
         with self.stats.concurrency.track():
             knobs = self.knobs

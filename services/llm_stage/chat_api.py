@@ -18,12 +18,15 @@ async def complete(
     messages: list[dict[str, str]],
     answer: type[BaseModel],
     max_tokens: int | None = None,
+    user: str | None = None,
 ) -> CallOutcome:
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
+    if user is not None:
+        body["user"] = user
     response = await post_json(client, url, body, headers)
     if isinstance(response, CallOutcome):
         return response

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
-from services.llm_stage.prompting import messages_for
+from services.llm_stage.prompting import caller_ref, messages_for
 from shared.events import FileStageCompleted
 from shared.metrics import StageMetrics
 from shared.model_stage import FileEnds
@@ -15,7 +15,8 @@ from shared.retry import CallOutcome, RetryPolicy, bound_malformed, call_with_re
 from shared.stages import LlmStage
 from shared.topics import Topics
 
-ChatCall = Callable[[LlmStage, list[dict[str, str]]], Awaitable[CallOutcome]]
+# (stage, messages, the file's opaque reference for the API's `user` field)
+ChatCall = Callable[[LlmStage, list[dict[str, str]], str], Awaitable[CallOutcome]]
 
 
 @dataclass
@@ -43,7 +44,10 @@ class LlmStageHandler:
         messages = messages_for(self.template, self.stage, event.context)
         request: dict[str, Any] = {"messages": messages}
         attempts, outcome = await call_with_retries(
-            bound_malformed(lambda: self._limited(messages), self.max_malformed),
+            bound_malformed(
+                lambda: self._limited(messages, caller_ref(event.batch_id, event.file_name)),
+                self.max_malformed,
+            ),
             self.policy,
             host=None,
             request=request,
@@ -57,6 +61,6 @@ class LlmStageHandler:
             event, outcome.error_kind, outcome.error or "unknown error", attempts
         )
 
-    async def _limited(self, messages: list[dict[str, str]]) -> CallOutcome:
+    async def _limited(self, messages: list[dict[str, str]], caller: str) -> CallOutcome:
         async with self.concurrency:
-            return await self.chat(self.stage, messages)
+            return await self.chat(self.stage, messages, caller)

@@ -46,7 +46,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
     transport = model_api_transport(settings.http_transport, limits)
     async with httpx.AsyncClient(timeout=settings.llm_timeout_s, transport=transport) as client:
 
-        async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
+        async def chat(stage: LlmStage, messages: list[dict[str, str]], caller: str) -> CallOutcome:
             return await complete(
                 client,
                 settings.llm_api_url,
@@ -55,6 +55,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                 messages,
                 ANSWERS[stage],
                 max_tokens=settings.llm_max_tokens,
+                user=caller,
             )
 
         cancelled = CancelledBatches(settings.kafka, settings.topics.control)

@@ -7,6 +7,7 @@ llm1's analysis of it for llm2) goes in the user message, between `<transcript>`
 "ignore your instructions" is data the model reads, never part of the instructions.
 """
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -81,3 +82,9 @@ def messages_for(
         {"role": "system", "content": template.safe_substitute(system_values(context))},
         {"role": "user", "content": user_message(stage, context)},
     ]
+
+
+def caller_ref(batch_id: str, file_name: str) -> str:
+    """The API's `user` field: an opaque, stable reference to the file (its name never
+    leaves cofi), by which a provider can group a file's calls and retries."""
+    return hashlib.sha256(f"{batch_id}/{file_name}".encode()).hexdigest()[:32]

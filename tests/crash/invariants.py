@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import text
 
+from services.llm_stage.prompting import caller_ref
 from shared.stages import GPU_STAGES, LLM_STAGES, STAGES
 from tests.crash.harness import ChaosRun, allowed_redundancy
 
@@ -346,8 +347,10 @@ def _check_redundancy(out: Outcome, run: ChaosRun, logs: list[Any], stats: dict[
         for stage, per_file in host_calls.items():
             for name, n in per_file.items():
                 calls[(name, stage)] += n
-    for name, n in stats["llm"]["calls"].items():
-        calls[(name, "llm")] += n
+    # The LLM API sees a file only by its opaque reference (the `user` field).
+    by_ref = {caller_ref(run.batch_id, name): name for name, _ in logged}
+    for ref, n in stats["llm"]["calls"].items():
+        calls[(by_ref.get(ref, ref), "llm")] += n
     by_stage: Counter[str] = Counter()
     for key, n in calls.items():
         extra = n - logged[key]

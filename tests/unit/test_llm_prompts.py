@@ -98,7 +98,7 @@ async def test_every_request_sets_max_tokens() -> None:
 async def test_malformed_answers_have_their_own_bound_below_the_retry_budget() -> None:
     calls: list[int] = []
 
-    async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
+    async def chat(stage: LlmStage, messages: list[dict[str, str]], caller: str) -> CallOutcome:
         calls.append(1)
         return CallOutcome(
             error_kind="transient",

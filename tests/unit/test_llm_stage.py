@@ -54,7 +54,7 @@ def _event() -> FileStageCompleted:
 async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
     prompts: list[list[dict[str, str]]] = []
 
-    async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
+    async def chat(stage: LlmStage, messages: list[dict[str, str]], caller: str) -> CallOutcome:
         prompts.append(messages)
         return CallOutcome(response={"summary": "x", "sentiment": "neutral", "topics": []})
 
@@ -78,7 +78,7 @@ async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
 
 
 async def test_malformed_answers_are_retried_then_dead_lettered_with_the_raw_answer() -> None:
-    async def chat(stage: LlmStage, messages: list[dict[str, str]]) -> CallOutcome:
+    async def chat(stage: LlmStage, messages: list[dict[str, str]], caller: str) -> CallOutcome:
         return CallOutcome(
             error_kind="transient", error="malformed answer", response={"raw_answer": "nope"}
         )
