@@ -62,8 +62,9 @@ FALLBACK: dict[str, str] = {
     "gpu_retry_base_delay_s": "First retry delay; doubles per attempt, with full jitter",
     "gpu_retry_max_delay_s": "Longest delay between two attempts",
     "gpu_retry_budget_s": "Time budget of all attempts of one file at one stage",
-    "gpu_host_down_deadline_s": "A host unreachable this long is declared dead: its files "
-    "fail fast with a clear reason",
+    "gpu_host_failover_deadline_s": "A host down (circuit open) this long is dead: its "
+    "consumers fail its files over to other hosts instead of waiting",
+    "gpu_probe_max_delay_s": "Longest delay between two probes of a down GPU host",
     "llm_api_url": "Base URL of the OpenAI-compatible API (`…/v1`)",
     "llm_api_key": "Bearer token for the LLM API (empty: none sent)",
     "llm_model": "Model name sent in each chat completion request",
@@ -72,6 +73,7 @@ FALLBACK: dict[str, str] = {
     "llm_retry_base_delay_s": "First retry delay; doubles per attempt, with full jitter",
     "llm_retry_max_delay_s": "Longest delay between two attempts",
     "llm_retry_budget_s": "Time budget of all attempts of one file at one LLM stage",
+    "llm_probe_max_delay_s": "Longest delay between two probes of a broken LLM API",
     "llm_prompts_dir": "Folder of the prompt templates `llm1.txt`, `llm2.txt`",
     "database_url": "SQLAlchemy URL of the tracker's database, e.g. "
     "`mysql+asyncmy://user:pass@host:3306/cofi`; unset: SQLite `./cofi.db`",

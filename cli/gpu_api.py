@@ -93,8 +93,10 @@ SHORT = {
     "permanent": "**permanent**: the file fails at once",
 }
 DEAD_HOST = (
-    "a host unreachable for longer than `GPU_HOST_DOWN_DEADLINE_S` is declared dead: its "
-    "files then fail at once (`error_kind` deadline) instead of waiting"
+    "a host that refuses connections (or answers 401/403, or a storm of 5xx) pauses the "
+    "stage, which probes `GET /health` with backoff and resumes when it answers; its files "
+    "wait. Down past `GPU_HOST_FAILOVER_DEADLINE_S`, its files are handed back to the "
+    "distributor for another host"
 )
 SUCCESS = (
     "the stage's fields are read into the file's context and the file moves on; a missing or "

@@ -87,6 +87,9 @@ class StageMetrics:
     def count_in_flight(self, count: Callable[[], int]) -> None:
         """Read the number of records in flight whenever the metrics are scraped."""
 
+    def circuit(self, reason: str | None) -> None:
+        """The stage's circuit opened for `reason` (auth, unreachable, ...) or closed (None)."""
+
 
 class SinkMetrics:
     """What the tracker reports about its writes. This base class records nothing."""
@@ -135,7 +138,8 @@ class Metrics:
         self.build_info.labels(**build_info()).set(1)
         self.gpu_host_dead = Gauge(
             "cofi_gpu_host_dead",
-            "1 while a GPU host is declared dead (unreachable past GPU_HOST_DOWN_DEADLINE_S)",
+            "1 while a GPU host is dead: unreachable past GPU_HOST_FAILOVER_DEADLINE_S, its files "
+            "fail over to other hosts",
             ["host"],
             registry=r,
         )
@@ -179,6 +183,13 @@ class Metrics:
             "cofi_in_flight",
             "Records a stage consumer is working on right now",
             ["stage", "host"],
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "cofi_stage_circuit_open",
+            "1 while a stage's dependency is judged broken and the stage is paused, by reason "
+            "(auth, unreachable, server_errors, not_found); 0 once it closed",
+            ["stage", "host", "reason"],
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -235,6 +246,7 @@ class _StageMetrics(StageMetrics):
         self.metrics = metrics
         self.stage = stage
         self.host = host
+        self.circuit_reasons: set[str] = set()
 
     def file_finished(self, outcome: FileOutcome) -> None:
         self.metrics.files.labels(self.stage, self.host, outcome).inc()
@@ -253,6 +265,14 @@ class _StageMetrics(StageMetrics):
 
     def count_in_flight(self, count: Callable[[], int]) -> None:
         self.metrics.in_flight.labels(self.stage, self.host).set_function(count)
+
+    def circuit(self, reason: str | None) -> None:
+        gauge = self.metrics.circuit_open
+        for opened_for in self.circuit_reasons:  # every reason it opened for so far reads 0
+            gauge.labels(self.stage, self.host, opened_for).set(0)
+        if reason is not None:
+            self.circuit_reasons.add(reason)
+            gauge.labels(self.stage, self.host, reason).set(1)
 
 
 class _SinkMetrics(SinkMetrics):

@@ -35,5 +35,6 @@ async def post_json(
             error_kind=classify_status(response.status_code),
             error=f"HTTP {response.status_code} from {url}: {response.text[:500]}",
             retry_after_s=parse_retry_after(response.headers.get("retry-after")),
+            status=response.status_code,
         )
     return response

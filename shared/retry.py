@@ -38,6 +38,10 @@ class CallOutcome:
     # The API answered, but not what was asked for (an LLM's malformed answer): transient, as
     # a model sampled again may answer properly, under its own, smaller bound.
     malformed: bool = False
+    # The HTTP status the dependency answered, if it answered one.
+    status: int | None = None
+    # Not about this file: the dependency is broken (shared/breaker.py); stop retrying.
+    systemic: bool = False
 
     @property
     def ok(self) -> bool:
@@ -92,7 +96,7 @@ async def call_with_retries(
                 response=outcome.response,
             )
         )
-        if outcome.ok or outcome.error_kind == "permanent":
+        if outcome.ok or outcome.error_kind == "permanent" or outcome.systemic:
             return attempts, outcome
         delay = backoff_delay(policy, len(attempts), outcome.retry_after_s, rng)
         spent = clock() - started

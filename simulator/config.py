@@ -100,6 +100,8 @@ class LlmKnobs(BaseModel):
     malformed_rate: Rate = Field(default=0.0, ge=0, le=1)
     retry_after_s: int = Field(default=1, ge=0)
     down: bool = False
+    # Answer every request 401, as an API does to a revoked or expired key.
+    unauthorized: bool = False
 
 
 class LlmKnobsUpdate(BaseModel):
@@ -113,6 +115,7 @@ class LlmKnobsUpdate(BaseModel):
     malformed_rate: Rate | None = Field(default=None, ge=0, le=1)
     retry_after_s: int | None = Field(default=None, ge=0)
     down: bool | None = None
+    unauthorized: bool | None = None
 
 
 class HostConfig(BaseModel):

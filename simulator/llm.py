@@ -32,6 +32,10 @@ def _error(status: int, message: str, kind: str, **headers: str) -> web.Response
     return web.json_response(body, status=status, headers=headers or None)
 
 
+def _unauthorized() -> web.Response:
+    return _error(401, "Incorrect API key provided (injected)", "invalid_api_key")
+
+
 def validate_messages(data: Any) -> list[dict[str, Any]]:
     """The request's messages, or ValueError with the reason a real server would give."""
     if not isinstance(data, dict):
@@ -84,6 +88,8 @@ class LlmServer:
         return web.json_response({"status": "ok"})
 
     async def _models(self, request: web.Request) -> web.Response:
+        if self.knobs.unauthorized:
+            return _unauthorized()
         return web.json_response(
             {"object": "list", "data": [{"id": DEFAULT_MODEL, "object": "model"}]}
         )
@@ -98,6 +104,8 @@ class LlmServer:
             self.stats.responses[status] += 1
 
     async def _serve(self, request: web.Request) -> web.Response:
+        if self.knobs.unauthorized:
+            return _unauthorized()
         try:
             data = json.loads(await request.read())
             messages = validate_messages(data)

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.gpu_stage import work
-from services.gpu_stage.host_health import HostHealth
+from shared.breaker import CircuitBreaker, call_through
 from shared.events import Attempt, FileStageCompleted
 from shared.metrics import StageMetrics
 from shared.model_stage import FailureKind, FileEnds
 from shared.output import Output
-from shared.retry import CallOutcome, RetryPolicy, call_with_retries
+from shared.retry import CallOutcome, RetryPolicy
 from shared.stages import GpuStage
 from shared.topics import Topics
 
@@ -25,8 +25,11 @@ class GpuStageHandler:
     host: str
     topics: Topics
     policy: RetryPolicy
-    health: HostHealth
+    # Per (stage, host): while the host is down the stage pauses and its files wait.
+    breaker: CircuitBreaker
     call_model: ModelCall
+    # Open this long, the host is dead: its files are failed over (None: they wait).
+    failover_after_s: float | None = None
     cancelled: Container[str] = frozenset()
     metrics: StageMetrics = field(default_factory=StageMetrics)
     timeouts: work.CallTimeouts = field(default_factory=work.CallTimeouts)
@@ -38,18 +41,21 @@ class GpuStageHandler:
         if self.ends.cancelled(event, self.cancelled):
             return []
         request = work.request_for(self.stage, event)
-        if self.health.is_dead:
-            refused = [self._refused(request, event.next_attempt)]
-            return self._fail(event, "deadline", self._dead_reason(), refused)
         timeout_s, policy = self.timeouts.for_file(event.context, self.policy)
-        attempts, outcome = await call_with_retries(
-            lambda: self._call(request, timeout_s),
+        attempts, outcome = await call_through(
+            self.breaker,
+            lambda: self.call_model(request, timeout_s),
             policy,
+            file=f"{event.batch_id}/{event.file_name}",
             host=self.host,
             request=request,
             first_attempt=event.next_attempt,
+            give_up_after_s=self.failover_after_s,
         )
         self.metrics.attempts(attempts)
+        if outcome is None:
+            attempts = attempts or [self._refused(request, event.next_attempt)]
+            return self._fail(event, "deadline", self._dead_reason(), attempts)
         if outcome.ok:
             assert outcome.response is not None
             try:
@@ -58,20 +64,13 @@ class GpuStageHandler:
                 reason = f"malformed {self.stage} response: {type(exc).__name__}: {exc}"
                 return self._fail(event, "permanent", reason, attempts)
             return self.ends.done(event, context, attempts, gpu_host=self.host)
-        if outcome.unreachable and self.health.is_dead:
-            return self._fail(event, "deadline", self._dead_reason(), attempts)
         return self._fail(event, outcome.error_kind, outcome.error or "unknown error", attempts)
 
-    async def _call(self, request: dict[str, Any], timeout_s: float) -> CallOutcome:
-        outcome = await self.call_model(request, timeout_s)
-        if outcome.unreachable:
-            self.health.unreachable()
-            if self.health.is_dead:
-                # Stop retrying: the host is declared dead, later files fail fast.
-                return CallOutcome(error_kind="permanent", error=outcome.error, unreachable=True)
-        else:
-            self.health.reached()
-        return outcome
+    def paused(self) -> bool:
+        """Take no new records while the host is down, until it is judged dead."""
+        if not self.breaker.is_open:
+            return False
+        return self.failover_after_s is None or self.breaker.open_for() < self.failover_after_s
 
     def _fail(
         self,
@@ -84,8 +83,8 @@ class GpuStageHandler:
 
     def _dead_reason(self) -> str:
         return (
-            f"GPU host {self.host} unreachable for more than "
-            f"{self.health.deadline_s:.0f}s; {self.stage} gave up"
+            f"GPU host {self.host} down for more than {self.failover_after_s or 0:.0f}s "
+            f"({self.breaker.reason}: {self.breaker.detail}); {self.stage} gave up"
         )
 
     def _refused(self, request: dict[str, Any], number: int) -> Attempt:

@@ -1,21 +1,22 @@
 """Run GPU-stage consumers: one per (stage, host) pair given on the command line."""
 
 import asyncio
+from functools import partial
 from typing import cast
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
 from services.gpu_stage.handler import GpuStageHandler
-from services.gpu_stage.host_health import HostHealth
-from services.gpu_stage.model_api import call_model, stage_url
+from services.gpu_stage.model_api import call_model, health_url, probe, stage_url
 from services.gpu_stage.settings import GpuStageSettings
 from services.gpu_stage.work import CallTimeouts
+from shared.breaker import BreakerPolicy, CircuitBreaker
 from shared.events import FileStageCompleted
 from shared.http_transport import model_api_transport
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
-from shared.metrics import Metrics, StageMetrics
+from shared.metrics import StageMetrics
 from shared.model_stage import decoder_for
 from shared.observability.service import Observability
 from shared.pipeline import input_topic, stages_of
@@ -37,12 +38,24 @@ def build_runner(
     host: str,
     client: httpx.AsyncClient,
     producer: AIOKafkaProducer,
-    health: HostHealth,
     cancelled: CancelledBatches,
-    metrics: Metrics | None = None,
+    observability: Observability | None = None,
+    breakers: list[CircuitBreaker] | None = None,
 ) -> StageRunner[FileStageCompleted]:
-    url = stage_url(host, settings.stage_port(stage), stage)
-    stage_metrics = metrics.stage(stage, host) if metrics else StageMetrics()
+    port = settings.stage_port(stage)
+    url, health = stage_url(host, port, stage), health_url(host, port)
+    stage_metrics = observability.metrics.stage(stage, host) if observability else StageMetrics()
+    breaker = CircuitBreaker(
+        stage,
+        host,
+        BreakerPolicy(max_probe_s=settings.gpu_probe_max_delay_s),
+        probe=lambda: probe(client, health),
+        on_change=stage_metrics.circuit,
+    )
+    if observability is not None:
+        observability.readiness.add(f"circuit ({stage}@{host})", breaker.problem)
+    if breakers is not None:
+        breakers.append(breaker)
     handler = GpuStageHandler(
         stage=stage,
         host=host,
@@ -53,8 +66,9 @@ def build_runner(
             max_delay_s=settings.gpu_retry_max_delay_s,
             budget_s=settings.gpu_retry_budget_s,
         ),
-        health=health,
+        breaker=breaker,
         call_model=lambda request, timeout_s: call_model(client, url, request, timeout_s),
+        failover_after_s=settings.gpu_host_failover_deadline_s,
         timeouts=CallTimeouts(
             base_s=settings.gpu_request_timeout_s,
             per_audio_s=settings.gpu_request_timeout_per_audio_s,
@@ -77,6 +91,16 @@ def build_runner(
         metrics=stage_metrics,
         payload_limit=settings.event_payload_max_bytes,
         drain_timeout_s=settings.drain_timeout_s,
+        paused=handler.paused,
+    )
+
+
+def dead_for(breakers: list[CircuitBreaker], deadline_s: float) -> float:
+    """Seconds past `deadline_s` a host's circuits have been open because it cannot be
+    reached (<= 0: not dead)."""
+    return max(
+        (b.open_for() - deadline_s for b in breakers if b.reason == "unreachable"),
+        default=-deadline_s,
     )
 
 
@@ -93,14 +117,18 @@ async def run(
     async with httpx.AsyncClient(
         timeout=settings.gpu_request_timeout_s, transport=transport
     ) as client:
-        # One view of a host's health for all its stages: a dead host fails fast everywhere.
-        health = {h: HostHealth(deadline_s=settings.gpu_host_down_deadline_s) for h in hosts}
-        for host, host_health in health.items():
-            observability.metrics.watch_gpu_host(host, host_health.dead_for)
+        # Per host, its stages' circuits: dead while one is open (unreachable) past the
+        # failover deadline (`cofi_gpu_host_dead`).
+        host_breakers: dict[str, list[CircuitBreaker]] = {h: [] for h in hosts}
+        for host in hosts:
+            observability.metrics.watch_gpu_host(
+                host,
+                partial(dead_for, host_breakers[host], settings.gpu_host_failover_deadline_s),
+            )
         cancelled = CancelledBatches(settings.kafka, settings.topics.control)
         runners = [
             build_runner(
-                settings, s, h, client, producer, health[h], cancelled, observability.metrics
+                settings, s, h, client, producer, cancelled, observability, host_breakers[h]
             )
             for s in stages
             for h in hosts

@@ -10,6 +10,19 @@ def stage_url(host: str, port: int, stage: str) -> str:
     return f"http://{host}:{port}/v1/{stage}"
 
 
+def health_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}/health"
+
+
+async def probe(client: httpx.AsyncClient, url: str) -> bool:
+    """Whether the model server answers its health route (the circuit breaker's probe)."""
+    try:
+        response = await client.get(url, timeout=5.0)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
 async def call_model(
     client: httpx.AsyncClient, url: str, request: dict[str, object], timeout_s: float
 ) -> CallOutcome:
@@ -19,7 +32,7 @@ async def call_model(
     try:
         body = response.json()
     except ValueError:
-        return CallOutcome(error_kind="transient", error=f"{url} answered non-JSON")
+        return CallOutcome(error_kind="transient", error=f"{url} answered non-JSON", status=200)
     if not isinstance(body, dict):
-        return CallOutcome(error_kind="transient", error=f"{url} answered {type(body)}")
+        return CallOutcome(error_kind="transient", error=f"{url} answered {type(body)}", status=200)
     return CallOutcome(response=body)

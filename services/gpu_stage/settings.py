@@ -16,8 +16,10 @@ class GpuStageSettings(CommonSettings):
     gpu_retry_base_delay_s: float = Field(default=0.2, ge=0)
     gpu_retry_max_delay_s: float = Field(default=5.0, ge=0)
     gpu_retry_budget_s: float = Field(default=120.0, gt=0)
-    # A host unreachable this long is declared dead: its files fail fast with a clear reason.
-    gpu_host_down_deadline_s: float = Field(default=60.0, gt=0)
+    # A host whose circuit stays open this long is dead: its files are failed over.
+    gpu_host_failover_deadline_s: float = Field(default=300.0, gt=0)
+    # Probes of a down host back off up to this long between two.
+    gpu_probe_max_delay_s: float = Field(default=10.0, gt=0)
     gpu_max_in_flight: int | None = Field(
         default=None, ge=1, description="In-flight requests per consumer; default: host capacity"
     )

@@ -33,6 +33,17 @@ async def complete(
     return parse_answer(response, answer)
 
 
+async def probe(client: httpx.AsyncClient, base_url: str, api_key: str) -> bool:
+    """Whether the API answers `GET /models` with these credentials (the breaker's probe):
+    cheap, and it fails as chat does on a wrong key or a dead server."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = await client.get(base_url.rstrip("/") + "/models", headers=headers)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
 def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutcome:
     """A malformed answer is transient: a model sampled again may well answer properly."""
     try:
@@ -42,6 +53,7 @@ def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutco
             error_kind="transient",
             error=f"not a chat completion: {response.text[:500]}",
             malformed=True,
+            status=response.status_code,
         )
     try:
         parsed: Any = json.loads(_strip_fences(content))
@@ -52,6 +64,7 @@ def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutco
             error=f"malformed answer ({type(exc).__name__}): {str(exc)[:300]}",
             response={"raw_answer": str(content)[:4000]},
             malformed=True,
+            status=response.status_code,
         )
     return CallOutcome(response=valid.model_dump())
 

@@ -7,11 +7,12 @@ from string import Template
 from typing import Any
 
 from services.llm_stage.prompting import caller_ref, messages_for
+from shared.breaker import CircuitBreaker, call_through
 from shared.events import FileStageCompleted
 from shared.metrics import StageMetrics
 from shared.model_stage import FileEnds
 from shared.output import Output
-from shared.retry import CallOutcome, RetryPolicy, bound_malformed, call_with_retries
+from shared.retry import CallOutcome, RetryPolicy, bound_malformed
 from shared.stages import LlmStage
 from shared.topics import Topics
 
@@ -28,6 +29,8 @@ class LlmStageHandler:
     chat: ChatCall
     # One limit for the whole process, whichever stage asks (LLM_MAX_CONCURRENCY).
     concurrency: asyncio.Semaphore
+    # While the LLM API is broken (auth, route, down, a 5xx storm) files wait, not fail.
+    breaker: CircuitBreaker
     cancelled: Container[str] = frozenset()
     # The LLM API's address, for logs and metrics (a GPU stage's is its GPU host).
     host: str | None = None
@@ -43,16 +46,19 @@ class LlmStageHandler:
             return []
         messages = messages_for(self.template, self.stage, event.context)
         request: dict[str, Any] = {"messages": messages}
-        attempts, outcome = await call_with_retries(
+        attempts, outcome = await call_through(
+            self.breaker,
             bound_malformed(
                 lambda: self._limited(messages, caller_ref(event.batch_id, event.file_name)),
                 self.max_malformed,
             ),
             self.policy,
+            file=f"{event.batch_id}/{event.file_name}",
             host=None,
             request=request,
             first_attempt=event.next_attempt,
         )
+        assert outcome is not None  # no deadline: files wait for the API as long as it takes
         self.metrics.attempts(attempts)
         if outcome.ok:
             context = event.context.model_copy(update={self.stage: outcome.response})

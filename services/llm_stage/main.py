@@ -7,10 +7,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from services.llm_stage.answers import ANSWERS
-from services.llm_stage.chat_api import complete
+from services.llm_stage.chat_api import complete, probe
 from services.llm_stage.handler import LlmStageHandler
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import LlmStageSettings
+from shared.breaker import BreakerPolicy, CircuitBreaker
 from shared.http_transport import model_api_transport
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
@@ -62,6 +63,16 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
         runners = []
         for stage in stages:
             stage_metrics = observability.metrics.stage(stage, api_host)
+            breaker = CircuitBreaker(
+                stage,
+                api_host,
+                BreakerPolicy(max_probe_s=settings.llm_probe_max_delay_s),
+                probe=lambda: probe(
+                    client, settings.llm_api_url, settings.llm_api_key.get_secret_value()
+                ),
+                on_change=stage_metrics.circuit,
+            )
+            observability.readiness.add(f"circuit ({stage}@{api_host})", breaker.problem)
             handler = LlmStageHandler(
                 stage=stage,
                 topics=settings.topics,
@@ -69,6 +80,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                 policy=policy,
                 chat=chat,
                 concurrency=concurrency,
+                breaker=breaker,
                 cancelled=cancelled,
                 host=api_host,
                 metrics=stage_metrics,
@@ -90,6 +102,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                     metrics=stage_metrics,
                     payload_limit=settings.event_payload_max_bytes,
                     drain_timeout_s=settings.drain_timeout_s,
+                    paused=breaker.paused,
                 )
             )
         await run_stage_runners("llm_stage", runners, producer, cancelled, observability, stop)

@@ -20,6 +20,8 @@ class LlmStageSettings(CommonSettings):
     llm_retry_base_delay_s: float = Field(default=0.5, ge=0)
     llm_retry_max_delay_s: float = Field(default=10.0, ge=0)
     llm_retry_budget_s: float = Field(default=300.0, gt=0)
+    # Probes of a broken LLM API (auth, route, down) back off up to this long between two.
+    llm_probe_max_delay_s: float = Field(default=10.0, gt=0)
     llm_prompts_dir: Path = PROMPTS
     drain_timeout_s: float = drain_timeout_field()
     llm_max_tokens: int = Field(

@@ -63,6 +63,7 @@ class StageRunner(Generic[M]):
         offset_metadata_max_bytes: int = 4096,
         metrics: StageMetrics | None = None,
         payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
+        paused: Callable[[], bool] | None = None,
     ) -> None:
         self.name = name
         self.payload_limit = payload_limit
@@ -89,6 +90,10 @@ class StageRunner(Generic[M]):
         self._tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self.metrics = metrics or StageMetrics()
         self.metrics.count_in_flight(lambda: len(self.tasks))
+        # While it says so (the stage's dependency is down: shared/breaker.py), take no new
+        # records: the partitions are paused and polled, so the group keeps this consumer.
+        self.should_pause = paused or (lambda: False)
+        self._partitions_paused = False
 
     async def run(self, stop: asyncio.Event) -> None:
         self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self.name, self.on_revoked))
@@ -106,6 +111,9 @@ class StageRunner(Generic[M]):
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
+                if self._pause_if_asked():
+                    await self._poll_paused()
+                    continue
                 self.slot_freed.clear()
                 self._pause_at_bound()
                 free = self.max_in_flight - self.held()
@@ -194,6 +202,31 @@ class StageRunner(Generic[M]):
             elif not progress.at_bound and tp in self.paused:
                 self.consumer.resume(tp)
                 self.paused.discard(tp)
+
+    def _pause_if_asked(self) -> bool:
+        """Pause every held partition while `should_pause()` says so (again after a
+        rebalance), resume them once it no longer does (those paused at the metadata bound
+        stay paused); True while paused."""
+        if self.should_pause():
+            self.consumer.pause(*self.consumer.assignment())
+            if not self._partitions_paused:
+                log.info("paused: taking no new records", extra=fields(service=self.name))
+            self._partitions_paused = True
+            return True
+        if self._partitions_paused:
+            self.consumer.resume(
+                *(tp for tp in self.consumer.assignment() if tp not in self.paused)
+            )
+            self._partitions_paused = False
+            log.info("resumed: taking records again", extra=fields(service=self.name))
+        return False
+
+    async def _poll_paused(self) -> None:
+        # Paused partitions return nothing; records fetched before the pause are started
+        # (their handler waits for the dependency like the ones already in flight).
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=1)
+        if batch:
+            await self._admit(batch)
 
     def _start(self, tp: TopicPartition, record: Record, progress: PartitionProgress) -> None:
         task = asyncio.create_task(self._process(record, progress))

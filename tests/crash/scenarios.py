@@ -546,7 +546,7 @@ SCENARIOS: dict[str, Scenario] = {
             "host_down",
             "a GPU host goes down for good mid-batch",
             host_dies,
-            extra_env={"GPU_HOST_DOWN_DEADLINE_S": "5"},
+            extra_env={"GPU_HOST_FAILOVER_DEADLINE_S": "5"},
             extra_check=healthy_hosts_unharmed,
         ),
         Scenario(

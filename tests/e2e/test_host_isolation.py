@@ -29,7 +29,7 @@ async def _healthy_stt_rate(
         bootstrap,
         gpu_hosts=HOSTS,
         latency_scale=1.0,
-        extra_env={"GPU_HOST_DOWN_DEADLINE_S": "2"},
+        extra_env={"GPU_HOST_FAILOVER_DEADLINE_S": "2"},
     ) as pipeline:
         if dead:
             async with httpx.AsyncClient() as client:

@@ -1,13 +1,16 @@
 """LLM stages against the simulated chat-completions API: one concurrency limit, 429s, junk."""
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from services.llm_stage.main import run
 from services.llm_stage.settings import LlmStageSettings
 from shared.events import FileFailed, FileStageCompleted, any_event
 from shared.provisioning import create_pipeline_topics
 from simulator.testing import running_simulator
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import read_topic, wait_until
 from tests.stage_helpers import produce_events, running, stage_input
 
 
@@ -94,3 +97,36 @@ async def test_rate_limits_back_off_and_malformed_answers_are_dead_lettered_with
         assert failure.error_kind == "permanent"
         assert "malformed answer" in failure.error
         assert failure.attempts[-1].response and "raw_answer" in failure.attempts[-1].response
+
+
+async def test_a_revoked_key_pauses_the_llm_stages_until_it_works_again_and_fails_no_file(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_simulator() as sim:
+        await sim.set_llm_faults(unauthorized=True)
+        settings = _settings(
+            topic_prefix,
+            kafka_bootstrap,
+            sim.llm_url.rsplit("/chat", 1)[0],
+            llm_probe_max_delay_s=0.5,
+        )
+        await create_pipeline_topics(settings)
+        await produce_events(kafka_bootstrap, settings.topics.llm("llm1"), _after_stt(20, tmp_path))
+        with caplog.at_level(logging.INFO):
+            async with running(lambda stop: run(settings, ["llm1", "llm2"], stop)):
+                await wait_until(lambda: "circuit open (auth)" in caplog.text)
+                await wait_until(lambda: "paused: taking no new records" in caplog.text)
+                await sim.set_llm_faults(unauthorized=False)
+                llm2 = settings.topics.llm("llm2")
+                out = await read_topic(
+                    kafka_bootstrap,
+                    [llm2, settings.topics.done, settings.topics.failed],
+                    lambda rs: len({r.key for r in rs if r.topic != llm2}) >= 20,
+                    timeout_s=90,
+                )
+    events = [any_event.validate_json(r.value) for r in out]
+    assert not [e for e in events if isinstance(e, FileFailed)]
+    ended = {e.file_name for r, e in zip(out, events, strict=True) if r.topic != llm2}  # type: ignore[union-attr]
+    assert len(ended) == 20
+    refused = [a for e in events for a in e.attempts if not a.ok]  # type: ignore[union-attr]
+    assert refused and all("HTTP 401" in (a.error or "") for a in refused)

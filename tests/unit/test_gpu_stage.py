@@ -4,9 +4,9 @@ import httpx
 import pytest
 
 from services.gpu_stage.handler import GpuStageHandler
-from services.gpu_stage.host_health import HostHealth
 from services.gpu_stage.model_api import call_model
 from services.gpu_stage.work import CallTimeouts
+from shared.breaker import CircuitBreaker
 from shared.events import FileContext, FileFailed, FileStageCompleted, encode
 from shared.model_stage import decoder_for
 from shared.retry import CallOutcome, RetryPolicy
@@ -25,7 +25,11 @@ def _input(stage: str = "distribute") -> FileStageCompleted:
     )
 
 
-def _handler(answers: list[CallOutcome], health: HostHealth | None = None) -> GpuStageHandler:
+def _handler(
+    answers: list[CallOutcome],
+    breaker: CircuitBreaker | None = None,
+    failover_after_s: float | None = None,
+) -> GpuStageHandler:
     async def call(request: dict[str, Any], timeout_s: float) -> CallOutcome:
         return answers.pop(0)
 
@@ -34,8 +38,9 @@ def _handler(answers: list[CallOutcome], health: HostHealth | None = None) -> Gp
         host="h1",
         topics=TOPICS,
         policy=FAST,
-        health=health or HostHealth(deadline_s=60),
+        breaker=breaker or CircuitBreaker("denoise", "h1"),
         call_model=call,
+        failover_after_s=failover_after_s,
     )
 
 
@@ -78,16 +83,40 @@ async def test_malformed_model_answer_is_a_permanent_failure() -> None:
     assert "malformed denoise response" in event.error
 
 
-async def test_a_dead_host_fails_files_fast_with_a_clear_reason() -> None:
+async def instantly(delay: float) -> None:
+    return None
+
+
+REFUSED = CallOutcome(error_kind="transient", error="cannot reach h1", unreachable=True)
+
+
+async def test_a_host_that_stops_answering_makes_its_files_wait_not_fail() -> None:
+    ok = CallOutcome(response={"denoised_uri": "u", "duration_s": 1})
+    breaker = CircuitBreaker("denoise", "h1", sleep=instantly)
+    handler = _handler([REFUSED, REFUSED, REFUSED, REFUSED, ok], breaker)
+    [out] = await handler(_input())
+    event = out.event
+    assert isinstance(event, FileStageCompleted)  # waited out the outage, then done
+    assert [a.ok for a in event.attempts] == [False, False, False, False, True]
+    assert [a.number for a in event.attempts] == [1, 2, 3, 4, 5]
+    assert not breaker.is_open
+
+
+async def test_a_host_down_past_the_failover_deadline_gives_its_file_up() -> None:
     now = [0.0]
-    health = HostHealth(deadline_s=10, clock=lambda: now[0])
-    health.unreachable()
-    now[0] = 11.0
-    [out] = await _handler([], health)(_input())
+
+    async def time_passes(delay: float) -> None:
+        now[0] += 100
+
+    breaker = CircuitBreaker("denoise", "h1", clock=lambda: now[0], sleep=time_passes)
+    handler = _handler([REFUSED] * 10, breaker, failover_after_s=150)
+    assert not handler.paused()
+    [out] = await handler(_input())
     event = out.event
     assert isinstance(event, FileFailed)
     assert event.error_kind == "deadline"
-    assert "unreachable" in event.error
+    assert "GPU host h1 down for more than 150s (unreachable" in event.error
+    assert not handler.paused()  # dead now: its records are taken and handed on
 
 
 def test_decoder_refuses_events_meant_for_another_stage() -> None:
@@ -126,7 +155,7 @@ async def test_a_cancelled_batch_is_not_started() -> None:
         host="h1",
         topics=TOPICS,
         policy=FAST,
-        health=HostHealth(deadline_s=60),
+        breaker=CircuitBreaker("denoise", "h1"),
         call_model=call,
         cancelled={"b"},
     )
@@ -156,7 +185,7 @@ async def test_a_long_calls_request_waits_longer_and_keeps_its_retries() -> None
         host="h1",
         topics=TOPICS,
         policy=FAST,
-        health=HostHealth(deadline_s=60),
+        breaker=CircuitBreaker("denoise", "h1"),
         call_model=call,
         timeouts=CallTimeouts(base_s=30, per_audio_s=0.1),
     )

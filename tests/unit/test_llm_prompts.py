@@ -14,6 +14,7 @@ from services.llm_stage.chat_api import complete
 from services.llm_stage.handler import LlmStageHandler
 from services.llm_stage.prompting import PromptTemplateError, load_templates, messages_for
 from services.llm_stage.settings import PROMPTS
+from shared.breaker import CircuitBreaker
 from shared.events import FileContext, FileFailed, any_event
 from shared.retry import CallOutcome, RetryPolicy
 from shared.stages import LlmStage
@@ -114,6 +115,7 @@ async def test_malformed_answers_have_their_own_bound_below_the_retry_budget() -
         policy=RetryPolicy(max_attempts=10, base_delay_s=0, max_delay_s=0),
         chat=chat,
         concurrency=asyncio.Semaphore(1),
+        breaker=CircuitBreaker("llm1", None),
         max_malformed=2,
     )
     event = any_event.validate_json(

@@ -9,6 +9,7 @@ from services.llm_stage.chat_api import complete
 from services.llm_stage.handler import LlmStageHandler
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import PROMPTS
+from shared.breaker import CircuitBreaker
 from shared.events import FileContext, FileFailed, FileStageCompleted
 from shared.retry import CallOutcome, RetryPolicy
 from shared.stages import LlmStage
@@ -65,6 +66,7 @@ async def test_handler_fills_the_template_and_forwards_the_answer() -> None:
         policy=RetryPolicy(),
         chat=chat,
         concurrency=asyncio.Semaphore(1),
+        breaker=CircuitBreaker("llm1", None),
     )
     [out] = await handler(_event())
     event = out.event
@@ -90,6 +92,7 @@ async def test_malformed_answers_are_retried_then_dead_lettered_with_the_raw_ans
         policy=RetryPolicy(max_attempts=3, base_delay_s=0, max_delay_s=0),
         chat=chat,
         concurrency=asyncio.Semaphore(1),
+        breaker=CircuitBreaker("llm1", None),
     )
     [out] = await handler(_event())
     event = out.event

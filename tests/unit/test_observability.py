@@ -18,8 +18,9 @@ from services.distributor.routing import Incoming, route_after_lid, route_upload
 from services.distributor.settings import DEFAULT_RULES
 from services.distributor.triage import load_rules
 from services.gpu_stage.handler import GpuStageHandler
-from services.gpu_stage.host_health import HostHealth
+from services.gpu_stage.main import dead_for
 from services.tracker.batch_watch import open_batches_probe
+from shared.breaker import BreakerPolicy, CircuitBreaker
 from shared.events import (
     Attempt,
     FileContext,
@@ -261,7 +262,7 @@ async def test_gpu_stage_failure_logs_every_file_field_with_the_attempts_own_num
         host="127.0.0.2",
         topics=TOPICS,
         policy=RetryPolicy(max_attempts=1),
-        health=HostHealth(deadline_s=60),
+        breaker=CircuitBreaker("ivr", "127.0.0.2"),
         call_model=refuse,
         metrics=metrics.stage("ivr", "127.0.0.2"),
     )
@@ -352,16 +353,18 @@ def test_the_build_info_commit_comes_from_the_image_when_it_says(
         build_info.cache_clear()
 
 
-def test_a_dead_gpu_host_reads_1_when_scraped_and_0_again_once_reached() -> None:
+async def test_a_dead_gpu_host_reads_1_when_scraped_and_0_again_once_reached() -> None:
     now = [0.0]
-    health = HostHealth(deadline_s=60, clock=lambda: now[0])
+    breaker = CircuitBreaker(
+        "denoise", "127.0.0.2", BreakerPolicy(unreachable_after=1), clock=lambda: now[0]
+    )
     metrics = Metrics()
-    metrics.watch_gpu_host("127.0.0.2", health.dead_for)
+    metrics.watch_gpu_host("127.0.0.2", lambda: dead_for([breaker], 60))
     assert value(metrics, "cofi_gpu_host_dead", host="127.0.0.2") == 0
-    health.unreachable()
-    now[0] = 61
+    breaker.observe(CallOutcome(error_kind="transient", error="refused", unreachable=True), "f")
+    now[0] = 61  # open past the failover deadline: dead, its files fail over
     assert value(metrics, "cofi_gpu_host_dead", host="127.0.0.2") == 1
-    health.reached()
+    breaker.observe(CallOutcome(response={}), "f")
     assert value(metrics, "cofi_gpu_host_dead", host="127.0.0.2") == 0
 
 
