@@ -17,7 +17,7 @@ from shared.events import (
 )
 from shared.kafka import Kafka, make_producer, make_topic_reader
 from shared.output import Output
-from shared.stages import StageName
+from shared.stages import EventStage
 from shared.topics import Topics
 
 
@@ -55,7 +55,9 @@ def retry_output(failure: FileFailed, topics: Topics) -> Output:
     return Output(_input_topic(failure.stage, host, topics), key, event)
 
 
-def _input_topic(stage: StageName, host: str | None, topics: Topics) -> str:
+def _input_topic(stage: EventStage, host: str | None, topics: Topics) -> str:
+    if stage == "distribute":
+        raise ValueError("a distribution failure carries its upload; this one does not")
     if pipeline.spec(stage).per_host and host is None:
         raise ValueError(f"a {stage} failure without a GPU host cannot be retried")
     return pipeline.input_topic(stage, topics, host)

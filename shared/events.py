@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.stages import EventStage, StageName
+from shared.stages import EventStage
 
 
 def utcnow() -> datetime:
@@ -106,7 +106,9 @@ class FileFailed(Event):
     type: Literal["FileFailed"] = "FileFailed"
     batch_id: str
     file_name: str
-    stage: StageName
+    # "distribute": no GPU host could be given (every host down); the file failed before
+    # any stage, so the batch can still complete (`cofi retry` uploads it again).
+    stage: EventStage
     host: str | None = None
     error_kind: Literal["transient", "permanent", "deadline"]
     error: str

@@ -176,6 +176,7 @@ def batch_page(page: BatchPage, refresh_s: int) -> str:
         f"<h2>Hosts</h2>{_hosts(page)}"
         f"<h2>Failed files</h2>{_failures(page)}"
         f"<h2>Recent failed attempts</h2>{_attempt_errors(page)}"
+        f"<h2>Dead letters (rejected uploads, poison messages)</h2>{_dead_letters(page)}"
     )
     return _layout(f"batch {b.batch_id}", body, refresh_s, p.as_of)
 
@@ -209,6 +210,21 @@ def _failures(page: BatchPage) -> str:
     return (
         '<table id="failures"><tr><th>file</th><th>stage</th><th>host</th><th>error</th>'
         "<th>failed at</th></tr>" + rows + "</table>"
+    )
+
+
+def _dead_letters(page: BatchPage) -> str:
+    if not page.dead_letters:
+        return '<p class="empty">None.</p>'
+    rows = "".join(
+        f'<tr><td class="file">{escape(d.file or "—")}</td><td>{escape(d.stage or "—")}</td>'
+        f'<td>{escape(d.host or "")}</td><td class="err">{escape(d.error or "")}</td>'
+        f"{_tcell(d.at)}</tr>"
+        for d in page.dead_letters
+    )
+    return (
+        '<table id="dead-letters"><tr><th>file</th><th>stage</th><th>source</th><th>reason</th>'
+        "<th>at</th></tr>" + rows + "</table>"
     )
 
 

@@ -61,6 +61,12 @@ FAILED_FILES = (
     "SELECT file, failedStage, ip, failedError, failedAt FROM fileDistribution "
     "WHERE batchId = :batch AND terminalState = 'failed' ORDER BY failedAt DESC, id LIMIT :limit"
 )
+# Records of the batch that no stage took: rejected uploads (after the batch closed with its
+# file_count files) and poison messages that still named the batch.
+DEAD_LETTERS = (
+    "SELECT fileName, stage, sourceTopic, error, createdAt FROM deadLetters "
+    "WHERE batchId = :batch ORDER BY createdAt DESC, id LIMIT :limit"
+)
 ATTEMPT_ERRORS = (
     "SELECT call_id, stage_name, host, attempt, errorKind, error_message, startedAt "
     "FROM processing_logs WHERE batch_id = :batch AND status = 'failure' "
@@ -158,6 +164,7 @@ class BatchPage(BaseModel):
     hosts: list[HostThroughput]
     failed_files: list[FileFailure]
     attempt_errors: list[AttemptError]
+    dead_letters: list[FileFailure] = []
 
 
 class DashboardReader:
@@ -184,6 +191,7 @@ class DashboardReader:
             progress, hosts = found
             failed = await _rows(conn, FAILED_FILES, batch=batch_id, limit=limit)
             attempts = await _rows(conn, ATTEMPT_ERRORS, batch=batch_id, limit=limit)
+            letters = await _rows(conn, DEAD_LETTERS, batch=batch_id, limit=limit)
         return BatchPage(
             progress=progress,
             hosts=host_throughput(hosts),
@@ -208,6 +216,16 @@ class DashboardReader:
                     at=as_datetime(r["startedAt"]),
                 )
                 for r in attempts
+            ],
+            dead_letters=[
+                FileFailure(
+                    file=r["fileName"] or "",
+                    stage=r["stage"],
+                    host=r["sourceTopic"],
+                    error=r["error"],
+                    at=as_datetime(r["createdAt"]),
+                )
+                for r in letters
             ],
         )
 

@@ -131,7 +131,7 @@ def _not_distributed(event: FileUploaded, topics: Topics, reason: str) -> Output
     failure = FileFailed(
         batch_id=event.batch_id,
         file_name=event.file_name,
-        stage="denoise",
+        stage="distribute",
         error_kind="permanent",
         error=f"not distributed: {reason}",
         input_event=event.model_dump(mode="json"),

@@ -4,6 +4,7 @@ Everything here is pure. A row's key is a sha256 of its natural identity, so the
 always yields the same key and a redelivered or replayed event is a no-op in the database.
 """
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ STAGE_PROGRESS = "stage_progress"
 STAGE_COMPLETE = "stage_complete"
 FILE_ERROR = "file_error"
 FILE_START = "file_start"
+# The `sourceTopic` of a rejected upload's dead letter (it has no offset of its own).
+REJECTED = "rejected-upload"
 
 
 # One encoder for every key: `json.dumps` with options builds a new one per call.
@@ -233,6 +236,32 @@ class PollChanges:
 
     def add_dead_letter(self, row: DeadLetterRow) -> None:
         self.dead_letters.setdefault(row.letter_key, row)
+
+    def reject_file(self, key: tuple[str, str], reason: str) -> None:
+        """Drop everything this poll says about a file that must not join its batch (an
+        upload beyond the batch's `file_count` after it closed) and keep why, as a dead
+        letter keyed by the file (no offset: the poll merged its events)."""
+        change = self.files.pop(key)
+        self.attempts = {k: a for k, a in self.attempts.items() if (a.batch_id, a.call_id) != key}
+        self.logs = {k: r for k, r in self.logs.items() if (r.batch_id, r.file_name) != key}
+        batch_id, file_name = key
+        value = {"batch_id": batch_id, "file_name": file_name, "audio_uri": change.audio_uri}
+        self.add_dead_letter(
+            DeadLetterRow(
+                letter_key=sha256_of(REJECTED, batch_id, file_name),
+                source_topic=REJECTED,
+                source_partition=-1,
+                source_offset=-1,
+                stage="distribute",
+                consumer="tracker",
+                error=reason,
+                batch_id=batch_id,
+                file_name=file_name,
+                key_b64=None,
+                value_b64=base64.b64encode(json.dumps(value).encode()).decode(),
+                created_at=change.created_at,
+            )
+        )
 
     @property
     def empty(self) -> bool:

@@ -34,8 +34,10 @@ from services.tracker.rows import (
     STAGE_COMPLETE,
     STAGE_PROGRESS,
     STAGE_START,
+    FileChange,
     LogRow,
     PollChanges,
+    file_key,
 )
 from services.tracker.tables import (
     batch_execution_log,
@@ -55,6 +57,7 @@ async def apply_changes(
     mysql = conn.dialect.name in ("mysql", "mariadb")
     batch_ids = sorted(changes.batches)
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
+    await _reject_late_files(conn, changes, existing)
     if changes.files:
         files = [file_params(c) for c in changes.files.values()]
         await execute_many(conn, "upsert fileDistribution", partial(file_upsert, mysql), files)
@@ -119,6 +122,46 @@ async def _lock_batches(
         await insert_ignore(conn, batch_status, _new_batch_rows(changes, missing), mysql)
         existing.update(await _select_for_update(conn, missing))
     return existing
+
+
+async def _reject_late_files(
+    conn: AsyncConnection, changes: PollChanges, existing: dict[str, BatchStatusRow]
+) -> None:
+    """A file new to a closed batch that already has its `file_count` files is rejected:
+    none of its events are written (the batch stays Complete, its `completedAt` kept) and a
+    dead letter says why. Among a poll's new files the earliest fill what room is left."""
+    room: dict[str, tuple[int, int]] = {}  # batch -> (file_count, files it may still get)
+    for batch_id, touch in changes.batches.items():
+        old = existing.get(batch_id)
+        counts = (old.total_files if old else None, touch.total_files)
+        total = max((c for c in counts if c is not None), default=None)
+        if total is not None:
+            room[batch_id] = (total, total - (old.known_files if old else 0))
+    per_batch: dict[str, list[FileChange]] = {}
+    for change in changes.files.values():
+        if change.batch_id in room:
+            per_batch.setdefault(change.batch_id, []).append(change)
+    crowded = {b: cs for b, cs in per_batch.items() if len(cs) > room[b][1]}
+    if not crowded:
+        return  # every file the poll names fits: nothing to look up
+    t = file_distribution
+    names = [c for cs in crowded.values() for c in cs]
+    query = select(t.c.batchId, t.c.fileKey).where(
+        t.c.batchId.in_(sorted(crowded)),
+        t.c.fileKey.in_(sorted({file_key(c.file_name) for c in names})),
+    )
+    known = {(row.batchId, row.fileKey) for row in await conn.execute(query)}
+    for batch_id, batch_changes in crowded.items():
+        total, left = room[batch_id]
+        new = sorted(
+            (c for c in batch_changes if (batch_id, file_key(c.file_name)) not in known),
+            key=lambda c: (c.created_at, c.file_name),
+        )
+        for change in new[max(0, left) :]:
+            changes.reject_file(
+                change.key,
+                f"rejected: uploaded after batch {batch_id} closed with its {total} files",
+            )
 
 
 def _new_batch_rows(changes: PollChanges, batch_ids: list[str]) -> list[Params]:
