@@ -10,8 +10,10 @@ from shared import pipeline
 from shared.events import (
     BatchCancelled,
     FileFailed,
+    FileReassigned,
     FileStageCompleted,
     FileUploaded,
+    HostDrained,
     encode,
     file_key,
 )
@@ -41,18 +43,42 @@ def latest_failures(
     return [f for f in latest.values() if stage is None or f.stage == stage]
 
 
-def retry_output(failure: FileFailed, topics: Topics) -> Output:
-    """The failed stage's input again, with attempt numbers continuing after the last one."""
+def retry_output(failure: FileFailed, topics: Topics, reroute: bool = False) -> Output:
+    """The failed stage's input again, with attempt numbers continuing after the last one;
+    with `reroute`, a GPU-stage failure is handed to the distributor for another host."""
     next_attempt = max((a.number for a in failure.attempts), default=0) + 1
     key = file_key(failure.batch_id, failure.file_name)
-    if failure.input_event.get("type") == "FileUploaded":
+    kind = failure.input_event.get("type")
+    if kind == "FileUploaded":
         upload = FileUploaded.model_validate(failure.input_event)
         return Output(topics.uploads, failure.batch_id.encode(), upload)
+    if kind == "FileReassigned":
+        moved = FileReassigned.model_validate(failure.input_event)
+        return Output(topics.uploads, failure.batch_id.encode(), moved)
     event = FileStageCompleted.model_validate(failure.input_event).model_copy(
         update={"next_attempt": next_attempt}
     )
+    if reroute and failure.host is not None and pipeline.spec(failure.stage).per_host:
+        return Output(topics.uploads, failure.batch_id.encode(), _rerouted(failure, event))
     host = event.context.host
     return Output(_input_topic(failure.stage, host, topics), key, event)
+
+
+def _rerouted(failure: FileFailed, event: FileStageCompleted) -> FileReassigned:
+    ctx = event.context
+    host = failure.host or ""
+    return FileReassigned(
+        batch_id=failure.batch_id,
+        file_name=failure.file_name,
+        audio_uri=ctx.audio_uri,
+        stage=failure.stage,
+        from_host=host,
+        duration_s=ctx.duration_s,
+        avoid=ctx.left_hosts if host in ctx.left_hosts else (*ctx.left_hosts, host),
+        assignment=ctx.assignment + 1,
+        attempt_base=max(ctx.attempt_high, event.next_attempt - 1),
+        reason=f"cofi retry --reroute: failed at {failure.stage} on {host}",
+    )
 
 
 def _input_topic(stage: EventStage, host: str | None, topics: Topics) -> str:
@@ -70,6 +96,7 @@ def plan_retry(
     stage: str | None = None,
     file_name: str | None = None,
     finished: Iterable[str] = (),
+    reroute: bool = False,
 ) -> RetryPlan:
     done = set(finished)
     outputs, skipped = [], []
@@ -78,7 +105,7 @@ def plan_retry(
             skipped.append(f"{failure.file_name}: already finished")
             continue
         try:
-            outputs.append(retry_output(failure, topics))
+            outputs.append(retry_output(failure, topics, reroute))
         except (ValidationError, ValueError) as exc:
             skipped.append(f"{failure.file_name}: {exc}")
     return RetryPlan(outputs, skipped)
@@ -115,6 +142,15 @@ async def publish(bootstrap: Kafka, outputs: list[Output]) -> None:
         await asyncio.gather(*acks)
     finally:
         await producer.stop()
+
+
+def drain(host: str, drained: bool, reason: str, topics: Topics) -> Output:
+    """`cofi drain`: the latest word per host on the compacted control topic."""
+    return Output(
+        topics.control,
+        f"host:{host}".encode(),
+        HostDrained(host=host, drained=drained, reason=reason),
+    )
 
 
 def cancellation(batch_id: str, reason: str, topics: Topics) -> Output:

@@ -163,7 +163,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("batch_id", help="the batch whose dead letters to send back")
     p.add_argument("--stage", choices=STAGES, help="only files that failed at this stage")
     p.add_argument("--file", help="only this file")
+    p.add_argument(
+        "--reroute",
+        action="store_true",
+        help="GPU-stage failures: hand the files to the distributor for another host (they "
+        "restart at denoise there) instead of their own host",
+    )
     p.set_defaults(func=_retry)
+
+    p = sub.add_parser(
+        "drain", help="drain a GPU host: its unfinished files move to other hosts, none go there"
+    )
+    p.add_argument("host")
+    p.add_argument("--reason", default="drained by an operator")
+    p.add_argument("--undo", action="store_true", help="the host takes files again")
+    p.set_defaults(func=_drain)
 
     p = sub.add_parser("cancel", help="cancel a batch: stages stop starting its files")
     p.add_argument("batch_id", help="the batch to cancel")
@@ -387,11 +401,14 @@ def _retry(ns: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
         failures = await read_failures(s.kafka, s.topics.failed)
-        plan = plan_retry(failures, s.topics, ns.batch_id, ns.stage, ns.file, finished)
+        plan = plan_retry(
+            failures, s.topics, ns.batch_id, ns.stage, ns.file, finished, reroute=ns.reroute
+        )
         await publish(s.kafka, plan.outputs)
         for reason in plan.skipped:
             print(f"not retried: {reason}", file=sys.stderr)
-        print(f"sent {len(plan.outputs)} files of batch {ns.batch_id} back to their stage")
+        where = "the distributor for another host" if ns.reroute else "their stage"
+        print(f"sent {len(plan.outputs)} files of batch {ns.batch_id} back to {where}")
         return 0
 
     return asyncio.run(retry())
@@ -446,6 +463,18 @@ def _purge(ns: argparse.Namespace) -> int:
     from cli.purge import run
 
     return run(database_url(ns), ns.older_than)
+
+
+def _drain(ns: argparse.Namespace) -> int:
+    from cli.dead_letters import drain, publish
+
+    s = _settings(CommonSettings, ns)
+    asyncio.run(publish(s.kafka, [drain(ns.host, not ns.undo, ns.reason, s.topics)]))
+    if ns.undo:
+        print(f"GPU host {ns.host} takes files again")
+    else:
+        print(f"GPU host {ns.host} drained: its files move to other hosts, no new file goes there")
+    return 0
 
 
 def _migrate(ns: argparse.Namespace) -> int:

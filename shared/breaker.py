@@ -101,6 +101,7 @@ class CircuitBreaker:
         self._unreachable_run = 0
         self._storm_run = 0
         self._last_not_found: tuple[str, str] | None = None
+        self._next_late_probe = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -193,7 +194,7 @@ class CircuitBreaker:
         others once it closed. False once the circuit has been open `give_up_after_s`."""
         while self.is_open:
             if give_up_after_s is not None and self.open_for() >= give_up_after_s:
-                return False
+                return await self._probe_while_given_up()
             if self._trial is not None and not self._trial.done():
                 await self._wait_change(give_up_after_s)
                 continue
@@ -212,6 +213,17 @@ class CircuitBreaker:
                 self._notify()
                 raise
             return True  # the trial call: `observe` closes the circuit or counts a failure
+        return True
+
+    async def _probe_while_given_up(self) -> bool:
+        """Past the caller's patience its files move elsewhere, but the dependency may come
+        back: a caller probes at most every `max_probe_s`, and a passing probe closes."""
+        if self.probe is None or self.clock() < self._next_late_probe:
+            return False
+        self._next_late_probe = self.clock() + self.policy.max_probe_s
+        if not await self._probe_ok():
+            return False
+        self._close()
         return True
 
     def release(self) -> None:

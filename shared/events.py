@@ -83,6 +83,15 @@ class FileContext(Event):
     transcript: str | None = None
     llm1: dict[str, Any] | None = None
     llm2: dict[str, Any] | None = None
+    # Failover: how many times the file was re-assigned to another host (0: never), and the
+    # attempt number its stages count from on this host (the highest it had used anywhere),
+    # so attempts on the new host get new identities and processing_logs keeps both hosts'.
+    assignment: int = Field(default=0, ge=0)
+    attempt_base: int = Field(default=0, ge=0)
+    # The highest attempt number any stage used so far (kept by every stage that finishes).
+    attempt_high: int = Field(default=0, ge=0)
+    # Hosts the file failed over from: a re-assignment never sends it back to one.
+    left_hosts: tuple[str, ...] = ()
 
 
 class FileStageCompleted(Event):
@@ -98,6 +107,26 @@ class FileStageCompleted(Event):
     # The number the next stage gives its first attempt: 1, or more when `cofi retry` sends a
     # dead-lettered file back, so its new attempts get new identities in processing_logs.
     next_attempt: int = Field(default=1, ge=1)
+
+
+class FileReassigned(Event):
+    """A GPU host is dead or drained: its consumer hands the file back to the distributor
+    (on the uploads topic), which assigns it to a host not in `avoid`; it restarts at
+    denoise there. `attempts` are the calls made at `stage` before giving up."""
+
+    type: Literal["FileReassigned"] = "FileReassigned"
+    batch_id: str = Field(min_length=1, max_length=64)
+    file_name: str = Field(min_length=1)
+    audio_uri: str = Field(min_length=1)
+    stage: EventStage
+    from_host: str | None = None
+    duration_s: float | None = None
+    avoid: tuple[str, ...] = ()
+    assignment: int = Field(ge=1)
+    attempt_base: int = Field(ge=0)
+    reason: str = ""
+    attempts: tuple[Attempt, ...] = ()
+    requested_at: datetime = Field(default_factory=utcnow)
 
 
 class FileFailed(Event):
@@ -131,6 +160,18 @@ class DeadLetter(Event):
     at: datetime = Field(default_factory=utcnow)
 
 
+class HostDrained(Event):
+    """An operator drained a GPU host (`cofi drain`), or undid it (`drained=False`): its
+    consumers hand every file back for re-assignment (compacted control topic, key
+    `host:<ip>`)."""
+
+    type: Literal["HostDrained"] = "HostDrained"
+    host: str = Field(min_length=1)
+    drained: bool = True
+    reason: str = ""
+    at: datetime = Field(default_factory=utcnow)
+
+
 class BatchCancelled(Event):
     """An operator cancelled the batch: stages stop starting work for it (compacted topic)."""
 
@@ -140,17 +181,37 @@ class BatchCancelled(Event):
     cancelled_at: datetime = Field(default_factory=utcnow)
 
 
-UploadEvent = Annotated[FileUploaded | BatchClosed, Field(discriminator="type")]
+UploadEvent = Annotated[FileUploaded | BatchClosed | FileReassigned, Field(discriminator="type")]
+ControlEvent = Annotated[BatchCancelled | HostDrained, Field(discriminator="type")]
 AnyEvent = Annotated[
-    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled,
+    FileUploaded
+    | BatchClosed
+    | FileStageCompleted
+    | FileFailed
+    | DeadLetter
+    | BatchCancelled
+    | FileReassigned
+    | HostDrained,
     Field(discriminator="type"),
 ]
 
 # A union has no model config of its own: its adapter is told the same (see `Event`).
 KEYS_ONLY = ConfigDict(cache_strings="keys")
-upload_event: TypeAdapter[FileUploaded | BatchClosed] = TypeAdapter(UploadEvent, config=KEYS_ONLY)
+upload_event: TypeAdapter[FileUploaded | BatchClosed | FileReassigned] = TypeAdapter(
+    UploadEvent, config=KEYS_ONLY
+)
+control_event: TypeAdapter[BatchCancelled | HostDrained] = TypeAdapter(
+    ControlEvent, config=KEYS_ONLY
+)
 any_event: TypeAdapter[
-    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
+    FileUploaded
+    | BatchClosed
+    | FileStageCompleted
+    | FileFailed
+    | DeadLetter
+    | BatchCancelled
+    | FileReassigned
+    | HostDrained
 ] = TypeAdapter(AnyEvent, config=KEYS_ONLY)
 
 

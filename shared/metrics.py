@@ -30,7 +30,8 @@ from prometheus_client import (
 
 from shared.events import Attempt
 
-FileOutcome = Literal["done", "failed", "skipped", "cancelled"]
+# "reassigned": a GPU stage handed the file back for another host (failover, drain).
+FileOutcome = Literal["done", "failed", "skipped", "cancelled", "reassigned"]
 DeadLetterReason = Literal["undecodable", "handler_error", "publish_refused"]
 
 # Model calls take milliseconds (simulator, LLM cache hits) to minutes (STT of a long call).
@@ -156,7 +157,8 @@ class Metrics:
         )
         self.files = Counter(
             "cofi_files",
-            "Files a stage finished handling, by outcome (done, failed, skipped, cancelled)",
+            "Files a stage finished handling, by outcome (done, failed, skipped, cancelled, "
+            "reassigned)",
             ["stage", "host", "outcome"],
             registry=r,
         )

@@ -68,13 +68,19 @@ class FileEnds:
         attempts: Sequence[Attempt],
         gpu_host: str | None = None,
     ) -> list[Output]:
-        """The completed event, on the next stage's input topic (per host after a GPU stage)."""
+        """The completed event, on the next stage's input topic (per host after a GPU stage).
+        The next stage counts its attempts from the file's base on this host (0, or the
+        highest number it had used before a failover moved it)."""
+        high = max((a.number for a in attempts), default=0)
+        if high > context.attempt_high:
+            context = context.model_copy(update={"attempt_high": high})
         completed = FileStageCompleted(
             batch_id=event.batch_id,
             file_name=event.file_name,
             stage=self.stage,
             context=context,
             attempts=tuple(attempts),
+            next_attempt=context.attempt_base + 1,
         )
         self.metrics.file_finished("done")
         topic = pipeline.output_topic(self.stage, self.topics, gpu_host)
@@ -104,6 +110,14 @@ class FileEnds:
             input_event=event.model_dump(mode="json"),
         )
         return [Output(self.topics.failed, file_key(event.batch_id, event.file_name), failure)]
+
+    def log_reassigned(self, event: FileStageCompleted, reason: str, base: int) -> None:
+        log.warning(
+            "%s handed back for another host: %s",
+            self.stage,
+            reason,
+            extra=self._about(event, base),
+        )
 
     def _about(self, event: FileStageCompleted, attempt: int) -> dict[str, object]:
         return fields(

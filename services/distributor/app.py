@@ -61,7 +61,15 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
     ledger = UploadLedger()
 
     def upload_router(message: Incoming) -> list[Output]:
-        return route_upload(message, settings.gpu_hosts, topics, cancelled, audio_policy, ledger)
+        return route_upload(
+            message,
+            settings.gpu_hosts,
+            topics,
+            cancelled,
+            audio_policy,
+            ledger,
+            cancelled.drained_hosts,
+        )
 
     async def catch_up(message: Incoming) -> None:
         # A partition this process has not read from its start (first message since it

@@ -18,6 +18,7 @@ from shared.events import (
     BatchClosed,
     FileContext,
     FileFailed,
+    FileReassigned,
     FileStageCompleted,
     FileUploaded,
     file_key,
@@ -53,9 +54,12 @@ def route_upload(
     cancelled: Container[str] = frozenset(),
     audio_policy: AudioUriPolicy = LOCAL_FILES,
     ledger: UploadLedger | None = None,
+    drained: Container[str] = frozenset(),
 ) -> list[Output]:
     """Route one upload. With a `ledger` (duration-aware placement), every record of the
-    partition must pass through here or through `observe_upload`, in offset order."""
+    partition must pass through here or through `observe_upload`, in offset order. A file
+    handed back (`FileReassigned`, failover) goes to a host other than those it left, by
+    rendezvous hashing; drained hosts (`cofi drain`) get nothing."""
     try:
         event = upload_event.validate_json(message.value or b"")
     except (ValidationError, ValueError) as exc:
@@ -66,6 +70,8 @@ def route_upload(
         if ledger is not None:
             ledger.skip(message.partition, message.offset)
         return []  # the tracker reads the batch's size from the uploads topic itself
+    if isinstance(event, FileReassigned):
+        return _route_back(message, event, hosts, topics, cancelled, ledger, drained)
     problem = audio_uri_problem(event.audio_uri, audio_policy)
     # Placed before the cancellation check: the ledger's state must not depend on when this
     # process learnt of a cancel, only on the uploads partition (and the settings).
@@ -77,7 +83,57 @@ def route_upload(
         return [_not_distributed(event, topics, problem)]
     if isinstance(host, NoHostAvailable):
         return [_not_distributed(event, topics, str(host))]
+    if host in drained:
+        # Drained after the ledger placed it (the ledger stays a function of the partition):
+        # it goes where it would go without the drained hosts.
+        usable = [h for h in hosts if h.ip not in drained]
+        try:
+            host = choose_host(event.batch_id, event.file_name, usable)
+        except NoHostAvailable as exc:
+            return [_not_distributed(event, topics, str(exc))]
     return [_assign(event, host, topics)]
+
+
+def _route_back(
+    message: Incoming,
+    event: FileReassigned,
+    hosts: list[GpuHost],
+    topics: Topics,
+    cancelled: Container[str],
+    ledger: UploadLedger | None,
+    drained: Container[str],
+) -> list[Output]:
+    """A file handed back by a dead or drained host: rendezvous hashing without the hosts it
+    left (deterministic: a redelivered hand-back lands on the same host); the ledger only
+    notes the offset."""
+    if ledger is not None:
+        ledger.skip(message.partition, message.offset)
+    if event.batch_id in cancelled:
+        return []
+    usable = [h for h in hosts if h.ip not in drained and h.ip not in event.avoid]
+    try:
+        host = choose_host(event.batch_id, event.file_name, usable)
+    except NoHostAvailable as exc:
+        return [_not_distributed(event, topics, str(exc))]
+    base = event.attempt_base
+    assigned = FileStageCompleted(
+        batch_id=event.batch_id,
+        file_name=event.file_name,
+        stage="distribute",
+        context=FileContext(
+            audio_uri=event.audio_uri,
+            host=host,
+            duration_s=event.duration_s,
+            assignment=event.assignment,
+            attempt_base=base,
+            attempt_high=base,
+            left_hosts=event.avoid,
+        ),
+        completed_at=event.requested_at,
+        next_attempt=base + 1,  # it starts again at denoise; attempts count on
+    )
+    key = file_key(event.batch_id, event.file_name)
+    return [Output(output_topic("distribute", topics, host), key, assigned)]
 
 
 def observe_upload(
@@ -127,13 +183,14 @@ def _place(
         return exc
 
 
-def _not_distributed(event: FileUploaded, topics: Topics, reason: str) -> Output:
+def _not_distributed(event: FileUploaded | FileReassigned, topics: Topics, reason: str) -> Output:
+    moved = isinstance(event, FileReassigned)
     failure = FileFailed(
         batch_id=event.batch_id,
         file_name=event.file_name,
         stage="distribute",
         error_kind="permanent",
-        error=f"not distributed: {reason}",
+        error=f"not {'re-assigned' if moved else 'distributed'}: {reason}",
         input_event=event.model_dump(mode="json"),
     )
     return Output(topics.failed, file_key(event.batch_id, event.file_name), failure)
@@ -173,18 +230,20 @@ def route_after_lid(
         "duration_s": context.duration_s,
     }
     attempt = Attempt(
-        number=event.next_attempt,
+        number=max(event.next_attempt, context.attempt_base + 1),
         ok=True,
         started_at=datetime.now(UTC),
         request=facts,
         response=decision.model_dump(mode="json"),
     )
+    context = context.model_copy(update={"attempt_high": max(context.attempt_high, attempt.number)})
     triaged = FileStageCompleted(
         batch_id=event.batch_id,
         file_name=event.file_name,
         stage="triage",
         context=context,
         attempts=(attempt,),
+        next_attempt=context.attempt_base + 1,
     )
     if decision.route == "stt":
         topic = output_topic("triage", topics, event.context.host)

@@ -2,12 +2,11 @@
 
 from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from services.gpu_stage import work
 from shared.breaker import CircuitBreaker, call_through
-from shared.events import Attempt, FileStageCompleted
+from shared.events import Attempt, FileReassigned, FileStageCompleted
 from shared.metrics import StageMetrics
 from shared.model_stage import FailureKind, FileEnds
 from shared.output import Output
@@ -31,6 +30,8 @@ class GpuStageHandler:
     # Open this long, the host is dead: its files are failed over (None: they wait).
     failover_after_s: float | None = None
     cancelled: Container[str] = frozenset()
+    # Hosts an operator drained (`cofi drain`, or `:down` in GPU_HOSTS): files hand back.
+    drained: Container[str] = frozenset()
     metrics: StageMetrics = field(default_factory=StageMetrics)
     timeouts: work.CallTimeouts = field(default_factory=work.CallTimeouts)
 
@@ -41,6 +42,8 @@ class GpuStageHandler:
         if self.ends.cancelled(event, self.cancelled):
             return []
         request = work.request_for(self.stage, event)
+        if self.host in self.drained:
+            return self._hand_back(event, f"GPU host {self.host} drained by an operator", [])
         timeout_s, policy = self.timeouts.for_file(event.context, self.policy)
         attempts, outcome = await call_through(
             self.breaker,
@@ -54,8 +57,7 @@ class GpuStageHandler:
         )
         self.metrics.attempts(attempts)
         if outcome is None:
-            attempts = attempts or [self._refused(request, event.next_attempt)]
-            return self._fail(event, "deadline", self._dead_reason(), attempts)
+            return self._hand_back(event, self._dead_reason(), attempts)
         if outcome.ok:
             assert outcome.response is not None
             try:
@@ -81,19 +83,37 @@ class GpuStageHandler:
     ) -> list[Output]:
         return self.ends.failed(event, kind, reason, attempts, gpu_host=self.host)
 
+    def _hand_back(
+        self, event: FileStageCompleted, reason: str, attempts: Sequence[Attempt]
+    ) -> list[Output]:
+        """Fail the file over: the distributor assigns it a host other than this one (and
+        those it left before) and it restarts at denoise there."""
+        context = event.context
+        numbers = [a.number for a in attempts]
+        base = max(context.attempt_high, event.next_attempt - 1, *numbers)
+        moved = FileReassigned(
+            batch_id=event.batch_id,
+            file_name=event.file_name,
+            audio_uri=context.audio_uri,
+            stage=self.stage,
+            from_host=self.host,
+            duration_s=context.duration_s,
+            avoid=self._left_hosts(event),
+            assignment=context.assignment + 1,
+            attempt_base=base,
+            reason=reason,
+            attempts=tuple(attempts),
+        )
+        self.metrics.file_finished("reassigned")
+        self.ends.log_reassigned(event, reason, base)
+        return [Output(self.topics.uploads, event.batch_id.encode(), moved)]
+
+    def _left_hosts(self, event: FileStageCompleted) -> tuple[str, ...]:
+        left = event.context.left_hosts
+        return left if self.host in left else (*left, self.host)
+
     def _dead_reason(self) -> str:
         return (
             f"GPU host {self.host} down for more than {self.failover_after_s or 0:.0f}s "
-            f"({self.breaker.reason}: {self.breaker.detail}); {self.stage} gave up"
-        )
-
-    def _refused(self, request: dict[str, Any], number: int) -> Attempt:
-        return Attempt(
-            number=number,
-            host=self.host,
-            ok=False,
-            error_kind="transient",
-            error=self._dead_reason(),
-            started_at=datetime.now(UTC),
-            request=request,
+            f"({self.breaker.reason}: {self.breaker.detail}); {self.stage} failed over"
         )

@@ -32,6 +32,17 @@ from shared.stages import GpuStage
 GPU_STAGES = [row.name for row in stages_of("gpu_stage")]
 
 
+class DrainedHosts:
+    """Hosts to hand files back from: marked `:down` in GPU_HOSTS, or drained (`cofi drain`)."""
+
+    def __init__(self, settings: GpuStageSettings, control: CancelledBatches) -> None:
+        self.down = {h.ip for h in settings.gpu_hosts if h.down}
+        self.control = control
+
+    def __contains__(self, host: object) -> bool:
+        return host in self.down or host in self.control.drained_hosts
+
+
 def build_runner(
     settings: GpuStageSettings,
     stage: GpuStage,
@@ -74,6 +85,7 @@ def build_runner(
             per_audio_s=settings.gpu_request_timeout_per_audio_s,
         ),
         cancelled=cancelled,
+        drained=DrainedHosts(settings, cancelled),
         metrics=stage_metrics,
     )
     name = f"gpu_stage:{stage}@{host}"

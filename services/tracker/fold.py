@@ -38,8 +38,10 @@ from shared.events import (
     BatchClosed,
     DeadLetter,
     FileFailed,
+    FileReassigned,
     FileStageCompleted,
     FileUploaded,
+    HostDrained,
 )
 from shared.pipeline import PIPELINE, TRIAGE, following
 
@@ -60,7 +62,16 @@ STAGE_OF_TOPIC_HEAD: Final[dict[str, str]] = {
     "failed": "failed",
 }
 
-Decoded = FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
+Decoded = (
+    FileUploaded
+    | BatchClosed
+    | FileStageCompleted
+    | FileFailed
+    | DeadLetter
+    | BatchCancelled
+    | FileReassigned
+    | HostDrained
+)
 
 
 class RecordMeta(NamedTuple):
@@ -109,6 +120,16 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
             _failed(changes, event)
         elif isinstance(event, DeadLetter):
             changes.add_dead_letter(_dead_letter_row(event, topic_prefix))
+        elif isinstance(event, FileReassigned):
+            # The host's attempts before it handed the file back; `ip` moves with the next
+            # host's events (their higher `assignment`).
+            for attempt in event.attempts:
+                changes.add_attempt(
+                    _attempt_row(event.batch_id, event.file_name, event.stage, attempt)
+                )
+            changes.touch(event.batch_id, naive_utc(event.requested_at))
+        elif isinstance(event, HostDrained):
+            pass  # for the stages; the tables see where the drained host's files go next
         elif isinstance(event, BatchCancelled):
             # The store marks the batch's unfinished files cancelled, including files that
             # only show up later: stages stop starting them, so no other event will come.
@@ -143,6 +164,7 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
             updated_at=at,
             audio_uri=ctx.audio_uri,
             ip=_short_opt(ctx.host),
+            assignment=ctx.assignment,
             flags=FLAGS_OF_STAGE.get(ev.stage, NO_FLAGS),
             terminal_state=terminal,
             finished_at=at if terminal else None,
@@ -164,7 +186,7 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
 def _failed(changes: PollChanges, ev: FileFailed) -> None:
     at = naive_utc(ev.failed_at)
     error = _short_text(ev.error, MAX_ERROR)
-    host, audio_uri = _context_of(ev.input_event)
+    host, audio_uri, assignment = _context_of(ev.input_event)
     changes.add_file(
         FileChange(
             ev.batch_id,
@@ -173,6 +195,7 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
             updated_at=at,
             audio_uri=audio_uri,
             ip=host,
+            assignment=assignment,
             terminal_state="failed",
             finished_at=at,
             failed_stage=ev.stage,
@@ -313,15 +336,17 @@ def _ids_from_raw(raw: bytes | None) -> tuple[str | None, str | None]:
     )
 
 
-def _context_of(input_event: dict[str, Any]) -> tuple[str | None, str | None]:
-    """Host and audio URI from a failed stage's input event (a FileStageCompleted)."""
+def _context_of(input_event: dict[str, Any]) -> tuple[str | None, str | None, int]:
+    """Host, audio URI and assignment from a failed stage's input event (a
+    FileStageCompleted)."""
     ctx = input_event.get("context")
     if not isinstance(ctx, dict):
-        return None, None
-    host, uri = ctx.get("host"), ctx.get("audio_uri")
+        return None, None, 0
+    host, uri, assignment = ctx.get("host"), ctx.get("audio_uri"), ctx.get("assignment")
     return (
         _short_opt(host) if isinstance(host, str) else None,
         uri if isinstance(uri, str) else None,
+        assignment if isinstance(assignment, int) and 0 <= assignment < 2**31 else 0,
     )
 
 

@@ -70,6 +70,8 @@ class FileChange:
     updated_at: datetime
     audio_uri: str | None = None
     ip: str | None = None
+    # Which assignment `ip` comes from: a failover's re-assignment (higher) wins.
+    assignment: int = 0
     flags: frozenset[str] = frozenset()
     terminal_state: str | None = None
     finished_at: datetime | None = None
@@ -100,13 +102,18 @@ class FileChange:
         ):
             failure = other
         triage = self if self.triage_route is not None else other
+        ip = self
+        # Set once per assignment (one assignment has one host); a later assignment wins.
+        if other.ip is not None and (self.ip is None or other.assignment > self.assignment):
+            ip = other
         return FileChange(
             batch_id=self.batch_id,
             file_name=self.file_name,
             created_at=min(self.created_at, other.created_at),
             updated_at=max(self.updated_at, other.updated_at),
             audio_uri=_first(self.audio_uri, other.audio_uri),
-            ip=_first(self.ip, other.ip),
+            ip=ip.ip,
+            assignment=ip.assignment,
             flags=self.flags | other.flags,
             terminal_state=terminal,
             finished_at=finished_at,

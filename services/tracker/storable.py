@@ -80,8 +80,29 @@ class BatchCancelled(events.BatchCancelled):
     cancelled_at: Time = Field(default_factory=events.utcnow)
 
 
+class FileReassigned(events.FileReassigned):
+    batch_id: BatchId
+    file_name: FileName
+    audio_uri: Uri
+    assignment: Count
+    attempt_base: Count
+    attempts: tuple[Attempt, ...] = ()
+    requested_at: Time = Field(default_factory=events.utcnow)
+
+
+class HostDrained(events.HostDrained):
+    at: Time = Field(default_factory=events.utcnow)
+
+
 StorableEvent = (
-    FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
+    FileUploaded
+    | BatchClosed
+    | FileStageCompleted
+    | FileFailed
+    | DeadLetter
+    | BatchCancelled
+    | FileReassigned
+    | HostDrained
 )
 
 storable_event: TypeAdapter[StorableEvent] = TypeAdapter(

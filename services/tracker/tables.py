@@ -62,6 +62,8 @@ file_distribution = Table(
     Column("createdAt", Timestamp),
     Column("updatedAt", Timestamp),
     Column("finishedAt", Timestamp),
+    # Migration 0005: which assignment `ip` is (0 the distributor's first; failovers count up).
+    Column("assignment", Integer, nullable=False, server_default="0"),
     UniqueConstraint("batchId", "fileKey", name="uq_fileDistribution_batch_file"),
 )
 

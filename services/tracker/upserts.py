@@ -83,7 +83,26 @@ def _file_assignments(new: Any) -> list[tuple[str, ColumnElement[Any]]]:
         ("triageReason", when(first_triage, "triageReason")),
         ("triageRoute", set_once("triageRoute")),
         ("audioUri", set_once("audioUri")),
-        ("ip", set_once("ip")),
+        # The latest assignment's host (a failover moved the file); assignment after ip.
+        (
+            "ip",
+            case(
+                (new["ip"].is_(None), old.ip),
+                (old.ip.is_(None), new["ip"]),
+                (new["assignment"] > old.assignment, new["ip"]),
+                else_=old.ip,  # set once per assignment
+            ),
+        ),
+        (
+            "assignment",
+            case(
+                (
+                    and_(new["ip"].is_not(None), new["assignment"] > old.assignment),
+                    new["assignment"],
+                ),
+                else_=old.assignment,
+            ),
+        ),
         *(
             (name, case((new[name] == one, one), else_=func.coalesce(old[name], zero)))
             for name in FLAG_COLUMNS

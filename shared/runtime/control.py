@@ -1,7 +1,8 @@
-"""Which batches an operator cancelled, read by every stage from the compacted control topic.
+"""What operators said on the compacted control topic, read by every stage: which batches
+they cancelled (`cofi cancel`) and which GPU hosts they drained (`cofi drain`).
 
 Each process reads the whole topic (no consumer group: every instance needs every batch)
-and keeps reading, so a cancellation reaches running stages within a poll.
+and keeps reading, so a cancellation or a drain reaches running stages within a poll.
 """
 
 import asyncio
@@ -9,7 +10,7 @@ import logging
 
 from pydantic import ValidationError
 
-from shared.events import BatchCancelled
+from shared.events import HostDrained, control_event
 from shared.kafka import Kafka, make_topic_reader, start_when_reachable
 
 log = logging.getLogger(__name__)
@@ -20,15 +21,27 @@ class CancelledBatches:
         self.kafka = kafka
         self.topic = topic
         self.batches: set[str] = set()
+        # Hosts drained by `cofi drain` (the latest word per host: a drain can be undone).
+        self.drained_hosts: set[str] = set()
 
     def __contains__(self, batch_id: object) -> bool:
         return batch_id in self.batches
 
     def apply(self, raw: bytes | None) -> None:
+        if raw is None:
+            return  # a tombstone compacting the topic
         try:
-            event = BatchCancelled.model_validate_json(raw or b"")
+            event = control_event.validate_json(raw)
         except ValidationError:
             log.warning("ignoring an unreadable control event on %s", self.topic)
+            return
+        if isinstance(event, HostDrained):
+            if event.drained and event.host not in self.drained_hosts:
+                log.warning("GPU host %s drained: %s", event.host, event.reason or "no reason")
+                self.drained_hosts.add(event.host)
+            elif not event.drained and event.host in self.drained_hosts:
+                log.info("GPU host %s no longer drained", event.host)
+                self.drained_hosts.discard(event.host)
             return
         if event.batch_id not in self.batches:
             log.info("batch %s cancelled: %s", event.batch_id, event.reason or "no reason given")

@@ -8,7 +8,7 @@ import pytest
 
 from services.gpu_stage.main import run
 from services.gpu_stage.settings import GpuStageSettings
-from shared.events import FileFailed, FileStageCompleted, any_event
+from shared.events import FileFailed, FileReassigned, FileStageCompleted, any_event
 from shared.provisioning import create_pipeline_topics
 from simulator.testing import running_simulator, write_corrupt_files, write_wav
 from tests.kafka_helpers import read_topic, wait_until
@@ -159,3 +159,31 @@ async def test_a_host_down_then_back_pauses_its_stage_and_fails_no_file(
     # The files held when the host went away waited: their refused attempts are kept.
     refused = [a for e in events for a in e.attempts if not a.ok]  # type: ignore[union-attr]
     assert refused and all("reach" in (a.error or "") for a in refused)
+
+
+async def test_a_host_dead_past_the_failover_deadline_hands_its_files_to_the_distributor(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async with running_simulator() as sim:
+        await sim.set_faults(host=HOST, down=True)
+        settings = _settings(topic_prefix, kafka_bootstrap, sim, gpu_host_failover_deadline_s=1.0)
+        await create_pipeline_topics(settings)
+        files = _wavs(tmp_path, 30)
+        await produce_events(
+            kafka_bootstrap,
+            settings.topics.gpu("denoise", HOST),
+            [stage_input("b", p, HOST) for p in files],
+        )
+        async with running(lambda stop: run(settings, ["denoise"], [HOST], stop)):
+            out = await read_topic(
+                kafka_bootstrap,
+                [settings.topics.uploads, settings.topics.failed],
+                lambda rs: len(rs) >= 30,
+                timeout_s=60,
+            )
+    events = [any_event.validate_json(r.value) for r in out]
+    assert all(isinstance(e, FileReassigned) for e in events)
+    moved = [e for e in events if isinstance(e, FileReassigned)]
+    assert {e.file_name for e in moved} == {p.name for p in files}
+    assert all(e.avoid == (HOST,) and e.assignment == 1 for e in moved)
+    assert all(f"GPU host {HOST} down for more than 1s" in e.reason for e in moved)

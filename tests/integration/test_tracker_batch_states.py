@@ -7,15 +7,22 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from services.dashboard.pages import batch_page
+from services.dashboard.queries import DashboardReader
 from services.tracker.migrate import migrate
 from services.tracker.store import make_engine
-from services.tracker.tables import batch_status, dead_letters, file_distribution
-from services.tracker.web.pages import batch_page
-from services.tracker.web.queries import DashboardReader
+from services.tracker.tables import (
+    batch_status,
+    dead_letters,
+    file_distribution,
+    processing_logs,
+)
 from shared.events import (
+    Attempt,
     BatchClosed,
     FileContext,
     FileFailed,
+    FileReassigned,
     FileStageCompleted,
     FileUploaded,
 )
@@ -125,3 +132,76 @@ async def test_an_upload_after_the_batch_completed_is_rejected_and_the_batch_sta
     assert "uploaded after batch" in rejected.error and "closed with its 60 files" in rejected.error
     # The progress page shows it with its reason.
     assert "late.wav" in html and "closed with its 60 files" in html
+
+
+async def test_a_failed_over_file_shows_its_new_host_and_keeps_both_hosts_attempts(
+    db_url: str,
+) -> None:
+    await migrate(db_url)
+    b, name = "moved", "m.wav"
+
+    def attempt(number: int, host: str, ok: bool) -> Attempt:
+        return Attempt(number=number, host=host, ok=ok, started_at=T0, error=None if ok else "x")
+
+    def done(stage: str, host: str, assignment: int, attempts: list[Attempt], s: int):  # type: ignore[no-untyped-def]
+        ctx = FileContext(
+            audio_uri="u", host=host, assignment=assignment, attempt_base=assignment and 2
+        )
+        return FileStageCompleted(
+            batch_id=b,
+            file_name=name,
+            stage=stage,
+            context=ctx,
+            attempts=tuple(attempts),
+            completed_at=T0 + timedelta(seconds=s),
+        )
+
+    events = [
+        FileUploaded(batch_id=b, file_name=name, audio_uri="u", uploaded_at=T0),
+        done("distribute", "h1", 0, [], 1),
+        done("denoise", "h1", 0, [attempt(1, "h1", True)], 2),
+        FileReassigned(
+            batch_id=b,
+            file_name=name,
+            audio_uri="u",
+            stage="ivr",
+            from_host="h1",
+            avoid=("h1",),
+            assignment=1,
+            attempt_base=2,
+            attempts=(attempt(1, "h1", False), attempt(2, "h1", False)),
+            requested_at=T0 + timedelta(seconds=3),
+        ),
+        done("distribute", "h2", 1, [], 4),
+        done("denoise", "h2", 1, [attempt(3, "h2", True)], 5),
+        done("ivr", "h2", 1, [attempt(3, "h2", True)], 6),
+    ]
+    engine = make_engine(db_url)
+    rng = random.Random(2)
+    try:
+        for _ in range(3):
+            await empty(engine)
+            stream = events + events
+            rng.shuffle(stream)
+            await apply_in_polls(tracker_for(engine), stream, lambda: rng.randint(1, 4))
+            async with engine.connect() as conn:
+                ip = (await conn.execute(select(file_distribution.c.ip))).scalar_one()
+                logs = (
+                    await conn.execute(
+                        select(
+                            processing_logs.c.stage_name,
+                            processing_logs.c.attempt,
+                            processing_logs.c.host,
+                        )
+                    )
+                ).all()
+            assert ip == "h2"
+            assert sorted(tuple(r) for r in logs) == [
+                ("denoise", 1, "h1"),
+                ("denoise", 3, "h2"),
+                ("ivr", 1, "h1"),
+                ("ivr", 2, "h1"),
+                ("ivr", 3, "h2"),
+            ]
+    finally:
+        await engine.dispose()

@@ -89,7 +89,7 @@ def test_a_refused_upload_fails_at_once_and_no_gpu_host_sees_it() -> None:
     failure = out.event
     assert out.topic == "c.failed" and out.key == b"b1/a.wav"
     assert isinstance(failure, FileFailed)
-    assert (failure.stage, failure.error_kind, failure.host) == ("denoise", "permanent", None)
+    assert (failure.stage, failure.error_kind, failure.host) == ("distribute", "permanent", None)
     assert failure.error.startswith("not distributed: audio_uri scheme 'http' is not allowed")
     assert failure.input_event["audio_uri"] == "http://169.254.169.254/x"
 

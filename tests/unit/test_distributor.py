@@ -4,7 +4,14 @@ from services.distributor.assignment import choose_host
 from services.distributor.routing import Incoming, route_after_lid, route_upload
 from services.distributor.settings import DEFAULT_RULES
 from services.distributor.triage import load_rules
-from shared.events import FileContext, FileStageCompleted, FileUploaded, encode
+from shared.events import (
+    FileContext,
+    FileFailed,
+    FileReassigned,
+    FileStageCompleted,
+    FileUploaded,
+    encode,
+)
 from shared.settings import GpuHost
 from shared.topics import Topics
 
@@ -90,3 +97,52 @@ def test_cancelled_batches_are_not_routed() -> None:
     assert route_upload(_msg(encode(up)), HOSTS, TOPICS, cancelled={"gone"}) == []
     raw = _after_lid(is_ivr=False, language="en", duration_s=30.0)
     assert route_after_lid(_msg(raw, "c.triage"), load_rules(DEFAULT_RULES), TOPICS, {"b"}) == []
+
+
+def test_a_file_handed_back_goes_to_another_host_deterministically_and_counts_on() -> None:
+    moved = 0
+    for i in range(200):
+        first = choose_host("b", f"f{i}", HOSTS)
+        back = FileReassigned(
+            batch_id="b",
+            file_name=f"f{i}",
+            audio_uri="file:///u.wav",
+            stage="ivr",
+            from_host=first,
+            avoid=(first,),
+            assignment=1,
+            attempt_base=9,
+        )
+        [out] = route_upload(_msg(encode(back)), HOSTS, TOPICS)
+        [again] = route_upload(_msg(encode(back)), HOSTS, TOPICS)
+        event = out.event
+        assert out == again  # a redelivered hand-back routes the same way
+        assert isinstance(event, FileStageCompleted)
+        ctx = event.context
+        assert ctx.host != first and out.topic == f"c.denoise.{ctx.host}"
+        # Rendezvous hashing without the host it left: where it would go had that host
+        # never been there.
+        assert ctx.host == choose_host("b", f"f{i}", [h for h in HOSTS if h.ip != first])
+        assert (ctx.assignment, ctx.attempt_base, ctx.left_hosts) == (1, 9, (first,))
+        assert event.next_attempt == 10
+        moved += 1
+    assert moved == 200
+
+
+def test_a_file_with_no_host_left_fails_at_distribute_and_drained_hosts_get_nothing() -> None:
+    back = FileReassigned(
+        batch_id="b",
+        file_name="f",
+        audio_uri="file:///u.wav",
+        stage="stt",
+        avoid=("h1", "h2", "h3"),
+        assignment=3,
+        attempt_base=4,
+    )
+    [out] = route_upload(_msg(encode(back)), HOSTS, TOPICS)
+    assert isinstance(out.event, FileFailed) and out.event.stage == "distribute"
+    assert "not re-assigned" in out.event.error
+    for i in range(100):
+        up = FileUploaded(batch_id="b", file_name=f"f{i}", audio_uri="file:///u.wav")
+        [routed] = route_upload(_msg(encode(up)), HOSTS, TOPICS, drained={"h3"})
+        assert not routed.topic.endswith(".h3")

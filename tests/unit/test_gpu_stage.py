@@ -7,7 +7,7 @@ from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.model_api import call_model
 from services.gpu_stage.work import CallTimeouts
 from shared.breaker import CircuitBreaker
-from shared.events import FileContext, FileFailed, FileStageCompleted, encode
+from shared.events import FileContext, FileFailed, FileReassigned, FileStageCompleted, encode
 from shared.model_stage import decoder_for
 from shared.retry import CallOutcome, RetryPolicy
 from shared.topics import Topics
@@ -102,7 +102,7 @@ async def test_a_host_that_stops_answering_makes_its_files_wait_not_fail() -> No
     assert not breaker.is_open
 
 
-async def test_a_host_down_past_the_failover_deadline_gives_its_file_up() -> None:
+async def test_a_host_down_past_the_failover_deadline_hands_its_file_back() -> None:
     now = [0.0]
 
     async def time_passes(delay: float) -> None:
@@ -113,10 +113,32 @@ async def test_a_host_down_past_the_failover_deadline_gives_its_file_up() -> Non
     assert not handler.paused()
     [out] = await handler(_input())
     event = out.event
-    assert isinstance(event, FileFailed)
-    assert event.error_kind == "deadline"
-    assert "GPU host h1 down for more than 150s (unreachable" in event.error
+    assert out.topic == "c.uploads" and out.key == b"b"  # to the distributor, batch-keyed
+    assert isinstance(event, FileReassigned)
+    assert (event.stage, event.from_host, event.avoid, event.assignment) == (
+        "denoise",
+        "h1",
+        ("h1",),
+        1,
+    )
+    assert "GPU host h1 down for more than 150s (unreachable" in event.reason
+    # Its refused attempts travel with it; the new host counts on from the highest.
+    assert event.attempt_base == event.attempts[-1].number == len(event.attempts)
     assert not handler.paused()  # dead now: its records are taken and handed on
+
+
+async def test_a_drained_host_hands_every_file_back_without_calling() -> None:
+    handler = _handler([])
+    handler.drained = {"h1"}
+    later = _input("lid").model_copy(
+        update={
+            "context": FileContext(audio_uri="u", host="h1", attempt_high=7, left_hosts=("h0",))
+        }
+    )
+    [out] = await handler(later)
+    event = out.event
+    assert isinstance(event, FileReassigned)
+    assert (event.avoid, event.attempt_base, event.attempts) == (("h0", "h1"), 7, ())
 
 
 def test_decoder_refuses_events_meant_for_another_stage() -> None:
