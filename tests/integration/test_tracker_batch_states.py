@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from services.dashboard.pages import batch_page
 from services.dashboard.queries import DashboardReader
+from services.tracker.engine import make_engine
 from services.tracker.migrate import migrate
-from services.tracker.store import make_engine
 from services.tracker.tables import (
     batch_status,
     dead_letters,
