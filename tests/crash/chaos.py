@@ -1,6 +1,7 @@
 """`make chaos`: every crash scenario on a 10,000-file batch, then a report.
 
     python -m tests.crash.chaos [--files N] [--only NAME[,NAME]] [--db-outage-s S]
+        [--host-outage-s S] [--llm-outage-s S]
 
 Writes `reports/chaos-<time>.md` and `.json` (a list of objects with `scenario`, `files`,
 `lost`, `duplicates`, `redundant_calls`, `seconds`, `passed`, and details), copies them to
@@ -85,7 +86,8 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         "",
         f"{settings.files} files per batch, GPU hosts {settings.gpu_hosts}, latency scale "
         f"{settings.latency_scale} (unless a scenario says otherwise), database outage "
-        f"{settings.db_outage_s:.0f}s. "
+        f"{settings.db_outage_s:.0f}s, GPU host outage {settings.host_outage_s:.0f}s, LLM 401 "
+        f"outage {settings.llm_outage_s:.0f}s. "
         "Run with `make chaos`; the invariants are in `tests/crash/invariants.py`.",
         "",
         "| scenario | files | lost | duplicates | redundant calls (bound) | seconds | "
@@ -125,6 +127,12 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         ]
         if o.notes:
             lines += ["", "measured:", ""] + [f"- {n}" for n in o.notes]
+        if o.isolation_ratio is not None:
+            lines += [
+                "",
+                f"healthy hosts' STT throughput: {o.isolation_ratio:.2f} of a run without the "
+                "fault (must be >= 0.9)",
+            ]
         lines += ["", "per-host completion:", ""]
         lines += [
             f"- {r.host}: {r.finished}/{r.files} files in {r.seconds:.1f}s "
@@ -156,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--db-outage-s", type=float, default=60.0)
+    parser.add_argument("--host-outage-s", type=float, default=90.0)
+    parser.add_argument("--llm-outage-s", type=float, default=60.0)
     parser.add_argument("--latency-scale", type=float, default=0.05)
     parser.add_argument("--reports", type=Path, default=REPO / "reports")
     parser.add_argument("--workdir", type=Path, default=REPO / "reports" / "artifacts")
@@ -167,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = ChaosSettings(
         files=args.files,
         db_outage_s=args.db_outage_s,
+        host_outage_s=args.host_outage_s,
+        llm_outage_s=args.llm_outage_s,
         latency_scale=args.latency_scale,
         finish_timeout_s=max(600.0, args.files * 0.25),
     )

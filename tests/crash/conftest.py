@@ -1,7 +1,8 @@
 """Fixtures of the crash suite: batch size, audio, and the broker and MariaDB it may break.
 
-`CRASH_FILES` (default 1,000) and `CRASH_DB_OUTAGE_S` (default 20; `make chaos` uses 60) size
-the scenarios under `make test`.
+`CRASH_FILES` (default 1,000), `CRASH_DB_OUTAGE_S` (default 20; `make chaos` uses 60),
+`CRASH_HOST_OUTAGE_S` (20; chaos 90) and `CRASH_LLM_OUTAGE_S` (15; chaos 60) size the
+scenarios under `make test`.
 """
 
 import os
@@ -20,6 +21,8 @@ def crash_settings() -> ChaosSettings:
     return ChaosSettings(
         files=int(os.environ.get("CRASH_FILES", "1000")),
         db_outage_s=float(os.environ.get("CRASH_DB_OUTAGE_S", "20")),
+        host_outage_s=float(os.environ.get("CRASH_HOST_OUTAGE_S", "20")),
+        llm_outage_s=float(os.environ.get("CRASH_LLM_OUTAGE_S", "15")),
         finish_timeout_s=float(os.environ.get("CRASH_FINISH_TIMEOUT_S", "300")),
     )
 

@@ -76,6 +76,8 @@ class Outcome:
     # What a scenario measured beyond the invariants, one sentence each, for the report.
     notes: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    # Healthy hosts' STT throughput over a run without the fault (isolation scenarios).
+    isolation_ratio: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -114,6 +116,7 @@ class Outcome:
             ],
             "faults": self.faults,
             "notes": self.notes,
+            "isolation_ratio": self.isolation_ratio,
             "violations": self.violations,
         }
 
@@ -197,7 +200,7 @@ async def check(run: ChaosRun) -> Outcome:
     _check_topics(out, run, names, files, records)
     _check_logs(out, files, logs)
     _check_redundancy(out, run, logs, await run.sim_stats())
-    late = [f.what for f in run.faults if f.terminal >= run.files]
+    late = [f.what for f in run.faults if f.terminal >= run.files and not f.after_finish]
     if late:
         out.fail(f"faults after the batch had finished, not mid-batch: {late}")
     out.host_rates = _host_rates(files)

@@ -9,6 +9,7 @@ import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,7 @@ from tests.crash.cluster import describe_quorum, leaders, wait_fully_replicated
 from tests.crash.harness import ChaosRun, ChaosSettings, Infra, ServiceDied, chaos_run
 from tests.crash.infra import PrivateCluster, PrivateKafka, PrivateMariaDB, fresh_database
 from tests.crash.invariants import Outcome, check, read_to_end
+from tests.kafka_helpers import wait_until
 
 
 @dataclass
@@ -51,6 +53,8 @@ class Scenario:
     # restart takes ~20 s, longer than a whole 1,000-file batch at instant latency on an idle
     # machine; 2.0 is about the seed's real model latencies doubled.
     latency_scale: float | None = None
+    # Assert the healthy hosts keep >= 0.9 of their throughput in a run without the fault.
+    isolation: bool = False
 
 
 # -- 1. kill -9 each service type in turn ---------------------------------------------------
@@ -87,16 +91,21 @@ async def stop_database(run: ChaosRun, infra: Breakables) -> None:
     tracker_pid = run.group.processes["tracker"].popen.pid
     run.record(f"stop MariaDB for {run.settings.db_outage_s:.0f}s (when llm1 had 30%)")
     await asyncio.to_thread(infra.mariadb.stop)
-    # The outage's length is the fault itself, so this one wait is on the clock.
-    loop = asyncio.get_running_loop()
-    until = loop.time() + run.settings.db_outage_s
-    while loop.time() < until:
-        run.assert_alive()
-        await asyncio.sleep(min(1.0, max(0.0, until - loop.time())))
+    await hold(run, run.settings.db_outage_s)
     await asyncio.to_thread(infra.mariadb.start)
     run.record("MariaDB started again")
     if run.group.processes["tracker"].popen.pid != tracker_pid:
         raise ServiceDied("the tracker was restarted during the database outage")
+
+
+async def hold(run: ChaosRun, seconds: float) -> None:
+    """Keep a fault on for `seconds`: an outage's length is the fault itself, so this one
+    wait is on the clock (every service must stay alive meanwhile)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    while loop.time() < until:
+        run.assert_alive()
+        await asyncio.sleep(min(1.0, max(0.0, until - loop.time())))
 
 
 async def tracker_waited(run: ChaosRun, outcome: Outcome) -> None:
@@ -160,6 +169,10 @@ async def nothing(run: ChaosRun, infra: Breakables) -> None:
 async def healthy_hosts_unharmed(run: ChaosRun, outcome: Outcome) -> None:
     """Files on the other hosts finish as if nothing happened: only corrupt audio fails."""
     sick = run.settings.hosts[0] if run.scenario == "faulty_host" else run.settings.hosts[-1]
+    if run.scenario == "host_dead_fails_over":
+        # Its files moved to the healthy hosts (`ip` follows them): none may fail there.
+        await only_corrupt_audio_failed(run, outcome)
+        sick = ""
     async with run.engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -185,7 +198,7 @@ async def healthy_hosts_unharmed(run: ChaosRun, outcome: Outcome) -> None:
                 {"b": run.batch_id, "h": sick},
             )
         ).scalar_one()
-    if not failed_attempts:
+    if not failed_attempts and sick:
         outcome.fail(f"no failed attempt on {sick}: the fault never showed")
 
 
@@ -194,6 +207,171 @@ async def host_dies(run: ChaosRun, infra: Breakables) -> None:
     await run.wait_for("denoise", 0.3)
     run.record(f"{host} goes down for good (when denoise had 30%)")
     await run.set_faults(host=host, down=True)
+
+
+async def only_corrupt_audio_failed(run: ChaosRun, outcome: Outcome) -> None:
+    """Every file that is not corrupt ended done or skipped: the fault failed none."""
+    async with run.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT file, failedStage, failedError FROM fileDistribution "
+                    "WHERE batchId = :b AND terminalState = 'failed'"
+                ),
+                {"b": run.batch_id},
+            )
+        ).all()
+    bad = [f"{r.file} at {r.failedStage}: {r.failedError}" for r in rows]
+    bad = [b for b in bad if "undecodable" not in b]
+    if bad:
+        outcome.fail(f"{len(bad)} files failed that are not corrupt", bad)
+
+
+# Healthy hosts' STT throughput in a run without faults, per batch settings: the yardstick
+# of the isolation checks (one baseline run per session, shared by the scenarios).
+BASELINE: dict[tuple[int, float, str, tuple[str, ...]], float] = {}
+
+
+async def stt_rate(run: ChaosRun, hosts: tuple[str, ...]) -> float:
+    """STT successes per second on `hosts`, each over the time it had STT work (summed)."""
+    async with run.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT host, COUNT(*) AS n, MIN(startedAt) AS first, MAX(startedAt) AS last "
+                    "FROM processing_logs WHERE batch_id = :b AND stage_name = 'stt' "
+                    "AND status = 'success' GROUP BY host"
+                ),
+                {"b": run.batch_id},
+            )
+        ).all()
+    total = 0.0
+    for r in rows:
+        if r.host in hosts and r.n > 1 and isinstance(r.first, datetime):
+            total += (r.n - 1) / max((r.last - r.first).total_seconds(), 1e-3)
+    return total
+
+
+def healthy_hosts(run: ChaosRun) -> tuple[str, ...]:
+    sick = run.settings.hosts[0] if run.scenario == "faulty_host" else run.settings.hosts[-1]
+    return tuple(h for h in run.settings.hosts if h != sick)
+
+
+async def isolation_kept(run: ChaosRun, outcome: Outcome) -> None:
+    """The healthy hosts keep >= 0.9 of the STT throughput they have without the fault."""
+    hosts = healthy_hosts(run)
+    key = (run.settings.files, run.settings.latency_scale, run.settings.gpu_hosts, hosts)
+    without = BASELINE.get(key)
+    if not without:
+        outcome.fail("no baseline throughput to compare with (the baseline run failed)")
+        return
+    ratio = await stt_rate(run, hosts) / without
+    outcome.isolation_ratio = round(ratio, 3)
+    if ratio < 0.9:
+        outcome.fail(
+            f"healthy hosts {hosts} kept {ratio:.2f} of their STT throughput without the "
+            "fault (must be >= 0.9)"
+        )
+
+
+# -- 8. a GPU host down for a while, then back ---------------------------------------------
+async def host_outage(run: ChaosRun, infra: Breakables) -> None:
+    host = run.settings.hosts[0]
+    await run.wait_for("denoise", 0.3)
+    run.record(f"{host} down for {run.settings.host_outage_s:.0f}s (when denoise had 30%)")
+    await run.set_faults(host=host, down=True)
+    await hold(run, run.settings.host_outage_s)
+    await run.set_faults(host=host, down=False)
+    run.record(f"{host} answers again")
+
+
+async def host_paused_and_healed(run: ChaosRun, outcome: Outcome) -> None:
+    await only_corrupt_audio_failed(run, outcome)
+    log = run.group.processes[f"gpu-{run.settings.hosts[0]}"].log_path.read_text(errors="replace")
+    for line in ("circuit open (unreachable)", "paused: taking no new records", "circuit closed"):
+        if line not in log:
+            outcome.fail(f"the down host's gpu-stage never logged {line!r}")
+
+
+# -- 9. the LLM API refuses its key for a while --------------------------------------------
+async def llm_auth_outage(run: ChaosRun, infra: Breakables) -> None:
+    await run.wait_for("llm1", 0.2)
+    run.record(f"the LLM answers 401 for {run.settings.llm_outage_s:.0f}s (when llm1 had 20%)")
+    await run.set_faults(llm={"unauthorized": True})
+    await hold(run, run.settings.llm_outage_s)
+    await run.set_faults(llm={"unauthorized": False})
+    run.record("the LLM takes the key again")
+
+
+async def llm_paused_and_healed(run: ChaosRun, outcome: Outcome) -> None:
+    await only_corrupt_audio_failed(run, outcome)
+    log = run.group.processes["llm"].log_path.read_text(errors="replace")
+    for line in ("circuit open (auth)", "circuit closed"):
+        if line not in log:
+            outcome.fail(f"the LLM stage never logged {line!r}")
+
+
+# -- 10. an upload after the batch completed -----------------------------------------------
+LATE_FILE = "uploaded_too_late.wav"
+COMPLETED_AT: dict[str, object] = {}
+
+
+async def late_upload(run: ChaosRun, infra: Breakables) -> None:
+    await run.wait_finished()
+    COMPLETED_AT[run.batch_id] = await _completed_at(run)
+    event = FileUploaded(
+        batch_id=run.batch_id, file_name=LATE_FILE, audio_uri=run.paths[-1].resolve().as_uri()
+    )
+    # The distributor cannot know the batch is full: the file runs through the stages once,
+    # the tracker writes none of it.
+    run.record(
+        f"upload {LATE_FILE} after the batch completed", {"distribute": 1}, after_finish=True
+    )
+    producer = make_producer(run.config.bootstrap, "crash-late-upload")
+    await producer.start()
+    try:
+        await producer.send_and_wait(run.topics.uploads, encode(event), key=run.batch_id.encode())
+    finally:
+        await producer.stop()
+
+    async def rejected() -> bool:
+        run.assert_alive()
+        async with run.engine.connect() as conn:
+            found = await conn.execute(
+                text("SELECT COUNT(*) FROM deadLetters WHERE batchId = :b AND fileName = :f"),
+                {"b": run.batch_id, "f": LATE_FILE},
+            )
+            return bool(found.scalar_one())
+
+    await wait_until(rejected, 120.0, f"the tracker to reject {LATE_FILE}", interval_s=0.3)
+
+
+async def _completed_at(run: ChaosRun) -> object:
+    async with run.engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT completedAt FROM batchStatus WHERE batchId = :b"), {"b": run.batch_id}
+        )
+        return found.scalar_one()
+
+
+async def late_upload_rejected(run: ChaosRun, outcome: Outcome) -> None:
+    before = COMPLETED_AT.pop(run.batch_id, None)
+    after = await _completed_at(run)
+    if before is None or after != before:
+        outcome.fail(f"completedAt moved: {before} -> {after}")
+    async with run.engine.connect() as conn:
+        reasons = (
+            (
+                await conn.execute(
+                    text("SELECT error FROM deadLetters WHERE batchId = :b AND fileName = :f"),
+                    {"b": run.batch_id, "f": LATE_FILE},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    if not any("closed with its" in (r or "") for r in reasons):
+        outcome.fail(f"no dead letter says why {LATE_FILE} was rejected: {reasons}")
 
 
 # -- 6. rolling restart ----------------------------------------------------------------------
@@ -541,13 +719,35 @@ SCENARIOS: dict[str, Scenario] = {
             extra_env={"GPU_REQUEST_TIMEOUT_S": "0.5"},
             before_submit=faulty_host_faults,
             extra_check=healthy_hosts_unharmed,
+            isolation=True,
         ),
         Scenario(
-            "host_down",
-            "a GPU host goes down for good mid-batch",
+            "host_dead_fails_over",
+            "a GPU host goes down for good mid-batch; its files fail over to the others",
             host_dies,
-            extra_env={"GPU_HOST_FAILOVER_DEADLINE_S": "5"},
+            extra_env={"GPU_HOST_FAILOVER_DEADLINE_S": "5", "GPU_PROBE_MAX_DELAY_S": "2"},
             extra_check=healthy_hosts_unharmed,
+            isolation=True,
+        ),
+        Scenario(
+            "host_outage_recovers",
+            "a GPU host down for a while mid-batch, then back: its stage pauses and heals",
+            host_outage,
+            extra_env={"GPU_HOST_FAILOVER_DEADLINE_S": "3600", "GPU_PROBE_MAX_DELAY_S": "2"},
+            extra_check=host_paused_and_healed,
+        ),
+        Scenario(
+            "llm_auth_outage",
+            "the LLM API answers 401 for a while mid-batch: the LLM stages pause and heal",
+            llm_auth_outage,
+            extra_env={"LLM_PROBE_MAX_DELAY_S": "2"},
+            extra_check=llm_paused_and_healed,
+        ),
+        Scenario(
+            "late_upload",
+            "an upload after the batch completed: rejected, the batch stays Complete",
+            late_upload,
+            extra_check=late_upload_rejected,
         ),
         Scenario(
             "rolling_restart",
@@ -614,6 +814,8 @@ async def run_scenario(
     """Run one scenario on a fresh pipeline and database; never raises on a violation."""
     if scenario.latency_scale is not None:
         settings = replace(settings, latency_scale=scenario.latency_scale)
+    if scenario.isolation:
+        await ensure_baseline(settings, infra, paths, log_dir.parent / "baseline")
     on = infra.shared
     if scenario.runs_on == "private-kafka":
         assert infra.kafka is not None
@@ -651,4 +853,26 @@ async def run_scenario(
         outcome.violations[:0] = problems
         if scenario.extra_check is not None:
             await scenario.extra_check(run, outcome)
+        if scenario.isolation:
+            await isolation_kept(run, outcome)
         return outcome
+
+
+async def ensure_baseline(
+    settings: ChaosSettings, infra: Breakables, paths: list[Path], log_dir: Path
+) -> None:
+    """The healthy hosts' STT throughput with no fault at all, measured once per settings."""
+    key = (settings.files, settings.latency_scale, settings.gpu_hosts)
+    if any(k[:3] == key for k in BASELINE):
+        return
+    on = infra.shared
+    async with (
+        fresh_database(on.mariadb_server_url) as database_url,
+        chaos_run("baseline", settings, on, database_url, paths, log_dir) as run,
+    ):
+        await run.wait_finished()
+        for scenario in ("faulty_host", "host_dead_fails_over"):
+            run.scenario = scenario  # which hosts are the healthy ones
+            hosts = healthy_hosts(run)
+            BASELINE[(*key, hosts)] = await stt_rate(run, hosts)
+        run.scenario = "baseline"

@@ -76,13 +76,36 @@ async def test_a_faulty_gpu_host_slows_only_its_own_files(
 ) -> None:
     outcome = await _run("faulty_host", crash_settings, breakables, crash_audio, tmp_path)
     assert outcome.redundant_calls == 0  # nothing was killed: every call is a logged attempt
+    assert outcome.isolation_ratio is not None and outcome.isolation_ratio >= 0.9
 
 
-async def test_a_gpu_host_down_for_good_fails_only_its_remaining_files(
+async def test_a_gpu_host_dead_for_good_fails_its_files_over_and_fails_none(
     breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
 ) -> None:
-    outcome = await _run("host_down", crash_settings, breakables, crash_audio, tmp_path)
-    assert outcome.terminal.get("failed", 0) > crash_settings.files * 0.1  # the dead host's
+    outcome = await _run("host_dead_fails_over", crash_settings, breakables, crash_audio, tmp_path)
+    corrupt = int(crash_settings.files * crash_settings.corrupt_share)
+    assert outcome.terminal.get("failed", 0) == corrupt  # only the corrupt audio
+    assert outcome.isolation_ratio is not None and outcome.isolation_ratio >= 0.9
+
+
+async def test_a_gpu_host_down_for_a_while_pauses_and_heals_and_fails_no_file(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("host_outage_recovers", crash_settings, breakables, crash_audio, tmp_path)
+    assert [f["what"] for f in outcome.faults][-1].endswith("answers again")
+
+
+async def test_an_llm_answering_401_for_a_while_pauses_the_llm_stages_and_fails_no_file(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    outcome = await _run("llm_auth_outage", crash_settings, breakables, crash_audio, tmp_path)
+    assert [f["what"] for f in outcome.faults][-1] == "the LLM takes the key again"
+
+
+async def test_an_upload_after_the_batch_completed_is_rejected_and_the_batch_stays_complete(
+    breakables: Breakables, crash_settings: ChaosSettings, crash_audio: list[Path], tmp_path: Path
+) -> None:
+    await _run("late_upload", crash_settings, breakables, crash_audio, tmp_path)
 
 
 async def test_a_rolling_restart_redoes_nothing_beyond_the_in_flight_bound(

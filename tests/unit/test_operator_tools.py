@@ -1,12 +1,14 @@
 from datetime import UTC, datetime
 
-from cli.dead_letters import cancellation, plan_retry
+from cli.dead_letters import cancellation, drain, plan_retry
 from shared.events import (
     Attempt,
     FileContext,
     FileFailed,
+    FileReassigned,
     FileStageCompleted,
     FileUploaded,
+    HostDrained,
 )
 from shared.topics import Topics
 
@@ -84,3 +86,22 @@ def test_cancellation_is_keyed_by_batch_on_the_control_topic() -> None:
     out = cancellation("b7", "wrong files", TOPICS)
     assert (out.topic, out.key) == ("c.control", b"b7")
     assert out.event.type == "BatchCancelled"
+
+
+def test_retry_reroute_hands_gpu_failures_to_the_distributor_and_leaves_llm_ones() -> None:
+    plan = plan_retry(
+        [_failure("a", "stt", 4), _failure("b", "llm1", 2)], TOPICS, "b", reroute=True
+    )
+    by_file = {o.event.file_name: o for o in plan.outputs}  # type: ignore[union-attr]
+    moved = by_file["a"].event
+    assert by_file["a"].topic == "c.uploads" and by_file["a"].key == b"b"
+    assert isinstance(moved, FileReassigned)
+    assert (moved.stage, moved.from_host, moved.avoid) == ("stt", "h1", ("h1",))
+    assert (moved.assignment, moved.attempt_base) == (1, 4)  # the next host counts on from 5
+    assert by_file["b"].topic == "c.llm1"  # no host to leave: back to its stage
+
+
+def test_drain_is_the_latest_word_per_host_on_the_control_topic() -> None:
+    out = drain("h2", True, "disk swap", TOPICS)
+    assert (out.topic, out.key) == ("c.control", b"host:h2")
+    assert isinstance(out.event, HostDrained) and out.event.drained
