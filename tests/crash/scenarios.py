@@ -233,23 +233,26 @@ BASELINE: dict[tuple[int, float, str, tuple[str, ...]], float] = {}
 
 
 async def stt_rate(run: ChaosRun, hosts: tuple[str, ...]) -> float:
-    """STT successes per second on `hosts`, each over the time it had STT work (summed)."""
+    """STT successes per busy second on `hosts`: per host, its successes over the seconds in
+    which it finished any (summed over hosts). Seconds without work do not count, so files
+    that reach a host late (failed over from a dead one) do not read as a slower host."""
     async with run.engine.connect() as conn:
         rows = (
             await conn.execute(
                 text(
-                    "SELECT host, COUNT(*) AS n, MIN(startedAt) AS first, MAX(startedAt) AS last "
-                    "FROM processing_logs WHERE batch_id = :b AND stage_name = 'stt' "
-                    "AND status = 'success' GROUP BY host"
+                    "SELECT host, startedAt FROM processing_logs WHERE batch_id = :b "
+                    "AND stage_name = 'stt' AND status = 'success'"
                 ),
                 {"b": run.batch_id},
             )
         ).all()
-    total = 0.0
+    busy: dict[str, set[int]] = {}
+    done: Counter[str] = Counter()
     for r in rows:
-        if r.host in hosts and r.n > 1 and isinstance(r.first, datetime):
-            total += (r.n - 1) / max((r.last - r.first).total_seconds(), 1e-3)
-    return total
+        if r.host in hosts and isinstance(r.startedAt, datetime):
+            busy.setdefault(r.host, set()).add(int(r.startedAt.timestamp()))
+            done[r.host] += 1
+    return sum(done[h] / len(seconds) for h, seconds in busy.items() if seconds)
 
 
 def healthy_hosts(run: ChaosRun) -> tuple[str, ...]:
