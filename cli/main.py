@@ -174,8 +174,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "drain", help="drain a GPU host: its unfinished files move to other hosts, none go there"
     )
-    p.add_argument("host")
-    p.add_argument("--reason", default="drained by an operator")
+    p.add_argument("host", help="the GPU host, as GPU_HOSTS names it")
+    p.add_argument(
+        "--reason",
+        default="drained by an operator",
+        help="why, as the services log it (default: %(default)s)",
+    )
     p.add_argument("--undo", action="store_true", help="the host takes files again")
     p.set_defaults(func=_drain)
 
