@@ -3,6 +3,7 @@ them through Kafka or straight into a Tracker, dump and compare the tables."""
 
 import asyncio
 import hashlib
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -223,12 +224,10 @@ async def dump(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-# Columns that record what the tracker knew when it logged a milestone (its counts and the
-# batch's latest event time then): another split of the same events into polls may log other
-# values there. Everything else is a function of the events alone.
-ORDER_DEPENDENT = {
-    "batchExecutionLog": {"totalFiles", "failedFiles", "skippedFiles", "createdAt"},
-}
+# Columns whose values may depend on the order the events were consumed in: none. A
+# stage's milestones are provisional while it runs and rewritten from the events alone when
+# it completes (services/tracker/milestones.py); every other value is a merge of events.
+ORDER_DEPENDENT: dict[str, set[str]] = {}
 
 
 async def state(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
@@ -271,8 +270,11 @@ async def wait_until(
     await kafka_helpers.wait_until(holds, timeout_s, what, interval_s=0.2)
 
 
+MILESTONE_ORDER = {"stage_start": 0, "stage_progress": 1, "stage_complete": 2}
+
+
 def assert_expected_tables(
-    sc: Scenario, tables: dict[str, list[tuple[Any, ...]]], n: int = 300
+    sc: Scenario, tables: dict[str, list[tuple[Any, ...]]], n: int = 300, interval: int = 100
 ) -> None:
     fd_cols = [c.name for c in file_distribution.c if c.name != "id"]
     files = {
@@ -331,13 +333,26 @@ def assert_expected_tables(
     assert kinds == {
         "stage_start": 8,
         "stage_complete": 8,
-        "stage_progress": 8 * (n // 100),
+        "stage_progress": 8 * (n // interval),
         "file_error": sc.file_errors,
     }
     progress = sorted(
         (r["stage"], r["processedFiles"]) for r in events if r["eventType"] == "stage_progress"
     )
-    assert progress == sorted((s, k) for s in STAGES for k in range(100, n + 1, 100))
+    assert progress == sorted((s, k) for s in STAGES for k in range(interval, n + 1, interval))
+    # Final milestones (services/tracker/milestones.py): the k-th progress row of a stage is
+    # stamped with the time its (k * interval)-th file got through, so times and counts
+    # grow with k, the start comes first and the completion last; every row knows the total.
+    for stage in STAGES:
+        rows = sorted(
+            (r for r in events if r["stage"] == stage and r["eventType"] != "file_error"),
+            key=lambda r: (MILESTONE_ORDER[r["eventType"]], r["processedFiles"]),
+        )
+        assert [r["eventType"] for r in (rows[0], rows[-1])] == ["stage_start", "stage_complete"]
+        assert {r["totalFiles"] for r in rows} == {n}
+        for a, b in itertools.pairwise(rows):
+            assert a["createdAt"] <= b["createdAt"]
+            assert a["failedFiles"] <= b["failedFiles"] and a["skippedFiles"] <= b["skippedFiles"]
     assert len(tables["deadLetters"]) == 2
 
 

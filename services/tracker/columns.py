@@ -17,7 +17,15 @@ from sqlalchemy.schema import DefaultClause
 
 from services.tracker.batch_status import BatchStatusRow
 from services.tracker.bulk_insert import Params
-from services.tracker.rows import AttemptRow, DeadLetterRow, FileChange, LogRow, file_key
+from services.tracker.rows import (
+    AttemptRow,
+    DeadLetterRow,
+    FileChange,
+    LogRow,
+    decode_resolutions,
+    encode_resolutions,
+    file_key,
+)
 from services.tracker.tables import (
     FLAG_COLUMNS,
     STATUS_COLUMNS,
@@ -84,9 +92,17 @@ def _or_default(column: Column[Any], value: Any) -> Any:
 ATTEMPT: Final = RowColumns(AttemptRow, processing_logs)
 LOG: Final = RowColumns(LogRow, batch_execution_log)
 DEAD_LETTER: Final = RowColumns(DeadLetterRow, dead_letters)
-# `flags` are one column per flag, and the unique key is a hash of the name.
+# `flags` are one column per flag, `resolutions` one text column, and the unique key is a
+# hash of the name.
 FILE: Final = RowColumns(
-    FileChange, file_distribution, skip={"flags"}, renames={"file_name": "file"}
+    FileChange, file_distribution, skip={"flags", "resolutions"}, renames={"file_name": "file"}
+)
+# What a poll reads of a file's row to merge its changes into (file_change).
+FILE_READ_COLUMNS: Final = (
+    "fileKey",
+    *FILE.columns,
+    *FLAG_COLUMNS,
+    "stageResolutions",
 )
 # `statuses` are one column per stage.
 BATCH: Final = RowColumns(BatchStatusRow, batch_status, skip={"statuses"})
@@ -97,7 +113,17 @@ def file_params(c: FileChange) -> Params:
     params["fileKey"] = file_key(c.file_name)
     for name in FLAG_COLUMNS:
         params[name] = 1 if name in c.flags else 0
+    params["stageResolutions"] = encode_resolutions(c.resolutions)
     return params
+
+
+def file_change(m: RowMapping) -> FileChange:
+    """A fileDistribution row as the change that would create it (merge target of a poll)."""
+    return FileChange(
+        **FILE.values(m),
+        flags=frozenset(name for name in FLAG_COLUMNS if m[name]),
+        resolutions=decode_resolutions(m["stageResolutions"]),
+    )
 
 
 def batch_params(r: BatchStatusRow) -> Params:

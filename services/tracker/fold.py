@@ -15,13 +15,17 @@ from typing import Any, Final, NamedTuple
 from pydantic_core import to_json
 
 from services.tracker.rows import (
+    FAILED,
     FILE_ERROR,
     FILE_START,
+    FINISHED,
+    SKIPPED,
     AttemptRow,
     DeadLetterRow,
     FileChange,
     LogRow,
     PollChanges,
+    Resolutions,
     naive_utc,
     sha256_of,
 )
@@ -41,7 +45,7 @@ from shared.events import (
     FileStageCompleted,
     FileUploaded,
 )
-from shared.pipeline import PIPELINE, TRIAGE, following
+from shared.pipeline import PIPELINE, TRIAGE, following, index
 
 TRACKER_CONSUMER: Final = "tracker"
 
@@ -59,6 +63,28 @@ STAGE_OF_TOPIC_HEAD: Final[dict[str, str]] = {
     "done": "done",
     "failed": "failed",
 }
+
+TRIAGE_INDEX: Final = index(TRIAGE)
+POSITION: Final = {s.name: i for i, s in enumerate(PIPELINE)}
+
+
+def _finished(at: datetime, through: int, skipped: bool) -> Resolutions:
+    """A file that finished the stage at `through` (and so every earlier one); triaged out,
+    it is skipped for every stage after triage."""
+    return tuple(
+        (at, FINISHED)
+        if position <= through
+        else (at, SKIPPED)
+        if skipped and position > TRIAGE_INDEX
+        else None
+        for position in range(len(PIPELINE))
+    )
+
+
+def _failed_from(at: datetime, stage: int) -> Resolutions:
+    """A file that failed at `stage`: failed for it and every later stage."""
+    return tuple((at, FAILED) if p >= stage else None for p in range(len(PIPELINE)))
+
 
 Decoded = FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled
 
@@ -151,6 +177,7 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
             triage_route=triage.route if triage else None,
             triage_rule=_short_opt(triage.rule) if triage else None,
             triage_reason=_short_text(triage.reason, MAX_ERROR) if triage else None,
+            resolutions=_finished(at, POSITION[ev.stage], terminal == "skipped"),
         )
     )
     for attempt in ev.attempts:
@@ -178,6 +205,7 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
             failed_stage=ev.stage,
             failed_error=error,
             failed_at=at,
+            resolutions=_failed_from(at, POSITION[ev.stage]),
         )
     )
     for attempt in ev.attempts:

@@ -6,7 +6,7 @@ always yields the same key and a redelivered or replayed event is a no-op in the
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -43,6 +43,54 @@ def naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+# How a file was first resolved for a stage (got through it one way or another), by rank:
+# a tie in time goes to the lower rank.
+FINISHED: Final = 0
+SKIPPED: Final = 1
+FAILED: Final = 2
+KIND_LETTER: Final = ("f", "s", "x")
+_KIND_OF_LETTER: Final = {letter: kind for kind, letter in enumerate(KIND_LETTER)}
+
+# Per stage (PIPELINE order), the earliest event that resolved the file for it: its time and
+# kind. Empty means none yet; None at a position means not resolved for that stage.
+Resolution = tuple[datetime, int]
+Resolutions = tuple[Resolution | None, ...]
+
+
+def merge_resolutions(a: Resolutions, b: Resolutions) -> Resolutions:
+    """Per stage, the earlier resolution (the lower kind on a tie): a join, so any order of
+    the same events gives the same value."""
+    if not b or a == b:
+        return a
+    if not a:
+        return b
+    if len(a) < len(b):
+        a, b = b, a
+    out: list[Resolution | None] = []
+    for i, x in enumerate(a):
+        y = b[i] if i < len(b) else None
+        out.append(x if y is None else y if x is None else min(x, y))
+    return tuple(out)
+
+
+def encode_resolutions(res: Resolutions) -> str:
+    """`2026-01-15T09:00:00.010000f,,...`: one field per stage, the time and kind letter;
+    "" for none (NULL is a row the previous version wrote, whose resolutions are unknown)."""
+    return ",".join(
+        "" if r is None else r[0].isoformat(timespec="microseconds") + KIND_LETTER[r[1]]
+        for r in res
+    )
+
+
+def decode_resolutions(text: str | None) -> Resolutions:
+    if not text:
+        return ()
+    return tuple(
+        (datetime.fromisoformat(field[:-1]), _KIND_OF_LETTER[field[-1]]) if field else None
+        for field in text.split(",")
+    )
+
+
 def terminal_rank(state: str | None) -> int:
     return TERMINAL_RANK.get(state, 0) if state is not None else 0
 
@@ -76,6 +124,7 @@ class FileChange:
     triage_route: str | None = None
     triage_rule: str | None = None
     triage_reason: str | None = None
+    resolutions: Resolutions = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -113,7 +162,17 @@ class FileChange:
             triage_route=triage.triage_route,
             triage_rule=triage.triage_rule,
             triage_reason=triage.triage_reason,
+            resolutions=merge_resolutions(self.resolutions, other.resolutions),
         )
+
+    def cancelled_at(self, at: datetime) -> "FileChange":
+        """The file in a batch cancelled at `at`: ended cancelled unless it ended otherwise
+        (the earliest cancel's time, whichever cancel came first)."""
+        if self.terminal_state is None or (
+            self.terminal_state == "cancelled" and self.finished_at != at
+        ):
+            return replace(self, terminal_state="cancelled", finished_at=at)
+        return self
 
 
 @dataclass(frozen=True)

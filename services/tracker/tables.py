@@ -62,6 +62,8 @@ file_distribution = Table(
     Column("createdAt", Timestamp),
     Column("updatedAt", Timestamp),
     Column("finishedAt", Timestamp),
+    # Added by 0005: per stage, when and how the file first got through it (rows.py).
+    Column("stageResolutions", Text),
     UniqueConstraint("batchId", "fileKey", name="uq_fileDistribution_batch_file"),
 )
 
@@ -86,6 +88,8 @@ batch_status = Table(
     Column("cancelledFiles", Integer, nullable=False, server_default="0"),
     Column("cancelledAt", Timestamp),
     Column("cancelReason", Text),
+    # Added by 0005: the batch's files counted per signature (batch_status.py encode_counts).
+    Column("fileCounts", Text),
     UniqueConstraint("batchId", name="uq_batchStatus_batchId"),
 )
 
