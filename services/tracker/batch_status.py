@@ -105,23 +105,25 @@ class FileSignature:
         return index(self.failed_stage) if self.failed_stage else 0
 
 
-_DECISION_FIELD: Final = {"ip": "ip", "triageRoute": "triage_route"}
-
-
 def file_signature(c: FileChange) -> FileSignature:
     """A file's row as the one file of its signature (the columns `store._signatures`
     groups by: a stage's flag set or its decision made, triage route, terminal state,
     failed stage)."""
-    finished = frozenset(
-        s.name
-        for s in PIPELINE
-        if (s.flag_column is not None and s.flag_column in c.flags)
-        or (
-            s.decision_column is not None
-            and getattr(c, _DECISION_FIELD[s.decision_column]) is not None
+    key = (c.flags, c.ip is not None, c.triage_route is not None)
+    finished = _FINISHED.get(key)
+    if finished is None:
+        decided = {"ip": key[1], "triageRoute": key[2]}
+        finished = _FINISHED[key] = frozenset(
+            s.name
+            for s in PIPELINE
+            if (s.flag_column is not None and s.flag_column in c.flags)
+            or (s.decision_column is not None and decided[s.decision_column])
         )
-    )
     return FileSignature(1, finished, c.triage_route, c.terminal_state, c.failed_stage)
+
+
+# The stages a file went through, per (flags, host assigned, triage decided): a few dozen.
+_FINISHED: dict[tuple[frozenset[str], bool, bool], frozenset[str]] = {}
 
 
 SignatureKey = tuple[frozenset[str], str | None, str | None, str | None]

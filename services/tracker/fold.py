@@ -27,6 +27,7 @@ from services.tracker.rows import (
     PollChanges,
     Resolutions,
     naive_utc,
+    resolution,
     sha256_of,
 )
 from services.tracker.storable import (
@@ -68,22 +69,22 @@ TRIAGE_INDEX: Final = index(TRIAGE)
 POSITION: Final = {s.name: i for i, s in enumerate(PIPELINE)}
 
 
+STAGES_COUNT: Final = len(PIPELINE)
+
+
 def _finished(at: datetime, through: int, skipped: bool) -> Resolutions:
     """A file that finished the stage at `through` (and so every earlier one); triaged out,
     it is skipped for every stage after triage."""
-    return tuple(
-        (at, FINISHED)
-        if position <= through
-        else (at, SKIPPED)
-        if skipped and position > TRIAGE_INDEX
-        else None
-        for position in range(len(PIPELINE))
-    )
+    done: Resolutions = (resolution(at, FINISHED),) * (through + 1)
+    rest = STAGES_COUNT - through - 1
+    if skipped:
+        return done + (resolution(at, SKIPPED),) * rest
+    return done + (None,) * rest
 
 
 def _failed_from(at: datetime, stage: int) -> Resolutions:
     """A file that failed at `stage`: failed for it and every later stage."""
-    return tuple((at, FAILED) if p >= stage else None for p in range(len(PIPELINE)))
+    return (None,) * stage + (resolution(at, FAILED),) * (STAGES_COUNT - stage)
 
 
 Decoded = FileUploaded | BatchClosed | FileStageCompleted | FileFailed | DeadLetter | BatchCancelled

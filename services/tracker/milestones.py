@@ -36,6 +36,7 @@ from services.tracker.rows import (
     LogRow,
     Resolution,
     Resolutions,
+    resolution_time,
     sha256_of,
 )
 from shared.pipeline import PIPELINE
@@ -80,16 +81,16 @@ def final_milestones(
                     _row(batch_id, name, STAGE_START, start, total_files, IN_PROGRESS, 0, 0, 0)
                 )
         failed = skipped = 0
-        for i, (at, kind) in enumerate(ordered, start=1):
-            failed += kind == FAILED
-            skipped += kind == SKIPPED
+        for i, r in enumerate(ordered, start=1):
+            failed += r[-1] == FAILED
+            skipped += r[-1] == SKIPPED
             if i % interval == 0:
                 rows.append(
                     _row(
                         batch_id,
                         name,
                         STAGE_PROGRESS,
-                        at,
+                        resolution_time(r),
                         total_files,
                         IN_PROGRESS,
                         i,
@@ -99,7 +100,7 @@ def final_milestones(
                     )
                 )
         if stage.complete:
-            last = ordered[-1][0] if ordered else None
+            last = resolution_time(ordered[-1]) if ordered else None
             end = _latest(last, closed_at)
             if end is not None:
                 rows.append(
@@ -129,11 +130,13 @@ def _at(files: Sequence[FileResolutions], position: int) -> Iterable[Resolution]
 def _start_time(
     files: Sequence[FileResolutions], position: int, ordered: list[Resolution]
 ) -> datetime | None:
-    candidates: list[datetime] = [ordered[0][0]] if ordered else []
+    candidates: list[datetime] = [resolution_time(ordered[0])] if ordered else []
     if position == 0:
         candidates += [f.created_at for f in files if f.created_at is not None]
     else:
-        candidates += [t for t, kind in _at(files, position - 1) if kind == FINISHED]
+        finished = [r for r in _at(files, position - 1) if r[-1] == FINISHED]
+        if finished:
+            candidates.append(resolution_time(min(finished)))
     return min(candidates, default=None)
 
 

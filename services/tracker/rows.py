@@ -43,18 +43,25 @@ def naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-# How a file was first resolved for a stage (got through it one way or another), by rank:
-# a tie in time goes to the lower rank.
-FINISHED: Final = 0
-SKIPPED: Final = 1
-FAILED: Final = 2
-KIND_LETTER: Final = ("f", "s", "x")
-_KIND_OF_LETTER: Final = {letter: kind for kind, letter in enumerate(KIND_LETTER)}
+# How a file was first resolved for a stage (got through it one way or another), as the
+# letter after its time; letters sort in rank, so a tie in time goes to the lower rank.
+FINISHED: Final = "f"
+SKIPPED: Final = "s"
+FAILED: Final = "x"
 
-# Per stage (PIPELINE order), the earliest event that resolved the file for it: its time and
-# kind. Empty means none yet; None at a position means not resolved for that stage.
-Resolution = tuple[datetime, int]
+# Per stage (PIPELINE order), the earliest event that resolved the file for it:
+# `2026-01-15T09:00:00.010000f`, its time (naive UTC, always with microseconds, so strings
+# sort as times do) and its kind. Empty means none yet; None at a position: not resolved.
+Resolution = str
 Resolutions = tuple[Resolution | None, ...]
+
+
+def resolution(at: datetime, kind: str) -> Resolution:
+    return at.isoformat(timespec="microseconds") + kind
+
+
+def resolution_time(r: Resolution) -> datetime:
+    return datetime.fromisoformat(r[:-1])
 
 
 def merge_resolutions(a: Resolutions, b: Resolutions) -> Resolutions:
@@ -74,21 +81,15 @@ def merge_resolutions(a: Resolutions, b: Resolutions) -> Resolutions:
 
 
 def encode_resolutions(res: Resolutions) -> str:
-    """`2026-01-15T09:00:00.010000f,,...`: one field per stage, the time and kind letter;
-    "" for none (NULL is a row the previous version wrote, whose resolutions are unknown)."""
-    return ",".join(
-        "" if r is None else r[0].isoformat(timespec="microseconds") + KIND_LETTER[r[1]]
-        for r in res
-    )
+    """One field per stage, comma-separated; "" for none (NULL is a row the previous version
+    wrote, whose resolutions are unknown)."""
+    return ",".join(r or "" for r in res)
 
 
 def decode_resolutions(text: str | None) -> Resolutions:
     if not text:
         return ()
-    return tuple(
-        (datetime.fromisoformat(field[:-1]), _KIND_OF_LETTER[field[-1]]) if field else None
-        for field in text.split(",")
-    )
+    return tuple(field or None for field in text.split(","))
 
 
 def terminal_rank(state: str | None) -> int:

@@ -232,7 +232,7 @@ async def _read_files(
     )
     found: dict[tuple[str, str], FileChange] = {}
     for row in await conn.execute(query):
-        change = file_change(row._mapping)
+        change = file_change(row)
         if change.key in changes.files:
             found[change.key] = change
     return found
