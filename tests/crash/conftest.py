@@ -1,8 +1,7 @@
 """Fixtures of the crash suite: batch size, audio, and the broker and MariaDB it may break.
 
 `CRASH_FILES` (default 1,000) and `CRASH_DB_OUTAGE_S` (default 20; `make chaos` uses 60) size
-the scenarios under `make test`; `CRASH_PORT_OFFSET` (default 0) moves the simulator's ports
-so that two crash runs can share a machine.
+the scenarios under `make test`.
 """
 
 import os

@@ -40,18 +40,16 @@ from tests.kafka_helpers import wait_until
 
 log = logging.getLogger(__name__)
 
-# The crash suite's own addresses and ports, so it never collides with the demo or tests/e2e;
-# `CRASH_PORT_OFFSET` moves every port, so two crash runs can share a machine.
-_OFFSET = int(os.environ.get("CRASH_PORT_OFFSET", "0"))
+# The crash suite's own addresses and ports, so it never collides with the demo or tests/e2e.
 CRASH_HOSTS = ("127.0.1.2", "127.0.1.3", "127.0.1.4")
 CRASH_PORTS = {
-    "DENOISE_PORT": str(25010 + _OFFSET),
-    "IVR_PORT": str(25011 + _OFFSET),
-    "LID_PORT": str(25012 + _OFFSET),
-    "STT_PORT": str(25013 + _OFFSET),
+    "DENOISE_PORT": "25010",
+    "IVR_PORT": "25011",
+    "LID_PORT": "25012",
+    "STT_PORT": "25013",
 }
-CRASH_LLM_PORT = 28000 + _OFFSET
-CRASH_CONTROL_PORT = 25099 + _OFFSET
+CRASH_LLM_PORT = 28000
+CRASH_CONTROL_PORT = 25099
 LLM_MAX_CONCURRENCY = 8
 
 # The stages whose files the scenarios count (services/dashboard/summary.py reads them).
