@@ -46,6 +46,7 @@ STT_LANGUAGES = (b"en", b"hi", b"es")
 LLM_MODEL = "cofi-call-analyst"  # the LLM stage's default `LLM_MODEL`
 
 Headers = dict[str, bytes]
+IDLE_S = 3.0  # how long the chain's idle CPU is measured, after the warm-up
 BROKER = "kafka broker"  # its name in `bench.pipeline.shared_usage`
 
 
@@ -263,6 +264,7 @@ class ChainRun:
     simulator_cpu_s: float
     broker_cpu_s: float | None  # the shared broker's, other work included; None if not found
     transcribed: int  # files routed to STT (the rest skipped by triage)
+    idle_cpu_per_s: float = 0.0  # CPU seconds per second its processes used with no work
 
     @property
     def total_cpu_s(self) -> float:
@@ -334,6 +336,12 @@ async def run_chain(
             await wait_for_records(consumer, topics.done, len(warmup), group, timeout_s=180)
             stt_before = (await end_offsets(consumer, [topics.llm("llm1")]))[topics.llm("llm1")]
             pids = {name: p.popen.pid for name, p in group.processes.items()}
+            # Its cost per second with no work, as the pipeline's is measured.
+            idle_from = time.monotonic()
+            idle_before = sum(usage(pid).cpu_s for pid in pids.values())
+            await asyncio.sleep(IDLE_S)
+            idle_cpu = sum(usage(pid).cpu_s for pid in pids.values()) - idle_before
+            idle_cpu_per_s = idle_cpu / (time.monotonic() - idle_from)
             before = {name: usage(pid).cpu_s for name, pid in pids.items()}
             simulator_before = usage(simulator_pid).cpu_s
             broker_before = shared_usage().get(BROKER)
@@ -357,6 +365,7 @@ async def run_chain(
                 else None
             ),
             transcribed=stt_after - stt_before,
+            idle_cpu_per_s=idle_cpu_per_s,
         )
     finally:
         await asyncio.to_thread(group.stop_all)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bench.infra import mean_record_size, reader
-from bench.model_chain import BROKER, ChainRun
+from bench.model_chain import BROKER, IDLE_S, ChainRun
 from bench.pipeline import BenchPipeline, Snapshot, cpu_floor, other_load
 from bench.report import Figure, Section
 from services.dashboard.summary import BatchSummary
@@ -199,6 +199,7 @@ def overhead_section(batch: TimedBatch, chain: Chain) -> Section:
         for name, cpu in run.cpu_s.items()
     )
     idle_per_file = chain.pipeline_idle_cpu_per_s * batch.makespan_s / batch.files
+    chain_idle_per_file = run.idle_cpu_per_s * run.makespan_s / run.files
     with_sim = (pipeline_cpu + pipeline_sim) / (chain_cpu + chain_sim)
     sizes = ", ".join(f"{stage} {size}" for stage, size in chain.sizes.items())
     section.details = [
@@ -221,8 +222,12 @@ def overhead_section(batch: TimedBatch, chain: Chain) -> Section:
         f"(measured while the bare chain ran and the pipeline waited; not broken down: the "
         f"fetch long-polls, heartbeats and metadata refreshes of one consumer per stage and "
         f"host plus the control-topic readers, the tracker's polls), "
-        f"{idle_per_file * 1000:.2f} ms per file over this batch's makespan. A longer batch, or "
-        f"a machine with CPU to spare, makes that share smaller.",
+        f"{idle_per_file * 1000:.2f} ms per file over this batch's makespan; the bare chain's "
+        f"processes {run.idle_cpu_per_s * 1000:.0f} ms per second ({IDLE_S:g} s after its "
+        f"warm-up), {chain_idle_per_file * 1000:.2f} ms per file over its makespan. Without "
+        f"that per-second share on either side the ratio is "
+        f"{(pipeline_cpu - idle_per_file) / (chain_cpu - chain_idle_per_file):.2f}. A longer "
+        f"batch, or a machine with CPU to spare, makes that share smaller.",
         "",
         f"Bare chain: the pipeline's topics (uploads, each GPU stage's topic per host, triage, "
         f"llm1, llm2, done) and process layout (distributor: distribute and triage hops; "
