@@ -1,8 +1,9 @@
 """`python -m bench` (`make bench`): every figure of issue 6, printed and written to reports/.
 
-Order: the realistic-latency run (figure 2) first, then the bare Kafka chain on a quiet
-machine, then the instant-model pipeline that serves figures 1, 3, 4, 5 and 6 in one set of
-processes. Memory batches go on while the time budget allows (`--budget-s`).
+Order: the realistic-latency run (figure 2) first, then the instant-model pipeline that
+serves figures 1, 3, 4, 5 and 6 in one set of processes (figure 1's bare chain calls its
+simulator between its first batch and figure 3). Memory batches go on while the time budget
+allows (`--budget-s`).
 """
 
 import argparse
@@ -24,10 +25,13 @@ from bench.gpu_util import DEFAULT_SCALE as GPU_SCALE
 from bench.gpu_util import SPREADS, gpu_utilization
 from bench.infra import new_run_id
 from bench.latency import light_load_latency
-from bench.overhead import Chain, message_sizes, overhead_section, timed_batch
-from bench.passthrough import chain_makespan
+from bench.model_chain import ChainConfig, run_chain
+from bench.overhead import Chain, cpu_per_file, message_sizes, overhead_section, timed_batch
 from bench.pipeline import (
+    CAPACITY,
     GPU_HOSTS,
+    GPU_PORTS,
+    LLM_PORT,
     ROOT,
     BenchPipeline,
     Infra,
@@ -40,10 +44,12 @@ from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_s
 from bench.tracker_rate import tracker_throughput
 from bench.tracker_scale import tracker_scale
 from cli.processes import exit_on_sigterm
+from services.llm_stage.settings import LlmStageSettings
 
 FIGURES = ("gpu", "overhead", "tracker", "latency", "memory")
 AUDIO_CACHE = ROOT / ".cache" / "bench" / "audio"
 CHAIN_RUNS = 3
+LLM_CONCURRENCY = LlmStageSettings.model_fields["llm_max_concurrency"].default
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -188,7 +194,6 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
     run = BenchRun(args, infra, run_id, paths, env, only, started)
     say(f"logs in {run.artifacts}")
     sections: list[Section] = []
-    chain: Chain | None = None
     try:
         if "gpu" in only:
             say(
@@ -214,12 +219,8 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
                 )
             )
             show(sections[-1])
-            if "overhead" in only:
-                # On a quiet machine, before the pipeline of figure 1 starts.
-                sizes = await message_sizes(infra.bootstrap, prefix, GPU_HOSTS[0])
-                chain = await passthrough(run, sizes, "sampled from the GPU run's topics")
         if only & {"overhead", "tracker", "latency", "memory"}:
-            sections += await instant_runs(run, chain)
+            sections += await instant_runs(run)
         if args.tracker_scale:
             sections.append(await tracker_scale(infra, args.tracker_scale, args.files, say))
             show(sections[-1])
@@ -228,26 +229,49 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
     return sections
 
 
-async def passthrough(run: BenchRun, sizes: list[int], sizes_from: str) -> Chain:
-    """The bare chain, three times (it takes seconds): the median run is the floor."""
-    files = run.args.files
-    say(f"figure 1 floor: bare aiokafka chain, {files:,} records over {len(sizes) - 1} hops")
+async def bare_chain(run: BenchRun, pipeline: BenchPipeline, sizes: dict[str, int]) -> Chain:
+    """The bare chain with the pipeline's model calls, on its simulator, three times."""
+    files = len(run.batch)
+    say(f"figure 1: bare chain with the same model calls, {files:,} files, {CHAIN_RUNS} runs")
+    simulator_pid = pipeline.group.processes["simulator"].popen.pid
+    # The pipeline has no work while the chain runs: what its services use meanwhile is their
+    # cost per second of waiting (polls, heartbeats, commits).
+    idle_before, idle_from = pipeline.usage(), time.monotonic()
     runs = []
     for attempt in range(CHAIN_RUNS):
-        makespan, cpu = await chain_makespan(
-            run.infra.bootstrap,
-            run.prefix(f"p{attempt}"),
-            sizes,
-            files,
-            run.artifacts / "chain",
-            partitions=4,
+        config = ChainConfig(
+            bootstrap=run.infra.bootstrap,
+            prefix=run.prefix(f"c{attempt}"),
+            hosts=list(GPU_HOSTS),
+            sizes=sizes,
+            gpu_ports={
+                stage: int(GPU_PORTS[f"{stage.upper()}_PORT"])
+                for stage in ("denoise", "ivr", "lid", "stt")
+            },
+            llm_url=f"http://127.0.0.1:{LLM_PORT}/v1/chat/completions",
+            # The stages' own limits, and the knobs that change them (--env).
+            capacity=int(run.env.get("GPU_MAX_IN_FLIGHT") or CAPACITY),
+            llm_concurrency=int(run.env.get("LLM_MAX_CONCURRENCY") or LLM_CONCURRENCY),
         )
-        runs.append(Chain(makespan, cpu, sizes, sizes_from))
-        say(f"    bare chain: {makespan:.2f} s, {cpu / files * 1000:.2f} ms CPU per record")
-    return sorted(runs, key=lambda c: c.makespan_s)[len(runs) // 2]
+        result = await run_chain(
+            config, run.batch, run.warmup, run.artifacts / "chain", simulator_pid
+        )
+        runs.append(result)
+        say(
+            f"    bare chain: {result.makespan_s:.2f} s, "
+            f"{result.total_cpu_s / files * 1000:.2f} ms CPU per file"
+        )
+    idle_after, idle_s = pipeline.usage(), time.monotonic() - idle_from
+    idle_cpu = cpu_per_file(
+        {n: u.cpu_s for n, u in idle_before.items()},
+        {n: u.cpu_s for n, u in idle_after.items()},
+        1,
+        exclude=("simulator",),
+    )
+    return Chain(runs, sizes, "sampled from the figure 1 batch's topics", idle_cpu / idle_s)
 
 
-async def instant_runs(run: BenchRun, chain: Chain | None) -> list[Section]:
+async def instant_runs(run: BenchRun) -> list[Section]:
     """Figures 1, 3, 4, 5 and 6 on one pipeline with instant models."""
     args, prefix = run.args, run.prefix("i")
     sections: list[Section] = []
@@ -272,10 +296,8 @@ async def instant_runs(run: BenchRun, chain: Chain | None) -> list[Section]:
         first = await timed_batch(pipeline, f"{prefix}-b1", run.batch, sampler)
         say(f"    makespan {first.makespan_s:.1f} s, other load {first.other_load:.0%}")
         if "overhead" in run.only:
-            if chain is None:
-                sizes = await message_sizes(run.infra.bootstrap, prefix, GPU_HOSTS[0])
-                chain = await passthrough(run, sizes, "sampled from this batch's topics")
-            sections.append(overhead_section(first, chain))
+            sizes = await message_sizes(run.infra.bootstrap, prefix, GPU_HOSTS[0])
+            sections.append(overhead_section(first, await bare_chain(run, pipeline, sizes)))
             show(sections[-1])
         if "tracker" in run.only:
             say("figure 3: a second tracker over the batch's topics")

@@ -42,12 +42,16 @@ GPU_PORTS = {"DENOISE_PORT": "45010", "IVR_PORT": "45011", "LID_PORT": "45012", 
 LLM_PORT = 48000
 CONTROL_PORT = 45099
 WARMUP_FILES = 20
+CAPACITY = 4  # each simulated host serves each stage this many files at a time
 
 
 # The broker and the database serve every run on this machine, not only ours.
+# Where `make infra` keeps them: COFI_CACHE, as the infra scripts read it (a worktree shares
+# the main checkout's).
+INFRA_CACHE = Path(os.environ.get("COFI_CACHE") or ROOT / ".cache")
 SHARED_PID_FILES = {
-    "kafka broker": ROOT / ".cache" / "kafka" / "kafka.pid",
-    "mariadb": ROOT / ".cache" / "mariadb" / "mariadbd.pid",
+    "kafka broker": INFRA_CACHE / "kafka" / "kafka.pid",
+    "mariadb": INFRA_CACHE / "mariadb" / "mariadbd.pid",
 }
 
 
@@ -191,7 +195,7 @@ async def running_pipeline(
     latency_scale: float,
     warmup: Sequence[Path],
     log_dir: Path,
-    capacity: int = 4,
+    capacity: int = CAPACITY,
     extra_env: dict[str, str] | None = None,
     simulator_config: dict[str, object] | None = None,
 ) -> AsyncIterator[BenchPipeline]:

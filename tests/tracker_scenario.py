@@ -3,6 +3,7 @@ them through Kafka or straight into a Tracker, dump and compare the tables."""
 
 import asyncio
 import hashlib
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from shared.events import (
     Event,
     FileContext,
     FileFailed,
+    FileReassigned,
     FileStageCompleted,
     FileUploaded,
     TriageDecision,
@@ -61,12 +63,19 @@ class Scenario:
     failed_stage: dict[str, str] = field(default_factory=dict)
     attempts: set[tuple[str, str, int]] = field(default_factory=set)
     file_errors: int = 0
+    # Files a failover moved (`failovers`): the host and assignment their row must show.
+    moved: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
-def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
+def build_scenario(
+    batch_id: str = "batch-300", n: int = 300, *, failovers: bool = False
+) -> Scenario:
     """`n` files: most done, every tenth failing at some stage, every tenth triaged out,
     every fiftieth failing at ivr and then succeeding on a retry; transient retries as extra
     attempts; one very long and one non-ASCII name; one dead letter and one poison record.
+    With `failovers`, every twenty-fifth file's host gives up at ivr and hands it back
+    (FileReassigned, its failed attempts kept): ivr onwards run on the other host, the
+    events carrying assignment 1 and attempt numbers counting on.
     Events come out in pipeline order (every upload, then every host assignment, ...)."""
     sc = Scenario(batch_id)
     names = [f"call-{i:04d}.wav" for i in range(n)]
@@ -88,6 +97,8 @@ def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
 
     for i, name in enumerate(names):
         host = HOSTS[i % 2]
+        assignment = 0
+        moves = failovers and i % 25 == 9  # never one that fails, is skipped or retried
         fail_at = FAIL_AT[(i // 10) % len(FAIL_AT)] if i % 10 == 3 else None
         skip = i % 10 == 7
         retried = i % 50 == 5
@@ -114,6 +125,27 @@ def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
                 sc.file_errors += 1
                 # The retry goes on numbering where the failed run stopped.
                 attempts = [_attempt(3, host, ok=True, at=at())]
+            if moves and stage == "ivr":
+                bad = [_attempt(k + 1, host, ok=False, at=at()) for k in range(2)]
+                waves["upload"].append(
+                    FileReassigned(
+                        batch_id=batch_id,
+                        file_name=name,
+                        audio_uri=f"s3://audio/{name}",
+                        stage="ivr",
+                        from_host=host,
+                        avoid=(host,),
+                        assignment=1,
+                        attempt_base=2,
+                        reason="host dead",
+                        attempts=tuple(bad),
+                        requested_at=at(),
+                    )
+                )
+                sc.attempts |= {(name, stage, a.number) for a in bad}
+                host, assignment = HOSTS[(i + 1) % 2], 1
+                sc.moved[name] = (host, assignment)
+                attempts = [_attempt(3, host, ok=True, at=at())]
             if stage == "triage":
                 triage = TriageDecision(
                     route="skip" if skip else "stt",
@@ -123,6 +155,7 @@ def build_scenario(batch_id: str = "batch-300", n: int = 300) -> Scenario:
             context = FileContext(
                 audio_uri=f"s3://audio/{name}",
                 host=host,
+                assignment=assignment,
                 triage=triage,
                 transcript="hello" if stage in ("stt", "llm1", "llm2") else None,
             )
@@ -223,12 +256,10 @@ async def dump(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-# Columns that record what the tracker knew when it logged a milestone (its counts and the
-# batch's latest event time then): another split of the same events into polls may log other
-# values there. Everything else is a function of the events alone.
-ORDER_DEPENDENT = {
-    "batchExecutionLog": {"totalFiles", "failedFiles", "skippedFiles", "createdAt"},
-}
+# Columns whose values may depend on the order the events were consumed in: none. A
+# stage's milestones are provisional while it runs and rewritten from the events alone when
+# it completes (services/tracker/milestones.py); every other value is a merge of events.
+ORDER_DEPENDENT: dict[str, set[str]] = {}
 
 
 async def state(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
@@ -271,8 +302,11 @@ async def wait_until(
     await kafka_helpers.wait_until(holds, timeout_s, what, interval_s=0.2)
 
 
+MILESTONE_ORDER = {"stage_start": 0, "stage_progress": 1, "stage_complete": 2}
+
+
 def assert_expected_tables(
-    sc: Scenario, tables: dict[str, list[tuple[Any, ...]]], n: int = 300
+    sc: Scenario, tables: dict[str, list[tuple[Any, ...]]], n: int = 300, interval: int = 100
 ) -> None:
     fd_cols = [c.name for c in file_distribution.c if c.name != "id"]
     files = {
@@ -284,6 +318,8 @@ def assert_expected_tables(
     for name, f in files.items():
         assert f["fileKey"] == hashlib.sha256(name.encode()).hexdigest()
         assert f["batchId"] == sc.batch_id and f["ip"] in HOSTS
+        # `ip` follows the latest assignment, whichever host's events were read first.
+        assert (f["ip"], f["assignment"]) == sc.moved.get(name, (f["ip"], 0)), name
         assert f["createdAt"] is not None and f["updatedAt"] >= f["createdAt"]
         if f["terminalState"] == "done":
             assert [
@@ -331,13 +367,26 @@ def assert_expected_tables(
     assert kinds == {
         "stage_start": 8,
         "stage_complete": 8,
-        "stage_progress": 8 * (n // 100),
+        "stage_progress": 8 * (n // interval),
         "file_error": sc.file_errors,
     }
     progress = sorted(
         (r["stage"], r["processedFiles"]) for r in events if r["eventType"] == "stage_progress"
     )
-    assert progress == sorted((s, k) for s in STAGES for k in range(100, n + 1, 100))
+    assert progress == sorted((s, k) for s in STAGES for k in range(interval, n + 1, interval))
+    # Final milestones (services/tracker/milestones.py): the k-th progress row of a stage is
+    # stamped with the time its (k * interval)-th file got through, so times and counts
+    # grow with k, the start comes first and the completion last; every row knows the total.
+    for stage in STAGES:
+        rows = sorted(
+            (r for r in events if r["stage"] == stage and r["eventType"] != "file_error"),
+            key=lambda r: (MILESTONE_ORDER[r["eventType"]], r["processedFiles"]),
+        )
+        assert [r["eventType"] for r in (rows[0], rows[-1])] == ["stage_start", "stage_complete"]
+        assert {r["totalFiles"] for r in rows} == {n}
+        for a, b in itertools.pairwise(rows):
+            assert a["createdAt"] <= b["createdAt"]
+            assert a["failedFiles"] <= b["failedFiles"] and a["skippedFiles"] <= b["skippedFiles"]
     assert len(tables["deadLetters"]) == 2
 
 
@@ -346,7 +395,7 @@ def assert_expected_tables(
 
 def route(event: Event, topics: Topics) -> tuple[str, bytes]:
     """The topic each event travels on in the pipeline."""
-    if isinstance(event, FileUploaded | BatchClosed):
+    if isinstance(event, FileUploaded | BatchClosed | FileReassigned):
         return topics.uploads, event.batch_id.encode()
     if isinstance(event, BatchCancelled):
         return topics.control, event.batch_id.encode()

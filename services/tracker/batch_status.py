@@ -1,10 +1,10 @@
 """A batch's stage statuses and milestones, recomputed from counts: pure functions, no I/O.
 
-The store reads, for the batches a poll touched, how many files share each combination of
-progress columns (a `FileSignature`), the batch's current row and the milestones already
-logged; `recompute` turns that into the new `batchStatus` row and the new
-`batchExecutionLog` rows. Counts are recomputed, never incremented, so applying a poll twice
-changes nothing.
+The store keeps, per batch, how many files share each combination of progress columns (a
+`FileSignature`); from the counts before and after a poll and the batch's current row,
+`recompute` makes the new `batchStatus` row and the milestones the poll crossed
+(`logged_before`: those the counts before it had crossed). The counts move only with file
+rows that change, so applying a poll twice changes nothing.
 
 How a file counts for a stage (`outcome`):
 - finished: it finished the stage or any later one;
@@ -22,12 +22,15 @@ stay InProgress (or Pending), and the batch's `status` is Cancelled, unless ever
 through anyway (a cancel that came too late), in which case it is Complete.
 
 Every value of the `batchStatus` row is a function of the files' rows, so any order of the
-same events gives the same row. The milestones' `createdAt`, `totalFiles`, `failedFiles`
-and `skippedFiles` record what the tracker knew when it logged them (the batch's latest event
-time and counts then): a replay logs nothing new, but another split of the same events into
-polls may log other values there.
+same events gives the same row. The counts come from `batchStatus.fileCounts`, which the
+store moves with each file row a poll changes (never a recount of the batch). The milestones
+`recompute` logs are provisional: their `createdAt`, `totalFiles`, `failedFiles` and
+`skippedFiles` are what the poll that crossed them knew. When a stage completes, the store
+rewrites them from the events alone (milestones.py), so the final rows do not depend on the
+order of consumption.
 """
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,6 +41,7 @@ from services.tracker.rows import (
     STAGE_PROGRESS,
     STAGE_START,
     BatchTouch,
+    FileChange,
     LogRow,
     sha256_of,
 )
@@ -99,6 +103,71 @@ class FileSignature:
     def _failed_index(self) -> int:
         # A failure that names no stage counts from the first one.
         return index(self.failed_stage) if self.failed_stage else 0
+
+
+def file_signature(c: FileChange) -> FileSignature:
+    """A file's row as the one file of its signature (the columns `store._signatures`
+    groups by: a stage's flag set or its decision made, triage route, terminal state,
+    failed stage)."""
+    key = (c.flags, c.ip is not None, c.triage_route is not None)
+    finished = _FINISHED.get(key)
+    if finished is None:
+        decided = {"ip": key[1], "triageRoute": key[2]}
+        finished = _FINISHED[key] = frozenset(
+            s.name
+            for s in PIPELINE
+            if (s.flag_column is not None and s.flag_column in c.flags)
+            or (s.decision_column is not None and decided[s.decision_column])
+        )
+    return FileSignature(1, finished, c.triage_route, c.terminal_state, c.failed_stage)
+
+
+# The stages a file went through, per (flags, host assigned, triage decided): a few dozen.
+_FINISHED: dict[tuple[frozenset[str], bool, bool], frozenset[str]] = {}
+
+
+SignatureKey = tuple[frozenset[str], str | None, str | None, str | None]
+
+
+def signature_key(sig: FileSignature) -> SignatureKey:
+    return (sig.finished, sig.triage_route, sig.terminal_state, sig.failed_stage)
+
+
+def count_signatures(counts: Mapping[SignatureKey, int]) -> list[FileSignature]:
+    return [
+        FileSignature(n, finished, route, terminal, failed_stage)
+        for (finished, route, terminal, failed_stage), n in counts.items()
+        if n
+    ]
+
+
+def encode_counts(signatures: Iterable[FileSignature]) -> str:
+    """The batch's signature counts as JSON text, in a fixed order (the same counts give the
+    same text): `[["01101000", route, terminal, failedStage, count], ...]`."""
+    merged: dict[SignatureKey, int] = {}
+    for sig in signatures:
+        key = signature_key(sig)
+        merged[key] = merged.get(key, 0) + sig.count
+    entries = sorted(
+        (
+            "".join("1" if s.name in finished else "0" for s in PIPELINE),
+            route or "",
+            terminal or "",
+            failed or "",
+            n,
+        )
+        for (finished, route, terminal, failed), n in merged.items()
+        if n
+    )
+    return json.dumps([[m, r or None, t or None, f or None, n] for m, r, t, f, n in entries])
+
+
+def decode_counts(text: str) -> dict[SignatureKey, int]:
+    out: dict[SignatureKey, int] = {}
+    for marks, route, terminal, failed, n in json.loads(text):
+        finished = frozenset(s.name for s, m in zip(PIPELINE, marks, strict=True) if m == "1")
+        out[(finished, route, terminal, failed)] = int(n)
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,6 +240,9 @@ class BatchStatusRow:
     cancelled_files: int = 0
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+    # How many files of the batch have each signature (`encode_counts`): kept up to date from
+    # each poll's file changes, so a poll never recounts the batch.
+    file_counts: str | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -185,6 +257,24 @@ class LoggedMilestones:
     started: bool = False
     completed: bool = False
     progress: int = 0  # highest processedFiles of its stage_progress rows
+
+
+def logged_before(
+    signatures: Iterable[FileSignature], total_files: int | None, interval: int
+) -> dict[str, LoggedMilestones]:
+    """The milestones a batch's counts before a poll had logged: the poll logs those its
+    new counts add (so no query of batchExecutionLog, whose rows grow with the batch)."""
+    sigs = list(signatures)
+    logged: dict[str, LoggedMilestones] = {}
+    for position, stage in enumerate(PIPELINE):
+        t = tally(sigs, position)
+        complete = stage_status(t, total_files) == COMPLETE
+        logged[stage.name] = LoggedMilestones(
+            started=t.entered > 0 or complete,
+            completed=complete,
+            progress=t.resolved // interval * interval,
+        )
+    return logged
 
 
 def recompute(

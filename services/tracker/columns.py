@@ -6,7 +6,7 @@ columns: `call_id`, `stage_name`), else the column of its camelCase name (`attem
 `attemptKey`). A field without a column fails at import, not in a poll.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Final, Generic, TypeVar
@@ -17,7 +17,15 @@ from sqlalchemy.schema import DefaultClause
 
 from services.tracker.batch_status import BatchStatusRow
 from services.tracker.bulk_insert import Params
-from services.tracker.rows import AttemptRow, DeadLetterRow, FileChange, LogRow, file_key
+from services.tracker.rows import (
+    AttemptRow,
+    DeadLetterRow,
+    FileChange,
+    LogRow,
+    decode_resolutions,
+    encode_resolutions,
+    file_key,
+)
 from services.tracker.tables import (
     FLAG_COLUMNS,
     STATUS_COLUMNS,
@@ -84,10 +92,17 @@ def _or_default(column: Column[Any], value: Any) -> Any:
 ATTEMPT: Final = RowColumns(AttemptRow, processing_logs)
 LOG: Final = RowColumns(LogRow, batch_execution_log)
 DEAD_LETTER: Final = RowColumns(DeadLetterRow, dead_letters)
-# `flags` are one column per flag, and the unique key is a hash of the name.
+# `flags` are one column per flag, `resolutions` one text column, and the unique key is a
+# hash of the name.
 FILE: Final = RowColumns(
-    FileChange, file_distribution, skip={"flags"}, renames={"file_name": "file"}
+    FileChange, file_distribution, skip={"flags", "resolutions"}, renames={"file_name": "file"}
 )
+# What a poll reads of a file's row to merge its changes into (file_change), in this order.
+FILE_READ_COLUMNS: Final = (*FILE.columns, *FLAG_COLUMNS, "stageResolutions")
+_FIELDS: Final = len(FILE.columns)
+_FLAGS_END: Final = _FIELDS + len(FLAG_COLUMNS)
+# One frozenset per combination of flags a row shows, not one per row.
+_FLAG_SETS: dict[tuple[Any, ...], frozenset[str]] = {}
 # `statuses` are one column per stage.
 BATCH: Final = RowColumns(BatchStatusRow, batch_status, skip={"statuses"})
 
@@ -97,7 +112,25 @@ def file_params(c: FileChange) -> Params:
     params["fileKey"] = file_key(c.file_name)
     for name in FLAG_COLUMNS:
         params[name] = 1 if name in c.flags else 0
+    params["stageResolutions"] = encode_resolutions(c.resolutions)
     return params
+
+
+def file_change(row: Sequence[Any]) -> FileChange:
+    """A fileDistribution row (its `FILE_READ_COLUMNS`, in order) as the change that would
+    create it: what a poll merges its changes into. Positional, as rows come by the thousand
+    (none of these columns has a server default to stand in for NULL)."""
+    marks = tuple(row[_FIELDS:_FLAGS_END])
+    flags = _FLAG_SETS.get(marks)
+    if flags is None:
+        flags = _FLAG_SETS[marks] = frozenset(
+            name for name, mark in zip(FLAG_COLUMNS, marks, strict=True) if mark
+        )
+    return FileChange(
+        **dict(zip(FILE.fields, row[:_FIELDS], strict=True)),
+        flags=flags,
+        resolutions=decode_resolutions(row[_FLAGS_END]),
+    )
 
 
 def batch_params(r: BatchStatusRow) -> Params:

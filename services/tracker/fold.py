@@ -15,14 +15,19 @@ from typing import Any, Final, NamedTuple
 from pydantic_core import to_json
 
 from services.tracker.rows import (
+    FAILED,
     FILE_ERROR,
     FILE_START,
+    FINISHED,
+    SKIPPED,
     AttemptRow,
     DeadLetterRow,
     FileChange,
     LogRow,
     PollChanges,
+    Resolutions,
     naive_utc,
+    resolution,
     sha256_of,
 )
 from services.tracker.storable import (
@@ -43,7 +48,7 @@ from shared.events import (
     FileUploaded,
     HostDrained,
 )
-from shared.pipeline import PIPELINE, TRIAGE, following
+from shared.pipeline import PIPELINE, TRIAGE, following, index
 
 TRACKER_CONSUMER: Final = "tracker"
 
@@ -61,6 +66,28 @@ STAGE_OF_TOPIC_HEAD: Final[dict[str, str]] = {
     "done": "done",
     "failed": "failed",
 }
+
+TRIAGE_INDEX: Final = index(TRIAGE)
+POSITION: Final = {s.name: i for i, s in enumerate(PIPELINE)}
+
+
+STAGES_COUNT: Final = len(PIPELINE)
+
+
+def _finished(at: datetime, through: int, skipped: bool) -> Resolutions:
+    """A file that finished the stage at `through` (and so every earlier one); triaged out,
+    it is skipped for every stage after triage."""
+    done: Resolutions = (resolution(at, FINISHED),) * (through + 1)
+    rest = STAGES_COUNT - through - 1
+    if skipped:
+        return done + (resolution(at, SKIPPED),) * rest
+    return done + (None,) * rest
+
+
+def _failed_from(at: datetime, stage: int) -> Resolutions:
+    """A file that failed at `stage`: failed for it and every later stage."""
+    return (None,) * stage + (resolution(at, FAILED),) * (STAGES_COUNT - stage)
+
 
 Decoded = (
     FileUploaded
@@ -173,6 +200,7 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
             triage_route=triage.route if triage else None,
             triage_rule=_short_opt(triage.rule) if triage else None,
             triage_reason=_short_text(triage.reason, MAX_ERROR) if triage else None,
+            resolutions=_finished(at, POSITION[ev.stage], terminal == "skipped"),
         )
     )
     for attempt in ev.attempts:
@@ -201,6 +229,7 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
             failed_stage=ev.stage,
             failed_error=error,
             failed_at=at,
+            resolutions=_failed_from(at, POSITION[ev.stage]),
         )
     )
     for attempt in ev.attempts:

@@ -7,7 +7,7 @@ always yields the same key and a redelivered or replayed event is a no-op in the
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -46,6 +46,55 @@ def naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+# How a file was first resolved for a stage (got through it one way or another), as the
+# letter after its time; letters sort in rank, so a tie in time goes to the lower rank.
+FINISHED: Final = "f"
+SKIPPED: Final = "s"
+FAILED: Final = "x"
+
+# Per stage (PIPELINE order), the earliest event that resolved the file for it:
+# `2026-01-15T09:00:00.010000f`, its time (naive UTC, always with microseconds, so strings
+# sort as times do) and its kind. Empty means none yet; None at a position: not resolved.
+Resolution = str
+Resolutions = tuple[Resolution | None, ...]
+
+
+def resolution(at: datetime, kind: str) -> Resolution:
+    return at.isoformat(timespec="microseconds") + kind
+
+
+def resolution_time(r: Resolution) -> datetime:
+    return datetime.fromisoformat(r[:-1])
+
+
+def merge_resolutions(a: Resolutions, b: Resolutions) -> Resolutions:
+    """Per stage, the earlier resolution (the lower kind on a tie): a join, so any order of
+    the same events gives the same value."""
+    if not b or a == b:
+        return a
+    if not a:
+        return b
+    if len(a) < len(b):
+        a, b = b, a
+    out: list[Resolution | None] = []
+    for i, x in enumerate(a):
+        y = b[i] if i < len(b) else None
+        out.append(x if y is None else y if x is None else min(x, y))
+    return tuple(out)
+
+
+def encode_resolutions(res: Resolutions) -> str:
+    """One field per stage, comma-separated; "" for none (NULL is a row the previous version
+    wrote, whose resolutions are unknown)."""
+    return ",".join(r or "" for r in res)
+
+
+def decode_resolutions(text: str | None) -> Resolutions:
+    if not text:
+        return ()
+    return tuple(field or None for field in text.split(","))
+
+
 def terminal_rank(state: str | None) -> int:
     return TERMINAL_RANK.get(state, 0) if state is not None else 0
 
@@ -81,6 +130,7 @@ class FileChange:
     triage_route: str | None = None
     triage_rule: str | None = None
     triage_reason: str | None = None
+    resolutions: Resolutions = ()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -103,8 +153,11 @@ class FileChange:
             failure = other
         triage = self if self.triage_route is not None else other
         ip = self
-        # Set once per assignment (one assignment has one host); a later assignment wins.
-        if other.ip is not None and (self.ip is None or other.assignment > self.assignment):
+        # One assignment has one host; a later assignment wins (a tie, which should not
+        # happen, goes to the smaller host, so the join does not depend on event order).
+        if other.ip is not None and (
+            self.ip is None or (other.assignment, self.ip) > (self.assignment, other.ip)
+        ):
             ip = other
         return FileChange(
             batch_id=self.batch_id,
@@ -123,7 +176,17 @@ class FileChange:
             triage_route=triage.triage_route,
             triage_rule=triage.triage_rule,
             triage_reason=triage.triage_reason,
+            resolutions=merge_resolutions(self.resolutions, other.resolutions),
         )
+
+    def cancelled_at(self, at: datetime) -> "FileChange":
+        """The file in a batch cancelled at `at`: ended cancelled unless it ended otherwise
+        (the earliest cancel's time, whichever cancel came first)."""
+        if self.terminal_state is None or (
+            self.terminal_state == "cancelled" and self.finished_at != at
+        ):
+            return replace(self, terminal_state="cancelled", finished_at=at)
+        return self
 
 
 @dataclass(frozen=True)

@@ -1,42 +1,71 @@
 """Write a poll's changes in one transaction with bulk, idempotent statements.
 
-Per poll, whatever its size: a locking read of the touched batches' `batchStatus` rows
-(inserted first only for a new batch), one upsert of `fileDistribution` (a row per file,
-merged in Python first; upserts.py), insert-ignores of `processing_logs`, `deadLetters` and
-`batchExecutionLog`, one grouped SELECT of the touched batches' files, one upsert of
-`batchStatus`. Every statement is idempotent (flags only set, set-once values kept, counts
-recomputed), so a replayed poll writes nothing new. MySQL/MariaDB and SQLite differ only in
-upsert syntax; on MySQL the bulk statements go to the driver precompiled (bulk_insert.py).
+Per poll, in work proportional to the poll's events, not to its batches' sizes: a locking
+read of the touched batches' `batchStatus` rows (inserted first only for a new batch), a
+read of the poll's files' rows, merged with the poll's changes in Python
+(`FileChange.merge`), one upsert of the rows that changed, insert-ignores of
+`processing_logs`, `deadLetters` and `batchExecutionLog`, one upsert of `batchStatus`.
+
+A batch's statuses come from its files' signature counts (`batchStatus.fileCounts`), moved
+by each file row the poll changes: a replayed event changes no row, so it moves no count.
+Only what needs every file of a batch reads them, once per change that can move it: the
+batch's `completedAt`, and a stage's final milestones (milestones.py) when the stage
+completes. MySQL/MariaDB and SQLite differ only in upsert syntax; on MySQL the bulk
+statements go to the driver precompiled (bulk_insert.py).
 """
 
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, func, literal_column, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tracker.batch_status import (
+    COMPLETE,
     BatchStatusRow,
     FileSignature,
-    LoggedMilestones,
+    SignatureKey,
+    count_signatures,
+    decode_counts,
+    encode_counts,
+    file_signature,
+    logged_before,
     recompute,
+    signature_key,
 )
 from services.tracker.bulk_insert import Params, execute_many, insert_ignore
 from services.tracker.columns import (
     ATTEMPT,
     DEAD_LETTER,
+    FILE_READ_COLUMNS,
     LOG,
     batch_params,
     batch_row,
+    file_change,
     file_params,
 )
+from services.tracker.milestones import FileResolutions, StageToFinalize, final_milestones
 from services.tracker.rows import (
-    STAGE_COMPLETE,
     STAGE_PROGRESS,
-    STAGE_START,
     FileChange,
     LogRow,
     PollChanges,
+    Resolution,
+    Resolutions,
+    decode_resolutions,
     file_key,
 )
 from services.tracker.tables import (
@@ -46,7 +75,7 @@ from services.tracker.tables import (
     file_distribution,
     processing_logs,
 )
-from services.tracker.upserts import batch_upsert, file_upsert
+from services.tracker.upserts import batch_upsert, file_upsert, log_upsert
 from shared.pipeline import PIPELINE
 
 
@@ -58,10 +87,16 @@ async def apply_changes(
     batch_ids = sorted(changes.batches)
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
     await _reject_late_files(conn, changes, existing)
-    if changes.files:
-        files = [file_params(c) for c in changes.files.values()]
-        await execute_many(conn, "upsert fileDistribution", partial(file_upsert, mysql), files)
-    await _cancel_unfinished_files(conn, changes, existing)
+    before = await _counts_before(conn, existing)
+    counts = {b: dict(c) for b, c in before.items()}
+    cancels = {
+        b: at
+        for b in batch_ids
+        if (at := _min_opt(existing[b].cancelled_at, changes.batches[b].cancelled_at))
+    }
+    touched = await _write_files(conn, changes, counts, cancels, mysql)
+    for batch_id in await _cancel_unfinished_files(conn, changes, existing, counts):
+        touched.setdefault(batch_id, _Touched()).finishes = True
     await insert_ignore(
         conn, processing_logs, [ATTEMPT.params(a) for a in changes.attempts.values()], mysql
     )
@@ -71,26 +106,233 @@ async def apply_changes(
     await insert_ignore(
         conn, batch_execution_log, [LOG.params(r) for r in changes.logs.values()], mysql
     )
-    if not batch_ids:
-        return
-    signatures = await _signatures(conn, batch_ids)
-    logged = await _logged_milestones(conn, batch_ids)
     rows: list[BatchStatusRow] = []
-    milestones: list[LogRow] = []
+    provisional: list[LogRow] = []
+    final: list[LogRow] = []
+    stale: list[Params] = []
     for batch_id in batch_ids:
+        old = existing[batch_id]
+        sigs = count_signatures(counts[batch_id])
+        logged = logged_before(
+            count_signatures(before[batch_id]), old.total_files, progress_interval
+        )
         row, logs = recompute(
-            batch_id,
-            existing.get(batch_id),
-            changes.batches[batch_id],
-            signatures.get(batch_id, []),
-            logged.get(batch_id, {}),
-            progress_interval,
+            batch_id, old, changes.batches[batch_id], sigs, logged, progress_interval
+        )
+        row = replace(row, file_counts=encode_counts(sigs))
+        row, finals, resolved = await _settle(
+            conn, old, row, sigs, touched.get(batch_id, _Touched()), progress_interval
         )
         rows.append(row)
-        milestones += logs
+        final_keys = {r.event_key for r in finals}
+        provisional += [r for r in logs if r.event_key not in final_keys]
+        final += finals
+        stale += [
+            {"batch": batch_id, "stage": stage, "above": n // progress_interval * progress_interval}
+            for stage, n in resolved.items()
+        ]
     params = [batch_params(r) for r in rows]
     await execute_many(conn, "upsert batchStatus", partial(batch_upsert, mysql), params)
-    await insert_ignore(conn, batch_execution_log, [LOG.params(r) for r in milestones], mysql)
+    # Provisional milestones never overwrite (a replay logs nothing new); final ones do.
+    await insert_ignore(conn, batch_execution_log, [LOG.params(r) for r in provisional], mysql)
+    await execute_many(
+        conn, "upsert batchExecutionLog", partial(log_upsert, mysql), [LOG.params(r) for r in final]
+    )
+    if stale:
+        t = batch_execution_log
+        await conn.execute(
+            delete(t).where(
+                t.c.batchId == bindparam("batch"),
+                t.c.stage == bindparam("stage"),
+                t.c.eventType == STAGE_PROGRESS,
+                t.c.processedFiles > bindparam("above"),
+            ),
+            stale,
+        )
+
+
+@dataclass
+class _Touched:
+    """What a poll changed in a batch's files, beyond its counts."""
+
+    # Stage positions where some file's resolution changed; -1: some file's upload time.
+    resolutions: set[int] = field(default_factory=set)
+    finishes: bool = False  # some file's finishedAt changed
+
+
+async def _write_files(
+    conn: AsyncConnection,
+    changes: PollChanges,
+    counts: dict[str, dict[SignatureKey, int]],
+    cancels: dict[str, datetime],
+    mysql: bool,
+) -> dict[str, _Touched]:
+    """Merge the poll's file changes into their rows (read under the batches' locks), write
+    the rows that changed, and move the batches' signature counts with them: a replayed
+    event changes no row, so it moves no count."""
+    touched: dict[str, _Touched] = {}
+    if not changes.files:
+        return touched
+    old_rows = await _read_files(conn, changes)
+    params: list[Params] = []
+    for key, change in changes.files.items():
+        old = old_rows.get(key)
+        new = change if old is None else _merge(old, change)
+        cancelled_at = cancels.get(change.batch_id)
+        if cancelled_at is not None:
+            new = new.cancelled_at(cancelled_at)
+        if new == old:
+            continue
+        params.append(file_params(new))
+        batch = counts[change.batch_id]
+        new_key = signature_key(file_signature(new))
+        batch[new_key] = batch.get(new_key, 0) + 1
+        t = touched.setdefault(change.batch_id, _Touched())
+        if old is None:
+            t.resolutions.update(i for i, r in enumerate(new.resolutions) if r is not None)
+            t.resolutions.add(-1)  # a new file's upload time
+            t.finishes = t.finishes or new.finished_at is not None
+            continue
+        old_key = signature_key(file_signature(old))
+        batch[old_key] = batch.get(old_key, 0) - 1
+        if new.resolutions != old.resolutions:
+            width = max(len(new.resolutions), len(old.resolutions))
+            t.resolutions.update(
+                i for i in range(width) if _at(new.resolutions, i) != _at(old.resolutions, i)
+            )
+        if new.created_at != old.created_at:
+            t.resolutions.add(-1)
+        t.finishes = t.finishes or new.finished_at != old.finished_at
+    await execute_many(conn, "upsert fileDistribution", partial(file_upsert, mysql), params)
+    return touched
+
+
+def _at(res: Resolutions, i: int) -> Resolution | None:
+    return res[i] if i < len(res) else None
+
+
+def _merge(old: FileChange, change: FileChange) -> FileChange:
+    if old.created_at is None or old.updated_at is None:
+        # A row the old system wrote has no times: the events' count.
+        old = replace(
+            old,
+            created_at=old.created_at or change.created_at,
+            updated_at=old.updated_at or change.updated_at,
+        )
+    return old.merge(change)
+
+
+async def _read_files(
+    conn: AsyncConnection, changes: PollChanges
+) -> dict[tuple[str, str], FileChange]:
+    t = file_distribution
+    keys = {file_key(name) for _, name in changes.files}
+    batches = {batch for batch, _ in changes.files}
+    query = select(*(t.c[name] for name in FILE_READ_COLUMNS)).where(
+        t.c.batchId.in_(sorted(batches)), t.c.fileKey.in_(sorted(keys))
+    )
+    found: dict[tuple[str, str], FileChange] = {}
+    for row in await conn.execute(query):
+        change = file_change(row)
+        if change.key in changes.files:
+            found[change.key] = change
+    return found
+
+
+async def _counts_before(
+    conn: AsyncConnection, existing: dict[str, BatchStatusRow]
+) -> dict[str, dict[SignatureKey, int]]:
+    """Each batch's signature counts as its row keeps them; a batch the previous version
+    wrote (no counts yet) is counted once, by a GROUP BY over its files."""
+    counts = {
+        b: decode_counts(row.file_counts)
+        for b, row in existing.items()
+        if row.file_counts is not None
+    }
+    uncounted = sorted(b for b in existing if b not in counts)
+    if uncounted:
+        grouped = await _signatures(conn, uncounted)
+        for b in uncounted:
+            counts[b] = {}
+            for sig in grouped.get(b, []):
+                key = signature_key(sig)
+                counts[b][key] = counts[b].get(key, 0) + sig.count
+    return counts
+
+
+async def _settle(
+    conn: AsyncConnection,
+    old: BatchStatusRow,
+    row: BatchStatusRow,
+    sigs: list[FileSignature],
+    touched: _Touched,
+    interval: int,
+) -> tuple[BatchStatusRow, list[LogRow], dict[str, int]]:
+    """What needs the batch's every file, done only when it can have changed: the batch's
+    `completedAt` (its files' latest finish) when it completes or a finish changes after,
+    and the final milestones of a stage that completes, of a complete stage whose
+    resolutions change, and of every stage of a cancelled batch (milestones.py)."""
+    now = logged_before(sigs, row.total_files, interval)
+    then = dict(old.statuses)
+    stages = [
+        StageToFinalize(position, now[s.name].started, now[s.name].completed)
+        for position, s in enumerate(PIPELINE)
+        if row.cancelled
+        or (
+            now[s.name].completed
+            and (
+                then.get(s.status_column) != COMPLETE
+                # its start depends on the stage before (the first: on the uploads, -1)
+                or not touched.resolutions.isdisjoint((position, position - 1))
+                or row.total_files != old.total_files
+                or row.closed_at != old.closed_at
+            )
+        )
+    ]
+    complete = row.status == COMPLETE
+    completion_moved = complete and (
+        old.status != COMPLETE or touched.finishes or row.closed_at != old.closed_at
+    )
+    if not stages and not completion_moved:
+        completed_at = old.completed_at if complete else None
+        return replace(row, completed_at=completed_at), [], {}
+    files = await _batch_files(conn, row.batch_id)
+    if complete:
+        latest = max((f for _, f, _ in files if f is not None), default=None)
+        row = replace(row, completed_at=_max_opt(latest, row.closed_at) or row.updated_at)
+    if not stages or any(r is None for _, _, r in files):
+        return row, [], {}  # files the previous version wrote have no resolutions: left as is
+    finals, resolved = final_milestones(
+        row.batch_id,
+        stages,
+        [FileResolutions(c, decode_resolutions(r)) for c, _, r in files],
+        total_files=row.total_files,
+        closed_at=row.closed_at,
+        interval=interval,
+    )
+    return row, finals, resolved
+
+
+async def _batch_files(
+    conn: AsyncConnection, batch_id: str
+) -> list[tuple[datetime | None, datetime | None, str | None]]:
+    t = file_distribution
+    query = select(t.c.createdAt, t.c.finishedAt, t.c.stageResolutions).where(
+        t.c.batchId == batch_id
+    )
+    return [(r[0], r[1], r[2]) for r in await conn.execute(query)]
+
+
+def _min_opt(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return min(a, b)
+
+
+def _max_opt(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return max(a, b)
 
 
 async def _lock_batches(
@@ -170,6 +412,7 @@ def _new_batch_rows(changes: PollChanges, batch_ids: list[str]) -> list[Params]:
             "batchId": b,
             "createdAt": changes.batches[b].first_at,
             "updatedAt": changes.batches[b].last_at,
+            "fileCounts": encode_counts(()),  # no files yet
         }
         for b in batch_ids
     ]
@@ -188,27 +431,40 @@ async def _select_for_update(
 
 
 async def _cancel_unfinished_files(
-    conn: AsyncConnection, changes: PollChanges, existing: dict[str, BatchStatusRow]
-) -> None:
+    conn: AsyncConnection,
+    changes: PollChanges,
+    existing: dict[str, BatchStatusRow],
+    counts: dict[str, dict[SignatureKey, int]],
+) -> list[str]:
     """Files of a cancelled batch that have no terminal state never will (stages stop
-    starting them): they end `cancelled` at the batch's cancel time. Run in every poll that
-    touches a cancelled batch, so files first seen after the cancel are caught too; a file
-    that finishes anyway later still ends done, skipped or failed (they outrank cancelled)."""
+    starting them): they end `cancelled` at the batch's earliest cancel time. The poll's own
+    files got that in the merge; the batch's other files get it here, once, when the poll
+    brings the batch's first (or an earlier) cancel. A file that finishes anyway later still
+    ends done, skipped or failed (they outrank cancelled). Returns the batches updated."""
     params: list[Params] = []
     for batch_id, touch in changes.batches.items():
-        old = existing.get(batch_id)
-        times = [t for t in (old.cancelled_at if old else None, touch.cancelled_at) if t]
-        if times:
-            params.append({"batch": batch_id, "at": min(times)})
+        at, old = touch.cancelled_at, existing[batch_id].cancelled_at
+        if at is None or (old is not None and old <= at):
+            continue
+        params.append({"batch": batch_id, "at": at})
+        batch = counts[batch_id]
+        for key in [k for k in batch if k[2] is None]:  # no terminal state yet
+            moved = (key[0], key[1], "cancelled", key[3])
+            batch[moved] = batch.get(moved, 0) + batch.pop(key)
     if not params:
-        return
+        return []
     t = file_distribution
+    unfinished = or_(
+        t.c.terminalState.is_(None),
+        and_(t.c.terminalState == "cancelled", t.c.finishedAt > bindparam("at")),
+    )
     await conn.execute(
         update(t)
-        .where(t.c.batchId == bindparam("batch"), t.c.terminalState.is_(None))
+        .where(t.c.batchId == bindparam("batch"), unfinished)
         .values(terminalState="cancelled", finishedAt=bindparam("at")),
         params,
     )
+    return [p["batch"] for p in params]
 
 
 async def _signatures(
@@ -246,31 +502,3 @@ async def _signatures(
             )
         )
     return result
-
-
-async def _logged_milestones(
-    conn: AsyncConnection, batch_ids: list[str]
-) -> dict[str, dict[str, LoggedMilestones]]:
-    t = batch_execution_log
-    keys = [t.c.batchId, t.c.stage, t.c.eventType]
-    query = (
-        select(*keys, func.max(t.c.processedFiles))
-        .where(
-            t.c.batchId.in_(batch_ids),
-            t.c.eventType.in_([STAGE_START, STAGE_PROGRESS, STAGE_COMPLETE]),
-        )
-        .group_by(*keys)
-    )
-    found: dict[str, dict[str, LoggedMilestones]] = {}
-    for row in await conn.execute(query):
-        batch_id, stage, event_type, processed = (row[0], row[1], row[2], row[3])
-        stages = found.setdefault(batch_id, {})
-        m = stages.get(stage, LoggedMilestones())
-        if event_type == STAGE_START:
-            m = LoggedMilestones(True, m.completed, m.progress)
-        elif event_type == STAGE_COMPLETE:
-            m = LoggedMilestones(m.started, True, m.progress)
-        else:
-            m = LoggedMilestones(m.started, m.completed, int(processed or 0))
-        stages[stage] = m
-    return found

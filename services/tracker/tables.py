@@ -62,7 +62,9 @@ file_distribution = Table(
     Column("createdAt", Timestamp),
     Column("updatedAt", Timestamp),
     Column("finishedAt", Timestamp),
-    # Migration 0005: which assignment `ip` is (0 the distributor's first; failovers count up).
+    # Added by 0005: per stage, when and how the file first got through it (rows.py).
+    Column("stageResolutions", Text),
+    # Added by 0006: which assignment `ip` is (0 the distributor's first; failovers count up).
     Column("assignment", Integer, nullable=False, server_default="0"),
     UniqueConstraint("batchId", "fileKey", name="uq_fileDistribution_batch_file"),
 )
@@ -88,6 +90,8 @@ batch_status = Table(
     Column("cancelledFiles", Integer, nullable=False, server_default="0"),
     Column("cancelledAt", Timestamp),
     Column("cancelReason", Text),
+    # Added by 0005: the batch's files counted per signature (batch_status.py encode_counts).
+    Column("fileCounts", Text),
     UniqueConstraint("batchId", name="uq_batchStatus_batchId"),
 )
 

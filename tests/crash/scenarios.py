@@ -23,6 +23,7 @@ from tests.crash.cluster import describe_quorum, leaders, wait_fully_replicated
 from tests.crash.harness import ChaosRun, ChaosSettings, Infra, ServiceDied, chaos_run
 from tests.crash.infra import PrivateCluster, PrivateKafka, PrivateMariaDB, fresh_database
 from tests.crash.invariants import Outcome, check, read_to_end
+from tests.crash.rebuild import lose_the_database, rebuild_agrees
 from tests.kafka_helpers import wait_until
 
 
@@ -757,6 +758,12 @@ SCENARIOS: dict[str, Scenario] = {
             "SIGTERM every service in turn, restart it",
             rolling_restart,
             latency_scale=2.0,
+        ),
+        Scenario(
+            "database_lost",
+            "the tracker's database dropped mid-batch; a fresh tracker rebuilds from the topics",
+            lose_the_database,
+            extra_check=rebuild_agrees,
         ),
         Scenario(
             "poison_and_duplicates",

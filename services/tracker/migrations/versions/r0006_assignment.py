@@ -5,15 +5,15 @@ back) counts up, and the tracker keeps the host of the highest, so `ip` follows 
 A plain ADD COLUMN on both dialects: SQLite does not rebuild the table, so the views of 0004
 stay as they are.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
