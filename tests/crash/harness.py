@@ -122,6 +122,10 @@ class Fault:
     terminal: int = 0
     # Model calls the simulator was serving at the fault, per stage (when a scenario asks).
     in_flight: dict[str, int] = field(default_factory=dict)
+    # A step that ends a fault or observes progress under it (a broker or the database back):
+    # it may come after the batch has finished. Only the fault itself must be mid-batch; how
+    # long a killed JVM's log recovery takes is no test of the pipeline.
+    recovery: bool = False
 
     @property
     def in_flight_bound(self) -> int:
@@ -274,6 +278,8 @@ class ChaosRun:
         what: str,
         windows: dict[str, int] | None = None,
         in_flight: dict[str, int] | None = None,
+        *,
+        recovery: bool = False,
     ) -> Fault:
         terminal = stage_count(self.last_summary, "terminal") if self.last_summary else 0
         fault = Fault(
@@ -283,6 +289,7 @@ class ChaosRun:
             dict(windows or {}),
             terminal,
             dict(in_flight or {}),
+            recovery,
         )
         self.faults.append(fault)
         return fault

@@ -78,7 +78,7 @@ async def kill_broker(run: ChaosRun, infra: Breakables) -> None:
     run.record("kill -9 the broker (when llm1 had 30%)", run.all_windows())
     await asyncio.to_thread(infra.kafka.kill9)
     await asyncio.to_thread(infra.kafka.start)
-    run.record("broker restarted")
+    run.record("broker restarted", recovery=True)
 
 
 # -- 3. stop the database --------------------------------------------------------------------
@@ -95,7 +95,7 @@ async def stop_database(run: ChaosRun, infra: Breakables) -> None:
         run.assert_alive()
         await asyncio.sleep(min(1.0, max(0.0, until - loop.time())))
     await asyncio.to_thread(infra.mariadb.start)
-    run.record("MariaDB started again")
+    run.record("MariaDB started again", recovery=True)
     if run.group.processes["tracker"].popen.pid != tracker_pid:
         raise ServiceDied("the tracker was restarted during the database outage")
 
@@ -435,7 +435,9 @@ async def moves_on(run: ChaosRun, what: str) -> None:
     start = await run.progress("terminal")
     target = min(run.files, start + step)
     await run.wait_for("terminal", target / run.files, timeout_s=180)
-    run.record(f"{what}: {await run.progress('terminal') - start} more files finished")
+    run.record(
+        f"{what}: {await run.progress('terminal') - start} more files finished", recovery=True
+    )
 
 
 async def back_in_sync(run: ChaosRun, cluster: PrivateCluster, node: int) -> None:
@@ -444,7 +446,8 @@ async def back_in_sync(run: ChaosRun, cluster: PrivateCluster, node: int) -> Non
     )
     run.record(
         f"broker {node} back: every partition has {CLUSTER_REPLICAS} in-sync replicas "
-        f"{took:.1f}s after its start returned"
+        f"{took:.1f}s after its start returned",
+        recovery=True,
     )
 
 
@@ -461,7 +464,7 @@ async def broker_leader_killed(run: ChaosRun, infra: Breakables) -> None:
     await asyncio.to_thread(cluster.kill9, node)
     await moves_on(run, f"broker {node} down")
     await asyncio.to_thread(cluster.start, node)
-    run.record(f"broker {node} restarted")
+    run.record(f"broker {node} restarted", recovery=True)
     await back_in_sync(run, cluster, node)
 
 
@@ -493,7 +496,7 @@ async def controller_killed(run: ChaosRun, infra: Breakables) -> None:
     )
     await moves_on(run, f"controller {node} down")
     await asyncio.to_thread(cluster.start, node)
-    run.record(f"node {node} restarted")
+    run.record(f"node {node} restarted", recovery=True)
     await back_in_sync(run, cluster, node)
 
 
