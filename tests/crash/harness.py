@@ -126,7 +126,10 @@ class Fault:
     terminal: int = 0
     # Model calls the simulator was serving at the fault, per stage (when a scenario asks).
     in_flight: dict[str, int] = field(default_factory=dict)
-    # A fault that belongs after the batch finished (an upload after it completed).
+    # A step that may come after the batch has finished: a fault's end or progress observed
+    # under it (a broker or the database back; only the fault itself must be mid-batch, and how
+    # long a killed JVM's log recovery takes is no test of the pipeline), or a fault that
+    # belongs after the batch (an upload after it completed).
     after_finish: bool = False
 
     @property
@@ -280,6 +283,7 @@ class ChaosRun:
         what: str,
         windows: dict[str, int] | None = None,
         in_flight: dict[str, int] | None = None,
+        *,
         after_finish: bool = False,
     ) -> Fault:
         terminal = stage_count(self.last_summary, "terminal") if self.last_summary else 0

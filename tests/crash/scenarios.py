@@ -82,7 +82,7 @@ async def kill_broker(run: ChaosRun, infra: Breakables) -> None:
     run.record("kill -9 the broker (when llm1 had 30%)", run.all_windows())
     await asyncio.to_thread(infra.kafka.kill9)
     await asyncio.to_thread(infra.kafka.start)
-    run.record("broker restarted")
+    run.record("broker restarted", after_finish=True)
 
 
 # -- 3. stop the database --------------------------------------------------------------------
@@ -94,7 +94,7 @@ async def stop_database(run: ChaosRun, infra: Breakables) -> None:
     await asyncio.to_thread(infra.mariadb.stop)
     await hold(run, run.settings.db_outage_s)
     await asyncio.to_thread(infra.mariadb.start)
-    run.record("MariaDB started again")
+    run.record("MariaDB started again", after_finish=True)
     if run.group.processes["tracker"].popen.pid != tracker_pid:
         raise ServiceDied("the tracker was restarted during the database outage")
 
@@ -616,7 +616,9 @@ async def moves_on(run: ChaosRun, what: str) -> None:
     start = await run.progress("terminal")
     target = min(run.files, start + step)
     await run.wait_for("terminal", target / run.files, timeout_s=180)
-    run.record(f"{what}: {await run.progress('terminal') - start} more files finished")
+    run.record(
+        f"{what}: {await run.progress('terminal') - start} more files finished", after_finish=True
+    )
 
 
 async def back_in_sync(run: ChaosRun, cluster: PrivateCluster, node: int) -> None:
@@ -625,7 +627,8 @@ async def back_in_sync(run: ChaosRun, cluster: PrivateCluster, node: int) -> Non
     )
     run.record(
         f"broker {node} back: every partition has {CLUSTER_REPLICAS} in-sync replicas "
-        f"{took:.1f}s after its start returned"
+        f"{took:.1f}s after its start returned",
+        after_finish=True,
     )
 
 
@@ -642,7 +645,7 @@ async def broker_leader_killed(run: ChaosRun, infra: Breakables) -> None:
     await asyncio.to_thread(cluster.kill9, node)
     await moves_on(run, f"broker {node} down")
     await asyncio.to_thread(cluster.start, node)
-    run.record(f"broker {node} restarted")
+    run.record(f"broker {node} restarted", after_finish=True)
     await back_in_sync(run, cluster, node)
 
 
@@ -674,7 +677,7 @@ async def controller_killed(run: ChaosRun, infra: Breakables) -> None:
     )
     await moves_on(run, f"controller {node} down")
     await asyncio.to_thread(cluster.start, node)
-    run.record(f"node {node} restarted")
+    run.record(f"node {node} restarted", after_finish=True)
     await back_in_sync(run, cluster, node)
 
 
