@@ -130,7 +130,7 @@ class Fault:
     # under it (a broker or the database back; only the fault itself must be mid-batch, and how
     # long a killed JVM's log recovery takes is no test of the pipeline), or a fault that
     # belongs after the batch (an upload after it completed).
-    after_finish: bool = False
+    may_follow_batch: bool = False
 
     @property
     def in_flight_bound(self) -> int:
@@ -284,7 +284,7 @@ class ChaosRun:
         windows: dict[str, int] | None = None,
         in_flight: dict[str, int] | None = None,
         *,
-        after_finish: bool = False,
+        may_follow_batch: bool = False,
     ) -> Fault:
         terminal = stage_count(self.last_summary, "terminal") if self.last_summary else 0
         fault = Fault(
@@ -294,7 +294,7 @@ class ChaosRun:
             dict(windows or {}),
             terminal,
             dict(in_flight or {}),
-            after_finish,
+            may_follow_batch,
         )
         self.faults.append(fault)
         return fault

@@ -200,7 +200,7 @@ async def check(run: ChaosRun) -> Outcome:
     _check_topics(out, run, names, files, records)
     _check_logs(out, files, logs)
     _check_redundancy(out, run, logs, await run.sim_stats())
-    late = [f.what for f in run.faults if f.terminal >= run.files and not f.after_finish]
+    late = [f.what for f in run.faults if f.terminal >= run.files and not f.may_follow_batch]
     if late:
         out.fail(f"faults after the batch had finished, not mid-batch: {late}")
     out.host_rates = _host_rates(files)

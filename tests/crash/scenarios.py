@@ -82,7 +82,7 @@ async def kill_broker(run: ChaosRun, infra: Breakables) -> None:
     run.record("kill -9 the broker (when llm1 had 30%)", run.all_windows())
     await asyncio.to_thread(infra.kafka.kill9)
     await asyncio.to_thread(infra.kafka.start)
-    run.record("broker restarted", after_finish=True)
+    run.record("broker restarted", may_follow_batch=True)
 
 
 # -- 3. stop the database --------------------------------------------------------------------
@@ -94,7 +94,7 @@ async def stop_database(run: ChaosRun, infra: Breakables) -> None:
     await asyncio.to_thread(infra.mariadb.stop)
     await hold(run, run.settings.db_outage_s)
     await asyncio.to_thread(infra.mariadb.start)
-    run.record("MariaDB started again", after_finish=True)
+    run.record("MariaDB started again", may_follow_batch=True)
     if run.group.processes["tracker"].popen.pid != tracker_pid:
         raise ServiceDied("the tracker was restarted during the database outage")
 
@@ -329,7 +329,7 @@ async def late_upload(run: ChaosRun, infra: Breakables) -> None:
     # The distributor cannot know the batch is full: the file runs through the stages once,
     # the tracker writes none of it.
     run.record(
-        f"upload {LATE_FILE} after the batch completed", {"distribute": 1}, after_finish=True
+        f"upload {LATE_FILE} after the batch completed", {"distribute": 1}, may_follow_batch=True
     )
     producer = make_producer(run.config.bootstrap, "crash-late-upload")
     await producer.start()
@@ -617,7 +617,8 @@ async def moves_on(run: ChaosRun, what: str) -> None:
     target = min(run.files, start + step)
     await run.wait_for("terminal", target / run.files, timeout_s=180)
     run.record(
-        f"{what}: {await run.progress('terminal') - start} more files finished", after_finish=True
+        f"{what}: {await run.progress('terminal') - start} more files finished",
+        may_follow_batch=True,
     )
 
 
@@ -628,7 +629,7 @@ async def back_in_sync(run: ChaosRun, cluster: PrivateCluster, node: int) -> Non
     run.record(
         f"broker {node} back: every partition has {CLUSTER_REPLICAS} in-sync replicas "
         f"{took:.1f}s after its start returned",
-        after_finish=True,
+        may_follow_batch=True,
     )
 
 
@@ -645,7 +646,7 @@ async def broker_leader_killed(run: ChaosRun, infra: Breakables) -> None:
     await asyncio.to_thread(cluster.kill9, node)
     await moves_on(run, f"broker {node} down")
     await asyncio.to_thread(cluster.start, node)
-    run.record(f"broker {node} restarted", after_finish=True)
+    run.record(f"broker {node} restarted", may_follow_batch=True)
     await back_in_sync(run, cluster, node)
 
 
@@ -677,7 +678,7 @@ async def controller_killed(run: ChaosRun, infra: Breakables) -> None:
     )
     await moves_on(run, f"controller {node} down")
     await asyncio.to_thread(cluster.start, node)
-    run.record(f"node {node} restarted", after_finish=True)
+    run.record(f"node {node} restarted", may_follow_batch=True)
     await back_in_sync(run, cluster, node)
 
 
