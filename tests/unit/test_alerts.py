@@ -22,8 +22,6 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 COMPOSE = ROOT / "docker-compose.yml"
-# Alerted on before the code exports it: the stage circuit breaker is another issue's work.
-NOT_YET_EXPORTED = {"cofi_stage_circuit_open"}
 # Prometheus' own series.
 PROMETHEUS_SERIES = {"up"}
 
@@ -109,7 +107,7 @@ def known_series() -> set[str]:
             exported |= {f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum")}
     exported |= {f"{name}_count" for name in exported} | {f"{name}_total" for name in exported}
     recorded = {rule["record"] for rule in rules() if "record" in rule}
-    return exported | recorded | NOT_YET_EXPORTED | PROMETHEUS_SERIES
+    return exported | recorded | PROMETHEUS_SERIES
 
 
 def series_in(expr: str) -> set[str]:
