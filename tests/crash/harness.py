@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cli.audio import write_corrupt, write_wav
+from cli.audio import CallLengths, file_name, write_corrupt, write_one, write_wav
 from cli.pipeline import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup, ServiceProcess, service_argv
 from cli.upload import submit
@@ -103,6 +103,21 @@ def make_audio(folder: Path, count: int, corrupt: int = 0, short: int = 0) -> li
             else:
                 shutil.copyfile(normal[i % len(normal)], path)
         paths.append(path)
+    return paths
+
+
+def make_call_audio(
+    folder: Path, count: int, corrupt: int, short: int, lengths: CallLengths
+) -> list[Path]:
+    """`count` calls of heavy-tailed `lengths` as `cofi submit --synthetic` writes them, kept
+    under `folder` for the next run (a `.complete` marker once all are written)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / file_name(i) for i in range(count)]
+    if not (folder / ".complete").exists():
+        for i, length_s in enumerate(lengths.draw(count)):
+            if not paths[i].exists():
+                write_one(folder, i, length_s, corrupt, short)
+        (folder / ".complete").touch()
     return paths
 
 

@@ -15,13 +15,21 @@ from typing import Literal
 
 from sqlalchemy import text
 
+from cli.audio import CallLengths
 from services.tracker.fold import stage_of_topic
 from shared.events import BatchClosed, FileUploaded, encode
 from shared.kafka import make_producer
 from shared.stages import GPU_STAGES
 from tests.crash.cluster import describe_quorum, leaders, wait_fully_replicated
-from tests.crash.harness import ChaosRun, ChaosSettings, Infra, ServiceDied, chaos_run
-from tests.crash.infra import PrivateCluster, PrivateKafka, PrivateMariaDB, fresh_database
+from tests.crash.harness import (
+    ChaosRun,
+    ChaosSettings,
+    Infra,
+    ServiceDied,
+    chaos_run,
+    make_call_audio,
+)
+from tests.crash.infra import CACHE, PrivateCluster, PrivateKafka, PrivateMariaDB, fresh_database
 from tests.crash.invariants import Outcome, check, read_to_end
 from tests.crash.rebuild import lose_the_database, rebuild_agrees
 from tests.kafka_helpers import wait_until
@@ -56,6 +64,8 @@ class Scenario:
     latency_scale: float | None = None
     # Assert the healthy hosts keep >= 0.9 of their throughput in a run without the fault.
     isolation: bool = False
+    # Calls of these heavy-tailed lengths instead of the suite's two-second calls.
+    call_lengths: CallLengths | None = None
 
 
 # -- 1. kill -9 each service type in turn ---------------------------------------------------
@@ -503,19 +513,12 @@ async def poison_dead_lettered(run: ChaosRun, outcome: Outcome) -> None:
 
 
 # -- 8. long calls: kill -9 a GPU consumer while they run, add a consumer while they run -------
-# Spread call lengths on one host, so that long calls are in flight while the calls after them
-# finish (the finished offsets above the low-water mark ride in the commits' metadata): every
-# model call there takes latency + uniform(0, LONG_CALLS_JITTER_S) seconds, times the latency
-# scale (0.05 in the crash suite: up to 1 s, against ~10 ms for the other hosts' calls).
-# Heavy-tailed audio (issue 10 section 1) makes the same point with real call lengths.
-LONG_CALLS_JITTER_S = 20.0
-
-
-async def long_calls_on_first_host(run: ChaosRun) -> None:
-    host = run.settings.hosts[0]
-    await run.set_faults(host=host, jitter_s=LONG_CALLS_JITTER_S)
-    longest = LONG_CALLS_JITTER_S * run.settings.latency_scale
-    run.record(f"{host}: model calls up to {longest:.1f}s longer (uniform), for the whole batch")
+# Real call lengths (issue 10): lognormal, median 3.5 minutes, up to an hour, so a model call
+# takes from ~0.1 s to ~3 s at this latency scale and long calls are in flight while the calls
+# after them finish (the finished offsets above the low-water mark ride in the commits'
+# metadata). At 0.02 the simulated GPU work of 10,000 such calls takes ~4 minutes on 3 hosts.
+HEAVY_TAIL = CallLengths()
+HEAVY_TAIL_LATENCY_SCALE = 0.02
 
 
 async def wait_calls_in_flight(run: ChaosRun, host: str, at_least: int) -> dict[str, int]:
@@ -779,15 +782,17 @@ SCENARIOS: dict[str, Scenario] = {
             "heavy_tail_gpu_kill",
             "kill -9 a GPU-stage process while long model calls run on its host; restart it",
             heavy_tail_gpu_kill,
-            before_submit=long_calls_on_first_host,
             extra_check=redone_against_in_flight,
+            latency_scale=HEAVY_TAIL_LATENCY_SCALE,
+            call_lengths=HEAVY_TAIL,
         ),
         Scenario(
             "scale_up_mid_batch",
             "a second GPU-stage process joins a host while long model calls run there",
             scale_up_mid_batch,
-            before_submit=long_calls_on_first_host,
             extra_check=nothing_redone,
+            latency_scale=HEAVY_TAIL_LATENCY_SCALE,
+            call_lengths=HEAVY_TAIL,
         ),
         # Broker loss: the 3-node cluster (tests/crash/test_broker_loss.py).
         Scenario(
@@ -828,6 +833,8 @@ async def run_scenario(
     """Run one scenario on a fresh pipeline and database; never raises on a violation."""
     if scenario.latency_scale is not None:
         settings = replace(settings, latency_scale=scenario.latency_scale)
+    if scenario.call_lengths is not None:
+        paths = await asyncio.to_thread(heavy_tailed_audio, settings, scenario.call_lengths)
     if scenario.isolation:
         await ensure_baseline(settings, infra, paths, log_dir.parent / "baseline")
     on = infra.shared
@@ -870,6 +877,13 @@ async def run_scenario(
         if scenario.isolation:
             await isolation_kept(run, outcome)
         return outcome
+
+
+def heavy_tailed_audio(settings: ChaosSettings, lengths: CallLengths) -> list[Path]:
+    corrupt = int(settings.files * settings.corrupt_share)
+    short = int(settings.files * settings.short_share)
+    folder = CACHE / "crash-audio" / f"{settings.files}-{corrupt}-{short}-{lengths.label()}"
+    return make_call_audio(folder, settings.files, corrupt, short, lengths)
 
 
 async def ensure_baseline(
