@@ -223,9 +223,11 @@ cmd_start() {
   init_datadir
   launch
   local i
-  for i in $(seq 50); do [[ -s "$PIDFILE" ]] && break; sleep 0.1; done
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  [[ -n "$pid" ]] || die "mariadbd did not start (no pid file; see $OUTLOG)"
+  # mariadbd rewrites its pid file only after InnoDB starts, which can take seconds on a busy
+  # machine: find it by pid file or by its data directory.
+  pid=""
+  for i in $(seq 100); do pid="$(own_pid)" && break; sleep 0.1; done
+  [[ -n "$pid" ]] || die "mariadbd did not start (no process for $DATA; see $OUTLOG)"
   wait_ping "$pid"
   ensure_app_user
   own_answers || die "started, but $APP_USER@127.0.0.1:$MARIADB_PORT cannot log in"
