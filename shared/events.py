@@ -183,7 +183,8 @@ class BatchCancelled(Event):
 
 UploadEvent = Annotated[FileUploaded | BatchClosed | FileReassigned, Field(discriminator="type")]
 ControlEvent = Annotated[BatchCancelled | HostDrained, Field(discriminator="type")]
-AnyEvent = Annotated[
+# Every event on every topic: what the tracker folds and a dead-letter replay decodes.
+PipelineEvent = (
     FileUploaded
     | BatchClosed
     | FileStageCompleted
@@ -191,9 +192,9 @@ AnyEvent = Annotated[
     | DeadLetter
     | BatchCancelled
     | FileReassigned
-    | HostDrained,
-    Field(discriminator="type"),
-]
+    | HostDrained
+)
+AnyEvent = Annotated[PipelineEvent, Field(discriminator="type")]
 
 # A union has no model config of its own: its adapter is told the same (see `Event`).
 KEYS_ONLY = ConfigDict(cache_strings="keys")
@@ -203,16 +204,7 @@ upload_event: TypeAdapter[FileUploaded | BatchClosed | FileReassigned] = TypeAda
 control_event: TypeAdapter[BatchCancelled | HostDrained] = TypeAdapter(
     ControlEvent, config=KEYS_ONLY
 )
-any_event: TypeAdapter[
-    FileUploaded
-    | BatchClosed
-    | FileStageCompleted
-    | FileFailed
-    | DeadLetter
-    | BatchCancelled
-    | FileReassigned
-    | HostDrained
-] = TypeAdapter(AnyEvent, config=KEYS_ONLY)
+any_event: TypeAdapter[PipelineEvent] = TypeAdapter(AnyEvent, config=KEYS_ONLY)
 
 
 def encode(event: Event) -> bytes:

@@ -47,6 +47,7 @@ from shared.events import (
     FileStageCompleted,
     FileUploaded,
     HostDrained,
+    PipelineEvent,
 )
 from shared.pipeline import PIPELINE, TRIAGE, following, index
 
@@ -89,16 +90,7 @@ def _failed_from(at: datetime, stage: int) -> Resolutions:
     return (None,) * stage + (resolution(at, FAILED),) * (STAGES_COUNT - stage)
 
 
-Decoded = (
-    FileUploaded
-    | BatchClosed
-    | FileStageCompleted
-    | FileFailed
-    | DeadLetter
-    | BatchCancelled
-    | FileReassigned
-    | HostDrained
-)
+Decoded = PipelineEvent
 
 
 class RecordMeta(NamedTuple):
