@@ -68,7 +68,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--memory-batches", type=int, default=TARGET_BATCHES, help="batches for figure 5 (max)"
     )
     p.add_argument(
-        "--budget-s", type=float, default=840, help="stop adding memory batches past this"
+        "--budget-s", type=float, default=1200, help="stop adding memory batches past this"
     )
     p.add_argument("--only", default=",".join(FIGURES), help=f"subset of {','.join(FIGURES)}")
     p.add_argument(
