@@ -169,7 +169,8 @@ async def retire(run: ChaosRun, name: str) -> None:
 # -- 5. a faulty GPU host, and a GPU host that dies -------------------------------------------
 async def faulty_host_faults(run: ChaosRun) -> None:
     host = run.settings.hosts[0]
-    await run.set_faults(host=host, error_rate=0.2, timeout_rate=0.1, hang_s=2.0)
+    # Hangs outlast the client's timeout (1 s + 0.1 s per audio second): they time out.
+    await run.set_faults(host=host, error_rate=0.2, timeout_rate=0.1, hang_s=4.0)
     run.record(f"{host}: 20% 503, 10% hang past the client timeout, for the whole batch")
 
 
@@ -730,10 +731,14 @@ SCENARIOS: dict[str, Scenario] = {
             "faulty_host",
             "a GPU host answering 20% 5xx and 10% timeouts for the whole batch",
             nothing,
-            extra_env={"GPU_REQUEST_TIMEOUT_S": "0.5"},
+            # Above the healthy model times at this scale (0.2-0.3 s), below the hangs (4 s).
+            extra_env={"GPU_REQUEST_TIMEOUT_S": "1.0"},
             before_submit=faulty_host_faults,
             extra_check=healthy_hosts_unharmed,
             isolation=True,
+            # As host_dead_fails_over: at 0.05 the faulty host's retries took CPU from the
+            # healthy hosts on 2 cores (CI measured 0.89).
+            latency_scale=ISOLATION_LATENCY_SCALE,
         ),
         Scenario(
             "host_dead_fails_over",
