@@ -14,9 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.database_helpers import fresh_database
 
 # The local broker is one node (infra/kafka.sh); the settings' defaults suit three.
 os.environ.setdefault("TOPIC_REPLICATION_FACTOR", "1")
@@ -70,16 +69,8 @@ def mariadb_server_url() -> str:
 @pytest.fixture
 async def mariadb_url(mariadb_server_url: str) -> AsyncIterator[str]:
     """URL of a fresh, empty MariaDB database, dropped after the test."""
-    name = f"cofi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(mariadb_server_url)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(mariadb_server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await admin.dispose()
+    async with fresh_database(mariadb_server_url) as url:
+        yield url
 
 
 @pytest.fixture

@@ -287,12 +287,12 @@ def recompute(
 ) -> tuple[BatchStatusRow, list[LogRow]]:
     """The batch's new row and the milestones to log, from its files' current counts."""
     sigs = list(signatures)
-    total = _max_opt(existing.total_files if existing else None, touch.total_files)
-    updated_at = _max_opt(existing.updated_at if existing else None, touch.last_at)
+    total = latest(existing.total_files if existing else None, touch.total_files)
+    updated_at = latest(existing.updated_at if existing else None, touch.last_at)
     # Milestones are stamped with the batch's latest event time, not this poll's: a poll that
     # redelivers older events after a crash stamps what the original poll would have.
     at = updated_at or touch.last_at
-    closed_at = _min_opt(existing.closed_at if existing else None, touch.closed_at)
+    closed_at = earliest(existing.closed_at if existing else None, touch.closed_at)
     cancelled_at, cancel_reason = _first_cancel(existing, touch)
     cancelled = cancelled_at is not None or (existing is not None and existing.cancelled)
     statuses: dict[str, str] = {}
@@ -315,7 +315,7 @@ def recompute(
     if status == COMPLETE:
         # When the last file reached its terminal state (or the close came, if later): a
         # function of the rows, so the same whatever poll completed the batch.
-        completed_at = _max_opt(_latest(s.finished_at for s in sigs), closed_at) or at
+        completed_at = latest(_latest(s.finished_at for s in sigs), closed_at) or at
     terminal_counts = dict.fromkeys(("done", "skipped", "failed", "cancelled"), 0)
     for sig in sigs:
         if sig.terminal_state in terminal_counts:
@@ -329,7 +329,7 @@ def recompute(
         done_files=terminal_counts["done"],
         skipped_files=terminal_counts["skipped"],
         failed_files=terminal_counts["failed"],
-        created_at=_min_opt(existing.created_at if existing else None, touch.first_at),
+        created_at=earliest(existing.created_at if existing else None, touch.first_at),
         updated_at=updated_at,
         closed_at=closed_at,
         completed_at=completed_at,
@@ -418,13 +418,15 @@ def _latest(times: Iterable[datetime | None]) -> datetime | None:
     return max((t for t in times if t is not None), default=None)
 
 
-def _min_opt(a: datetime | None, b: datetime | None) -> datetime | None:
+def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two times, either of which may be unknown."""
     if a is None or b is None:
         return a if b is None else b
     return min(a, b)
 
 
-def _max_opt(a: _T | None, b: _T | None) -> _T | None:
+def latest(a: _T | None, b: _T | None) -> _T | None:
+    """The larger of two values, either of which may be unknown."""
     if a is None or b is None:
         return a if b is None else b
     return max(a, b)

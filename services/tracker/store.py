@@ -40,8 +40,10 @@ from services.tracker.batch_status import (
     SignatureKey,
     count_signatures,
     decode_counts,
+    earliest,
     encode_counts,
     file_signature,
+    latest,
     logged_before,
     recompute,
     signature_key,
@@ -92,7 +94,7 @@ async def apply_changes(
     cancels = {
         b: at
         for b in batch_ids
-        if (at := _min_opt(existing[b].cancelled_at, changes.batches[b].cancelled_at))
+        if (at := earliest(existing[b].cancelled_at, changes.batches[b].cancelled_at))
     }
     touched = await _write_files(conn, changes, counts, cancels, mysql)
     for batch_id in await _cancel_unfinished_files(conn, changes, existing, counts):
@@ -298,8 +300,8 @@ async def _settle(
         return replace(row, completed_at=completed_at), [], {}
     files = await _batch_files(conn, row.batch_id)
     if complete:
-        latest = max((f for _, f, _ in files if f is not None), default=None)
-        row = replace(row, completed_at=_max_opt(latest, row.closed_at) or row.updated_at)
+        last_finish = max((f for _, f, _ in files if f is not None), default=None)
+        row = replace(row, completed_at=latest(last_finish, row.closed_at) or row.updated_at)
     if not stages or any(r is None for _, _, r in files):
         return row, [], {}  # files the previous version wrote have no resolutions: left as is
     finals, resolved = final_milestones(
@@ -321,18 +323,6 @@ async def _batch_files(
         t.c.batchId == batch_id
     )
     return [(r[0], r[1], r[2]) for r in await conn.execute(query)]
-
-
-def _min_opt(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None or b is None:
-        return a if b is None else b
-    return min(a, b)
-
-
-def _max_opt(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None or b is None:
-        return a if b is None else b
-    return max(a, b)
 
 
 async def _lock_batches(

@@ -11,17 +11,12 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
-
+from tests import database_helpers
 from tests.process_helpers import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -277,15 +272,5 @@ class PrivateMariaDB:
 @asynccontextmanager
 async def fresh_database(server_url: str, keep: bool = False) -> AsyncIterator[str]:
     """A new, empty database on the server at `server_url`; dropped afterwards unless `keep`."""
-    name = f"cofi_crash_{uuid.uuid4().hex[:12]}"
-    # No pooled connection may outlive a database restart in the middle of a scenario.
-    admin = create_async_engine(server_url, poolclass=NullPool)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        if not keep:
-            async with admin.begin() as conn:
-                await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await admin.dispose()
+    async with database_helpers.fresh_database(server_url, "cofi_crash", keep) as url:
+        yield url

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -23,15 +22,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.tracker.engine import make_engine
 from services.tracker.main import run
 from services.tracker.settings import TrackerSettings
 from shared.settings import GpuHost
 from tests import kafka_helpers
+from tests.database_helpers import fresh_database
 from tests.tracker_scenario import (
     HOSTS,
     assert_expected_tables,
@@ -97,16 +94,8 @@ async def rows(url: str) -> int:
 @pytest.fixture
 async def reference_url(mariadb_server_url: str) -> AsyncIterator[str]:
     """A second fresh MariaDB database, for the tracker that is never killed."""
-    name = f"cofi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(mariadb_server_url)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(mariadb_server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await admin.dispose()
+    async with fresh_database(mariadb_server_url) as url:
+        yield url
 
 
 async def test_kill_9_between_the_database_commit_and_the_offset_commit(

@@ -10,14 +10,10 @@ redelivery changed, and nothing of how the broker happened to split records into
 """
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.tracker.engine import make_engine
 from services.tracker.main import run
@@ -25,6 +21,7 @@ from services.tracker.migrate import migrate
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
 from shared.settings import GpuHost
+from tests.database_helpers import fresh_database
 from tests.tracker_scenario import (
     HOSTS,
     assert_expected_tables,
@@ -54,16 +51,8 @@ async def reference_url(
     if db_url.startswith("sqlite"):
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('reference') / 'cofi.db'}"
         return
-    name = f"cofi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(mariadb_server_url)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(mariadb_server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await admin.dispose()
+    async with fresh_database(mariadb_server_url) as url:
+        yield url
 
 
 def position(r: Record) -> tuple[str, int, int]:

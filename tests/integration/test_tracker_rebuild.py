@@ -2,19 +2,15 @@
 reading the same topics in another interleaving rebuilds the very same tables, ids aside."""
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.tracker.engine import make_engine
 from services.tracker.main import run
 from services.tracker.settings import TrackerSettings
 from shared.settings import GpuHost
+from tests.database_helpers import fresh_database
 from tests.tracker_scenario import (
     HOSTS,
     assert_expected_tables,
@@ -23,21 +19,6 @@ from tests.tracker_scenario import (
     produce,
     wait_until,
 )
-
-
-@asynccontextmanager
-async def empty_database(server_url: str) -> AsyncIterator[str]:
-    """A second fresh MariaDB database (the `mariadb_url` fixture gives one per test)."""
-    name = f"cofi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(server_url)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await admin.dispose()
 
 
 async def track_everything(settings: TrackerSettings, produced: int) -> None:
@@ -62,6 +43,14 @@ async def track_everything(settings: TrackerSettings, produced: int) -> None:
     assert seen[0] == produced
 
 
+async def dump_tables(database_url: str) -> dict[str, list[tuple[object, ...]]]:
+    engine = make_engine(database_url)
+    try:
+        return await dump(engine)
+    finally:
+        await engine.dispose()
+
+
 async def test_a_rebuild_from_the_topics_gives_the_same_tables(
     mariadb_url: str, mariadb_server_url: str, topic_prefix: str, kafka_bootstrap: str
 ) -> None:
@@ -81,14 +70,10 @@ async def test_a_rebuild_from_the_topics_gives_the_same_tables(
     )
     produced = await produce(kafka_bootstrap, first.topics, sc.events, partitions=3)
     await track_everything(first, produced)
-    engine = make_engine(mariadb_url)
-    try:
-        reference = await dump(engine)
-    finally:
-        await engine.dispose()
+    reference = await dump_tables(mariadb_url)
     assert_expected_tables(sc, reference, n=500, interval=50)
 
-    async with empty_database(mariadb_server_url) as rebuild_url:
+    async with fresh_database(mariadb_server_url) as rebuild_url:
         second = first.model_copy(
             update={
                 "database_url": rebuild_url,
@@ -97,10 +82,6 @@ async def test_a_rebuild_from_the_topics_gives_the_same_tables(
             }
         )
         await track_everything(second, produced)
-        engine = make_engine(rebuild_url)
-        try:
-            rebuilt = await dump(engine)
-        finally:
-            await engine.dispose()
+        rebuilt = await dump_tables(rebuild_url)
     for table, rows in reference.items():
         assert rebuilt[table] == rows, f"{table} differs after a rebuild"
