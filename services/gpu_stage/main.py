@@ -104,7 +104,14 @@ def build_runner(
         payload_limit=settings.event_payload_max_bytes,
         drain_timeout_s=settings.drain_timeout_s,
         paused=handler.paused,
+        priority=call_seconds,
+        lookahead=settings.gpu_lookahead,
     )
+
+
+def call_seconds(event: FileStageCompleted) -> float:
+    """Longest call first (0 when the upload did not say)."""
+    return event.context.duration_s or 0.0
 
 
 def dead_for(breakers: list[CircuitBreaker], deadline_s: float) -> float:

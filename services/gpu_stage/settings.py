@@ -23,6 +23,12 @@ class GpuStageSettings(CommonSettings):
     gpu_max_in_flight: int | None = Field(
         default=None, ge=1, description="In-flight requests per consumer; default: host capacity"
     )
+    gpu_lookahead: int = Field(
+        default=32,
+        ge=0,
+        description="Records a consumer fetches beyond its free slots, to start the longest "
+        "call among them first: a batch then does not end on one host's hour-long call",
+    )
     drain_timeout_s: float = drain_timeout_field()
     http_transport: HttpTransportName = Field(
         default="aiohttp",

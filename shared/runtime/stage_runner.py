@@ -12,12 +12,17 @@ most `max_in_flight` records are started and not recorded, and a kill -9 redoes 
 A partition starts no record beyond what its metadata can hold (`offset_metadata.max_span`):
 at that bound it is paused alone until its low-water mark moves. On a rebalance, records of the
 revoked partitions are let finish and committed first, so scaling consumers redoes nothing.
+
+A consumer may fetch up to `lookahead` records beyond its free slots. They wait decoded, with no
+slot and no call made, and a freed slot starts the one of highest `priority` (a GPU stage: the
+longest call) first (`start_order.StartQueue`).
 """
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -33,6 +38,7 @@ from shared.payload_limit import encode_bounded
 from shared.runtime.committed import committed_with_metadata
 from shared.runtime.dead_letters import dead_letter
 from shared.runtime.offsets import Admit, Commit, PartitionProgress
+from shared.runtime.start_order import StartQueue
 
 log = logging.getLogger(__name__)
 # Attempt payloads above this many bytes are trimmed (EVENT_PAYLOAD_MAX_BYTES).
@@ -44,6 +50,21 @@ Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 # A handler sees the decoded message only: offsets and raw bytes are the runner's business.
 Handler = Callable[[M], Awaitable[Sequence[Output]]]
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    error: Exception
+
+
+@dataclass(frozen=True)
+class _Fetched(Generic[M]):
+    """An admitted record waiting for a slot, decoded once."""
+
+    tp: TopicPartition
+    record: Record
+    progress: PartitionProgress
+    message: "M | Undecodable"
 
 
 class StageRunner(Generic[M]):
@@ -64,6 +85,8 @@ class StageRunner(Generic[M]):
         metrics: StageMetrics | None = None,
         payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
         paused: Callable[[], bool] | None = None,
+        priority: Callable[[M], float] | None = None,
+        lookahead: int = 0,
     ) -> None:
         self.name = name
         self.payload_limit = payload_limit
@@ -74,6 +97,10 @@ class StageRunner(Generic[M]):
         self.handle = handle
         self.dead_letter_topic = dead_letter_topic
         self.max_in_flight = max_in_flight
+        self.priority = priority
+        self.lookahead = lookahead
+        # A waiting record goes next once 4 look-aheads of later arrivals overtook it.
+        self.waiting: StartQueue[_Fetched[M]] = StartQueue(patience=4 * max(lookahead, 1))
         self.commit_interval_s = commit_interval_s
         self.drain_timeout_s = drain_timeout_s
         # The broker's `offset.metadata.max.bytes`: the longest metadata a commit may carry.
@@ -116,17 +143,35 @@ class StageRunner(Generic[M]):
                     continue
                 self.slot_freed.clear()
                 self._pause_at_bound()
+                self._start_waiting()
                 free = self.max_in_flight - self.held()
-                if free <= 0:
-                    freed = asyncio.create_task(self.slot_freed.wait())
-                    await asyncio.wait({freed, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    freed.cancel()
-                    continue
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=free)
-                if batch:
-                    await self._admit(batch)
+                room = free + self.lookahead - len(self.waiting)
+                if room > 0:
+                    # With a slot free, wait a moment for records; with none, only top up the
+                    # look-ahead from what the fetcher already holds.
+                    timeout_ms = 200 if free > 0 else 0
+                    batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
+                    if batch:
+                        await self._admit(batch)
+                    if batch or free > 0:
+                        continue
+                # Every slot busy: wait for one (and meanwhile top the look-ahead up again).
+                freed = asyncio.create_task(self.slot_freed.wait())
+                await asyncio.wait(
+                    {freed, stopping},
+                    timeout=self.commit_interval_s if room > 0 else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                freed.cancel()
         finally:
             stopping.cancel()
+
+    def _start_waiting(self) -> None:
+        """Start waiting records, highest priority first, while slots are free."""
+        while self.waiting and self.held() < self.max_in_flight:
+            fetched = self.waiting.pop()
+            if self.progress.get(fetched.tp) is fetched.progress:  # not revoked meanwhile
+                self._start(fetched)
 
     async def _admit(self, batch: dict[TopicPartition, list[Record]]) -> None:
         """Start the fetched records, skip those a predecessor finished, and fetch again
@@ -154,7 +199,7 @@ class StageRunner(Generic[M]):
             for record in records:
                 verdict = progress.admit(record.offset)
                 if verdict is Admit.START:
-                    self._start(tp, record, progress)
+                    self._enqueue(tp, record, progress)
                 elif verdict is Admit.SKIP:
                     self.skipped_count += 1
                     self._commit_wanted.set()
@@ -222,16 +267,28 @@ class StageRunner(Generic[M]):
         return False
 
     async def _poll_paused(self) -> None:
-        # Paused partitions return nothing; records fetched before the pause are started
-        # (their handler waits for the dependency like the ones already in flight).
+        # Paused partitions return nothing; records fetched before the pause wait, holding no
+        # slot, until the pause ends. Polling keeps the consumer in its group.
         batch = await self.consumer.getmany(timeout_ms=200, max_records=1)
         if batch:
             await self._admit(batch)
 
-    def _start(self, tp: TopicPartition, record: Record, progress: PartitionProgress) -> None:
-        task = asyncio.create_task(self._process(record, progress))
+    def _enqueue(self, tp: TopicPartition, record: Record, progress: PartitionProgress) -> None:
+        message: M | Undecodable
+        try:
+            message = self.decode(record.value or b"")
+        except Exception as exc:  # any undecodable input is a poison message
+            message = Undecodable(exc)
+        if isinstance(message, Undecodable):
+            rank = float("inf")  # no model call: dead-letter it at once
+        else:
+            rank = self.priority(message) if self.priority else 0.0
+        self.waiting.push(tp, rank, _Fetched(tp, record, progress, message))
+
+    def _start(self, fetched: _Fetched[M]) -> None:
+        task = asyncio.create_task(self._process(fetched))
         self.tasks.add(task)
-        self._tasks_by_tp.setdefault(tp, set()).add(task)
+        self._tasks_by_tp.setdefault(fetched.tp, set()).add(task)
         task.add_done_callback(self._on_done)
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
@@ -247,19 +304,19 @@ class StageRunner(Generic[M]):
         unrecorded = sum(len(p.unrecorded) for p in self.progress.values())
         return len(self.tasks) + unrecorded
 
-    async def _process(self, record: Record, progress: PartitionProgress) -> None:
-        outputs = await self._outputs_for(record)
+    async def _process(self, fetched: _Fetched[M]) -> None:
+        record = fetched.record
+        outputs = await self._outputs_for(record, fetched.message)
         await self._publish(outputs, record)
-        progress.finish(record.offset)
+        fetched.progress.finish(record.offset)
         self.finished_count += 1
 
-    async def _outputs_for(self, record: Record) -> Sequence[Output]:
+    async def _outputs_for(self, record: Record, message: M | Undecodable) -> Sequence[Output]:
         where = fields(
             service=self.name, topic=record.topic, partition=record.partition, offset=record.offset
         )
-        try:
-            message = self.decode(record.value or b"")
-        except Exception as exc:  # any undecodable input is a poison message
+        if isinstance(message, Undecodable):
+            exc = message.error
             log.warning("poison message sent to dead letters: %s", _short(exc), extra=where)
             self.metrics.dead_lettered("undecodable")
             return [self._dead_letter(record, f"undecodable: {_short(exc)}")]
@@ -378,6 +435,7 @@ class StageRunner(Generic[M]):
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Let the records of the revoked partitions finish (bounded), then commit them, so
         # that their next owner does not redo them.
+        self.waiting.drop(revoked)  # not started: their next owner fetches them
         running = {task for tp in revoked for task in self._tasks_by_tp.pop(tp, set())}
         if running:
             await asyncio.wait(running, timeout=self.drain_timeout_s)

@@ -3,8 +3,9 @@
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from shared.events import Event
@@ -482,3 +483,110 @@ async def test_a_consumer_joining_makes_nobody_redo_a_record(
         await asyncio.gather(*tasks)
         await producer.stop()
     assert len(seen) == 300, f"redone: {sorted(n for n in set(seen) if seen.count(n) > 1)}"
+
+
+def _runner(
+    bootstrap: str,
+    topic_prefix: str,
+    handle: Callable[[int], Awaitable[Sequence[Output]]],
+    producer: AIOKafkaProducer,
+    lookahead: int,
+) -> StageRunner[int]:
+    """One slot; the record's value is its call's seconds, the longest starts first."""
+    return StageRunner(
+        name="longest-first",
+        consumer=make_consumer(bootstrap, f"{topic_prefix}-g", "longest-first"),
+        producer=producer,
+        topics=[f"{topic_prefix}.in"],
+        decode=lambda b: int(b),
+        handle=handle,
+        dead_letter_topic=f"{topic_prefix}.failed",
+        max_in_flight=1,
+        commit_interval_s=0.05,
+        priority=float,
+        lookahead=lookahead,
+    )
+
+
+async def test_records_fetched_ahead_start_longest_call_first(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
+    await _produce(kafka_bootstrap, src, [b"5"])
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def call(n: int) -> Sequence[Output]:
+        started.append(n)
+        if len(started) == 1:
+            await release.wait()  # the one slot is busy while the rest is fetched ahead
+        return [Output(dst, None, Number(n=n))]
+
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    runner = _runner(kafka_bootstrap, topic_prefix, call, producer, lookahead=6)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await wait_until(lambda: started == [5], what="the first record holding the slot")
+        await _produce(kafka_bootstrap, src, [str(s).encode() for s in [1, 9, 3, 7, 2, 8]])
+        await wait_until(lambda: len(runner.waiting) == 6, what="six records fetched ahead")
+        release.set()
+        await wait_until(lambda: len(started) == 7, what="every record started")
+        await wait_until(lambda: runner.held() == 0, what="every record committed")
+    finally:
+        release.set()
+        stop.set()
+        await task
+        await producer.stop()
+    assert started == [5, 9, 8, 7, 3, 2, 1]
+    tp = TopicPartition(src, 0)
+    assert await _committed(kafka_bootstrap, f"{topic_prefix}-g", [tp]) == {tp: (7, frozenset())}
+
+
+async def test_a_stop_with_records_fetched_ahead_loses_and_redoes_none(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Records waiting for a slot made no call: a stop leaves them to the next consumer."""
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
+    await _produce(kafka_bootstrap, src, [b"4"])
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def call(n: int) -> Sequence[Output]:
+        calls.append(n)
+        if n == 4:
+            await release.wait()
+        return [Output(dst, None, Number(n=n))]
+
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    tp = TopicPartition(src, 0)
+    try:
+        first = _runner(kafka_bootstrap, topic_prefix, call, producer, lookahead=8)
+        stop = asyncio.Event()
+        task = asyncio.create_task(first.run(stop))
+        await wait_until(lambda: calls == [4], what="the first record holding the slot")
+        await _produce(kafka_bootstrap, src, [str(s).encode() for s in [40, 400, 4000]])
+        await wait_until(lambda: len(first.waiting) == 3, what="three records fetched ahead")
+        stop.set()
+        release.set()  # the one in flight finishes within the drain
+        await task
+        assert calls == [4]
+        group = f"{topic_prefix}-g"
+        assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (1, frozenset())}
+
+        second = _runner(kafka_bootstrap, topic_prefix, call, producer, lookahead=8)
+        stop = asyncio.Event()
+        task = asyncio.create_task(second.run(stop))
+        await wait_until(lambda: len(calls) == 4, what="the waiting records called")
+        await wait_until(lambda: second.held() == 0, what="their finish committed")
+        stop.set()
+        await task
+    finally:
+        release.set()
+        await producer.stop()
+    assert sorted(calls) == [4, 40, 400, 4000]  # each called once
+    assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (4, frozenset())}
