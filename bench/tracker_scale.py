@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.infra import delete_topics, fresh_database, new_run_id
 from bench.pipeline import ROOT, Infra
 from bench.procfs import own_cpu_seconds, pid_from_file, usage
-from bench.report import Figure, Section
+from bench.report import Figure, Section, figure_table
 from services.tracker.main import run as run_tracker
 from services.tracker.settings import TrackerSettings
 from shared.events import (
@@ -295,6 +295,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.tracker_scale", description=__doc__)
     p.add_argument("--files", type=int, default=100_000, help="the big batch (default 100,000)")
     p.add_argument("--small", type=int, default=10_000, help="the small batch (default 10,000)")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=ROOT / "reports" / "tracker-scale.md",
+        help="where the figure's Markdown goes (default reports/tracker-scale.md)",
+    )
     args = p.parse_args(argv)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)
     infra = Infra(
@@ -309,6 +315,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  {figure.name}: {figure.value:.3g} {figure.unit}")
     for line in section.details:
         print(" ", line)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"# {section.title} ({stamp}, `python -m bench.tracker_scale`)", ""]
+    lines += [*figure_table(section.figures), "", *section.details]
+    args.report.write_text("\n".join(lines) + "\n")
+    print(args.report)
 
 
 if __name__ == "__main__":

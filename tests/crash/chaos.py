@@ -1,12 +1,13 @@
 """`make chaos`: every crash scenario on a 10,000-file batch, then a report.
 
     python -m tests.crash.chaos [--files N] [--only NAME[,NAME]] [--db-outage-s S]
-        [--host-outage-s S] [--llm-outage-s S]
+        [--host-outage-s S] [--llm-outage-s S] [--update-latest]
 
 Writes `reports/chaos-<time>.md` and `.json` (a list of objects with `scenario`, `files`,
 `lost`, `duplicates`, `redundant_calls`, `seconds`, `passed`, and details), copies them to
 `reports/chaos-latest.{md,json}`, and prints the Markdown report's path as the last line.
-Exit status 0 only if every scenario passed.
+Exit status 0 only if every scenario passed. With `--only ... --update-latest`, the report is
+`chaos-latest` with those scenarios replaced by this run's (each scenario says when it ran).
 """
 
 import argparse
@@ -91,15 +92,15 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
         "Run with `make chaos`; the invariants are in `tests/crash/invariants.py`.",
         "",
         "| scenario | files | lost | duplicates | redundant calls (bound) | seconds | "
-        "longest pause (s) | passed |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "longest pause (s) | passed | run |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for o in outcomes:
         pause = "" if o.longest_pause_s is None else f"{o.longest_pause_s:.1f}"
         lines.append(
             f"| {o.scenario} | {o.files} | {o.lost} | {o.duplicates} | "
             f"{o.redundant_calls} ({o.redundancy_bound}) | {o.seconds:.0f} | {pause} | "
-            f"{'yes' if o.passed else '**no**'} |"
+            f"{'yes' if o.passed else '**no**'} | {o.ran_at or stamp} |"
         )
     for o in outcomes:
         lines += ["", f"## {o.scenario}", ""]
@@ -144,10 +145,24 @@ def render_markdown(outcomes: list[Outcome], settings: ChaosSettings, stamp: str
     return "\n".join(lines) + "\n"
 
 
+def merged_with_latest(outcomes: list[Outcome], folder: Path) -> list[Outcome]:
+    """chaos-latest's scenarios, those of `outcomes` replaced by them, in the suite's order."""
+    latest = folder / "chaos-latest.json"
+    if not latest.exists():
+        return outcomes
+    title = (folder / "chaos-latest.md").read_text().splitlines()[0]
+    stamp = title.partition("(")[2].rstrip(")")  # "# Crash suite report (<stamp>)"
+    by_name = {r["scenario"]: Outcome.from_report(r, stamp) for r in json.loads(latest.read_text())}
+    by_name.update({o.scenario: o for o in outcomes})
+    return [by_name[n] for n in SCENARIOS if n in by_name]
+
+
 def write_report(
     outcomes: list[Outcome], settings: ChaosSettings, folder: Path
 ) -> tuple[Path, Path]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    for o in outcomes:
+        o.ran_at = o.ran_at or stamp
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / f"chaos-{stamp}.md"
     js = folder / f"chaos-{stamp}.json"
@@ -169,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-scale", type=float, default=0.05)
     parser.add_argument("--reports", type=Path, default=REPO / "reports")
     parser.add_argument("--workdir", type=Path, default=REPO / "reports" / "artifacts")
+    parser.add_argument(
+        "--update-latest",
+        action="store_true",
+        help="with --only: report chaos-latest's scenarios with these re-run",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
@@ -185,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir / time.strftime("chaos-%Y%m%d-%H%M%S")
     exit_on_sigterm()
     outcomes = asyncio.run(run_all(names, settings, workdir))
+    passed = bool(outcomes) and all(o.passed for o in outcomes)
+    if args.update_latest:
+        outcomes = merged_with_latest(outcomes, args.reports)
     md, _ = write_report(outcomes, settings, args.reports)
     print(md.relative_to(REPO) if md.is_relative_to(REPO) else md)
-    return 0 if outcomes and all(o.passed for o in outcomes) else 1
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ class Outcome:
     violations: list[str] = field(default_factory=list)
     # Healthy hosts' STT throughput over a run without the fault (isolation scenarios).
     isolation_ratio: float | None = None
+    ran_at: str = ""  # the run's stamp (a report may merge scenarios of several runs)
 
     @property
     def passed(self) -> bool:
@@ -118,7 +119,37 @@ class Outcome:
             "notes": self.notes,
             "isolation_ratio": self.isolation_ratio,
             "violations": self.violations,
+            "ran_at": self.ran_at,
         }
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any], ran_at: str = "") -> "Outcome":
+        """An outcome as `as_report` wrote it (`ran_at` for reports that did not say)."""
+        rates = [
+            HostRate(r["host"], r["files"], r["finished"], r["seconds"])
+            for r in report.get("host_rates", [])
+        ]
+        return cls(
+            scenario=report["scenario"],
+            files=report["files"],
+            lost=report["lost"],
+            duplicates=report["duplicates"],
+            redundant_calls=report["redundant_calls"],
+            redundant_by_stage=report.get("redundant_by_stage", {}),
+            allowed_by_stage=report.get("allowed_by_stage", {}),
+            redundancy_bound=report.get("redundancy_bound", 0),
+            seconds=report["seconds"],
+            latency_scale=report.get("latency_scale"),
+            longest_pause_s=report.get("longest_pause_s"),
+            longest_pause_at_s=report.get("longest_pause_at_s"),
+            terminal=report.get("terminal", {}),
+            host_rates=rates,
+            faults=report.get("faults", []),
+            notes=report.get("notes", []),
+            violations=report.get("violations", []),
+            isolation_ratio=report.get("isolation_ratio"),
+            ran_at=report.get("ran_at") or ran_at,
+        )
 
 
 async def read_to_end(
