@@ -27,6 +27,7 @@ from bench.report import Figure, Section
 from bench.schedule import StageWork, file_stage_work, fluid_bound
 from cli.audio import CallLengths
 from shared.call_audio import read_call_header
+from shared.pipeline import PIPELINE
 from simulator.config import STAGES, SimConfig
 from simulator.gpu import model_time_s
 
@@ -43,14 +44,8 @@ SPREADS: tuple[tuple[str, CallLengths, float | None], ...] = (
     ("GPU utilization, heavy tail sigma 1.0", CallLengths(sigma=1.0), 0.95),
     ("GPU utilization, heavy tail sigma 1.5", CallLengths(sigma=1.5), None),
 )
-FLAGS = {
-    "denoise": "denoiseDone",
-    "ivr": "ivrDone",
-    "lid": "lidDone",
-    "stt": "sttDone",
-    "llm1": "llm1Done",
-    "llm2": "llm2Done",
-}
+# Each model-calling stage's fileDistribution done flag, from the one pipeline graph.
+FLAGS = {row.name: row.flag_column for row in PIPELINE if row.flag_column is not None}
 
 
 def simulator_config() -> dict[str, object]:
