@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
@@ -508,40 +509,52 @@ def _runner(
     )
 
 
+@dataclass
+class _OneSlotCalls:
+    """The model calls a one-slot runner makes; the first holds the slot until `release`."""
+
+    dst: str
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    made: list[int] = field(default_factory=list)
+
+    async def call(self, n: int) -> Sequence[Output]:
+        self.made.append(n)
+        if len(self.made) == 1:
+            await self.release.wait()  # the slot stays busy while the rest is fetched ahead
+        return [Output(self.dst, None, Number(n=n))]
+
+
+async def _first_record(bootstrap: str, topic_prefix: str, seconds: int) -> _OneSlotCalls:
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(bootstrap, [src, dst, dlq], partitions=1)
+    await _produce(bootstrap, src, [str(seconds).encode()])
+    return _OneSlotCalls(dst)
+
+
 async def test_records_fetched_ahead_start_longest_call_first(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
-    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
-    await _produce(kafka_bootstrap, src, [b"5"])
-    release = asyncio.Event()
-    started: list[int] = []
-
-    async def call(n: int) -> Sequence[Output]:
-        started.append(n)
-        if len(started) == 1:
-            await release.wait()  # the one slot is busy while the rest is fetched ahead
-        return [Output(dst, None, Number(n=n))]
-
+    calls = await _first_record(kafka_bootstrap, topic_prefix, 5)
     producer = make_producer(kafka_bootstrap, "test")
     await producer.start()
-    runner = _runner(kafka_bootstrap, topic_prefix, call, producer, lookahead=6)
+    runner = _runner(kafka_bootstrap, topic_prefix, calls.call, producer, lookahead=6)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        await wait_until(lambda: started == [5], what="the first record holding the slot")
-        await _produce(kafka_bootstrap, src, [str(s).encode() for s in [1, 9, 3, 7, 2, 8]])
+        await wait_until(lambda: calls.made == [5], what="the first record holding the slot")
+        later = [str(s).encode() for s in [1, 9, 3, 7, 2, 8]]
+        await _produce(kafka_bootstrap, f"{topic_prefix}.in", later)
         await wait_until(lambda: len(runner.waiting) == 6, what="six records fetched ahead")
-        release.set()
-        await wait_until(lambda: len(started) == 7, what="every record started")
+        calls.release.set()
+        await wait_until(lambda: len(calls.made) == 7, what="every record started")
         await wait_until(lambda: runner.held() == 0, what="every record committed")
     finally:
-        release.set()
+        calls.release.set()
         stop.set()
         await task
         await producer.stop()
-    assert started == [5, 9, 8, 7, 3, 2, 1]
-    tp = TopicPartition(src, 0)
+    assert calls.made == [5, 9, 8, 7, 3, 2, 1]
+    tp = TopicPartition(f"{topic_prefix}.in", 0)
     assert await _committed(kafka_bootstrap, f"{topic_prefix}-g", [tp]) == {tp: (7, frozenset())}
 
 
@@ -549,44 +562,33 @@ async def test_a_stop_with_records_fetched_ahead_loses_and_redoes_none(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     """Records waiting for a slot made no call: a stop leaves them to the next consumer."""
-    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
-    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
-    await _produce(kafka_bootstrap, src, [b"4"])
-    release = asyncio.Event()
-    calls: list[int] = []
-
-    async def call(n: int) -> Sequence[Output]:
-        calls.append(n)
-        if n == 4:
-            await release.wait()
-        return [Output(dst, None, Number(n=n))]
-
+    calls = await _first_record(kafka_bootstrap, topic_prefix, 4)
+    group, tp = f"{topic_prefix}-g", TopicPartition(f"{topic_prefix}.in", 0)
     producer = make_producer(kafka_bootstrap, "test")
     await producer.start()
-    tp = TopicPartition(src, 0)
     try:
-        first = _runner(kafka_bootstrap, topic_prefix, call, producer, lookahead=8)
+        first = _runner(kafka_bootstrap, topic_prefix, calls.call, producer, lookahead=8)
         stop = asyncio.Event()
         task = asyncio.create_task(first.run(stop))
-        await wait_until(lambda: calls == [4], what="the first record holding the slot")
-        await _produce(kafka_bootstrap, src, [str(s).encode() for s in [40, 400, 4000]])
+        await wait_until(lambda: calls.made == [4], what="the first record holding the slot")
+        later = [str(s).encode() for s in [40, 400, 4000]]
+        await _produce(kafka_bootstrap, f"{topic_prefix}.in", later)
         await wait_until(lambda: len(first.waiting) == 3, what="three records fetched ahead")
         stop.set()
-        release.set()  # the one in flight finishes within the drain
+        calls.release.set()  # the one in flight finishes within the drain
         await task
-        assert calls == [4]
-        group = f"{topic_prefix}-g"
+        assert calls.made == [4]
         assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (1, frozenset())}
 
-        second = _runner(kafka_bootstrap, topic_prefix, call, producer, lookahead=8)
+        second = _runner(kafka_bootstrap, topic_prefix, calls.call, producer, lookahead=8)
         stop = asyncio.Event()
         task = asyncio.create_task(second.run(stop))
-        await wait_until(lambda: len(calls) == 4, what="the waiting records called")
+        await wait_until(lambda: len(calls.made) == 4, what="the waiting records called")
         await wait_until(lambda: second.held() == 0, what="their finish committed")
         stop.set()
         await task
     finally:
-        release.set()
+        calls.release.set()
         await producer.stop()
-    assert sorted(calls) == [4, 40, 400, 4000]  # each called once
+    assert sorted(calls.made) == [4, 40, 400, 4000]  # each called once
     assert await _committed(kafka_bootstrap, group, [tp]) == {tp: (4, frozenset())}
