@@ -174,8 +174,8 @@ class StageRunner(Generic[M]):
                 self._start(fetched)
 
     async def _admit(self, batch: dict[TopicPartition, list[Record]]) -> None:
-        """Start the fetched records, skip those a predecessor finished, and fetch again
-        later those beyond the metadata bound."""
+        """Queue the fetched records for a slot, skip those a predecessor finished, and fetch
+        again later those beyond the metadata bound."""
         missing = [tp for tp in batch if tp not in self.progress]
         if missing:
             revocations = self._revocations
@@ -279,11 +279,18 @@ class StageRunner(Generic[M]):
             message = self.decode(record.value or b"")
         except Exception as exc:  # any undecodable input is a poison message
             message = Undecodable(exc)
-        if isinstance(message, Undecodable):
-            rank = float("inf")  # no model call: dead-letter it at once
-        else:
-            rank = self.priority(message) if self.priority else 0.0
+        # A poison message makes no model call: dead-letter it at once.
+        rank = float("inf") if isinstance(message, Undecodable) else self._rank(message)
         self.waiting.push(tp, rank, _Fetched(tp, record, progress, message))
+
+    def _rank(self, message: M) -> float:
+        if self.priority is None:
+            return 0.0
+        try:
+            return self.priority(message)
+        except Exception:  # a message the priority cannot read still runs, in arrival order
+            log.exception("start priority failed", extra=fields(service=self.name))
+            return 0.0
 
     def _start(self, fetched: _Fetched[M]) -> None:
         task = asyncio.create_task(self._process(fetched))
