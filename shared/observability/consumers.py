@@ -8,7 +8,7 @@ read through the same small view.
 """
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
@@ -38,8 +38,12 @@ class ConsumerView(Protocol):
 
 
 class AiokafkaView:
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, not_started: Callable[[Any], int] | None = None
+    ) -> None:
         self.consumer = consumer
+        # Records a stage fetched ahead and has not started (its look-ahead): still backlog.
+        self.not_started = not_started or (lambda partition: 0)
 
     def assignment(self) -> set[Any]:
         return set(self.consumer.assignment())
@@ -49,8 +53,9 @@ class AiokafkaView:
         return offsets
 
     async def position(self, partition: Any) -> int | None:
+        """The fetch position, less the fetched records not started yet: lag counts them."""
         position: int = await self.consumer.position(partition)
-        return position
+        return position - self.not_started(partition)
 
     async def ping(self) -> None:
         # Before start() the client knows no broker and would only log errors.

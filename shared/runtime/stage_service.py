@@ -26,7 +26,8 @@ async def run_stage_runners(
     stop: asyncio.Event,
 ) -> None:
     for runner in runners:
-        observability.watch_consumer(runner.name, AiokafkaView(runner.consumer))
+        view = AiokafkaView(runner.consumer, not_started=runner.waiting.count)
+        observability.watch_consumer(runner.name, view)
     async with observability.serving():
         if not await start_when_reachable(producer, f"{service} producer", stop):
             return

@@ -13,7 +13,7 @@ Pure: no Kafka here.
 
 import heapq
 import itertools
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -44,6 +44,7 @@ class StartQueue(Generic[T]):
     _arrivals: "itertools.count[int]" = field(default_factory=itertools.count)
     _last: int = -1
     _size: int = 0
+    _per_partition: Counter[Hashable] = field(default_factory=Counter)
 
     def push(self, partition: Hashable, priority: float, item: T) -> None:
         self._last = next(self._arrivals)
@@ -51,6 +52,7 @@ class StartQueue(Generic[T]):
         heapq.heappush(self._by_rank, entry)
         self._by_arrival.append(entry)
         self._size += 1
+        self._per_partition[partition] += 1
 
     def pop(self) -> T:
         """The next record to start (IndexError when none waits)."""
@@ -64,6 +66,7 @@ class StartQueue(Generic[T]):
             entry = heapq.heappop(self._by_rank)
         entry.taken = True
         self._size -= 1
+        self._per_partition[entry.partition] -= 1
         return entry.item
 
     def drop(self, partitions: Collection[Hashable]) -> int:
@@ -74,7 +77,12 @@ class StartQueue(Generic[T]):
         self._by_rank = list(kept)
         heapq.heapify(self._by_rank)
         self._size = len(kept)
+        self._per_partition = Counter(e.partition for e in kept)
         return dropped
+
+    def count(self, partition: Hashable) -> int:
+        """Records of `partition` waiting."""
+        return self._per_partition[partition]
 
     def _forget_taken(self) -> None:
         # Entries taken through the other order stay behind in this one until they surface.

@@ -30,9 +30,12 @@ def test_dropping_revoked_partitions_forgets_only_theirs() -> None:
     queue.push("p0", 5.0, "a")
     queue.push("p1", 9.0, "b")
     queue.push("p0", 7.0, "c")
+    assert (queue.count("p0"), queue.count("p1")) == (2, 1)
     assert queue.pop() == "b"
+    assert queue.count("p1") == 0
     assert queue.drop({"p0"}) == 2
     assert len(queue) == 0
+    assert queue.count("p0") == 0
     queue.push("p1", 1.0, "d")
     assert queue.pop() == "d"
 
@@ -72,6 +75,7 @@ def test_every_record_starts_once_in_rank_order_and_none_waits_past_its_patience
             del waiting[item]
             started.append(item)
         assert len(queue) == len(waiting)
+        assert sum(queue.count(p) for p in range(3)) == len(waiting)
     while waiting:
         item = queue.pop()
         del waiting[item]
