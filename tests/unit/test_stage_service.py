@@ -7,6 +7,7 @@ import pytest
 
 from shared.observability.service import Observability
 from shared.runtime.stage_service import run_stage_runners
+from shared.runtime.start_order import StartQueue
 from shared.settings import CommonSettings
 
 pytestmark = pytest.mark.unit
@@ -29,6 +30,7 @@ class Waits:
     def __init__(self, name: str) -> None:
         self.name = name
         self.consumer = object()
+        self.waiting = StartQueue[object]()
         self.cancelled = False
 
     async def run(self, stop: asyncio.Event) -> None:
