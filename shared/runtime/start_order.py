@@ -43,7 +43,6 @@ class StartQueue(Generic[T]):
     _by_arrival: deque[_Entry[T]] = field(default_factory=deque)
     _arrivals: "itertools.count[int]" = field(default_factory=itertools.count)
     _last: int = -1
-    _size: int = 0
     _per_partition: Counter[Hashable] = field(default_factory=Counter)
 
     def push(self, partition: Hashable, priority: float, item: T) -> None:
@@ -51,13 +50,12 @@ class StartQueue(Generic[T]):
         entry = _Entry((-priority, self._last), partition, item)
         heapq.heappush(self._by_rank, entry)
         self._by_arrival.append(entry)
-        self._size += 1
         self._per_partition[partition] += 1
 
     def pop(self) -> T:
         """The next record to start (IndexError when none waits)."""
         self._forget_taken()
-        if not self._size:
+        if not len(self):
             raise IndexError("no record waits")
         oldest = self._by_arrival[0]
         if self._last - oldest.arrival >= self.patience:
@@ -65,18 +63,16 @@ class StartQueue(Generic[T]):
         else:
             entry = heapq.heappop(self._by_rank)
         entry.taken = True
-        self._size -= 1
         self._per_partition[entry.partition] -= 1
         return entry.item
 
     def drop(self, partitions: Collection[Hashable]) -> int:
         """Forget the records of `partitions` (revoked: their next owner fetches them)."""
         kept = [e for e in self._by_arrival if not e.taken and e.partition not in partitions]
-        dropped = self._size - len(kept)
+        dropped = len(self) - len(kept)
         self._by_arrival = deque(kept)
         self._by_rank = list(kept)
         heapq.heapify(self._by_rank)
-        self._size = len(kept)
         self._per_partition = Counter(e.partition for e in kept)
         return dropped
 
@@ -92,4 +88,4 @@ class StartQueue(Generic[T]):
             heapq.heappop(self._by_rank)
 
     def __len__(self) -> int:
-        return self._size
+        return self._per_partition.total()

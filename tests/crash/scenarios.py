@@ -267,6 +267,10 @@ async def stt_rate(run: ChaosRun, hosts: tuple[str, ...]) -> float:
     return sum(done[h] / len(seconds) for h, seconds in busy.items() if seconds)
 
 
+# The isolation scenarios run with hosts bound by their model slots, as real GPUs are: at
+# 0.05 the whole pipeline is bound by this machine's 2 cores, and the fault's own CPU (the
+# faulty host's retries, the failover's re-publishing and probes) read as slower healthy hosts
+# (CI measured 0.89 for both).
 ISOLATION_LATENCY_SCALE = 2.0
 
 
@@ -736,8 +740,6 @@ SCENARIOS: dict[str, Scenario] = {
             before_submit=faulty_host_faults,
             extra_check=healthy_hosts_unharmed,
             isolation=True,
-            # As host_dead_fails_over: at 0.05 the faulty host's retries took CPU from the
-            # healthy hosts on 2 cores (CI measured 0.89).
             latency_scale=ISOLATION_LATENCY_SCALE,
         ),
         Scenario(
@@ -747,9 +749,6 @@ SCENARIOS: dict[str, Scenario] = {
             extra_env={"GPU_HOST_FAILOVER_DEADLINE_S": "5", "GPU_PROBE_MAX_DELAY_S": "2"},
             extra_check=healthy_hosts_unharmed,
             isolation=True,
-            # Hosts bound by their model slots, as real GPUs are: at 0.05 the whole pipeline
-            # is bound by this machine's 2 cores, and the failover's own CPU (re-publishing,
-            # the paused host's probes) read as a slower healthy host (0.89-0.91 measured).
             latency_scale=ISOLATION_LATENCY_SCALE,
         ),
         Scenario(
