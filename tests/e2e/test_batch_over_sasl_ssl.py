@@ -23,8 +23,12 @@ from tests.pipeline_harness import running_pipeline
 
 FILES = 40
 # Its own addresses and ports: a demo or another e2e run on this machine does not collide.
+# The simulator's ports sit below Linux's ephemeral range (32768-60999): a port there can be
+# held at any moment by some client's outgoing connection, and the simulator's bind then fails.
 HOSTS = "127.0.2.2:4,127.0.2.3:4"
-PORTS = {"DENOISE_PORT": "35010", "IVR_PORT": "35011", "LID_PORT": "35012", "STT_PORT": "35013"}
+PORTS = {"DENOISE_PORT": "26010", "IVR_PORT": "26011", "LID_PORT": "26012", "STT_PORT": "26013"}
+LLM_PORT = 26000
+CONTROL_PORT = 26099
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,8 @@ async def test_a_batch_runs_over_sasl_ssl_with_scram_sha_512(
         env["KAFKA_BOOTSTRAP_SERVERS"],
         gpu_hosts=HOSTS,
         extra_env={**PORTS, **env},
-        llm_port=38000,
-        control_port=35099,
+        llm_port=LLM_PORT,
+        control_port=CONTROL_PORT,
     ) as pipeline:
         settings = pipeline.config.settings()  # the services' settings: SASL_SSL, SCRAM
         assert settings.kafka.security_protocol == "SASL_SSL"
