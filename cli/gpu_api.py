@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from services.gpu_stage.model_api import call_model
 from services.gpu_stage.model_contract import RESPONSES, ErrorResponse, ModelRequest
 from services.gpu_stage.settings import GpuStageSettings
+from shared.model_http import ModelApiClient
 from shared.stages import GPU_STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def _classify(reply: httpx.Response | Exception) -> tuple[str, bool]:
         return reply
 
     async def probe() -> tuple[str, bool]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        async with ModelApiClient(httpx.MockTransport(handler), 30.0) as client:
             outcome = await call_model(client, "http://host:1/v1/stage", {}, 30.0)
         return outcome.error_kind or "ok", outcome.unreachable
 

@@ -22,8 +22,9 @@ Differences: HTTP/1.1 only (no HTTP/2), request bodies are buffered before sendi
 `write` timeout is not enforced on its own (aiohttp has none; the `read` timer starts once
 the request is written): model requests are a few hundred bytes, which the kernel takes at
 once. A timeout of 5 s or more fires on the next whole second of the loop's clock, as
-aiohttp rounds its timers up (`ceil_threshold`). Proxies from the environment are httpx's
-business: it mounts its own transports for proxied URLs, as before.
+aiohttp rounds its timers up (`ceil_threshold`). The services send through it directly
+(`shared.model_http.ModelApiClient`), so no proxy from the environment is used: model APIs are
+reached at the address configured.
 """
 
 import asyncio

@@ -59,6 +59,8 @@ PIPELINE: Final[tuple[StageSpec, ...]] = (
     StageSpec("llm2", "llm_stage", False, "llm2Status", "Complete", "llm2Done"),
 )
 BY_NAME: Final[dict[str, StageSpec]] = {spec.name: spec for spec in PIPELINE}
+# The tracker asks for positions hundreds of times per poll: a lookup, not a search.
+_POSITION: Final[dict[str, int]] = {spec.name: i for i, spec in enumerate(PIPELINE)}
 # The stage that triage's "skip" route jumps over to `done`.
 TRIAGE: Final = "triage"
 
@@ -72,7 +74,11 @@ def spec(stage: str) -> StageSpec:
 
 def index(stage: str) -> int:
     """Position in the flow: "distribute" is 0, the last stage len(PIPELINE) - 1."""
-    return PIPELINE.index(spec(stage))
+    try:
+        return _POSITION[stage]
+    except KeyError:
+        spec(stage)  # raises the error that names the stages
+        raise
 
 
 def previous(stage: str) -> StageSpec | None:

@@ -17,6 +17,7 @@ from shared.http_transport import model_api_transport
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
 from shared.metrics import StageMetrics
+from shared.model_http import ModelApiClient
 from shared.model_stage import decoder_for
 from shared.observability.service import Observability
 from shared.pipeline import input_topic, stages_of
@@ -47,7 +48,7 @@ def build_runner(
     settings: GpuStageSettings,
     stage: GpuStage,
     host: str,
-    client: httpx.AsyncClient,
+    client: ModelApiClient,
     producer: AIOKafkaProducer,
     cancelled: CancelledBatches,
     observability: Observability | None = None,
@@ -133,9 +134,7 @@ async def run(
     producer = make_producer(settings.kafka, "gpu_stage")
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     transport = model_api_transport(settings.http_transport, limits)
-    async with httpx.AsyncClient(
-        timeout=settings.gpu_request_timeout_s, transport=transport
-    ) as client:
+    async with ModelApiClient(transport, settings.gpu_request_timeout_s) as client:
         # Per host, its stages' circuits: dead while one is open (unreachable) past the
         # failover deadline (`cofi_gpu_host_dead`).
         host_breakers: dict[str, list[CircuitBreaker]] = {h: [] for h in hosts}

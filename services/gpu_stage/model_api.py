@@ -2,7 +2,7 @@
 
 import httpx
 
-from shared.model_http import post_json
+from shared.model_http import ModelApiClient, post_json
 from shared.retry import CallOutcome
 
 
@@ -14,17 +14,17 @@ def health_url(host: str, port: int) -> str:
     return f"http://{host}:{port}/health"
 
 
-async def probe(client: httpx.AsyncClient, url: str) -> bool:
+async def probe(client: ModelApiClient, url: str) -> bool:
     """Whether the model server answers its health route (the circuit breaker's probe)."""
     try:
-        response = await client.get(url, timeout=5.0)
+        response = await client.request("GET", url, timeout_s=5.0)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
 
 
 async def call_model(
-    client: httpx.AsyncClient, url: str, request: dict[str, object], timeout_s: float
+    client: ModelApiClient, url: str, request: dict[str, object], timeout_s: float
 ) -> CallOutcome:
     response = await post_json(client, url, request, timeout_s=timeout_s)
     if isinstance(response, CallOutcome):

@@ -6,12 +6,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from shared.model_http import post_json
+from shared.model_http import ModelApiClient, post_json
 from shared.retry import CallOutcome
 
 
 async def complete(
-    client: httpx.AsyncClient,
+    client: ModelApiClient,
     base_url: str,
     api_key: str,
     model: str,
@@ -33,12 +33,12 @@ async def complete(
     return parse_answer(response, answer)
 
 
-async def probe(client: httpx.AsyncClient, base_url: str, api_key: str) -> bool:
+async def probe(client: ModelApiClient, base_url: str, api_key: str) -> bool:
     """Whether the API answers `GET /models` with these credentials (the breaker's probe):
     cheap, and it fails as chat does on a wrong key or a dead server."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = await client.get(base_url.rstrip("/") + "/models", headers=headers)
+        response = await client.request("GET", base_url.rstrip("/") + "/models", headers=headers)
     except httpx.HTTPError:
         return False
     return response.status_code == 200

@@ -15,6 +15,7 @@ from shared.breaker import BreakerPolicy, CircuitBreaker
 from shared.http_transport import model_api_transport
 from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
+from shared.model_http import ModelApiClient
 from shared.model_stage import decoder_for
 from shared.observability.service import Observability
 from shared.pipeline import input_topic, stages_of
@@ -45,7 +46,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
     producer = make_producer(settings.kafka, "llm_stage")
     limits = httpx.Limits(max_connections=settings.llm_max_concurrency * 2)
     transport = model_api_transport(settings.http_transport, limits)
-    async with httpx.AsyncClient(timeout=settings.llm_timeout_s, transport=transport) as client:
+    async with ModelApiClient(transport, settings.llm_timeout_s) as client:
 
         async def chat(stage: LlmStage, messages: list[dict[str, str]], caller: str) -> CallOutcome:
             return await complete(

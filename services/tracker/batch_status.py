@@ -34,6 +34,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Final, TypeVar
 
 from services.tracker.rows import (
@@ -73,6 +74,7 @@ class FileSignature:
     failed_stage: str | None = None
     finished_at: datetime | None = None  # the latest `finishedAt` of these files
 
+    @cached_property  # asked for every stage of every signature on each poll
     def reached(self) -> int:
         """Position of the furthest stage the file is known to have finished."""
         if self.terminal_state == "done":  # only the last stage ends a file done
@@ -82,7 +84,7 @@ class FileSignature:
     def outcome(self, position: int) -> str:
         """ "finished", "skipped", "failed", "cancelled" or "pending" for the stage at
         `position`."""
-        if self.reached() >= position:
+        if self.reached >= position:
             return "finished"
         if self.triage_route == "skip" and position > TRIAGE_INDEX:
             return "skipped"
@@ -98,7 +100,7 @@ class FileSignature:
             return True
         if outcome == "failed":
             return self._failed_index() == position
-        return outcome in ("pending", "cancelled") and self.reached() >= position - 1
+        return outcome in ("pending", "cancelled") and self.reached >= position - 1
 
     def _failed_index(self) -> int:
         # A failure that names no stage counts from the first one.

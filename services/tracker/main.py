@@ -78,6 +78,8 @@ async def _track(
         group_id=settings.group_id,
         client_id=f"{settings.group_id}-consumer",
         max_poll_records=settings.tracker_max_batch,
+        fetch_min_bytes=settings.tracker_fetch_min_bytes,
+        fetch_max_wait_ms=settings.tracker_fetch_max_wait_ms,
     )
     if after_apply is None and settings.tracker_kill_after_polls:
         after_apply = kill_after_polls(settings.tracker_kill_after_polls)

@@ -13,6 +13,20 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
+    # A busy pipeline's events arrive in fewer, fuller fetches; the tables lag by at most the wait.
+    tracker_fetch_min_bytes: int = Field(
+        default=65_536,
+        ge=1,
+        description="A fetch waits for this many bytes of events (about 80) or "
+        "TRACKER_FETCH_MAX_WAIT_MS, whichever comes first",
+    )
+    tracker_fetch_max_wait_ms: int = Field(
+        default=250,
+        ge=0,
+        le=5_000,
+        description="Longest a fetch waits for TRACKER_FETCH_MIN_BYTES: how far the tables "
+        "may lag a quiet pipeline",
+    )
     # Empty means "<topic_prefix>-tracker"; a second tracker over the same topics sets its own.
     tracker_group_id: str = ""
     # Apply the Alembic migrations before consuming (one tracker per deployment should).

@@ -8,6 +8,7 @@ from services.gpu_stage.model_api import call_model
 from services.gpu_stage.work import CallTimeouts
 from shared.breaker import CircuitBreaker
 from shared.events import FileContext, FileFailed, FileReassigned, FileStageCompleted, encode
+from shared.model_http import ModelApiClient
 from shared.model_stage import decoder_for
 from shared.retry import CallOutcome, RetryPolicy
 from shared.topics import Topics
@@ -155,7 +156,7 @@ async def test_model_api_client_classifies_http_answers() -> None:
             return httpx.Response(429, headers={"Retry-After": "2"})
         return httpx.Response(422, json={"error": "undecodable audio"})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+    async with ModelApiClient(httpx.MockTransport(answer)) as client:
         ok = await call_model(client, "http://h/v1/ok", {}, 30.0)
         busy = await call_model(client, "http://h/v1/busy", {}, 30.0)
         bad = await call_model(client, "http://h/v1/bad", {}, 30.0)

@@ -16,6 +16,7 @@ from services.llm_stage.prompting import PromptTemplateError, load_templates, me
 from services.llm_stage.settings import PROMPTS
 from shared.breaker import CircuitBreaker
 from shared.events import FileContext, FileFailed, any_event
+from shared.model_http import ModelApiClient
 from shared.retry import CallOutcome, RetryPolicy
 from shared.stages import LlmStage
 from shared.topics import Topics
@@ -91,7 +92,7 @@ async def test_every_request_sets_max_tokens() -> None:
         answer = json.dumps({"summary": "s", "sentiment": "neutral", "topics": []})
         return httpx.Response(200, json={"choices": [{"message": {"content": answer}}]})
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+    async with ModelApiClient(httpx.MockTransport(handler)) as client:
         await complete(client, "http://llm/v1", "", "m", [], Llm1Answer, max_tokens=256)
     assert seen[0]["max_tokens"] == 256
 

@@ -11,6 +11,7 @@ from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import PROMPTS
 from shared.breaker import CircuitBreaker
 from shared.events import FileContext, FileFailed, FileStageCompleted
+from shared.model_http import ModelApiClient
 from shared.retry import CallOutcome, RetryPolicy
 from shared.stages import LlmStage
 from shared.topics import Topics
@@ -36,7 +37,7 @@ async def test_chat_client_validates_the_answer_against_the_stage_schema() -> No
         seen.append(json.loads(request.content))
         return next(answers)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+    async with ModelApiClient(httpx.MockTransport(handler)) as client:
         ok = await complete(client, "http://llm/v1", "k", "m", [], Llm1Answer)
         malformed = await complete(client, "http://llm/v1", "k", "m", [], Llm1Answer)
         limited = await complete(client, "http://llm/v1", "k", "m", [], Llm1Answer)

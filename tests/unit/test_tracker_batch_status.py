@@ -256,8 +256,8 @@ def test_a_cancel_that_came_too_late_leaves_the_batch_complete() -> None:
 
 def test_a_stage_is_known_by_its_position_in_the_pipeline() -> None:
     # Only the last stage ends a file done, whatever its flags say.
-    assert FileSignature(1, terminal_state="done").reached() == len(PIPELINE) - 1
-    assert FileSignature(1).reached() == -1
+    assert FileSignature(1, terminal_state="done").reached == len(PIPELINE) - 1
+    assert FileSignature(1).reached == -1
     assert FileSignature(1, through("lid")).outcome(index("lid")) == "finished"
     assert FileSignature(1, through("lid")).entered(index("triage"))
 
