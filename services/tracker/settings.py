@@ -13,15 +13,16 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
-    # A busy pipeline's events arrive in fewer, fuller fetches; the tables lag by at most the wait.
+    # A busy pipeline's events arrive in fewer, fuller fetches (each lists every partition of
+    # every topic it reads, decoded in Python); the tables lag by at most the wait.
     tracker_fetch_min_bytes: int = Field(
-        default=65_536,
+        default=1_048_576,
         ge=1,
-        description="A fetch waits for this many bytes of events (about 80) or "
+        description="A fetch waits for this many bytes of events (about 1,300) or "
         "TRACKER_FETCH_MAX_WAIT_MS, whichever comes first",
     )
     tracker_fetch_max_wait_ms: int = Field(
-        default=250,
+        default=500,
         ge=0,
         le=5_000,
         description="Longest a fetch waits for TRACKER_FETCH_MIN_BYTES: how far the tables "

@@ -303,7 +303,11 @@ class StageRunner(Generic[M]):
         for running in self._tasks_by_tp.values():
             running.discard(task)
         # The slot itself is freed by the commit that records the record finished (_commit).
-        self._commit_wanted.set()
+        # With every slot held, a record may wait for one: commit now. Otherwise the next
+        # periodic commit records this one with those finished meanwhile: a trickle of
+        # records then costs one commit request per `commit_interval_s`, not one per record.
+        if self.held() >= self.max_in_flight:
+            self._commit_wanted.set()
 
     def held(self) -> int:
         """Records holding a slot: running, or finished and recorded by no commit yet. What a
@@ -396,8 +400,8 @@ class StageRunner(Generic[M]):
         )
 
     async def _commit_continuously(self, stop: asyncio.Event) -> None:
-        """Commit as soon as records finish (finishes during a commit share the next one), and
-        at least every `commit_interval_s`, which retries a commit that failed."""
+        """Commit when asked (`_on_done`: every slot held; skipped records) and at least every
+        `commit_interval_s`, which records the other finishes and retries a failed commit."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._commit_wanted.wait(), self.commit_interval_s)

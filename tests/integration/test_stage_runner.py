@@ -142,6 +142,78 @@ async def test_a_slow_record_does_not_hold_back_the_records_after_it(
         await producer.stop()
 
 
+async def test_a_trickle_shares_commits_and_a_full_consumer_commits_at_once(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Records arriving one by one, with slots to spare, are recorded together: by the commit
+    that comes when their finishes fill the slots (or by the periodic one), not one commit
+    each. With every slot held, a finish is committed at once, so a long commit interval
+    does not hold the next record back."""
+    src, dst, dlq = f"{topic_prefix}.in", f"{topic_prefix}.out", f"{topic_prefix}.failed"
+    await ensure_topics(kafka_bootstrap, [src, dst, dlq], partitions=1)
+    done: list[int] = []
+
+    async def note(n: int) -> Sequence[Output]:
+        done.append(n)
+        return [Output(dst, None, Number(n=n))]
+
+    async def run_with(
+        max_in_flight: int, commit_interval_s: float, group: str
+    ) -> StageRunner[int]:
+        return StageRunner(
+            name=group,
+            consumer=make_consumer(kafka_bootstrap, f"{topic_prefix}-{group}", group),
+            producer=producer,
+            topics=[src],
+            decode=lambda b: int(b),
+            handle=note,
+            dead_letter_topic=dlq,
+            max_in_flight=max_in_flight,
+            commit_interval_s=commit_interval_s,
+        )
+
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    try:
+        trickle = await run_with(4, 30.0, "trickle")
+        commits: list[object] = []
+        commit = trickle.consumer.commit
+
+        async def counted(offsets: object) -> None:
+            commits.append(offsets)
+            await commit(offsets)
+
+        trickle.consumer.commit = counted  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(trickle.run(stop))
+        try:
+            await wait_until(lambda: bool(trickle.consumer.assignment()), what="assignment")
+            for i in range(8):
+                await _produce(kafka_bootstrap, src, [str(i).encode()])
+                await wait_until(lambda i=i: i in done, what=f"record {i} finished")
+            await wait_until(lambda: trickle.held() == 0, what="the trickle committed")
+        finally:
+            stop.set()
+            await task
+        # One per record before; now one each time the finished records fill the 4 slots
+        # (the 30 s tick does not come while they arrive).
+        assert len(commits) == 2, commits
+
+        # A second group over the same 8 records, one slot, a commit interval of a minute:
+        # each record waits for the commit of the one before, which comes at its finish.
+        done.clear()
+        full = await run_with(1, 60.0, "full")
+        stop = asyncio.Event()
+        task = asyncio.create_task(full.run(stop))
+        try:
+            await wait_until(lambda: len(done) == 8, timeout_s=20, what="all 8 through one slot")
+        finally:
+            stop.set()
+            await task
+    finally:
+        await producer.stop()
+
+
 async def test_a_restart_after_a_hard_stop_redoes_only_the_unfinished_records(
     kafka_bootstrap: str, topic_prefix: str
 ) -> None:
