@@ -62,6 +62,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=GPU_SCALE,
         help=f"GPU run: multiply every model time (default {GPU_SCALE:g}; 1 = a real GPU)",
     )
+    p.add_argument(
+        "--gpu-sigmas",
+        default="",
+        help="GPU run: only the batches of these call-length spreads (e.g. 1.0; default all)",
+    )
     p.add_argument("--latency-files", type=int, default=300, help="files of the latency run")
     p.add_argument("--interval-ms", type=float, default=100, help="latency run: upload interval")
     p.add_argument(
@@ -202,7 +207,10 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
             )
             prefix = run.prefix("g")
             gpu_batches = []
+            sigmas = {float(x) for x in args.gpu_sigmas.split(",") if x.strip()}
             for name, lengths, target in SPREADS:
+                if sigmas and lengths.sigma not in sigmas:
+                    continue
                 gpu_paths = await asyncio.to_thread(
                     cached_audio, AUDIO_CACHE, args.gpu_files, lengths
                 )

@@ -5,7 +5,8 @@ largest CPU cost per file in gpu_stage and llm_stage. It serves a tiny JSON endp
 separate process (aiohttp, on the bench's denoise address, so do not run it during a bench
 run) and times, in this process only, httpx on its own transport with gpu_stage's pool and
 with a pool the size of the in-flight limit, httpx on shared.http_transport's aiohttp
-transport (the services' default), and aiohttp's client alone; with 4 requests in flight,
+transport, the services' `ModelApiClient` (httpx requests straight to that transport, without
+httpx's client layer), and aiohttp's client alone; with 4 requests in flight,
 then 16 (httpcore's pool costs more per request the more connections it holds).
 """
 
@@ -79,6 +80,18 @@ async def measure(in_flight: int) -> dict[str, float]:
 
         name = "httpx on shared.http_transport (aiohttp)"
         results[name] = await cpu_per_request(with_transport, in_flight)
+    # What they send through since issue 10: httpx requests, no client layer.
+    from shared.model_http import ModelApiClient, post_json
+
+    async with ModelApiClient(AiohttpTransport(limits=gpu_pool), 30) as model_api:
+
+        async def with_model_api() -> None:
+            response = await post_json(model_api, URL, BODY)
+            assert isinstance(response, httpx.Response), response
+            response.json()
+
+        name = "shared.model_http.ModelApiClient (services)"
+        results[name] = await cpu_per_request(with_model_api, in_flight)
     async with aiohttp.ClientSession() as session:
 
         async def with_aiohttp() -> None:

@@ -1,12 +1,13 @@
 """`python -m bench.runner_cost`: CPU per record of the consumer runtime, backlog against trickle.
 
 A development tool behind figure 1's analysis (bench/FINDINGS.md). One `StageRunner` (4 slots,
-the GPU stages' look-ahead and a priority) reads a 4-partition topic on the shared broker and
-publishes one event of a stage event's size per record; its handler makes no call, so what is
-measured is the runtime and its Kafka client alone, in this process only. The records are
-either all there at the start (a backlog: each fetch, produce and commit carries many) or
-produced by a separate process at a steady rate (a trickle: each carries about one), at the
-rate one GPU stage of one host sees in figure 1's batch, and at a tenth of it.
+a GPU stage's look-ahead, priority and 100 ms long poll) reads a 4-partition topic on the
+shared broker and publishes one event of a stage event's size per record; its handler makes
+no call, so what is measured is the runtime and its Kafka client alone, in this process
+only. The records are either all there at the start (a backlog: each fetch, produce and
+commit carries many) or produced by a separate process at a steady rate (a trickle: each
+carries about one), at the rate one GPU stage of one host sees in figure 1's batch (40 per
+second), at the rate it would see at the bare chain's pace (120), and at a tenth of the first.
 """
 
 import argparse
@@ -27,7 +28,7 @@ from shared.runtime.stage_runner import StageRunner
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 4
 # (records, records per second; 0: all produced before the runner starts)
-RUNS = ((4000, 0.0), (1200, 40.0), (150, 4.0))
+RUNS = ((4000, 0.0), (2400, 120.0), (1200, 40.0), (150, 4.0))
 IDLE_S = 20.0  # the idle run: no record, this long
 
 
@@ -70,7 +71,7 @@ async def cpu_per_record(records: int, per_s: float) -> tuple[float, float]:
     await producer.start()
     runner: StageRunner[int] = StageRunner(
         name="runner-cost",
-        consumer=make_consumer(BOOTSTRAP, f"{prefix}-g", "runner-cost"),
+        consumer=make_consumer(BOOTSTRAP, f"{prefix}-g", "runner-cost", fetch_max_wait_ms=100),
         producer=producer,
         topics=[source],
         decode=int,

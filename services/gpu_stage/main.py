@@ -93,7 +93,10 @@ def build_runner(
     group = settings.group_id(stage, host)
     return StageRunner(
         name=name,
-        consumer=make_consumer(settings.kafka, group, name),
+        # aiokafka sends one fetch at a time per broker: a partition whose look-ahead records
+        # were just taken is fetched again only once the long poll of the others returns.
+        # A short poll keeps the look-ahead topped up, for 8 more idle polls a second.
+        consumer=make_consumer(settings.kafka, group, name, fetch_max_wait_ms=100),
         producer=producer,
         topics=[input_topic(stage, settings.topics, host)],
         decode=decoder_for(stage),
