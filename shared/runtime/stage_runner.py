@@ -305,7 +305,8 @@ class StageRunner(Generic[M]):
         # The slot itself is freed by the commit that records the record finished (_commit).
         # With every slot held, a record may wait for one: commit now. Otherwise the next
         # periodic commit records this one with those finished meanwhile: a trickle of
-        # records then costs one commit request per `commit_interval_s`, not one per record.
+        # records then costs a commit request per `max_in_flight` records or per
+        # `commit_interval_s`, not one per record.
         if self.held() >= self.max_in_flight:
             self._commit_wanted.set()
 
