@@ -23,8 +23,8 @@ from tests.pipeline_harness import running_pipeline
 
 FILES = 40
 # Its own addresses and ports: a demo or another e2e run on this machine does not collide.
-# The simulator's ports sit below Linux's ephemeral range (32768-60999): a port there can be
-# held at any moment by some client's outgoing connection, and the simulator's bind then fails.
+# The broker's and the simulator's ports sit below Linux's ephemeral range (32768-60999): a
+# port there can be held at any moment by some client's outgoing connection, and a bind fails.
 HOSTS = "127.0.2.2:4,127.0.2.3:4"
 PORTS = {"DENOISE_PORT": "26010", "IVR_PORT": "26011", "LID_PORT": "26012", "STT_PORT": "26013"}
 LLM_PORT = 26000
@@ -34,7 +34,7 @@ CONTROL_PORT = 26099
 @pytest.fixture(scope="module")
 def sasl_kafka() -> Iterator[PrivateKafka]:
     kafka = PrivateKafka(
-        cache=CACHE / "e2e-sasl-kafka", port=39292, controller_port=39293, sasl_ssl_port=39294
+        cache=CACHE / "e2e-sasl-kafka", port=26292, controller_port=26293, sasl_ssl_port=26294
     )
     kafka.start(fresh=True)
     try:
