@@ -157,9 +157,7 @@ async def test_a_trickle_shares_commits_and_a_full_consumer_commits_at_once(
         done.append(n)
         return [Output(dst, None, Number(n=n))]
 
-    async def run_with(
-        max_in_flight: int, commit_interval_s: float, group: str
-    ) -> StageRunner[int]:
+    def run_with(max_in_flight: int, commit_interval_s: float, group: str) -> StageRunner[int]:
         return StageRunner(
             name=group,
             consumer=make_consumer(kafka_bootstrap, f"{topic_prefix}-{group}", group),
@@ -175,7 +173,7 @@ async def test_a_trickle_shares_commits_and_a_full_consumer_commits_at_once(
     producer = make_producer(kafka_bootstrap, "test")
     await producer.start()
     try:
-        trickle = await run_with(4, 30.0, "trickle")
+        trickle = run_with(4, 30.0, "trickle")
         commits: list[object] = []
         commit = trickle.consumer.commit
 
@@ -202,7 +200,7 @@ async def test_a_trickle_shares_commits_and_a_full_consumer_commits_at_once(
         # A second group over the same 8 records, one slot, a commit interval of a minute:
         # each record waits for the commit of the one before, which comes at its finish.
         done.clear()
-        full = await run_with(1, 60.0, "full")
+        full = run_with(1, 60.0, "full")
         stop = asyncio.Event()
         task = asyncio.create_task(full.run(stop))
         try:
