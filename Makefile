@@ -38,8 +38,10 @@ infra-stop:
 topics: infra
 	$(VENV)/bin/cofi topics
 
+# DB=sqlite (default: the embedded database, no root, no server) or DB=mariadb.
+DB ?= sqlite
 demo: install
-	scripts/demo.sh
+	DB=$(DB) scripts/demo.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

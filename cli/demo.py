@@ -52,6 +52,7 @@ async def run_demo(
         ok = summary is not None and summary.finished
         verdict = "completed" if ok else "did NOT complete"
         print(f"batch {batch_id} {verdict} in {elapsed:.1f}s")
+        print(where_to_look(batch_id, config.database_url))
         return ok
     finally:
         await engine.dispose()
@@ -101,3 +102,15 @@ def _progress_line(s: BatchSummary) -> str:
     total = s.total_files or s.files_seen or 1
     stages = " ".join(f"{line.stage}:{line.done + line.failed}/{total}" for line in s.stages)
     return f"[{s.status}] {stages} terminal={sum(s.terminal.values())}/{total}"
+
+
+def where_to_look(batch_id: str, database_url: str) -> str:
+    """What a newcomer runs next: the tables stay, so the page and `cofi status` still read them."""
+    env = f"DATABASE_URL='{database_url}'"
+    return "\n".join(
+        (
+            "where to look:",
+            f"  {env} .venv/bin/cofi status {batch_id}",
+            f"  {env} .venv/bin/cofi run web   # then open http://127.0.0.1:8080/batches/{batch_id}",
+        )
+    )

@@ -36,6 +36,8 @@ KAFKA_READY_TIMEOUT="${KAFKA_READY_TIMEOUT:-60}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 JAVA="${JAVA:-java}"
 MVN="${MVN:-mvn}"
+# The project's venv when it exists: the probes need its packages (aiokafka, asyncmy).
+if [[ -z "${PYTHON:-}" && -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; fi
 PYTHON="${PYTHON:-python3}"
 KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-}"
 KAFKA_SASL_USERNAME="${KAFKA_SASL_USERNAME:-cofi}"

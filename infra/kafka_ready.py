@@ -77,6 +77,16 @@ async def main() -> int:
     parser.add_argument("--brokers", type=int, default=1, help="brokers the metadata must list")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
+    try:
+        import aiokafka  # noqa: F401
+    except ModuleNotFoundError:
+        # A missing client is not a broker that is not ready yet: say so at once.
+        print(
+            f"kafka_ready: {sys.executable} lacks aiokafka; run `make install` "
+            "or set PYTHON to the project's venv python",
+            file=sys.stderr,
+        )
+        return 2
 
     # aiokafka logs every refused connection at ERROR; keep the helper quiet unless it fails.
     logging.basicConfig(level=logging.CRITICAL)

@@ -24,6 +24,8 @@ COFI_CACHE="$(cd "$COFI_CACHE" && pwd)"
 MARIADB_PORT="${MARIADB_PORT:-3306}"
 MARIADB_READY_TIMEOUT="${MARIADB_READY_TIMEOUT:-60}"
 MARIADB_STOP_TIMEOUT="${MARIADB_STOP_TIMEOUT:-60}"
+# The project's venv when it exists: the probes need its packages (aiokafka, asyncmy).
+if [[ -z "${PYTHON:-}" && -x "$REPO_ROOT/.venv/bin/python" ]]; then PYTHON="$REPO_ROOT/.venv/bin/python"; fi
 PYTHON="${PYTHON:-python3}"
 APP_USER=cofi
 APP_PASS=cofi
