@@ -35,7 +35,7 @@ from bench.pipeline import shared_usage
 from bench.procfs import usage
 from cli.processes import ProcessGroup
 from shared.kafka import ensure_topics, make_consumer, make_producer
-from shared.pipeline import output_topic, stages_of
+from shared.pipeline import output_topic, spec, stages_of
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.topics import Topics
 
@@ -108,11 +108,13 @@ def triage_skips(headers: Mapping[str, bytes]) -> bool:
 
 
 def next_topic(topics: Topics, stage: str, headers: Mapping[str, bytes]) -> str:
-    """Where a hop sends a record: the pipeline's flow, triage's skip straight to done."""
+    """Where a hop sends a record: the pipeline's flow, by triage's route (the bench's rule
+    standing in for the rule book) where the table gives the stage routes."""
     host = headers["host"].decode() if "host" in headers else None
-    if stage == "triage" and triage_skips(headers):
-        return topics.done
-    return output_topic(stage, topics, host)
+    route = None
+    if spec(stage).routes:
+        route = "skip" if triage_skips(headers) else "stt"
+    return output_topic(stage, topics, host, route)
 
 
 def gpu_request(stage: str, headers: Mapping[str, bytes]) -> bytes:

@@ -6,8 +6,11 @@ the batch's `status` values, reports and the operator tools read this table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
+
+from shared.status import Status
 
 if TYPE_CHECKING:
     # Only types here: `Topics` derives the list of every topic, and `shared.stages` the
@@ -31,6 +34,9 @@ class StageSpec:
     # Without a flag: the fileDistribution column that holds the stage's decision, set once the
     # file went through it (the distributor's host, triage's route).
     decision_column: str | None = None
+    # A stage that chooses each file's way on: route -> the stage the file goes to next, None
+    # for `done`. A stage without routes hands every file to the next row.
+    routes: Mapping[str, str | None] = field(default_factory=dict, hash=False)
 
 
 # In flow order. "distribute" is the distributor's host assignment: it reads the uploads.
@@ -53,15 +59,16 @@ PIPELINE: Final[tuple[StageSpec, ...]] = (
         "triagingStatus",
         "triagingDone",
         decision_column="triageRoute",
+        routes={"stt": "stt", "skip": None},
     ),
     StageSpec("stt", "gpu_stage", True, "sttStatus", "sttDone", "sttDone"),
     StageSpec("llm1", "llm_stage", False, "llm1Status", "llm1Done", "llm1Done"),
-    StageSpec("llm2", "llm_stage", False, "llm2Status", "Complete", "llm2Done"),
+    StageSpec("llm2", "llm_stage", False, "llm2Status", Status.COMPLETE, "llm2Done"),
 )
 BY_NAME: Final[dict[str, StageSpec]] = {spec.name: spec for spec in PIPELINE}
 # The tracker asks for positions hundreds of times per poll: a lookup, not a search.
 _POSITION: Final[dict[str, int]] = {spec.name: i for i, spec in enumerate(PIPELINE)}
-# The stage that triage's "skip" route jumps over to `done`.
+# The stage whose routes decide whether a file is transcribed (`routes` above).
 TRIAGE: Final = "triage"
 
 
@@ -103,9 +110,36 @@ def input_topic(stage: str, topics: Topics, host: str | None = None) -> str:
     return f"{topics.prefix}.{row.name}"
 
 
-def output_topic(stage: str, topics: Topics, host: str | None = None) -> str:
-    """Where a stage's completed event goes: the next stage's input, or `done` after the last."""
-    nxt = following(stage)
+def next_stage(stage: str, route: str | None = None) -> StageSpec | None:
+    """The stage a file goes to after `stage` (by `route`, for a stage with routes), or None
+    when it goes to `done`."""
+    row = spec(stage)
+    if not row.routes:
+        if route is not None:
+            raise ValueError(f"stage {stage} has no routes, got route {route!r}")
+        return following(stage)
+    if route is None or route not in row.routes:
+        raise ValueError(
+            f"stage {stage} routes each file by one of {', '.join(row.routes)}, got {route!r}"
+        )
+    target = row.routes[route]
+    return None if target is None else spec(target)
+
+
+def skipped_by(stage: str, route: str | None = None) -> tuple[StageSpec, ...]:
+    """The stages a file never goes through once `stage` sent it by `route`: those between
+    `stage` and where the route leads (every later stage, for a route to `done`)."""
+    nxt = next_stage(stage, route)
+    end = len(PIPELINE) if nxt is None else index(nxt.name)
+    return PIPELINE[index(stage) + 1 : end]
+
+
+def output_topic(
+    stage: str, topics: Topics, host: str | None = None, route: str | None = None
+) -> str:
+    """Where a stage's completed event goes: the input of the stage it leads to (by `route`,
+    for a stage with routes), or `done`."""
+    nxt = next_stage(stage, route)
     if nxt is None:
         return topics.done
     return input_topic(nxt.name, topics, host)
@@ -119,3 +153,29 @@ FLAG_COLUMNS: Final[tuple[str, ...]] = tuple(
     row.flag_column for row in PIPELINE if row.flag_column is not None
 )
 STATUS_COLUMNS: Final[tuple[str, ...]] = tuple(row.status_column for row in PIPELINE)
+# Every value of a batch's `status`, in the order a batch takes them.
+BATCH_STATUSES: Final[tuple[str, ...]] = (
+    Status.PENDING,
+    *(row.done_value for row in PIPELINE),
+    Status.CANCELLED,
+)
+
+
+def check(rows: tuple[StageSpec, ...]) -> None:
+    """Raise if the table is not a graph the services can run: names unique, "distribute"
+    first, and every route leads forward (to a later stage or to `done`)."""
+    names = [row.name for row in rows]
+    if len(set(names)) != len(names) or not names or names[0] != "distribute":
+        raise ValueError(f"shared/pipeline.py: stages must be unique, distribute first: {names}")
+    if rows[-1].done_value != Status.COMPLETE:
+        raise ValueError("shared/pipeline.py: the last stage's done_value must be Complete")
+    for position, row in enumerate(rows):
+        for route, target in row.routes.items():
+            if target is not None and target not in names[position + 1 :]:
+                raise ValueError(
+                    f"shared/pipeline.py: route {route!r} of {row.name} leads to {target!r},"
+                    " not a later stage"
+                )
+
+
+check(PIPELINE)

@@ -30,8 +30,3 @@ for _type, _names in (
 ):
     if get_args(_type) != _names:
         raise ImportError(f"shared/stages.py: {get_args(_type)} disagrees with PIPELINE {_names}")
-
-
-def stage_index(stage: str) -> int:
-    """Position of a stage in the pipeline; "distribute" comes first at -1."""
-    return -1 if stage == "distribute" else STAGES.index(stage)

@@ -245,10 +245,7 @@ def route_after_lid(
         attempts=(attempt,),
         next_attempt=context.attempt_base + 1,
     )
-    if decision.route == "stt":
-        topic = output_topic("triage", topics, event.context.host)
-    else:
-        topic = topics.done
+    topic = output_topic("triage", topics, event.context.host, decision.route)
     return [Output(topic, file_key(event.batch_id, event.file_name), triaged)]
 
 
