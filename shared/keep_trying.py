@@ -2,7 +2,8 @@
 
 The sibling of `shared.retry` (which bounds calls to model APIs by a budget): a broker or a
 database that is down must pause a service, never crash-loop it, so these steps are retried
-with capped exponential backoff until they work, the service stops, or a deadline passes.
+with capped exponential backoff (`shared.backoff`) until they work, the service stops, or a
+deadline passes.
 """
 
 import asyncio
@@ -10,20 +11,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
+from shared.backoff import Backoff as Backoff  # the callers' argument type, re-exported
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    first_delay_s: float = 0.25
-    max_delay_s: float = 5.0
-    factor: float = 2.0  # 1.0 polls at a steady pace
-
-    def next(self, delay: float) -> float:
-        return min(delay * self.factor, self.max_delay_s)
+DEFAULT_BACKOFF = Backoff()
 
 
 async def keep_trying(
@@ -31,7 +24,7 @@ async def keep_trying(
     *,
     retry_on: type[BaseException] | tuple[type[BaseException], ...],
     what: str,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = DEFAULT_BACKOFF,
     stop: asyncio.Event | None = None,
     deadline_s: float | None = None,
     on_failure: Callable[[BaseException], None] | None = None,
@@ -47,7 +40,7 @@ async def keep_trying(
     Cancellation always propagates.
     """
     give_up_at = None if deadline_s is None else clock() + deadline_s
-    delay = backoff.first_delay_s
+    waits = backoff.waits()
     while True:
         try:
             await step()
@@ -55,6 +48,7 @@ async def keep_trying(
         except asyncio.CancelledError:
             raise
         except retry_on as exc:
+            delay = waits.next()
             if give_up_at is not None and clock() + delay > give_up_at:
                 raise
             if on_failure is not None:
@@ -66,7 +60,6 @@ async def keep_trying(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
                 return False
-        delay = backoff.next(delay)
 
 
 def _short(exc: BaseException) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from shared.backoff import Backoff
 from shared.events import Attempt
 
 ErrorKind = Literal["transient", "permanent"]
@@ -56,9 +57,8 @@ def backoff_delay(
     policy: RetryPolicy, attempt: int, retry_after_s: float | None, rng: random.Random
 ) -> float:
     """Full-jitter exponential backoff; a server's Retry-After is a floor."""
-    ceiling = min(policy.max_delay_s, policy.base_delay_s * 2 ** (attempt - 1))
-    delay = rng.uniform(0, ceiling)
-    return max(delay, retry_after_s or 0.0)
+    backoff = Backoff(policy.base_delay_s, policy.max_delay_s, jitter=1.0)
+    return max(backoff.delay(attempt - 1, rng), retry_after_s or 0.0)
 
 
 Call = Callable[[], Awaitable[CallOutcome]]

@@ -23,6 +23,7 @@ from services.distributor.routing import (
 )
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
+from shared.backoff import Backoff
 from shared.events import encode
 from shared.observability.consumers import FaustView
 from shared.observability.service import Observability
@@ -30,6 +31,8 @@ from shared.output import Output
 from shared.runtime.control import CancelledBatches
 
 log = logging.getLogger(__name__)
+# A failed upload-ledger replay (broker unreachable) is tried again after this.
+REPLAY_BACKOFF = Backoff(first_delay_s=0.4, max_delay_s=5.0)
 
 
 def create_app(settings: DistributorSettings) -> DistributorApp:
@@ -77,7 +80,7 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
         # this upload is placed as the previous owner would have placed it.
         # The agent must never raise: a failed replay (broker unreachable) is retried, and
         # routing of this partition waits for it, as producing would.
-        failures = 0
+        waits = REPLAY_BACKOFF.waits()
         while ledger.needs_replay(message.partition, message.offset):
             try:
                 await replay_partition(
@@ -92,9 +95,8 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
                 # Offsets without a record (none expected on this topic) count as read.
                 ledger.skip(message.partition, message.offset - 1)
             except Exception:
-                failures += 1
-                log.exception("upload ledger replay failed", extra={"attempt": failures})
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                log.exception("upload ledger replay failed", extra={"attempt": waits.failures + 1})
+                await asyncio.sleep(waits.next())
 
     def triage_router(message: Incoming) -> list[Output]:
         return route_after_lid(message, rules, topics, cancelled)
