@@ -183,6 +183,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--undo", action="store_true", help="the host takes files again")
     p.set_defaults(func=_drain)
 
+    p = sub.add_parser(
+        "export", help="write a batch's results, one row per file, as CSV or Parquet"
+    )
+    p.add_argument("batch_id", help="the batch to export")
+    p.add_argument(
+        "-o", "--output", type=Path, help="the file to write (default: ./<batch>.<format>)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        help="default: from the output's suffix, else csv",
+    )
+    p.set_defaults(func=_export)
+
     p = sub.add_parser("cancel", help="cancel a batch: stages stop starting its files")
     p.add_argument("batch_id", help="the batch to cancel")
     p.add_argument(
@@ -433,6 +447,32 @@ def _unknown_batch(batch_id: str) -> CliError:
         f"no batch {batch_id!r} in the tracker's database (cofi status lists the batches it "
         "knows; a batch appears once the tracker has read its first file)"
     )
+
+
+def _export(ns: argparse.Namespace) -> int:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from cli.export import Format, UnknownBatch, export_batch
+
+    fmt: Format = ns.format or (
+        "parquet" if ns.output and ns.output.suffix == ".parquet" else "csv"
+    )
+    output = ns.output or Path(f"{ns.batch_id}.{fmt}")
+    redact = frozenset(_settings(TrackerSettings, ns).payload_redact_fields)
+    url = database_url(ns)
+
+    async def export() -> int:
+        engine = create_async_engine(url)
+        try:
+            return await export_batch(engine, ns.batch_id, output, fmt, redact)
+        except UnknownBatch as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            await engine.dispose()
+
+    written = asyncio.run(export())
+    print(f"wrote {written} files of batch {ns.batch_id} to {output} ({fmt})")
+    return 0
 
 
 def _cancel(ns: argparse.Namespace) -> int:
