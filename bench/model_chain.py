@@ -118,7 +118,7 @@ def next_topic(topics: Topics, stage: str, headers: Mapping[str, bytes]) -> str:
 
 
 def gpu_request(stage: str, headers: Mapping[str, bytes]) -> bytes:
-    """The GPU stage's request body (`services.gpu_stage.work.request_for`'s fields)."""
+    """The GPU stage's request body (`services.gpu_stage.exchange.request_for`'s fields)."""
     inputs = {"language": headers["lang"].decode()} if stage == "stt" and "lang" in headers else {}
     return json.dumps(
         {

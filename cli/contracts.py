@@ -2,7 +2,7 @@
 
 - docs/asyncapi.yaml: every topic (AsyncAPI 3), `cli/asyncapi.py`;
 - docs/gpu-model-api.yaml (OpenAPI 3.1) and docs/gpu-model-api.md: what GPU hosts serve,
-  `cli/gpu_api.py`.
+  `cli/gpu_api.py` and `cli/gpu_api_md.py`.
 
 `--check` exits 1 when a committed document differs from what the code renders (the tests
 check the same).
@@ -13,12 +13,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cli import asyncapi, gpu_api
+from cli import asyncapi, gpu_api, gpu_api_md
 
 DOCUMENTS: tuple[tuple[Path, Callable[[], str]], ...] = (
     (asyncapi.PATH, asyncapi.render),
     (gpu_api.YAML_PATH, gpu_api.render_yaml),
-    (gpu_api.MD_PATH, gpu_api.render_markdown),
+    (gpu_api_md.MD_PATH, gpu_api_md.render_markdown),
 )
 
 

@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     if args[:1] == ["run"] and len(args) > 1 and not args[1].startswith("-"):
         _run_service(args[1:])  # the service parses the rest, `--help` included
         return
+    if args[:1] == ["check-host"]:
+        from cli.check_host import main as check_host  # its own parser, like `run`
+
+        sys.exit(check_host(args[1:]))
     parser = _parser()
     ns = parser.parse_args(args)
     if not getattr(ns, "command", None):
@@ -217,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a document is stale")
     p.set_defaults(func=_contracts)
+    sub.add_parser("check-host", help="hold a GPU host to the model API (cofi check-host -h)")
 
     p = sub.add_parser(
         "purge",

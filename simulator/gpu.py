@@ -142,7 +142,8 @@ class GpuStageServer:
         knobs = self.knobs
         roll = self._rng.random()
         if roll < knobs.error_rate:
-            return _error(503, f"{self.stage} model unavailable (injected)")
+            # Retry-After as the contract asks; 0 leaves the client's own backoff in charge.
+            return _error(503, f"{self.stage} model unavailable (injected)", **{"Retry-After": "0"})
         if roll < knobs.error_rate + knobs.timeout_rate:
             # Hold the slot like a stuck GPU kernel would; the client normally times out first.
             await asyncio.sleep(knobs.hang_s)

@@ -4,7 +4,10 @@ from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.gpu_stage import work
+from pydantic import ValidationError
+
+from services.gpu_stage import exchange
+from services.gpu_stage.model_contract import answer_model, describe
 from shared.breaker import CircuitBreaker, call_through
 from shared.events import Attempt, FileReassigned, FileStageCompleted
 from shared.metrics import StageMetrics
@@ -33,15 +36,16 @@ class GpuStageHandler:
     # Hosts an operator drained (`cofi drain`, or `:down` in GPU_HOSTS): files hand back.
     drained: Container[str] = frozenset()
     metrics: StageMetrics = field(default_factory=StageMetrics)
-    timeouts: work.CallTimeouts = field(default_factory=work.CallTimeouts)
+    timeouts: exchange.CallTimeouts = field(default_factory=exchange.CallTimeouts)
 
     def __post_init__(self) -> None:
+        answer_model(self.stage)  # a stage the contract does not know is a wiring mistake
         self.ends = FileEnds(self.stage, self.topics, self.host, self.metrics)
 
     async def __call__(self, event: FileStageCompleted) -> Sequence[Output]:
         if self.ends.cancelled(event, self.cancelled):
             return []
-        request = work.request_for(self.stage, event)
+        request = exchange.request_for(self.stage, event)
         if self.host in self.drained:
             return self._hand_back(event, f"GPU host {self.host} drained by an operator", [])
         timeout_s, policy = self.timeouts.for_file(event.context, self.policy)
@@ -61,9 +65,11 @@ class GpuStageHandler:
         if outcome.ok:
             assert outcome.response is not None
             try:
-                context = work.context_after(self.stage, event.context, outcome.response)
-            except (KeyError, ValueError, TypeError) as exc:
-                reason = f"malformed {self.stage} response: {type(exc).__name__}: {exc}"
+                context = exchange.context_after(self.stage, event.context, outcome.response)
+            except ValidationError as exc:
+                # `call_model` validated the answer already: only a stage wired to a client
+                # that skips the contract gets here.
+                reason = f"malformed {self.stage} answer from GPU host {self.host}: {describe(exc)}"
                 return self._fail(event, "permanent", reason, attempts)
             return self.ends.done(event, context, attempts, gpu_host=self.host)
         return self._fail(event, outcome.error_kind, outcome.error or "unknown error", attempts)

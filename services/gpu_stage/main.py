@@ -7,10 +7,10 @@ from typing import cast
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from services.gpu_stage.exchange import CallTimeouts
 from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.model_api import call_model, health_url, probe, stage_url
 from services.gpu_stage.settings import GpuStageSettings
-from services.gpu_stage.work import CallTimeouts
 from shared.breaker import BreakerPolicy, CircuitBreaker
 from shared.events import FileStageCompleted
 from shared.http_transport import model_api_transport
@@ -79,7 +79,9 @@ def build_runner(
             budget_s=settings.gpu_retry_budget_s,
         ),
         breaker=breaker,
-        call_model=lambda request, timeout_s: call_model(client, url, request, timeout_s),
+        call_model=lambda request, timeout_s: call_model(
+            client, url, request, timeout_s, stage=stage
+        ),
         failover_after_s=settings.gpu_host_failover_deadline_s,
         timeouts=CallTimeouts(
             base_s=settings.gpu_request_timeout_s,

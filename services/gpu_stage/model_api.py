@@ -1,9 +1,14 @@
 """HTTP client of a GPU host's model API (one port per stage)."""
 
 import httpx
+from pydantic import ValidationError
 
+from services.gpu_stage.model_contract import describe, parse_answer
 from shared.model_http import ModelApiClient, post_json
 from shared.retry import CallOutcome
+
+# How long the breaker's probe waits for `GET /health` (docs/gpu-model-api.md).
+HEALTH_TIMEOUT_S = 5.0
 
 
 def stage_url(host: str, port: int, stage: str) -> str:
@@ -17,22 +22,43 @@ def health_url(host: str, port: int) -> str:
 async def probe(client: ModelApiClient, url: str) -> bool:
     """Whether the model server answers its health route (the circuit breaker's probe)."""
     try:
-        response = await client.request("GET", url, timeout_s=5.0)
+        response = await client.request("GET", url, timeout_s=HEALTH_TIMEOUT_S)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
 
 
+def _malformed(stage: str, url: str, request: dict[str, object], why: str) -> CallOutcome:
+    """A 200 that breaks the contract is a host defect, read like a 5xx: transient, retried,
+    then the file fails with this reason (docs/gpu-model-api.md, "Answers")."""
+    file = f"{request.get('batch_id')}/{request.get('file_name')}"
+    return CallOutcome(
+        error_kind="transient",
+        error=f"malformed {stage} answer from {url} for {file}: {why}",
+        status=200,
+    )
+
+
 async def call_model(
-    client: ModelApiClient, url: str, request: dict[str, object], timeout_s: float
+    client: ModelApiClient,
+    url: str,
+    request: dict[str, object],
+    timeout_s: float,
+    *,
+    stage: str,
 ) -> CallOutcome:
+    """One call; a 200 comes back only when the contract's model for `stage` accepts it."""
     response = await post_json(client, url, request, timeout_s=timeout_s)
     if isinstance(response, CallOutcome):
         return response
     try:
         body = response.json()
     except ValueError:
-        return CallOutcome(error_kind="transient", error=f"{url} answered non-JSON", status=200)
+        return _malformed(stage, url, request, "not JSON")
     if not isinstance(body, dict):
-        return CallOutcome(error_kind="transient", error=f"{url} answered {type(body)}", status=200)
+        return _malformed(stage, url, request, f"a JSON {type(body).__name__}, not an object")
+    try:
+        parse_answer(stage, body)
+    except ValidationError as exc:
+        return _malformed(stage, url, request, describe(exc))
     return CallOutcome(response=body)

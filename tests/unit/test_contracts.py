@@ -13,7 +13,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from cli import asyncapi, gpu_api
 from cli.contracts import DOCUMENTS, stale
-from services.gpu_stage import work
+from services.gpu_stage import exchange
 from services.gpu_stage.model_contract import RESPONSES, ModelRequest
 from shared.events import (
     Attempt,
@@ -174,19 +174,29 @@ def test_a_stage_channels_message_names_the_stage_it_follows() -> None:
 def test_the_openapi_document_is_valid_and_covers_every_gpu_stage() -> None:
     doc = yaml.safe_load(gpu_api.YAML_PATH.read_text())
     validate_openapi(doc)
-    assert set(doc["paths"]) == {f"/v1/{s}" for s in GPU_STAGES}
+    assert set(doc["paths"]) == {f"/v1/{s}" for s in GPU_STAGES} | {"/health"}
+    # The breaker probes /health on every stage's port.
+    assert len(doc["paths"]["/health"]["servers"]) == len(GPU_STAGES)
     responses = doc["paths"]["/v1/stt"]["post"]["responses"]
     assert "permanent" in responses["422"]["description"]
     assert "transient" in responses["503"]["description"]
     assert "Retry-After" in responses["429"]["headers"]
+    assert "Retry-After" in responses["503"]["headers"]
+    assert "circuit for the stage opens" in responses["401"]["description"]
+    assert "the file fails at once" not in responses["403"]["description"]
 
 
 def test_the_error_table_comes_from_the_real_client() -> None:
     kinds = {a.what: a.kind for a in gpu_api.answers()}
-    assert kinds["200, a JSON object"] == "ok"
+    assert kinds["200, what the contract accepts"] == "ok"
+    assert kinds["200, anything else"] == "transient"
     assert {kinds[s] for s in ("400", "404", "422")} == {"permanent"}
     assert {kinds[s] for s in ("429", "500", "503", "504")} == {"transient"}
     assert kinds["connection refused or reset"] == "transient"
+    opens = {a.what: (a.opens_after, a.same_message) for a in gpu_api.answers()}
+    assert opens["401"] == opens["403"] == (1, False)
+    assert opens["404"] == (2, True)  # a missing route, not a missing file
+    assert opens["422"] == opens["429"] == (None, False)
 
 
 def _event(stage: str) -> FileStageCompleted:
@@ -196,17 +206,17 @@ def _event(stage: str) -> FileStageCompleted:
 
 @pytest.mark.parametrize("stage", GPU_STAGES)
 def test_what_the_stage_sends_and_reads_is_what_the_contract_says(stage: Any) -> None:
-    request = ModelRequest.model_validate(work.request_for(stage, _event(stage)))
+    request = ModelRequest.model_validate(exchange.request_for(stage, _event(stage)))
     assert (request.inputs.language == "en") == (stage == "stt")
     model = RESPONSES[stage]
     audio = AudioInfo(path="/a.wav", frames=8000, rate=8000, channels=1, sample_width=2)
     # The simulator's answer satisfies the contract, and the stage reads it.
     answer = stage_output(stage, "a.wav", "file:///a.wav", audio, ivr_rate=0.5, languages={"en": 1})
     model.model_validate(answer)
-    work.context_after(stage, _event(stage).context, dict(answer))
+    exchange.context_after(stage, _event(stage).context, dict(answer))
     # Without any field the contract requires, the stage refuses the answer.
     for name, field in model.model_fields.items():
         if field.is_required():
             partial = {k: v for k, v in answer.items() if k != name}
             with pytest.raises((KeyError, ValueError, TypeError)):
-                work.context_after(stage, _event(stage).context, partial)
+                exchange.context_after(stage, _event(stage).context, partial)

@@ -3,9 +3,9 @@ from typing import Any
 import httpx
 import pytest
 
+from services.gpu_stage.exchange import CallTimeouts
 from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.model_api import call_model
-from services.gpu_stage.work import CallTimeouts
 from shared.breaker import CircuitBreaker
 from shared.events import FileContext, FileFailed, FileReassigned, FileStageCompleted, encode
 from shared.model_http import ModelApiClient
@@ -59,7 +59,7 @@ async def test_success_publishes_to_the_hosts_next_stage_with_its_output() -> No
 async def test_transient_then_success_keeps_every_attempt() -> None:
     answers = [
         CallOutcome(error_kind="transient", error="HTTP 503"),
-        CallOutcome(response={"denoised_uri": "u", "duration_s": 1}),
+        CallOutcome(response={"denoised_uri": "file:///u.wav", "duration_s": 1}),
     ]
     [out] = await _handler(answers)(_input())
     event = out.event
@@ -77,11 +77,13 @@ async def test_permanent_error_dead_letters_the_file_at_once() -> None:
     assert event.input_event["file_name"] == "a.wav"
 
 
-async def test_malformed_model_answer_is_a_permanent_failure() -> None:
+async def test_an_answer_that_skipped_the_clients_check_is_still_refused_by_the_fold() -> None:
     [out] = await _handler([CallOutcome(response={"nope": 1})])(_input())
     event = out.event
     assert isinstance(event, FileFailed)
-    assert "malformed denoise response" in event.error
+    assert "malformed denoise answer from GPU host h1: denoised_uri: Field required" in (
+        event.error
+    )
 
 
 async def instantly(delay: float) -> None:
@@ -92,7 +94,7 @@ REFUSED = CallOutcome(error_kind="transient", error="cannot reach h1", unreachab
 
 
 async def test_a_host_that_stops_answering_makes_its_files_wait_not_fail() -> None:
-    ok = CallOutcome(response={"denoised_uri": "u", "duration_s": 1})
+    ok = CallOutcome(response={"denoised_uri": "file:///u.wav", "duration_s": 1})
     breaker = CircuitBreaker("denoise", "h1", sleep=instantly)
     handler = _handler([REFUSED, REFUSED, REFUSED, REFUSED, ok], breaker)
     [out] = await handler(_input())
@@ -157,9 +159,9 @@ async def test_model_api_client_classifies_http_answers() -> None:
         return httpx.Response(422, json={"error": "undecodable audio"})
 
     async with ModelApiClient(httpx.MockTransport(answer)) as client:
-        ok = await call_model(client, "http://h/v1/ok", {}, 30.0)
-        busy = await call_model(client, "http://h/v1/busy", {}, 30.0)
-        bad = await call_model(client, "http://h/v1/bad", {}, 30.0)
+        ok = await call_model(client, "http://h/v1/ok", {}, 30.0, stage="ivr")
+        busy = await call_model(client, "http://h/v1/busy", {}, 30.0, stage="ivr")
+        bad = await call_model(client, "http://h/v1/bad", {}, 30.0, stage="ivr")
     assert ok.response == {"is_ivr": False}
     assert (busy.error_kind, busy.retry_after_s) == ("transient", 2.0)
     assert bad.error_kind == "permanent"
@@ -188,7 +190,7 @@ async def test_a_cancelled_batch_is_not_started() -> None:
 
 async def test_retried_files_continue_their_attempt_numbers() -> None:
     event = _input().model_copy(update={"next_attempt": 6})
-    ok = CallOutcome(response={"denoised_uri": "u", "duration_s": 1})
+    ok = CallOutcome(response={"denoised_uri": "file:///u.wav", "duration_s": 1})
     [out] = await _handler([ok])(event)
     done = out.event
     assert isinstance(done, FileStageCompleted)

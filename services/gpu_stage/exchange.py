@@ -1,8 +1,10 @@
-"""Pure logic of a GPU stage: the request it sends, and what its answer adds to the context."""
+"""What a GPU stage exchanges with a host: the request it sends, how long it waits, and what
+the answer (validated by the contract's models, `model_contract.py`) adds to the context."""
 
 from dataclasses import dataclass, replace
 from typing import Any
 
+from services.gpu_stage.model_contract import parse_answer
 from shared.events import FileContext, FileStageCompleted
 from shared.retry import RetryPolicy
 from shared.stages import GpuStage
@@ -29,18 +31,14 @@ def request_for(stage: GpuStage, event: FileStageCompleted) -> dict[str, Any]:
 
 
 def context_after(stage: GpuStage, context: FileContext, response: dict[str, Any]) -> FileContext:
-    """Fold a model's answer into the file's context, validating what later stages rely on."""
-    if stage == "denoise":
-        update: dict[str, Any] = {
-            "denoised_uri": str(response["denoised_uri"]),
-            "duration_s": float(response["duration_s"]),
-        }
-    elif stage == "ivr":
-        update = {"is_ivr": bool(response["is_ivr"])}
-    elif stage == "lid":
-        update = {"language": str(response["language"])}
-    else:
-        update = {"transcript": str(response["transcript"])}
+    """Fold a model's answer into the file's context.
+
+    The answer is validated by the stage's contract model (strict types); its declared fields
+    are fields of the context. Raises `pydantic.ValidationError` for an answer the contract
+    does not accept and `UnknownStage` for a stage it has no model for.
+    """
+    answer = parse_answer(stage, response)
+    update = {name: getattr(answer, name) for name in type(answer).model_fields}
     return context.model_copy(update=update)
 
 
