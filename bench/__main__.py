@@ -45,6 +45,7 @@ from bench.tracker_rate import tracker_throughput
 from bench.tracker_scale import tracker_scale
 from cli.processes import exit_on_sigterm
 from services.llm_stage.settings import LlmStageSettings
+from shared.stages import GPU_STAGES
 
 FIGURES = ("gpu", "overhead", "tracker", "latency", "memory")
 AUDIO_CACHE = ROOT / ".cache" / "bench" / "audio"
@@ -252,10 +253,7 @@ async def bare_chain(run: BenchRun, pipeline: BenchPipeline, sizes: dict[str, in
             prefix=run.prefix(f"c{attempt}"),
             hosts=list(GPU_HOSTS),
             sizes=sizes,
-            gpu_ports={
-                stage: int(GPU_PORTS[f"{stage.upper()}_PORT"])
-                for stage in ("denoise", "ivr", "lid", "stt")
-            },
+            gpu_ports={stage: int(GPU_PORTS[f"{stage.upper()}_PORT"]) for stage in GPU_STAGES},
             llm_url=f"http://127.0.0.1:{LLM_PORT}/v1/chat/completions",
             # The stages' own limits, and the knobs that change them (--env).
             capacity=int(run.env.get("GPU_MAX_IN_FLIGHT") or CAPACITY),

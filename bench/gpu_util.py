@@ -28,6 +28,7 @@ from bench.schedule import StageWork, file_stage_work, fluid_bound
 from cli.audio import CallLengths
 from shared.call_audio import read_call_header
 from shared.pipeline import PIPELINE
+from shared.stages import LLM_STAGES
 from simulator.config import STAGES, SimConfig
 from simulator.gpu import model_time_s
 
@@ -65,7 +66,7 @@ def model_times(call_s: float, scale: float) -> dict[str, float]:
     times: dict[str, float] = {s: model_time_s(config.gpu_knobs(host, s), call_s) for s in STAGES}
     llm = config.llm_knobs()
     llm_s = llm.latency_s * (scale if llm.latency_scale is None else llm.latency_scale)
-    return {**times, "llm1": llm_s, "llm2": llm_s}
+    return {**times, **dict.fromkeys(LLM_STAGES, llm_s)}
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ async def run_batch(
         per_file.append((stages, [times[s] for s in stages]))
         host_work[host] = host_work.get(host, 0.0) + sum(times[s] for s in stages if s in STAGES)
     capacity: dict[str, int] = {s: len(GPU_HOSTS) * CAPACITY for s in STAGES}
-    capacity["llm1"] = capacity["llm2"] = LLM_CONCURRENCY
+    capacity.update(dict.fromkeys(LLM_STAGES, LLM_CONCURRENCY))
     works, longest = file_stage_work(per_file, capacity)
     return BatchRun(name, lengths, target, makespan, works, longest, host_work, floor, floor_text)
 

@@ -21,6 +21,7 @@ from bench.stats import percentile
 from cli.upload import uploads_for
 from shared.events import BatchClosed, encode
 from shared.kafka import make_producer
+from shared.pipeline import PIPELINE
 
 
 async def paced_upload(
@@ -61,13 +62,14 @@ async def done_times(
             for records in batch.values():
                 for r in records:
                     event = json.loads(r.value or b"{}")
-                    if event.get("batch_id") == batch_id and event.get("stage") == "llm2":
+                    if event.get("batch_id") == batch_id and event.get("stage") == LAST:
                         found[event["file_name"]] = r.timestamp
     return found
 
 
 # The stages a transcribed file goes through, in order (triage is the distributor's decision).
-STAGES = ("denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
+STAGES = tuple(row.name for row in PIPELINE[1:])
+LAST = PIPELINE[-1].name  # its completed event is on `done`
 
 
 async def hop_gaps(

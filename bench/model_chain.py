@@ -35,7 +35,7 @@ from bench.pipeline import shared_usage
 from bench.procfs import usage
 from cli.processes import ProcessGroup
 from shared.kafka import ensure_topics, make_consumer, make_producer
-from shared.pipeline import output_topic, spec, stages_of
+from shared.pipeline import input_topic, output_topic, spec, stages_of
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.topics import Topics
 
@@ -81,21 +81,12 @@ class ChainConfig:
 def roles(hosts: Sequence[str]) -> dict[str, list[tuple[str, str | None]]]:
     """Process name -> its hops (stage, host), laid out as the pipeline's processes are."""
     layout: dict[str, list[tuple[str, str | None]]] = {
-        "distributor": [("distribute", None), ("triage", None)]
+        "distributor": [(row.name, None) for row in stages_of("distributor")]
     }
     for host in hosts:
         layout[f"gpu-{host}"] = [(stage, host) for stage in GPU_HOPS]
     layout["llm"] = [(stage, None) for stage in LLM_HOPS]
     return layout
-
-
-def source_topic(topics: Topics, stage: str, host: str | None) -> str:
-    if stage == "distribute":
-        return topics.uploads
-    if stage in GPU_HOPS:
-        assert host is not None
-        return topics.gpu(stage, host)  # type: ignore[arg-type]
-    return f"{topics.prefix}.{stage}"
 
 
 def host_for(key: bytes, hosts: Sequence[str]) -> str:
@@ -198,7 +189,7 @@ class HopProcess:
     ) -> None:
         name = f"{self.config.prefix}-chain-{stage}" + (f"-{host}" if host else "")
         consumer = make_consumer(self.config.bootstrap, name, name)
-        consumer.subscribe([source_topic(self.topics, stage, host)])
+        consumer.subscribe([input_topic(stage, self.topics, host)])
         await consumer.start()
         slots = self.slots[(stage, host)]
         try:

@@ -13,6 +13,7 @@ from bench.model_chain import BROKER, IDLE_S, ChainRun
 from bench.pipeline import BenchPipeline, Snapshot, cpu_floor, other_load
 from bench.report import Figure, Section
 from services.dashboard.summary import BatchSummary
+from shared.pipeline import PIPELINE, input_topic
 from shared.topics import Topics
 
 
@@ -79,23 +80,14 @@ async def timed_batch(
 
 
 def hop_topics(prefix: str, host: str) -> list[str]:
-    """The nine topics a file that is transcribed crosses on `host`, in flow order."""
+    """The topics a file that is transcribed crosses on `host`, in flow order: every stage's
+    input, then `done`."""
     t = Topics(prefix)
-    return [
-        t.uploads,
-        t.gpu("denoise", host),
-        t.gpu("ivr", host),
-        t.gpu("lid", host),
-        t.triage,
-        t.gpu("stt", host),
-        t.llm("llm1"),
-        t.llm("llm2"),
-        t.done,
-    ]
+    return [*(input_topic(row.name, t, host) for row in PIPELINE), t.done]
 
 
 # The stage each of `hop_topics` feeds ("done" for the last).
-HOP_STAGES = ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2", "done")
+HOP_STAGES = (*(row.name for row in PIPELINE), "done")
 
 
 async def message_sizes(bootstrap: str, prefix: str, host: str) -> dict[str, int]:

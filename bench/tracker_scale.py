@@ -43,12 +43,13 @@ from shared.events import (
     file_key,
 )
 from shared.kafka import ensure_topics, make_producer
+from shared.pipeline import PIPELINE, TRIAGE, output_topic, skipped_by, spec
 from shared.topics import Topics
 
 HOSTS = ("127.0.3.2", "127.0.3.3", "127.0.3.4", "127.0.3.5")
 WAVE = 500  # files whose events are written together, stage after stage
-GPU_STAGES = ("denoise", "ivr", "lid")
 SKIP_EVERY = 10  # one file in ten is triaged out (IVR-only), as in a real batch
+SKIPPED = frozenset(row.name for row in skipped_by(TRIAGE, "skip"))
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 
 
@@ -86,11 +87,11 @@ def batch_events(batch_id: str, files: int) -> Iterator[tuple[int, Event]]:
                     completed_at=at,
                 ),
             )
-        for stage in (*GPU_STAGES, "triage", "stt", "llm1", "llm2"):
+        for stage in (row.name for row in PIPELINE[1:]):
             for i, name in enumerate(names):
                 ctx = contexts[name]
                 skipped = (first + i) % SKIP_EVERY == 0
-                if stage in ("stt", "llm1", "llm2") and skipped:
+                if skipped and stage in SKIPPED:
                     continue
                 update: dict[str, object] = {}
                 if stage == "denoise":
@@ -107,7 +108,7 @@ def batch_events(batch_id: str, files: int) -> Iterator[tuple[int, Event]]:
                 else:
                     update = {stage: {"summary": "billing question", "sentiment": "neutral"}}
                 ctx = contexts[name] = ctx.model_copy(update=update)
-                attempt_host = ctx.host if stage in (*GPU_STAGES, "stt") else None
+                attempt_host = ctx.host if spec(stage).per_host else None
                 yield (
                     wave,
                     FileStageCompleted(
@@ -129,17 +130,8 @@ def topic_of(event: Event, topics: Topics) -> tuple[str, bytes]:
     assert isinstance(event, FileStageCompleted)
     host = event.context.host or HOSTS[0]
     triage = event.context.triage
-    topic = {
-        "distribute": topics.gpu("denoise", host),
-        "denoise": topics.gpu("ivr", host),
-        "ivr": topics.gpu("lid", host),
-        "lid": topics.triage,
-        "triage": topics.gpu("stt", host) if triage and triage.route == "stt" else topics.done,
-        "stt": topics.llm("llm1"),
-        "llm1": topics.llm("llm2"),
-        "llm2": topics.done,
-    }[event.stage]
-    return topic, file_key(event.batch_id, event.file_name)
+    route = triage.route if event.stage == TRIAGE and triage else None
+    return output_topic(event.stage, topics, host, route), file_key(event.batch_id, event.file_name)
 
 
 async def produce_batch(bootstrap: str, topics: Topics, batch_id: str, files: int) -> int:

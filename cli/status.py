@@ -28,13 +28,14 @@ from services.dashboard.progress import (
     format_rate,
 )
 from services.dashboard.queries import DashboardReader
+from shared.status import Status
 
 BAR_WIDTH = 28
-STATUS_STYLE = {
-    "Complete": "green",
-    "InProgress": "cyan",
-    "Pending": "dim",
-    "Cancelled": "yellow",
+STATUS_STYLE: dict[str, str] = {
+    Status.COMPLETE: "green",
+    Status.IN_PROGRESS: "cyan",
+    Status.PENDING: "dim",
+    Status.CANCELLED: "yellow",
 }
 
 

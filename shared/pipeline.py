@@ -88,6 +88,11 @@ def index(stage: str) -> int:
         raise
 
 
+def flow_order(stage: str) -> int:
+    """A sort key for stage names: flow order, a name not in the table after every stage."""
+    return _POSITION.get(stage, len(PIPELINE))
+
+
 def previous(stage: str) -> StageSpec | None:
     position = index(stage)
     return PIPELINE[position - 1] if position > 0 else None

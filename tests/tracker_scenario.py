@@ -38,13 +38,14 @@ from shared.events import (
     file_key,
 )
 from shared.kafka import ensure_topics, make_producer
+from shared.pipeline import PIPELINE, TRIAGE, output_topic
 from shared.topics import Topics
 from tests import kafka_helpers
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
-STAGES = ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
-FAIL_AT = ("denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
+STAGES = tuple(row.name for row in PIPELINE)
+FAIL_AT = STAGES[1:]
 TABLES: tuple[tuple[Table, str], ...] = (
     (file_distribution, "fileKey"),
     (batch_status, "batchId"),
@@ -406,17 +407,8 @@ def route(event: Event, topics: Topics) -> tuple[str, bytes]:
     assert isinstance(event, FileStageCompleted)
     key, host = file_key(event.batch_id, event.file_name), event.context.host or HOSTS[0]
     triage = event.context.triage
-    topic = {
-        "distribute": topics.gpu("denoise", host),
-        "denoise": topics.gpu("ivr", host),
-        "ivr": topics.gpu("lid", host),
-        "lid": topics.triage,
-        "triage": topics.gpu("stt", host) if triage and triage.route == "stt" else topics.done,
-        "stt": topics.llm("llm1"),
-        "llm1": topics.llm("llm2"),
-        "llm2": topics.done,
-    }[event.stage]
-    return topic, key
+    route = triage.route if event.stage == TRIAGE and triage else None
+    return output_topic(event.stage, topics, host, route), key
 
 
 async def produce(

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, computed_field
 
-from shared.stages import STAGES
+from shared.pipeline import flow_order
+from shared.status import FINISHED
 
 RATE_WINDOW = timedelta(minutes=5)
 # Shorter spans than this give wild rates (the first file of a stage is one file per second).
 MIN_RATE_SPAN = timedelta(seconds=5)
-FINISHED_BATCH = ("Complete", "Cancelled")
 # Attempts without a host: the LLM API and the distributor's routing.
 NO_HOST = "LLM API / routing"
 
@@ -86,7 +86,7 @@ class BatchRow(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED_BATCH
+        return self.status in FINISHED
 
 
 class BatchProgress(BaseModel):
@@ -243,7 +243,7 @@ def host_throughput(rows: Iterable[HostStage]) -> list[HostThroughput]:
         out.append(
             HostThroughput(
                 host=host,
-                stages=sorted({r.stage for r in hs}, key=_stage_order),
+                stages=sorted({r.stage for r in hs}, key=flow_order),
                 attempts=sum(r.attempts for r in hs),
                 files=files,
                 failed_attempts=sum(r.failed_attempts for r in hs),
@@ -252,10 +252,6 @@ def host_throughput(rows: Iterable[HostStage]) -> list[HostThroughput]:
             )
         )
     return out
-
-
-def _stage_order(stage: str) -> int:
-    return STAGES.index(stage) if stage in STAGES else len(STAGES)
 
 
 def format_eta(seconds: float | None) -> str:

@@ -28,6 +28,7 @@ from services.dashboard.progress import (
 )
 from shared.pipeline import PIPELINE, StageSpec
 from shared.stages import STAGES
+from shared.status import Status
 
 _BATCH_COLUMNS = (
     "batchId, status, totalFiles, knownFiles, doneFiles, skippedFiles, failedFiles, "
@@ -248,7 +249,7 @@ async def _progress(
         counts.append(
             StageCounts(
                 stage=r["stage"],
-                status=r["stageStatus"] or "Pending",
+                status=r["stageStatus"] or Status.PENDING,
                 finished=int(r["finishedFiles"] or 0),
                 skipped=int(r["skippedFiles"] or 0),
                 failed=int(r["failedFiles"] or 0),

@@ -19,6 +19,7 @@ from services.dashboard.queries import (
     SUMMARY_TERMINAL,
 )
 from shared.pipeline import PIPELINE
+from shared.status import FINISHED
 
 # The distributor's host assignment comes first and every file goes through it: it is
 # reported as `distributed`, not as a stage line.
@@ -46,9 +47,7 @@ class BatchSummary(BaseModel):
     def finished(self) -> bool:
         """Complete, and every file of the batch in exactly one terminal state."""
         return (
-            self.status in ("Complete", "Cancelled")
-            and self.total_files == self.files_seen
-            and self.unfinished == 0
+            self.status in FINISHED and self.total_files == self.files_seen and self.unfinished == 0
         )
 
 

@@ -15,7 +15,7 @@ from string import Template
 from typing import Final
 
 from shared.events import FileContext
-from shared.stages import LlmStage
+from shared.stages import LLM_STAGES, LlmStage
 
 # Content placeholders a system template may not use: the call's words stay out of it.
 CONTENT_FIELDS: Final = ("transcript", "summary", "sentiment", "topics")
@@ -29,7 +29,7 @@ class PromptTemplateError(ValueError):
 
 def load_templates(folder: Path) -> dict[LlmStage, Template]:
     templates: dict[LlmStage, Template] = {}
-    for stage in ("llm1", "llm2"):
+    for stage in LLM_STAGES:
         path = folder / f"{stage}.txt"
         template = Template(path.read_text())
         used = set(template.get_identifiers())

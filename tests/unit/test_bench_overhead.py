@@ -14,12 +14,12 @@ from bench.model_chain import (
     host_for,
     next_topic,
     roles,
-    source_topic,
     triage_skips,
 )
 from bench.overhead import Chain, cpu_per_file
 from services.distributor.triage import decide, load_rules
 from shared.events import FileContext
+from shared.pipeline import input_topic
 from shared.topics import Topics
 
 HOSTS = ["127.0.2.2", "127.0.2.3"]
@@ -52,7 +52,7 @@ def test_the_chain_has_the_pipelines_topics_and_process_layout() -> None:
     layout = roles(HOSTS)
     assert list(layout) == ["distributor", "gpu-127.0.2.2", "gpu-127.0.2.3", "llm"]
     assert layout["gpu-127.0.2.3"] == [(s, "127.0.2.3") for s in ("denoise", "ivr", "lid", "stt")]
-    sources = [source_topic(T, s, h) for hops in layout.values() for s, h in hops]
+    sources = [input_topic(s, T, h) for hops in layout.values() for s, h in hops]
     assert sorted(sources) == sorted(config.topics()[:-1])  # every topic but done is read
 
 
