@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install infra infra-stop chromium promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos clean
+.PHONY: install infra infra-stop chromium screenshots promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ infra: install
 # Headless Chromium for the progress page's browser test (Debian's package; once, idempotent).
 chromium:
 	infra/chromium.sh install
+
+# The progress page's screenshots in docs/, taken by its browser test from a real batch.
+screenshots: install infra chromium
+	$(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_progress_page.py
+	cp reports/artifacts/web-page.png reports/artifacts/web-file.png docs/
 
 # promtool for the alert rules' tests (Debian's prometheus package; once, idempotent).
 promtool:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.dashboard import pages
+from services.dashboard import journey_pages, pages
 from services.dashboard.queries import DashboardReader
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def make_app(
     batches: int = 20,
     clock: Clock = utc_now,
     auth: tuple[str, str] | None = None,
+    redact: frozenset[str] = frozenset(),
 ) -> web.Application:
     """The page's routes; with `auth` (user, password) every request needs HTTP basic auth."""
 
@@ -83,11 +84,38 @@ def make_app(
         if page is None:
             message = f"The tracker has no batch {batch_id!r} (yet)."
             return html(pages.message_page("Unknown batch", message, refresh_s, clock()), 404)
-        return html(pages.batch_page(page, refresh_s))
+        try:
+            timeline, reasons = await reader.details(batch_id)
+        except DATABASE_ERRORS as exc:
+            return unavailable(exc)
+        return html(pages.batch_page(page, refresh_s, timeline, reasons))
+
+    async def file(request: web.Request) -> web.Response:
+        batch_id, name = request.match_info["batch_id"], request.match_info["file"]
+        try:
+            journey = await reader.file(batch_id, name, redact)
+        except DATABASE_ERRORS as exc:
+            return unavailable(exc)
+        if journey is None:
+            message = f"The tracker has no file {name!r} in batch {batch_id!r} (yet)."
+            return html(pages.message_page("Unknown file", message, refresh_s, clock()), 404)
+        body = journey_pages.file_body(journey)
+        return html(pages.layout(f"file {name}", body, refresh_s, clock()))
+
+    async def search(request: web.Request) -> web.Response:
+        query = request.query.get("q", "").strip()[:200]
+        try:
+            matches = await reader.search(query) if query else []
+        except DATABASE_ERRORS as exc:
+            return unavailable(exc)
+        body = journey_pages.search_body(query, matches)
+        return html(pages.layout("search", body, 0, clock()))
 
     app = web.Application(middlewares=middlewares)
     app.router.add_get("/", index)
     app.router.add_get("/batches/{batch_id}", batch)
+    app.router.add_get("/batches/{batch_id}/files/{file:.+}", file)
+    app.router.add_get("/search", search)
     return app
 
 

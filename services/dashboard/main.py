@@ -58,6 +58,7 @@ async def serve(settings: WebSettings) -> None:
         refresh_s=settings.web_refresh_s,
         batches=settings.web_batches,
         auth=settings.auth,
+        redact=settings.redact_fields,
     )
     if settings.auth is None:
         log.info("the page asks for no authentication (set WEB_AUTH_USER and WEB_AUTH_PASSWORD)")

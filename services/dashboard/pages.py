@@ -5,6 +5,13 @@ from datetime import datetime
 from html import escape
 from urllib.parse import quote
 
+from services.dashboard.journey_pages import (
+    JOURNEY_CSS,
+    charts_section,
+    file_href,
+    reasons_section,
+    search_form,
+)
 from services.dashboard.progress import (
     BatchRow,
     StageProgress,
@@ -12,6 +19,7 @@ from services.dashboard.progress import (
     format_rate,
 )
 from services.dashboard.queries import BatchPage
+from services.dashboard.timeline import FailureReason, Timeline
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2433;
@@ -69,16 +77,16 @@ def _bar(total: int, parts: Iterable[tuple[str, int]]) -> str:
     return f'<div class="bar">{spans}</div>'
 
 
-def _layout(title: str, body: str, refresh_s: int, now: datetime) -> str:
+def layout(title: str, body: str, refresh_s: int, now: datetime) -> str:
     refresh = f'<meta http-equiv="refresh" content="{refresh_s}">' if refresh_s else ""
     return (
         "<!doctype html>\n"
         f'<html lang="en"><head><meta charset="utf-8">{refresh}'
-        f"<title>{escape(title)} · cofi</title><style>{CSS}</style></head><body>"
+        f"<title>{escape(title)} · cofi</title><style>{CSS}{JOURNEY_CSS}</style></head><body>"
         '<header><a href="/">cofi batches</a>'
         f"<span>as of {_time(now)} UTC"
         + (f" · reloads every {refresh_s}s" if refresh_s else "")
-        + f"</span></header><main>{body}</main></body></html>\n"
+        + f"</span>{search_form()}</header><main>{body}</main></body></html>\n"
     )
 
 
@@ -115,7 +123,7 @@ def batches_page(rows: list[BatchRow], refresh_s: int, now: datetime) -> str:
             + "".join(lines)
             + "</table>"
         )
-    return _layout("batches", f"<h1>Recent batches</h1>{table}", refresh_s, now)
+    return layout("batches", f"<h1>Recent batches</h1>{table}", refresh_s, now)
 
 
 def _stage_row(s: StageProgress) -> str:
@@ -139,7 +147,12 @@ def _stage_row(s: StageProgress) -> str:
     )
 
 
-def batch_page(page: BatchPage, refresh_s: int) -> str:
+def batch_page(
+    page: BatchPage,
+    refresh_s: int,
+    timeline: Timeline | None = None,
+    reasons: list[FailureReason] | None = None,
+) -> str:
     p = page.progress
     b = p.batch
     total = "?" if b.total_files is None else str(b.total_files)
@@ -173,12 +186,14 @@ def batch_page(page: BatchPage, refresh_s: int) -> str:
         + (f" · completed {_time(b.completed_at)}" if b.completed_at else "")
         + f'</div><div class="cards">{cards}</div>'
         f"<h2>Stages</h2>{legend}{stages}"
-        f"<h2>Hosts</h2>{_hosts(page)}"
-        f"<h2>Failed files</h2>{_failures(page)}"
+        + (charts_section(timeline) if timeline is not None else "")
+        + f"<h2>Hosts</h2>{_hosts(page)}"
+        f"<h2>Failures by reason</h2>{reasons_section(reasons or [])}"
+        f"<h2>Failed files</h2>{_failures(page, b.batch_id)}"
         f"<h2>Recent failed attempts</h2>{_attempt_errors(page)}"
         f"<h2>Dead letters (rejected uploads, poison messages)</h2>{_dead_letters(page)}"
     )
-    return _layout(f"batch {b.batch_id}", body, refresh_s, p.as_of)
+    return layout(f"batch {b.batch_id}", body, refresh_s, p.as_of)
 
 
 def _hosts(page: BatchPage) -> str:
@@ -198,11 +213,12 @@ def _hosts(page: BatchPage) -> str:
     )
 
 
-def _failures(page: BatchPage) -> str:
+def _failures(page: BatchPage, batch_id: str) -> str:
     if not page.failed_files:
         return '<p class="empty">No file has failed.</p>'
     rows = "".join(
-        f'<tr><td class="file">{escape(f.file)}</td><td>{escape(f.stage or "—")}</td>'
+        f'<tr><td class="file"><a href="{file_href(batch_id, f.file)}">{escape(f.file)}</a></td>'
+        f"<td>{escape(f.stage or '—')}</td>"
         f'<td>{escape(f.host or "—")}</td><td class="err">{escape(f.error or "")}</td>'
         f"{_tcell(f.at)}</tr>"
         for f in page.failed_files
@@ -247,4 +263,4 @@ def _attempt_errors(page: BatchPage) -> str:
 
 
 def message_page(title: str, message: str, refresh_s: int, now: datetime) -> str:
-    return _layout(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>", refresh_s, now)
+    return layout(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>", refresh_s, now)

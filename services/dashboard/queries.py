@@ -8,7 +8,7 @@ on the embedded SQLite.
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -29,6 +29,11 @@ from services.dashboard.progress import (
 from shared.pipeline import PIPELINE, StageSpec
 from shared.stages import STAGES
 from shared.status import Status
+
+if TYPE_CHECKING:
+    # The details modules import this one (as_datetime): imported where they are used.
+    from services.dashboard.file_journey import FileJourney, FileMatch
+    from services.dashboard.timeline import FailureReason, Timeline
 
 _BATCH_COLUMNS = (
     "batchId, status, totalFiles, knownFiles, doneFiles, skippedFiles, failedFiles, "
@@ -229,6 +234,25 @@ class DashboardReader:
                 for r in letters
             ],
         )
+
+    async def details(self, batch_id: str) -> "tuple[Timeline, list[FailureReason]]":
+        """The batch's files per minute (per stage, per host) and its failures by reason."""
+        from services.dashboard.timeline import failure_reasons, timeline
+
+        async with self.engine.connect() as conn:
+            return await timeline(conn, batch_id), await failure_reasons(conn, batch_id)
+
+    async def file(self, batch_id: str, file: str, redact: frozenset[str]) -> "FileJourney | None":
+        from services.dashboard.file_journey import file_journey
+
+        async with self.engine.connect() as conn:
+            return await file_journey(conn, batch_id, file, redact)
+
+    async def search(self, query: str, limit: int = 50) -> "list[FileMatch]":
+        from services.dashboard.file_journey import search_files
+
+        async with self.engine.connect() as conn:
+            return await search_files(conn, query, limit)
 
 
 async def _progress(

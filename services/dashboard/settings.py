@@ -5,10 +5,11 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 
 from shared.database_settings import DatabaseSettings
+from shared.redaction import RedactionSettings
 from shared.settings import CommonSettings, url_with_password
 
 
-class WebSettings(DatabaseSettings, CommonSettings):
+class WebSettings(RedactionSettings, DatabaseSettings, CommonSettings):
     web_database_url: SecretStr | None = Field(
         default=None,
         description="SQLAlchemy URL the page reads with: a user with SELECT only (e.g. "

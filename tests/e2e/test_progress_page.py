@@ -1,17 +1,22 @@
 """The progress page in headless Chromium, served for a batch running through every service.
 
-Screenshots are kept under reports/artifacts/ (the committed example is docs/web-page.png).
+Screenshots are kept under reports/artifacts/; `make screenshots` runs this test and copies
+them to docs/ (docs/web-page.png, docs/web-file.png).
 """
 
 import asyncio
+import re
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
+from sqlalchemy import text
 
 from cli.audio import make_batch
 from cli.processes import service_argv
 from cli.upload import submit
+from services.dashboard.queries import STAGE_FILES_PER_MINUTE
 from shared.stages import STAGES
 from tests.kafka_helpers import wait_until
 from tests.pipeline_harness import TWO_SECOND_CALLS, running_pipeline
@@ -19,6 +24,7 @@ from tests.web_helpers import dump_dom, free_port, screenshot
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "reports" / "artifacts"
 FILES, CORRUPT = 200, 4
+STAGE_POINT = re.compile(r'data-series="([^"]+)" data-minute="([^"]+)" data-files="(\d+)"')
 
 
 async def _wait_for_page(url: str, timeout_s: float = 120.0) -> None:
@@ -81,3 +87,31 @@ async def test_the_progress_page_shows_a_running_batch_in_chromium(
         index = await asyncio.to_thread(dump_dom, base + "/", tmp_path / "chromium")
         assert f'href="/batches/{batch}"' in index
         await asyncio.to_thread(screenshot, page, ARTIFACTS / "web-page.png", tmp_path / "chromium")
+
+        # The chart draws what the tables say: each stage's files per minute from the view.
+        async with pipeline.engine.connect() as conn:
+            rows = (await conn.execute(text(STAGE_FILES_PER_MINUTE), {"batch": batch})).all()
+        said = {(r[1], f"{r[0]:%Y-%m-%d %H:%M}"): int(r[2]) for r in rows}
+        chart = finished[finished.index('id="chart-stages"') : finished.index('id="chart-hosts"')]
+        drawn = {(s, m): int(n) for s, m, n in STAGE_POINT.findall(chart)}
+        assert said and {k: v for k, v in drawn.items() if v} == said
+        assert sum(drawn.values()) == sum(said.values())
+        assert 'id="failure-reasons"' in finished and "undecodable audio" in finished
+
+        # A failed file's journey: the stage it failed at, with host and error.
+        failed_page = f"{base}/batches/{batch}/files/{quote(corrupt[0])}"
+        journey = await asyncio.to_thread(dump_dom, failed_page, tmp_path / "chromium")
+        assert f"File {corrupt[0]}" in journey and "failed at denoise" in journey
+        assert 'data-stage="denoise"' in journey and "422" in journey
+        # A file that went all the way: its transcript and the LLM's answers are shown.
+        done_name = paths[-1].name
+        done_page = f"{base}/batches/{batch}/files/{quote(done_name)}"
+        journey = await asyncio.to_thread(dump_dom, done_page, tmp_path / "chromium")
+        assert "transcript" in journey or "triage: skip" in journey
+        await asyncio.to_thread(
+            screenshot, done_page, ARTIFACTS / "web-file.png", tmp_path / "chromium"
+        )
+        found = await asyncio.to_thread(
+            dump_dom, f"{base}/search?q={quote(corrupt[0])}", tmp_path / "chromium"
+        )
+        assert f'href="/batches/{batch}/files/{quote(corrupt[0])}"' in found
