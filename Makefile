@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install infra infra-stop chromium screenshots promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos clean
+.PHONY: install infra infra-stop chromium screenshots promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos gameday clean
 
 install: $(VENV)/.installed
 
@@ -77,6 +77,18 @@ bench: infra install
 # reports/chaos-<time>.md and .json, copied to reports/chaos-latest.* (path printed last).
 chaos: infra install
 	$(PY) -m tests.crash.chaos
+
+# A game day (tests/gameday): DURATION minutes (default 60) of overlapping batches while a
+# fault drawn from the catalogue starts every 1-3 minutes, on a private broker and MariaDB
+# (BROKER=shared|cluster, DATABASE=shared to change). SEED=n replays a run; without it one is
+# drawn and printed. reports/gameday-<time>.md, copied to gameday-latest.md (path printed last).
+DURATION ?= 60
+SEED ?=
+BROKER ?= private
+DATABASE ?= private
+gameday: infra install
+	$(PY) -m tests.gameday --duration-min $(DURATION) $(if $(SEED),--seed $(SEED)) \
+		--broker $(BROKER) --database $(DATABASE)
 
 clean:
 	rm -rf .cache/demo .cache/audio

@@ -67,6 +67,10 @@ class GpuKnobs(BaseModel):
     timeout_rate: Rate = Field(default=0.0, ge=0, le=1)
     hang_s: float = Field(default=30.0, ge=0)
     down: bool = False
+    # Answers a buggy model server gives: values of the wrong types (a 400-digit number where
+    # a float belongs, strings for numbers), or an STT transcript over 1 MiB.
+    wrong_types_rate: Rate = Field(default=0.0, ge=0, le=1)
+    oversize_rate: Rate = Field(default=0.0, ge=0, le=1)
 
 
 class GpuKnobsUpdate(BaseModel):
@@ -84,6 +88,8 @@ class GpuKnobsUpdate(BaseModel):
     timeout_rate: Rate | None = Field(default=None, ge=0, le=1)
     hang_s: float | None = Field(default=None, ge=0)
     down: bool | None = None
+    wrong_types_rate: Rate | None = Field(default=None, ge=0, le=1)
+    oversize_rate: Rate | None = Field(default=None, ge=0, le=1)
 
 
 class LlmKnobs(BaseModel):

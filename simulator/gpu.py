@@ -20,7 +20,7 @@ from aiohttp import web
 from simulator.audio import AudioError, load_audio
 from simulator.config import GpuKnobs, GpuKnobsUpdate, Stage
 from simulator.listener import Listener
-from simulator.outputs import stage_output
+from simulator.outputs import oversize, stage_output, wrong_types
 from simulator.slots import Slots
 from simulator.stats import Gauge, ServerStats
 
@@ -158,13 +158,17 @@ class GpuStageServer:
 
         jitter = self._rng.uniform(0.0, knobs.jitter_s)
         await asyncio.sleep(model_time_s(knobs, audio.duration_s, jitter))
-        return web.json_response(
-            stage_output(
-                self.stage,
-                file_name,
-                audio_uri,
-                audio,
-                ivr_rate=self._ivr_rate,
-                languages=self._languages,
-            )
+        output = stage_output(
+            self.stage,
+            file_name,
+            audio_uri,
+            audio,
+            ivr_rate=self._ivr_rate,
+            languages=self._languages,
         )
+        roll = self._rng.random()
+        if roll < knobs.wrong_types_rate:
+            output = wrong_types(output)
+        elif roll < knobs.wrong_types_rate + knobs.oversize_rate:
+            output = oversize(output)
+        return web.json_response(output)

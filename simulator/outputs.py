@@ -89,3 +89,33 @@ def stage_output(
     if stage == "lid":
         return lid(file_name, languages)
     return stt(file_name, audio)
+
+
+def wrong_types(output: Mapping[str, object]) -> dict[str, object]:
+    """A buggy model server's answer: every number a 400-digit integer (it overflows a
+    float), every string a number, every list or object a string."""
+    garbled: dict[str, object] = {}
+    for key, value in output.items():
+        if isinstance(value, bool) or isinstance(value, (list, dict)):
+            garbled[key] = "not-a-" + type(value).__name__
+        elif isinstance(value, (int, float)):
+            garbled[key] = 10**400
+        else:
+            garbled[key] = 12345
+    return garbled
+
+
+# Over the broker's default max.message.bytes (1 MiB) once it rides in a stage event.
+OVERSIZE_CHARS = 1_200_000
+
+
+def oversize(output: Mapping[str, object]) -> dict[str, object]:
+    """An answer with an unbounded text: the transcript (or any first string) over 1 MiB."""
+    grown = dict(output)
+    key = (
+        "transcript"
+        if "transcript" in grown
+        else next((k for k, v in grown.items() if isinstance(v, str)), "text")
+    )
+    grown[key] = ("word " * (OVERSIZE_CHARS // 5 + 1))[:OVERSIZE_CHARS]
+    return grown

@@ -25,7 +25,7 @@ os.environ.setdefault("TOPIC_MIN_INSYNC_REPLICAS", "1")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A test's folder is its marker, so `-m unit` and friends select by layer.
     for item in items:
-        for layer in ("unit", "integration", "e2e", "crash"):
+        for layer in ("unit", "integration", "e2e", "crash", "gameday"):
             if f"tests/{layer}/" in str(item.fspath).replace(os.sep, "/"):
                 item.add_marker(getattr(pytest.mark, layer))
 

@@ -1,0 +1,55 @@
+"""The tables against a rebuild from the topics, as `tests/crash/rebuild.py` makes it (a
+third tracker, its own group, an empty database), saying which columns differ and how."""
+
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from services.tracker.settings import TrackerSettings
+from shared.settings import parse_gpu_hosts
+from tests.crash.harness import ChaosRun
+from tests.crash.infra import fresh_database
+from tests.crash.rebuild import _end_offsets, _track_to
+from tests.tracker_scenario import TABLES, dump
+
+
+async def rebuild_differences(run: ChaosRun) -> list[str]:
+    settings = TrackerSettings(
+        kafka_bootstrap_servers=run.config.bootstrap,
+        topic_prefix=run.config.topic_prefix,
+        gpu_hosts=parse_gpu_hosts(run.config.gpu_hosts),
+        stage_partitions=run.config.partitions,
+        tracker_group_id=f"{run.config.topic_prefix}-tracker-rebuild-check",
+        log_json=False,
+    )
+    topics = settings.topics.all_topics(settings.host_ips)
+    ends = await _end_offsets(run.config.bootstrap, topics, run.config.partitions)
+    server = make_url(run.config.database_url).set(database=None)
+    async with fresh_database(server.render_as_string(hide_password=False)) as url:
+        await _track_to(settings.model_copy(update={"database_url": url}), ends)
+        rebuilt = create_async_engine(url, poolclass=NullPool)
+        try:
+            ours, theirs = await dump(run.engine), await dump(rebuilt)
+        finally:
+            await rebuilt.dispose()
+    return [d for table, _ in TABLES if (d := _differ(table, ours, theirs))]
+
+
+def _differ(table: Any, ours: dict[str, list[Any]], theirs: dict[str, list[Any]]) -> str:
+    a, b = ours[table.name], theirs[table.name]
+    if a == b:
+        return ""
+    names = [c.name for c in table.c if c.name != "id"]
+    if len(a) != len(b):
+        return f"{table.name}: {len(a)} rows, the rebuild {len(b)}"
+    columns: dict[str, int] = {}
+    example: dict[str, str] = {}
+    for mine, rebuilt in zip(a, b, strict=True):
+        for name, x, y in zip(names, mine, rebuilt, strict=True):
+            if x != y:
+                columns[name] = columns.get(name, 0) + 1
+                example.setdefault(name, f"{str(x)[:60]!r} vs {str(y)[:60]!r}")
+    said = ", ".join(f"{n} in {k} rows (e.g. {example[n]})" for n, k in columns.items())
+    return f"{table.name}: {said}"

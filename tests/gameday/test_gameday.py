@@ -1,0 +1,27 @@
+"""The 5-minute game day of `make test` (`make gameday` runs 60): seeded batches under
+random overlapping faults; it fails on any broken invariant and writes its report.
+
+`GAMEDAY_SEED` picks the seed (default 1; the report names it), `GAMEDAY_DURATION_MIN` the
+length. The shared broker carries it (the broker-killing faults are `make gameday`'s) and a
+private MariaDB, which strict mode and outages may break.
+"""
+
+import os
+
+from tests.gameday.run import GameDaySettings, run_game_day
+
+
+async def test_a_five_minute_game_day_keeps_every_invariant() -> None:
+    seed = int(os.environ.get("GAMEDAY_SEED", "1"))
+    minutes = float(os.environ.get("GAMEDAY_DURATION_MIN", "5"))
+    settings = GameDaySettings(
+        seed=seed,
+        duration_s=minutes * 60,
+        bound_s=120.0,
+        broker="shared",
+        database="private",
+        command=f"make gameday DURATION={minutes:g} BROKER=shared",
+    )
+    result = await run_game_day(settings)
+    failed = {name: inv.violations for name, inv in result.invariants.items() if not inv.passed}
+    assert not failed, f"game day seed {seed} (report {result.report}): {failed}"
