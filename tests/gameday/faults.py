@@ -84,6 +84,8 @@ class Monitor:
     # (seconds, files through each chart stage, files ended), every SAMPLE_EVERY_S.
     samples: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
+    # Sampling errors (the database or the broker out): first seen, last seen, how often.
+    errors: dict[str, tuple[float, float, int]] = field(default_factory=dict)
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.day.config.bootstrap)
@@ -94,11 +96,22 @@ class Monitor:
                 try:
                     await self._sample(consumer)
                 except Exception as exc:  # the database or broker is out: a fault, not ours
-                    self.day.notes.append(f"monitor at {self.day.now()}s: {exc}"[:300])
-                    self.day.notes[:] = self.day.notes[-200:]
+                    self._unreachable(exc)
                 await asyncio.wait([asyncio.create_task(stop.wait())], timeout=SAMPLE_EVERY_S)
         finally:
             await consumer.stop()
+
+    def _unreachable(self, exc: Exception) -> None:
+        """One note per kind of error, with when it was first and last seen and how often."""
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        first, _, count = self.errors.get(what, (self.day.now(), 0.0, 0))
+        self.errors[what] = (first, self.day.now(), count + 1)
+
+    def notes(self) -> list[str]:
+        return [
+            f"the monitor could not sample {n} times from {a:.0f} s to {b:.0f} s: {what}"
+            for what, (a, b, n) in self.errors.items()
+        ]
 
     async def _sample(self, consumer: AIOKafkaConsumer) -> None:
         settings = self.day.config.settings()

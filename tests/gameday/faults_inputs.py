@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,7 @@ async def resubmit_finished(day: Day, ctx: Ctx) -> None:
     for path in extra:
         shutil.copyfile(path, folder / path.name)
     env = {**os.environ, **day.config.env()}
-    cofi = Path(os.environ.get("PYTHON", "python")).parent / "cofi"
+    cofi = Path(sys.executable).parent / "cofi"
     proc = await asyncio.create_subprocess_exec(
         str(cofi),
         "submit",

@@ -113,7 +113,7 @@ def markdown(
         "|---|---|---|",
     ]
     for i in inv.values():
-        found = "; ".join(v.replace("|", "/") for v in i.violations)[:1500] or "-"
+        found = "<br>".join(v.replace("|", "/")[:700] for v in i.violations) or "-"
         lines.append(f"| {i.statement} | {'pass' if i.passed else '**FAIL**'} | {found} |")
     lines += [
         "",
@@ -146,8 +146,9 @@ def markdown(
             f"| {b.batch_id} | {b.plan} | {len(b.files)} | {b.submitted_s:.0f} | {finished} | "
             f"{b.status or '-'} |"
         )
-    if day.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in day.notes[:40]]
+    notes = day.notes[:40] + monitor.notes()
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     lines += [
         "",
         "## The catalogue",

@@ -238,3 +238,17 @@ async def test_slots_cancelled_waiter_frees_its_place() -> None:
     assert slots.waiting == 0
     slots.release()
     assert slots.active == 0
+
+
+def test_wrong_types_answer_breaks_every_field_type() -> None:
+    answer = {"duration_s": 12.5, "language": "en", "segments": [1], "ivr": True}
+    garbled = outputs.wrong_types(answer)
+    assert garbled["duration_s"] == 10**400  # overflows a float
+    assert garbled["language"] == 12345
+    assert garbled["segments"] == "not-a-list" and garbled["ivr"] == "not-a-bool"
+
+
+def test_oversize_answer_holds_a_transcript_over_a_mebibyte() -> None:
+    grown = outputs.oversize({"transcript": "hello", "words": 1})
+    assert len(str(grown["transcript"])) > 1024 * 1024
+    assert grown["words"] == 1
