@@ -96,7 +96,7 @@ def wrong_types(output: Mapping[str, object]) -> dict[str, object]:
     float), every string a number, every list or object a string."""
     garbled: dict[str, object] = {}
     for key, value in output.items():
-        if isinstance(value, bool) or isinstance(value, (list, dict)):
+        if isinstance(value, (bool, list, dict)):
             garbled[key] = "not-a-" + type(value).__name__
         elif isinstance(value, (int, float)):
             garbled[key] = 10**400
