@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # promtool, to check and unit-test the Prometheus alert rules of deploy/prometheus/ (Debian's
-# `prometheus` package ships it; the server it also ships is never started here).
+# `prometheus` package ships it), and amtool, to check deploy/alertmanager/ (Debian's
+# `prometheus-alertmanager`); the servers they also ship are never started here.
 #
-#   infra/promtool.sh install   apt-get install prometheus if no promtool is on PATH (idempotent)
+#   infra/promtool.sh install   apt-get install both if promtool or amtool is missing (idempotent)
 #   infra/promtool.sh path      print promtool's path, exit 1 when there is none
 #
 # Env: COFI_CACHE (default <repo>/.cache; the apt log goes there).
@@ -22,7 +23,7 @@ find_promtool() {
 }
 
 cmd_install() {
-  find_promtool >/dev/null && return 0
+  find_promtool >/dev/null && command -v amtool >/dev/null 2>&1 && return 0
   [[ "$(id -u)" == 0 ]] || die "promtool is missing; install Debian's prometheus package (needs root)"
   # Keep the package's postinst from starting a Prometheus server: only promtool is wanted.
   local created_policy=0
@@ -35,7 +36,8 @@ cmd_install() {
   export DEBIAN_FRONTEND=noninteractive
   echo "promtool.sh: installing Debian's prometheus for promtool (once; log: $log)"
   apt_install() {
-    apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends prometheus >>"$log" 2>&1
+    apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends prometheus \
+      prometheus-alertmanager >>"$log" 2>&1
   }
   if ! apt_install; then
     apt-get -o DPkg::Lock::Timeout=900 update -q >>"$log" 2>&1 || true
@@ -44,6 +46,7 @@ cmd_install() {
   [[ "$created_policy" == 1 ]] && rm -f /usr/sbin/policy-rc.d
   if [[ "$rc" != 0 ]]; then tail -n 30 "$log" >&2; die "apt-get install prometheus failed (log: $log)"; fi
   find_promtool >/dev/null || die "promtool still missing after install"
+  command -v amtool >/dev/null 2>&1 || die "amtool still missing after install"
 }
 
 case "${1:-}" in

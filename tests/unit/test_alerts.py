@@ -22,6 +22,8 @@ RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 COMPOSE = ROOT / "docker-compose.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
+ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 # Prometheus' own series.
 PROMETHEUS_SERIES = {"up"}
 
@@ -83,14 +85,34 @@ def test_promtool_loads_the_prometheus_configuration_as_compose_mounts_it(
     assert "SUCCESS" in output and "rule files found" in output
 
 
-def test_every_alert_names_its_runbook_section_and_the_section_exists() -> None:
+def test_every_alert_links_its_runbook_section_and_the_section_exists() -> None:
     operations = OPERATIONS.read_text()
+    base = yaml.safe_load(PROMETHEUS.read_text())["global"]["external_labels"]["runbook_base"]
+    assert base.startswith("https://"), "runbook_base: where the operators serve docs/"
     for rule in alerts():
-        runbook = rule["annotations"]["runbook"]
-        path, anchor = runbook.split("#")
-        assert path == "docs/operations.md", rule["alert"]
+        url = rule["annotations"]["runbook_url"]
+        path, anchor = url.split("#")
+        assert path == "{{ $externalLabels.runbook_base }}/operations.md", rule["alert"]
         assert f'<a id="{anchor}"></a>' in operations, f"{rule['alert']}: no section {anchor}"
         assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
+
+
+def test_every_scrape_job_pages_when_it_is_gone() -> None:
+    jobs = {c["job_name"] for c in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]}
+    watched = set(re.findall(r'absent\(up\{job="([^"]+)"\} == 1\)', RULES.read_text()))
+    assert jobs - {"prometheus"} <= watched, f"no absent(up) alert for {jobs - watched}"
+
+
+def test_amtool_checks_the_alertmanager_configuration() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool is missing: run infra/promtool.sh install (make test does)")
+    done = subprocess.run(
+        [amtool, "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
+    routes = yaml.safe_load(ALERTMANAGER.read_text())["route"]
+    assert any('severity="page"' in m for r in routes["routes"] for m in r["matchers"])
 
 
 def rules() -> list[dict[str, Any]]:

@@ -275,9 +275,19 @@ def test_addresses_and_ports_point_at_the_services_that_serve_them() -> None:
             assert (config.llm_host, config.llm_port) == ("0.0.0.0", llm_url.port)
 
     web_env = env(SERVICES["web"])
-    web = WebSettings(**{k.lower(): v for k, v in web_env.items()})
+    # A secret's variable names a file that exists only in the container: stand in a value.
+    web = WebSettings(
+        **{
+            k.lower().removesuffix("_file"): "x" if k.endswith("_FILE") else v
+            for k, v in web_env.items()
+        }
+    )
+    assert web.auth is not None, "the page must ask for a password"
     assert web.web_host == "0.0.0.0"
     assert [p.split(":")[-1] for p in SERVICES["web"]["ports"]] == [str(web.web_port)]
+    for name, service in SERVICES.items():
+        for published in service.get("ports", []):
+            assert published.startswith("127.0.0.1:"), f"{name}: {published} (PUBLISH_ADDRESS)"
 
 
 def _simulator_config(service: dict[str, Any]) -> sim_config.SimConfig:
@@ -504,7 +514,7 @@ def test_the_operators_settings_come_from_the_env_file() -> None:
     assert env(services["grafana"])["COFI_DB_NAME"] == "calls"
     external = listeners(env(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"])["EXTERNAL"]
     assert external == "kafka.example.net:19094"
-    assert services["kafka"]["ports"] == ["19094:9094"]
+    assert services["kafka"]["ports"] == ["127.0.0.1:19094:9094"]
     assert {s["file"] for s in compose["secrets"].values()} == {
         f"/etc/cofi/secrets/{name}" for name in compose["secrets"]
     }
@@ -589,7 +599,7 @@ def test_kafka_has_a_listener_for_the_upload_system_outside_the_network() -> Non
     host, port = advertised["EXTERNAL"].rsplit(":", 1)
     container_port = bound["EXTERNAL"].rsplit(":", 1)[1]
     assert (host, port) == ("localhost", "9094")
-    assert f"{port}:{container_port}" in SERVICES["kafka"]["ports"]
+    assert f"127.0.0.1:{port}:{container_port}" in SERVICES["kafka"]["ports"]
     assert kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
 
 
