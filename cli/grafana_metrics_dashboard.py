@@ -5,7 +5,8 @@
 
 The panels read Prometheus (the `cofi-prometheus` data source): lag per GPU host (the
 recording rule of deploy/prometheus/alerts.yml), in-flight records, model request latency
-percentiles, dead letters, tracker write latency, dead hosts and open batches. Metric names are
+percentiles, dead letters, tracker write latency, dead hosts, open batches, replicas up, open
+circuits, and each replica's CPU and memory, with `job` and `host` variables. Metric names are
 those of shared/metrics.py (tests/unit/test_grafana_metrics.py checks them, and that every
 query parses).
 """
@@ -179,6 +180,50 @@ PANELS: tuple[Panel, ...] = (
         "stat",
     ),
     (
+        "Replicas up per service (of those scraped)",
+        [("{{job}}", 'sum by (job) (up{job=~"$job"})')],
+        "short",
+        (0, 53, 12, 8),
+        "timeseries",
+    ),
+    (
+        "Open circuits (stage @ host, why)",
+        [
+            (
+                "{{stage}} @ {{host}} {{reason}}",
+                'max by (stage, host, reason) (cofi_stage_circuit_open{host=~"$host"})',
+            )
+        ],
+        "short",
+        (12, 53, 12, 8),
+        "timeseries",
+    ),
+    (
+        "Process CPU per replica (cores)",
+        [
+            (
+                "{{service}} {{instance}}",
+                "sum by (service, instance) "
+                f'(rate(process_cpu_seconds_total{{job=~"$job"}}[{RATE}]))',
+            )
+        ],
+        "short",
+        (0, 61, 12, 8),
+        "timeseries",
+    ),
+    (
+        "Process memory per replica (resident)",
+        [
+            (
+                "{{service}} {{instance}}",
+                'sum by (service, instance) (process_resident_memory_bytes{job=~"$job"})',
+            )
+        ],
+        "bytes",
+        (12, 61, 12, 8),
+        "timeseries",
+    ),
+    (
         "Versions running",
         [
             (
@@ -224,6 +269,23 @@ def _panel(pid: int, panel: Panel) -> dict[str, Any]:
     }
 
 
+def _variable(label: str, metric: str) -> dict[str, Any]:
+    """A multi-select of the label's values, "All" by default (its regex matches any)."""
+    return {
+        "name": label,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": f"label_values({metric}, {label})", "refId": label},
+        "definition": f"label_values({metric}, {label})",
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"text": "All", "value": "$__all"},
+    }
+
+
 def build() -> dict[str, Any]:
     return {
         "uid": "cofi-metrics",
@@ -237,7 +299,7 @@ def build() -> dict[str, Any]:
         "editable": False,
         "refresh": "30s",
         "time": {"from": "now-3h", "to": "now"},
-        "templating": {"list": []},
+        "templating": {"list": [_variable("job", "up"), _variable("host", "cofi_in_flight")]},
         "panels": [_panel(i + 1, p) for i, p in enumerate(PANELS)],
     }
 

@@ -26,6 +26,8 @@ PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 # Prometheus' own series.
 PROMETHEUS_SERIES = {"up"}
+# The default process collector every service registers (shared/metrics.py).
+PROCESS_SERIES = {"process_cpu_seconds_total", "process_resident_memory_bytes"}
 
 
 def promtool() -> str:
@@ -129,13 +131,13 @@ def known_series() -> set[str]:
             exported |= {f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum")}
     exported |= {f"{name}_count" for name in exported} | {f"{name}_total" for name in exported}
     recorded = {rule["record"] for rule in rules() if "record" in rule}
-    return exported | recorded | PROMETHEUS_SERIES
+    return exported | recorded | PROMETHEUS_SERIES | PROCESS_SERIES
 
 
 def series_in(expr: str) -> set[str]:
     """The cofi metric and recording-rule names an expression reads."""
     expr = re.sub(r'"[^"]*"', '""', expr)  # label values are not metric names
-    return set(re.findall(r"(?<![\w:])(cofi[_:][a-z_:]+|up)\b(?=\s*[{\[)])", expr))
+    return set(re.findall(r"(?<![\w:])(cofi[_:][a-z_:]+|up|process_[a-z_]+)\b(?=\s*[{\[)])", expr))
 
 
 def test_alerts_use_only_metrics_that_cofi_exports() -> None:

@@ -31,6 +31,22 @@ def test_its_panels_read_the_provisioned_prometheus() -> None:
         assert wanted in titles, wanted
 
 
+def _concrete(expr: str) -> str:
+    """The query as Grafana sends it: its interval and variables filled in."""
+    return expr.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$host", ".*")
+
+
+def test_the_dashboard_shows_up_circuits_and_each_replicas_cpu_and_memory() -> None:
+    dashboard = json.loads(PATH.read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for wanted in ("up{", "cofi_stage_circuit_open", "process_cpu_seconds_total",
+                   "process_resident_memory_bytes"):  # fmt: skip
+        assert wanted in exprs, wanted
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert variables == {"job", "host"}
+    assert all(f"${v}" in exprs for v in variables)
+
+
 def test_every_query_reads_exported_metrics_and_parses(tmp_path: Path) -> None:
     known = known_series()
     exprs = queries()
@@ -44,7 +60,7 @@ def test_every_query_reads_exported_metrics_and_parses(tmp_path: Path) -> None:
             {
                 "name": "dashboard",
                 "rules": [
-                    {"record": f"dashboard:query_{i}", "expr": e.replace("$__rate_interval", "5m")}
+                    {"record": f"dashboard:query_{i}", "expr": _concrete(e)}
                     for i, e in enumerate(exprs)
                 ],
             }
