@@ -74,7 +74,7 @@ def make_consumer(
 ) -> AIOKafkaConsumer:
     """`fetch_min_bytes` 1: the broker answers a fetch as soon as one record is there, so
     `fetch_max_wait_ms` adds no latency; it only sets how often an idle consumer asks again
-    (Kafka's default, 500 ms: a shorter wait costs idle CPU, bench/FINDINGS.md). But aiokafka
+    (500 by default, as Kafka's: a shorter wait costs idle CPU, bench/FINDINGS.md). But aiokafka
     keeps one fetch in flight per broker, so a partition drained by `getmany` waits for the
     others' long poll before it is fetched again: a consumer that must keep a look-ahead full
     (the GPU stages) polls shorter. A sink that may lag (the tracker) asks for more bytes per

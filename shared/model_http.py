@@ -22,8 +22,8 @@ class ModelApiClient:
 
     Model and LLM APIs set no cookies, never redirect and take their key as a plain header,
     so `httpx.AsyncClient` (cookie jar, redirects, auth flow, URL merging) does nothing for
-    them, at about 110 us of CPU per request, and a file makes six
-    (`python -m bench.http_client_cost`). The requests, the transport and its errors are
+    them, at a CPU cost per request (bench/FINDINGS.md, `python -m bench.http_client_cost`),
+    and a file makes six. The requests, the transport and its errors are
     httpx's, so the classification below and `httpx.MockTransport` in tests are unchanged.
     """
 

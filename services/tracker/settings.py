@@ -13,8 +13,8 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
-    # Raised (1 MiB, 500 ms), a busy pipeline's events arrive in fewer, fuller fetches and the
-    # tracker's CPU per file halves; but the crash suite then once saw a batch Complete before
+    # Raised, a busy pipeline's events arrive in fewer, fuller fetches and the tracker's CPU per
+    # file falls (bench/FINDINGS.md); but the crash suite then once saw a batch Complete before
     # three files' earlier stage events were applied (topics lag each other): default off.
     tracker_fetch_min_bytes: int = Field(
         default=1,

@@ -28,7 +28,7 @@ _MYSQL = ("mysql", "mariadb")
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), *_MYSQL)
 # The seed's done flags are TINYINT(1) holding 0 or 1.
 Flag = Integer().with_variant(mysql.TINYINT(display_width=1), *_MYSQL)
-# Model requests and responses (transcripts, LLM output) outgrow TEXT's 64 KiB.
+# Model requests and responses (transcripts, LLM output) outgrow TEXT (65,535 bytes).
 LongText = Text().with_variant(mysql.LONGTEXT(), *_MYSQL)
 Key = CHAR(64)  # sha256 hex
 

@@ -7,7 +7,7 @@ every row is kept.
 - batch ids become VARCHAR(64) (the upload system's ids are strings; old integers convert);
 - file names become TEXT (they may be 1,000 characters) and get `fileKey` = sha256 hex of
   the name, filled here for existing rows, so that (batchId, fileKey) can be unique;
-- model payloads become LONGTEXT (transcripts and LLM output outgrow 64 KiB).
+- model payloads become LONGTEXT (transcripts and LLM output outgrow TEXT's 65,535 bytes).
 
 Revision ID: 0003
 Revises: 0002
