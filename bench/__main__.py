@@ -11,12 +11,9 @@ import asyncio
 import json
 import logging
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +38,7 @@ from bench.pipeline import (
 from bench.profiling import profile_section, restart_under_profiler
 from bench.report import RunInfo, Section, figure_table, write_reports
 from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_section
+from bench.run import BenchRun, git_commit, machine, say, show
 from bench.tracker_rate import tracker_throughput
 from bench.tracker_scale import tracker_scale
 from cli.processes import exit_on_sigterm
@@ -107,74 +105,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="cProfile the second tracker of figure 3 (it runs in the bench's process)",
     )
     return p.parse_args(argv)
-
-
-def say(text: str) -> None:
-    print(f"[bench {datetime.now():%H:%M:%S}] {text}", flush=True)
-
-
-def show(section: Section) -> None:
-    say(section.title)
-    for line in figure_table(section.figures)[2:]:
-        print("   ", line, flush=True)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
-
-
-def machine() -> str:
-    load = os.getloadavg()[0]
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{os.cpu_count()} cores, {mem_gib:.0f} GiB, Python {platform.python_version()}, "
-        f"load {load:.1f} at start"
-    )
-
-
-@dataclass
-class BenchRun:
-    """One `make bench` run: its options, the shared infrastructure and what it created."""
-
-    args: argparse.Namespace
-    infra: Infra
-    run_id: str
-    paths: list[Path]  # the cached audio, enough for every figure
-    env: dict[str, str]  # knobs for every service (--env)
-    only: set[str]
-    started: float  # monotonic
-    prefixes: list[str] = field(default_factory=list)  # topics to delete at the end
-
-    @property
-    def artifacts(self) -> Path:
-        out: Path = self.args.out
-        return out / "artifacts" / f"bench-{self.run_id}"
-
-    @property
-    def warmup(self) -> list[Path]:
-        return self.paths[:20]
-
-    @property
-    def batch(self) -> list[Path]:
-        return self.paths[: self.args.files]
-
-    def prefix(self, kind: str) -> str:
-        """A fresh topic prefix (and database name) of this run."""
-        prefix = f"bench{self.run_id}{kind}"
-        self.prefixes.append(prefix)
-        return prefix
 
 
 async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[Section]:

@@ -41,12 +41,13 @@ from cli.processes import ProcessGroup, service_argv
 from shared.events import FileContext, FileStageCompleted, encode, file_key
 from shared.provisioning import create_pipeline_topics
 from shared.settings import CommonSettings
+from shared.stages import GPU_STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.3.1"
 LLM_PORT = 58000
 CONTROL_PORT = 55099
-GPU_PORTS = {"DENOISE_PORT": "55010", "IVR_PORT": "55011", "LID_PORT": "55012", "STT_PORT": "55013"}
+GPU_PORTS = {f"{stage.upper()}_PORT": str(55010 + i) for i, stage in enumerate(GPU_STAGES)}
 SNAPSHOT_DIR_ENV = "MEMORY_PROBE_DIR"
 TRIM_ENV = "MEMORY_PROBE_TRIM"
 OBJECTS_ENV = "MEMORY_PROBE_OBJECTS"
@@ -162,7 +163,7 @@ async def probe(args: argparse.Namespace) -> None:
     settings = CommonSettings(
         kafka_bootstrap_servers=args.bootstrap,
         topic_prefix=prefix,
-        gpu_hosts=HOST,  # type: ignore[arg-type]
+        gpu_hosts=HOST,
     )
     topics = settings.topics
     extra = dict(kv.split("=", 1) for kv in args.env)

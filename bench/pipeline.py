@@ -31,6 +31,7 @@ from cli.processes import ProcessGroup
 from cli.upload import submit
 from services.dashboard.summary import BatchSummary, batch_summary
 from services.tracker.migrate import migrate
+from shared.stages import GPU_STAGES
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The bench's own addresses and ports, so it never collides with a demo or a test run.
 GPU_HOSTS = ("127.0.2.2", "127.0.2.3", "127.0.2.4", "127.0.2.5")
-GPU_PORTS = {"DENOISE_PORT": "45010", "IVR_PORT": "45011", "LID_PORT": "45012", "STT_PORT": "45013"}
+GPU_PORTS = {f"{stage.upper()}_PORT": str(45010 + i) for i, stage in enumerate(GPU_STAGES)}
 LLM_PORT = 48000
 CONTROL_PORT = 45099
 WARMUP_FILES = 20
