@@ -23,7 +23,8 @@ from bench.infra import delete_topics
 from shared.events import Event
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.output import Output
-from shared.runtime.stage_runner import StageRunner
+from shared.runtime.publisher import Publisher
+from shared.runtime.stage_runner import RunnerSettings, StageRunner, Work
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 4
@@ -70,16 +71,15 @@ async def cpu_per_record(records: int, per_s: float) -> tuple[float, float]:
     producer = make_producer(BOOTSTRAP, "runner-cost")
     await producer.start()
     runner: StageRunner[int] = StageRunner(
-        name="runner-cost",
-        consumer=make_consumer(BOOTSTRAP, f"{prefix}-g", "runner-cost", fetch_max_wait_ms=100),
-        producer=producer,
-        topics=[source],
-        decode=int,
-        handle=handle,
-        dead_letter_topic=dead,
-        max_in_flight=4,
-        lookahead=32,
-        priority=lambda n: float(n % 7),
+        RunnerSettings(name="runner-cost", topics=(source,), max_in_flight=4, lookahead=32),
+        make_consumer(BOOTSTRAP, f"{prefix}-g", "runner-cost", fetch_max_wait_ms=100),
+        Publisher(
+            lambda: make_producer(BOOTSTRAP, "runner-cost"),
+            service="runner-cost",
+            dead_letter_topic=dead,
+            producer=producer,
+        ),
+        Work(decode=int, handle=handle, priority=lambda n: float(n % 7)),
     )
     stop = asyncio.Event()
     source_process = None

@@ -99,6 +99,16 @@ class SinkMetrics:
         """One poll's records applied in one database transaction (or the attempt failed)."""
 
 
+class PublishMetrics:
+    """What a service's publisher reports. This base class records nothing."""
+
+    def blocked(self, is_blocked: bool) -> None:
+        pass
+
+    def producer_replaced(self) -> None:
+        pass
+
+
 class LagMetrics:
     """Consumer lag per topic partition. This base class records nothing."""
 
@@ -194,6 +204,20 @@ class Metrics:
             ["stage", "host", "reason"],
             registry=r,
         )
+        self.publish_blocked = Gauge(
+            "cofi_publish_blocked",
+            "1 while a service cannot publish (its last try failed, its producer is being "
+            "replaced, or even a minimal dead letter is refused); 0 once a publish succeeded",
+            ["service"],
+            registry=r,
+        )
+        self.producer_replaced = Counter(
+            "cofi_producer_replaced",
+            "Producers a service replaced after an error that leaves one broken for good "
+            "(OutOfOrderSequenceNumber, UnknownProducerId)",
+            ["service"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "cofi_consumer_lag",
             "Records in a topic partition beyond this consumer's position (highwater - position)",
@@ -225,6 +249,9 @@ class Metrics:
 
     def lag(self) -> LagMetrics:
         return _LagMetrics(self)
+
+    def publish(self, service: str) -> PublishMetrics:
+        return _PublishMetrics(self, service)
 
     def batches(self) -> BatchMetrics:
         return _BatchMetrics(self)
@@ -285,6 +312,19 @@ class _SinkMetrics(SinkMetrics):
         self.metrics.tracker_write_seconds.labels("ok" if ok else "error").observe(seconds)
         if ok:
             self.metrics.tracker_write_records.observe(records)
+
+
+class _PublishMetrics(PublishMetrics):
+    def __init__(self, metrics: Metrics, service: str) -> None:
+        self.metrics = metrics
+        self.service = service
+        self.metrics.publish_blocked.labels(service).set(0)
+
+    def blocked(self, is_blocked: bool) -> None:
+        self.metrics.publish_blocked.labels(self.service).set(1 if is_blocked else 0)
+
+    def producer_replaced(self) -> None:
+        self.metrics.producer_replaced.labels(self.service).inc()
 
 
 class _LagMetrics(LagMetrics):

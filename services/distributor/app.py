@@ -1,8 +1,10 @@
 """The faust-streaming app: two routing agents, one event at a time each.
 
-Agents run with concurrency 1 and never raise (every failure becomes a dead letter), so
-faust's ack-in-finally cannot acknowledge an event whose output was not produced; faust
-flushes the producer before it commits offsets.
+Agents run with concurrency 1 and never raise (every failure becomes a dead letter). Each
+publishes through the stages' `Publisher` (payload limit, retries, a refusal dead-lettered,
+a producer broken for good replaced) and returns only once the broker acknowledged the
+event's outputs, so faust's ack-in-finally never acknowledges, and its commit never passes,
+an event whose outputs were not written.
 """
 
 import asyncio
@@ -24,11 +26,12 @@ from services.distributor.routing import (
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
 from shared.backoff import Backoff
-from shared.events import encode
+from shared.kafka import make_producer
 from shared.observability.consumers import FaustView
 from shared.observability.service import Observability
 from shared.output import Output
 from shared.runtime.control import CancelledBatches
+from shared.runtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
 # A failed upload-ledger replay (broker unreachable) is tried again after this.
@@ -106,6 +109,23 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
 
     observability = Observability(settings, "distributor")
     observability.watch_consumer("distributor", FaustView(app))
+    # Our own producer, not faust's: the publisher replaces it when it breaks for good.
+    publisher = Publisher(
+        lambda: make_producer(settings.kafka, "distributor"),
+        service="distributor",
+        dead_letter_topic=topics.failed,
+        payload_limit=settings.event_payload_max_bytes,
+        metrics=observability.metrics.publish("distributor"),
+    )
+    observability.readiness.add("publisher (distributor)", publisher.problem)
+
+    async def run_publisher() -> None:
+        # Agents that publish before it started wait for it (`Publisher.deliver`).
+        await publisher.start()
+        try:
+            await asyncio.Event().wait()  # until the worker cancels its tasks
+        finally:
+            await publisher.stop()
 
     async def serve_observability() -> None:
         async with observability.serving():
@@ -116,13 +136,16 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
 
     app.task(follow_cancellations)
     app.task(serve_observability)
-    _agent(app, topics.uploads, "distribute", upload_router, report("distribute"), catch_up)
-    _agent(app, topics.triage, "triage", triage_router, report("triage"))
+    app.task(run_publisher)
+    upload_report = report("distribute")
+    _agent(app, publisher, topics.uploads, "distribute", upload_router, upload_report, catch_up)
+    _agent(app, publisher, topics.triage, "triage", triage_router, report("triage"))
     return app
 
 
 def _agent(
     app: DistributorApp,
+    publisher: Publisher,
     topic_name: str,
     name: str,
     router: Router,
@@ -138,10 +161,11 @@ def _agent(
             if prepare is not None:
                 await prepare(incoming)
             outputs = router(incoming)
-            for output in outputs:
-                value = encode(output.event)
-                await app.producer.send(output.topic, output.key, value, None, None, None)
-            report.routed(incoming, outputs)
+            # Returns once the broker acknowledged them (or their dead letter).
+            if await publisher.publish(outputs, incoming, f"distributor:{name}"):
+                report.routed(incoming, outputs)
+            else:
+                report.refused(incoming)
 
     agent.__name__ = name
     app.agent(topic, name=name, concurrency=1)(agent)

@@ -1,7 +1,9 @@
 """faust's producer, made idempotent: faust turns idempotence on only inside transactions.
 
-Without it a producer retry after a lost acknowledgement duplicates routing events, and with
-them the GPU calls that follow (docs: ARCHITECTURE.md, "Delivery semantics").
+The routing events do not go through it any more (the agents publish through
+`shared.runtime.publisher.Publisher`, whose producer is idempotent too and is replaced when it
+breaks for good); whatever faust itself produces keeps the same guarantee, so a retry after a
+lost acknowledgement duplicates nothing (docs: ARCHITECTURE.md, "Delivery semantics").
 """
 
 from collections.abc import Mapping

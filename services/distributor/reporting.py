@@ -40,6 +40,20 @@ class RoutingReport:
         except Exception:
             log.exception("could not report a routed message", extra=fields(stage=self.stage))
 
+    def refused(self, message: Incoming) -> None:
+        """The broker refused the outputs: the message went to the dead letters instead."""
+        log.warning(
+            "outputs refused by the broker; message sent to dead letters",
+            extra=fields(
+                service="distributor",
+                stage=self.stage,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            ),
+        )
+        self._for("").dead_lettered("publish_refused")
+
     def _count(self, message: Incoming, outputs: Sequence[Output]) -> None:
         for output in outputs:
             host = self.host_of_topic.get(output.topic)

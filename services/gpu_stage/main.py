@@ -5,28 +5,23 @@ from functools import partial
 from typing import cast
 
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from services.gpu_stage.exchange import CallTimeouts
 from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.model_api import call_model, health_url, probe, stage_url
 from services.gpu_stage.settings import GpuStageSettings
-from shared.breaker import BreakerPolicy, CircuitBreaker
+from shared.breaker import CircuitBreaker
 from shared.events import FileStageCompleted
 from shared.http_transport import model_api_transport
-from shared.kafka import make_consumer, make_producer
 from shared.logging import configure_logging
-from shared.metrics import StageMetrics
 from shared.model_http import ModelApiClient
-from shared.model_stage import decoder_for
-from shared.observability.service import Observability
-from shared.pipeline import input_topic, stages_of
+from shared.pipeline import stages_of
 from shared.retry import RetryPolicy
 from shared.runtime.control import CancelledBatches
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
+from shared.runtime.model_stage_wiring import ModelStageWiring
 from shared.runtime.stage_runner import StageRunner
-from shared.runtime.stage_service import run_stage_runners
 from shared.settings_env import load_settings, service_parser
 from shared.stages import GpuStage
 
@@ -45,29 +40,23 @@ class DrainedHosts:
 
 
 def build_runner(
+    wiring: ModelStageWiring,
     settings: GpuStageSettings,
     stage: GpuStage,
     host: str,
     client: ModelApiClient,
-    producer: AIOKafkaProducer,
-    cancelled: CancelledBatches,
-    observability: Observability | None = None,
     breakers: list[CircuitBreaker] | None = None,
 ) -> StageRunner[FileStageCompleted]:
     port = settings.stage_port(stage)
     url, health = stage_url(host, port, stage), health_url(host, port)
-    stage_metrics = observability.metrics.stage(stage, host) if observability else StageMetrics()
-    breaker = CircuitBreaker(
+    guarded = wiring.guard(
         stage,
         host,
-        BreakerPolicy(max_probe_s=settings.gpu_probe_max_delay_s),
+        max_probe_s=settings.gpu_probe_max_delay_s,
         probe=lambda: probe(client, health),
-        on_change=stage_metrics.circuit,
     )
-    if observability is not None:
-        observability.readiness.add(f"circuit ({stage}@{host})", breaker.problem)
     if breakers is not None:
-        breakers.append(breaker)
+        breakers.append(guarded.breaker)
     handler = GpuStageHandler(
         stage=stage,
         host=host,
@@ -78,7 +67,7 @@ def build_runner(
             max_delay_s=settings.gpu_retry_max_delay_s,
             budget_s=settings.gpu_retry_budget_s,
         ),
-        breaker=breaker,
+        breaker=guarded.breaker,
         call_model=lambda request, timeout_s: call_model(
             client, url, request, timeout_s, stage=stage
         ),
@@ -87,31 +76,25 @@ def build_runner(
             base_s=settings.gpu_request_timeout_s,
             per_audio_s=settings.gpu_request_timeout_per_audio_s,
         ),
-        cancelled=cancelled,
-        drained=DrainedHosts(settings, cancelled),
-        metrics=stage_metrics,
+        cancelled=wiring.cancelled,
+        drained=DrainedHosts(settings, wiring.cancelled),
+        metrics=guarded.metrics,
     )
-    name = f"gpu_stage:{stage}@{host}"
-    group = settings.group_id(stage, host)
-    return StageRunner(
-        name=name,
-        # aiokafka sends one fetch at a time per broker: a partition whose look-ahead records
-        # were just taken is fetched again only once the long poll of the others returns.
-        # A short poll keeps the look-ahead topped up, for 8 more idle polls a second.
-        consumer=make_consumer(settings.kafka, group, name, fetch_max_wait_ms=100),
-        producer=producer,
-        topics=[input_topic(stage, settings.topics, host)],
-        decode=decoder_for(stage),
+    return wiring.add_runner(
+        stage,
+        host=host,
+        name=f"gpu_stage:{stage}@{host}",
+        group=settings.group_id(stage, host),
         handle=handler,
-        dead_letter_topic=settings.topics.failed,
+        metrics=guarded.metrics,
         max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
-        offset_metadata_max_bytes=settings.offset_metadata_max_bytes,
-        metrics=stage_metrics,
-        payload_limit=settings.event_payload_max_bytes,
-        drain_timeout_s=settings.drain_timeout_s,
         paused=handler.paused,
         priority=call_seconds,
         lookahead=settings.gpu_lookahead,
+        # aiokafka sends one fetch at a time per broker: a partition whose look-ahead records
+        # were just taken is fetched again only once the long poll of the others returns.
+        # A short poll keeps the look-ahead topped up, for 8 more idle polls a second.
+        fetch_max_wait_ms=100,
     )
 
 
@@ -135,8 +118,7 @@ async def run(
     hosts: list[str],
     stop: asyncio.Event,
 ) -> None:
-    observability = Observability(settings, "gpu_stage")
-    producer = make_producer(settings.kafka, "gpu_stage")
+    wiring = ModelStageWiring(settings, "gpu_stage", settings.drain_timeout_s)
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     transport = model_api_transport(settings.http_transport, limits)
     async with ModelApiClient(transport, settings.gpu_request_timeout_s) as client:
@@ -144,26 +126,23 @@ async def run(
         # failover deadline (`cofi_gpu_host_dead`).
         host_breakers: dict[str, list[CircuitBreaker]] = {h: [] for h in hosts}
         for host in hosts:
-            observability.metrics.watch_gpu_host(
+            wiring.observability.metrics.watch_gpu_host(
                 host,
                 partial(dead_for, host_breakers[host], settings.gpu_host_failover_deadline_s),
             )
-        cancelled = CancelledBatches(settings.kafka, settings.topics.control)
-        runners = [
-            build_runner(
-                settings, s, h, client, producer, cancelled, observability, host_breakers[h]
-            )
-            for s in stages
-            for h in hosts
-        ]
-        await run_stage_runners("gpu_stage", runners, producer, cancelled, observability, stop)
+        for stage in stages:
+            for host in hosts:
+                build_runner(wiring, settings, stage, host, client, host_breakers[host])
+        await wiring.run(stop)
 
 
 def main(argv: list[str] | None = None) -> None:
     keep_large_buffers_out_of_the_heap()
     parser = service_parser("cofi run gpu-stage", __doc__, GpuStageSettings)
     parser.add_argument(
-        "--stage", default=",".join(GPU_STAGES), help="comma-separated stages (default: all four)"
+        "--stage",
+        default=",".join(GPU_STAGES),
+        help=f"comma-separated stages (default: all {len(GPU_STAGES)})",
     )
     parser.add_argument("--host", default="", help="comma-separated GPU hosts (default: all)")
     args = parser.parse_args(argv)

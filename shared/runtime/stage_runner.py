@@ -9,290 +9,142 @@ over (a restart, a rebalance) skips the offsets its last commit names as finishe
 A record holds its slot from its start until a commit records it finished, which the next
 commit does, whatever runs below it: a slow record holds only its own slot. So at any moment at
 most `max_in_flight` records are started and not recorded, and a kill -9 redoes at most those.
-A partition starts no record beyond what its metadata can hold (`offset_metadata.max_span`):
-at that bound it is paused alone until its low-water mark moves. On a rebalance, records of the
-revoked partitions are let finish and committed first, so scaling consumers redoes nothing.
+On a rebalance, records of the revoked partitions are let finish and committed first, so
+scaling consumers redoes nothing.
 
-A consumer may fetch up to `lookahead` records beyond its free slots. They wait decoded, with no
-slot and no call made, and a freed slot starts the one of highest `priority` (a GPU stage: the
-longest call) first (`start_order.StartQueue`).
+The runner composes its parts: the `Intake` (fetch, admission, start order, pausing), the
+`Publisher` (payload limit, retries, refusals, acks) and the `Committer` (low mark and
+metadata, periodic and on revoke). It owns the records' tasks and the handler's errors.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar
+from functools import partial
+from typing import Generic, TypeVar, cast
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
 
-from shared.kafka import PublishRefused, refused_or_raise
-from shared.keep_trying import Backoff, keep_trying
 from shared.logging import fields
 from shared.metrics import StageMetrics
 from shared.output import Output
-from shared.payload_limit import encode_bounded
 from shared.runtime.committed import committed_with_metadata
-from shared.runtime.dead_letters import dead_letter
-from shared.runtime.offsets import Admit, Commit, PartitionProgress
+from shared.runtime.committer import Committer
+from shared.runtime.dead_letters import dead_letter_of
+from shared.runtime.intake import Fetched, Intake, IntakeRules, ReadCommitted, Undecodable
+from shared.runtime.ports import Consumer, Record
+from shared.runtime.publisher import DEFAULT_PAYLOAD_LIMIT, Publisher
 from shared.runtime.start_order import StartQueue
 
 log = logging.getLogger(__name__)
-# Attempt payloads above this many bytes are trimmed (EVENT_PAYLOAD_MAX_BYTES).
-DEFAULT_PAYLOAD_LIMIT = 16_384
+
+__all__ = ["DEFAULT_PAYLOAD_LIMIT", "Handler", "RunnerSettings", "StageRunner", "Work"]
 
 M = TypeVar("M")
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
-
 
 # A handler sees the decoded message only: offsets and raw bytes are the runner's business.
 Handler = Callable[[M], Awaitable[Sequence[Output]]]
 
 
 @dataclass(frozen=True)
-class Undecodable:
-    error: Exception
+class RunnerSettings:
+    """What one stage consumer reads, how much it holds, and its timings."""
+
+    name: str
+    topics: tuple[str, ...]
+    max_in_flight: int
+    # Records fetched beyond the free slots, to start the highest priority first.
+    lookahead: int = 0
+    commit_interval_s: float = 0.2
+    drain_timeout_s: float = 30.0
+    # The broker's `offset.metadata.max.bytes`: the longest metadata a commit may carry.
+    offset_metadata_max_bytes: int = 4096
 
 
 @dataclass(frozen=True)
-class _Fetched(Generic[M]):
-    """An admitted record waiting for a slot, decoded once."""
+class Work(Generic[M]):
+    """What the stage does with a record: decode it, rank it, handle it; and when to pause."""
 
-    tp: TopicPartition
-    record: Record
-    progress: PartitionProgress
-    message: "M | Undecodable"
+    decode: Callable[[bytes], M]
+    handle: Handler[M]
+    # The start order among waiting records (a GPU stage: the longest call first).
+    priority: Callable[[M], float] | None = None
+    # While it says so (the stage's dependency is down: shared/breaker.py), take no new
+    # records: the partitions are paused and polled, so the group keeps this consumer.
+    paused: Callable[[], bool] | None = None
 
 
 class StageRunner(Generic[M]):
     def __init__(
         self,
-        *,
-        name: str,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        topics: Sequence[str],
-        decode: Callable[[bytes], M],
-        handle: Handler[M],
-        dead_letter_topic: str,
-        max_in_flight: int,
-        commit_interval_s: float = 0.2,
-        drain_timeout_s: float = 30.0,
-        offset_metadata_max_bytes: int = 4096,
+        settings: RunnerSettings,
+        consumer: Consumer,
+        publisher: Publisher,
+        work: Work[M],
         metrics: StageMetrics | None = None,
-        payload_limit: int = DEFAULT_PAYLOAD_LIMIT,
-        paused: Callable[[], bool] | None = None,
-        priority: Callable[[M], float] | None = None,
-        lookahead: int = 0,
+        read_committed: ReadCommitted | None = None,
     ) -> None:
-        self.name = name
-        self.payload_limit = payload_limit
+        """`read_committed` reads the group's commits with their metadata (by default from
+        the consumer's coordinator, `committed.committed_with_metadata`)."""
+        self.settings = settings
+        self.name = settings.name
         self.consumer = consumer
-        self.producer = producer
-        self.topics = list(topics)
-        self.decode = decode
-        self.handle = handle
-        self.dead_letter_topic = dead_letter_topic
-        self.max_in_flight = max_in_flight
-        self.priority = priority
-        self.lookahead = lookahead
-        # A waiting record goes next once 4 look-aheads of later arrivals overtook it.
-        self.waiting: StartQueue[_Fetched[M]] = StartQueue(patience=4 * max(lookahead, 1))
-        self.commit_interval_s = commit_interval_s
-        self.drain_timeout_s = drain_timeout_s
-        # The broker's `offset.metadata.max.bytes`: the longest metadata a commit may carry.
-        self.offset_metadata_max_bytes = offset_metadata_max_bytes
-        self.progress: dict[TopicPartition, PartitionProgress] = {}
-        self.paused: set[TopicPartition] = set()
+        self.publisher = publisher
+        self.work = work
+        self.committer = Committer(settings.name, consumer, settings.commit_interval_s)
+        rules = IntakeRules(
+            decode=work.decode,
+            max_in_flight=settings.max_in_flight,
+            lookahead=settings.lookahead,
+            offset_metadata_max_bytes=settings.offset_metadata_max_bytes,
+            priority=work.priority,
+            should_pause=work.paused,
+            recheck_s=settings.commit_interval_s,
+        )
+        # The default reads the coordinator of an aiokafka consumer (private API).
+        read = read_committed or partial(committed_with_metadata, cast(AIOKafkaConsumer, consumer))
+        self.intake: Intake[M] = Intake(settings.name, consumer, self.committer, rules, read)
         self.tasks: set[asyncio.Task[None]] = set()
-        self.slot_freed = asyncio.Event()
-        self.finished_count = 0
-        self.skipped_count = 0  # records a predecessor had finished (the commit's metadata)
-        self._revocations = 0
-        self._commit_lock = asyncio.Lock()
-        self._commit_wanted = asyncio.Event()
         self._tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        self.finished_count = 0
         self.metrics = metrics or StageMetrics()
         self.metrics.count_in_flight(lambda: len(self.tasks))
-        # While it says so (the stage's dependency is down: shared/breaker.py), take no new
-        # records: the partitions are paused and polled, so the group keeps this consumer.
-        self.should_pause = paused or (lambda: False)
-        self._partitions_paused = False
+
+    # What the tests and the observability read.
+    @property
+    def waiting(self) -> StartQueue[Fetched[M]]:
+        return self.intake.waiting
+
+    @property
+    def paused(self) -> set[TopicPartition]:
+        return self.intake.paused
+
+    @property
+    def skipped_count(self) -> int:
+        return self.intake.skipped_count
+
+    def held(self) -> int:
+        """Records holding a slot: running, or finished and recorded by no commit yet. What a
+        kill -9 now would make this consumer redo; never more than `max_in_flight`."""
+        return len(self.tasks) + self.committer.unrecorded()
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.consumer.subscribe(self.topics, listener=_CommitOnRevoke(self.name, self.on_revoked))
+        self.consumer.subscribe(
+            list(self.settings.topics), listener=_CommitOnRevoke(self.name, self.on_revoked)
+        )
         await self.consumer.start()
-        committer = asyncio.create_task(self._commit_continuously(stop))
+        committer = asyncio.create_task(self.committer.run(stop))
         try:
-            await self._fetch_until(stop)
+            await self.intake.run(stop, self._start, self.held)
         finally:
             await self._drain()
             committer.cancel()
-            await self._commit()
+            await self.committer.commit()
             await self.consumer.stop()
 
-    async def _fetch_until(self, stop: asyncio.Event) -> None:
-        stopping = asyncio.create_task(stop.wait())
-        try:
-            while not stop.is_set():
-                if self._pause_if_asked():
-                    await self._poll_paused()
-                    continue
-                self.slot_freed.clear()
-                self._pause_at_bound()
-                self._start_waiting()
-                free = self.max_in_flight - self.held()
-                room = free + self.lookahead - len(self.waiting)
-                if room > 0:
-                    # With a slot free, wait a moment for records; with none, only top up the
-                    # look-ahead from what the fetcher already holds.
-                    timeout_ms = 200 if free > 0 else 0
-                    batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
-                    if batch:
-                        await self._admit(batch)
-                    if batch or free > 0:
-                        continue
-                # Every slot busy: wait for one (and meanwhile top the look-ahead up again).
-                freed = asyncio.create_task(self.slot_freed.wait())
-                await asyncio.wait(
-                    {freed, stopping},
-                    timeout=self.commit_interval_s if room > 0 else None,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                freed.cancel()
-        finally:
-            stopping.cancel()
-
-    def _start_waiting(self) -> None:
-        """Start waiting records, highest priority first, while slots are free."""
-        while self.waiting and self.held() < self.max_in_flight:
-            fetched = self.waiting.pop()
-            if self.progress.get(fetched.tp) is fetched.progress:  # not revoked meanwhile
-                self._start(fetched)
-
-    async def _admit(self, batch: dict[TopicPartition, list[Record]]) -> None:
-        """Queue the fetched records for a slot, skip those a predecessor finished, and fetch
-        again later those beyond the metadata bound."""
-        missing = [tp for tp in batch if tp not in self.progress]
-        if missing:
-            revocations = self._revocations
-            try:
-                await self._resume(missing)
-            except KafkaError as exc:
-                log.warning(
-                    "reading committed offsets failed (will fetch again): %s",
-                    exc,
-                    extra=fields(service=self.name),
-                )
-                for tp, records in batch.items():
-                    self._fetch_again(tp, records[0].offset)
-                return
-            if revocations != self._revocations:
-                return  # a rebalance came meanwhile: the new assignment fetches from commits
-        for tp, records in batch.items():
-            progress = self.progress.get(tp)
-            if progress is None:
-                continue
-            for record in records:
-                verdict = progress.admit(record.offset)
-                if verdict is Admit.START:
-                    self._enqueue(tp, record, progress)
-                elif verdict is Admit.SKIP:
-                    self.skipped_count += 1
-                    self._commit_wanted.set()
-                else:
-                    self._fetch_again(tp, record.offset)
-                    break
-
-    async def _resume(self, partitions: list[TopicPartition]) -> None:
-        """Progress of newly assigned partitions, from their last commit and its metadata."""
-        found = await committed_with_metadata(self.consumer, partitions)
-        for tp in partitions:
-            last = found.get(tp)
-            progress = PartitionProgress.resume(
-                last.offset if last else None,
-                last.metadata if last else "",
-                self.offset_metadata_max_bytes,
-            )
-            self.progress[tp] = progress
-            if progress.finished:
-                log.info(
-                    "resuming %s at %d; %d finished offsets above it will be skipped",
-                    tp,
-                    progress.position,
-                    len(progress.finished),
-                    extra=fields(service=self.name, topic=tp.topic, partition=tp.partition),
-                )
-
-    def _fetch_again(self, tp: TopicPartition, offset: int) -> None:
-        if tp in self.consumer.assignment():
-            self.consumer.seek(tp, offset)
-
-    def _pause_at_bound(self) -> None:
-        """Pause the partitions whose next record the metadata could not hold; resume those
-        whose low-water mark moved. The other partitions go on."""
-        for tp, progress in self.progress.items():
-            if progress.at_bound and tp not in self.paused:
-                log.info(
-                    "pausing %s: finished offsets above %s fill the commit metadata",
-                    tp,
-                    progress.position,
-                    extra=fields(service=self.name, topic=tp.topic, partition=tp.partition),
-                )
-                self.consumer.pause(tp)
-                self.paused.add(tp)
-            elif not progress.at_bound and tp in self.paused:
-                self.consumer.resume(tp)
-                self.paused.discard(tp)
-
-    def _pause_if_asked(self) -> bool:
-        """Pause every held partition while `should_pause()` says so (again after a
-        rebalance), resume them once it no longer does (those paused at the metadata bound
-        stay paused); True while paused."""
-        if self.should_pause():
-            self.consumer.pause(*self.consumer.assignment())
-            if not self._partitions_paused:
-                log.info("paused: taking no new records", extra=fields(service=self.name))
-            self._partitions_paused = True
-            return True
-        if self._partitions_paused:
-            self.consumer.resume(
-                *(tp for tp in self.consumer.assignment() if tp not in self.paused)
-            )
-            self._partitions_paused = False
-            log.info("resumed: taking records again", extra=fields(service=self.name))
-        return False
-
-    async def _poll_paused(self) -> None:
-        # Paused partitions return nothing; records fetched before the pause wait, holding no
-        # slot, until the pause ends. Polling keeps the consumer in its group.
-        batch = await self.consumer.getmany(timeout_ms=200, max_records=1)
-        if batch:
-            await self._admit(batch)
-
-    def _enqueue(self, tp: TopicPartition, record: Record, progress: PartitionProgress) -> None:
-        message: M | Undecodable
-        try:
-            message = self.decode(record.value or b"")
-        except Exception as exc:  # any undecodable input is a poison message
-            message = Undecodable(exc)
-        # A poison message makes no model call: dead-letter it at once.
-        rank = float("inf") if isinstance(message, Undecodable) else self._rank(message)
-        self.waiting.push(tp, rank, _Fetched(tp, record, progress, message))
-
-    def _rank(self, message: M) -> float:
-        if self.priority is None:
-            return 0.0
-        try:
-            return self.priority(message)
-        except Exception:  # a message the priority cannot read still runs, in arrival order
-            log.exception("start priority failed", extra=fields(service=self.name))
-            return 0.0
-
-    def _start(self, fetched: _Fetched[M]) -> None:
+    def _start(self, fetched: Fetched[M]) -> None:
         task = asyncio.create_task(self._process(fetched))
         self.tasks.add(task)
         self._tasks_by_tp.setdefault(fetched.tp, set()).add(task)
@@ -302,24 +154,19 @@ class StageRunner(Generic[M]):
         self.tasks.discard(task)
         for running in self._tasks_by_tp.values():
             running.discard(task)
-        # The slot itself is freed by the commit that records the record finished (_commit).
-        # With every slot held, a record may wait for one: commit now. Otherwise the next
+        # The slot itself is freed by the commit that records the record finished. With
+        # every slot held, a record may wait for one: commit now. Otherwise the next
         # periodic commit records this one with those finished meanwhile: a trickle of
         # records then costs a commit request per `max_in_flight` records or per
         # `commit_interval_s`, not one per record.
-        if self.held() >= self.max_in_flight:
-            self._commit_wanted.set()
+        if self.held() >= self.settings.max_in_flight:
+            self.committer.want()
 
-    def held(self) -> int:
-        """Records holding a slot: running, or finished and recorded by no commit yet. What a
-        kill -9 now would make this consumer redo; never more than `max_in_flight`."""
-        unrecorded = sum(len(p.unrecorded) for p in self.progress.values())
-        return len(self.tasks) + unrecorded
-
-    async def _process(self, fetched: _Fetched[M]) -> None:
+    async def _process(self, fetched: Fetched[M]) -> None:
         record = fetched.record
         outputs = await self._outputs_for(record, fetched.message)
-        await self._publish(outputs, record)
+        if not await self.publisher.publish(outputs, record, self.name):
+            self.metrics.dead_lettered("publish_refused")
         fetched.progress.finish(record.offset)
         self.finished_count += 1
 
@@ -333,7 +180,7 @@ class StageRunner(Generic[M]):
             self.metrics.dead_lettered("undecodable")
             return [self._dead_letter(record, f"undecodable: {_short(exc)}")]
         try:
-            return await self.handle(message)
+            return await self.work.handle(message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not crash-loop the consumer on one message
@@ -347,116 +194,27 @@ class StageRunner(Generic[M]):
             return [self._dead_letter(record, f"handler error: {type(exc).__name__}: {exc}")]
 
     def _dead_letter(self, record: Record, error: str) -> Output:
-        letter = dead_letter(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            consumer=self.name,
-            error=error,
-        )
-        return Output(self.dead_letter_topic, record.key, letter)
-
-    async def _publish(self, outputs: Sequence[Output], record: Record) -> None:
-        """Send and wait for the broker's ack; keep trying through a broker outage.
-
-        An output the broker will never take (too large, not authorized, an invalid topic)
-        sends the input record to the dead letters with the reason, and the partition goes on.
-        """
-        try:
-            await self._send(outputs, record)
-        except PublishRefused as refused:
-            if any(o.topic == self.dead_letter_topic for o in outputs):
-                # The dead letter itself was refused: nothing left to try; the record stays
-                # in its source topic (retention) and the log names it.
-                log.error(
-                    "dead letter refused by the broker; record skipped: %s",
-                    refused,
-                    extra=fields(service=self.name, topic=record.topic, offset=record.offset),
-                )
-                return
-            self.metrics.dead_lettered("publish_refused")
-            letter = self._dead_letter(record, f"publish refused: {refused}")
-            await self._publish([letter], record)
-
-    async def _send(self, outputs: Sequence[Output], record: Record) -> None:
-        values = [encode_bounded(o.event, self.payload_limit) for o in outputs]
-
-        async def send_all() -> None:
-            with refused_or_raise():
-                acks = [
-                    await self.producer.send(o.topic, value=value, key=o.key)
-                    for o, value in zip(outputs, values, strict=True)
-                ]
-                await asyncio.gather(*acks)
-
-        await keep_trying(
-            send_all,
-            retry_on=KafkaError,
-            what="publish failed",
-            backoff=Backoff(first_delay_s=0.2, max_delay_s=5.0),
-            logger=log,
-            extra=fields(service=self.name, topic=record.topic, offset=record.offset),
-        )
-
-    async def _commit_continuously(self, stop: asyncio.Event) -> None:
-        """Commit when asked (`_on_done`: every slot held; skipped records) and at least every
-        `commit_interval_s`, which records the other finishes and retries a failed commit."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._commit_wanted.wait(), self.commit_interval_s)
-            self._commit_wanted.clear()
-            await self._commit()
-
-    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
-        async with self._commit_lock:
-            assigned = self.consumer.assignment()
-            commits: dict[TopicPartition, tuple[PartitionProgress, Commit]] = {
-                tp: (p, c)
-                for tp, p in self.progress.items()
-                if (only is None or tp in only) and tp in assigned and (c := p.commit())
-            }
-            if not commits:
-                return
-            try:
-                await self.consumer.commit(
-                    {
-                        tp: OffsetAndMetadata(c.position, c.metadata)
-                        for tp, (_, c) in commits.items()
-                    }
-                )
-            except KafkaError as exc:
-                log.warning(
-                    "offset commit failed (will retry): %s", exc, extra=fields(service=self.name)
-                )
-                return
-            for progress, commit in commits.values():
-                progress.mark_committed(commit)
-            self.slot_freed.set()
+        letter = dead_letter_of(record, self.name, error)
+        return Output(self.publisher.dead_letter_topic, record.key, letter)
 
     async def _drain(self) -> None:
         if self.tasks:
             log.info(
                 "draining %d in-flight records", len(self.tasks), extra=fields(service=self.name)
             )
-            _, pending = await asyncio.wait(set(self.tasks), timeout=self.drain_timeout_s)
+            _, pending = await asyncio.wait(set(self.tasks), timeout=self.settings.drain_timeout_s)
             for task in pending:
                 task.cancel()
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Let the records of the revoked partitions finish (bounded), then commit them, so
         # that their next owner does not redo them.
-        self.waiting.drop(revoked)  # not started: their next owner fetches them
+        self.intake.drop_waiting(revoked)
         running = {task for tp in revoked for task in self._tasks_by_tp.pop(tp, set())}
         if running:
-            await asyncio.wait(running, timeout=self.drain_timeout_s)
-        await self._commit(only=revoked)
-        self._revocations += 1
-        for tp in revoked:
-            self.progress.pop(tp, None)
-            self.paused.discard(tp)  # a new assignment starts unpaused
-        self.slot_freed.set()  # what the revoked partitions held no longer counts
+            await asyncio.wait(running, timeout=self.settings.drain_timeout_s)
+        await self.committer.commit_revoked(revoked)
+        self.intake.forget(revoked)
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -6,30 +6,31 @@ others are cancelled and the service exits, rather than running on without it.
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from shared.kafka import start_when_reachable
 from shared.observability.consumers import AiokafkaView
 from shared.observability.service import Observability
 from shared.runtime.control import CancelledBatches
+from shared.runtime.publisher import Publisher
 from shared.runtime.stage_runner import StageRunner
 
 
 async def run_stage_runners(
     service: str,
     runners: Sequence[StageRunner[Any]],
-    producer: AIOKafkaProducer,
+    publisher: Publisher,
     cancelled: CancelledBatches,
     observability: Observability,
     stop: asyncio.Event,
 ) -> None:
     for runner in runners:
-        view = AiokafkaView(runner.consumer, not_started=runner.waiting.count)
+        consumer = cast(AIOKafkaConsumer, runner.consumer)  # the services run aiokafka's
+        view = AiokafkaView(consumer, not_started=runner.waiting.count)
         observability.watch_consumer(runner.name, view)
     async with observability.serving():
-        if not await start_when_reachable(producer, f"{service} producer", stop):
+        if not await publisher.start(stop):
             return
         try:
             async with asyncio.TaskGroup() as group:
@@ -37,4 +38,4 @@ async def run_stage_runners(
                 for runner in runners:
                     group.create_task(runner.run(stop))
         finally:
-            await producer.stop()
+            await publisher.stop()

@@ -10,6 +10,7 @@ from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.output import Output
 from shared.runtime.stage_runner import StageRunner
 from tests.kafka_helpers import read_topic
+from tests.runner_helpers import stage_runner
 
 
 class Blob(Event):
@@ -31,7 +32,7 @@ async def test_a_record_too_large_for_kafka_is_dead_lettered_and_the_next_goes_o
     async def inflate(size: int) -> Sequence[Output]:
         return [Output(dst, b"k", Blob(n=size, body="x" * size))]
 
-    runner: StageRunner[int] = StageRunner(
+    runner: StageRunner[int] = stage_runner(
         name="inflater",
         consumer=make_consumer(kafka_bootstrap, f"{topic_prefix}-g", "inflater"),
         producer=producer,

@@ -3,8 +3,11 @@
 import asyncio
 import base64
 import json
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
@@ -16,6 +19,7 @@ from shared.runtime.committed import committed_with_metadata
 from shared.runtime.offset_metadata import decode, max_span
 from shared.runtime.stage_runner import StageRunner
 from tests.kafka_helpers import read_topic, wait_until
+from tests.runner_helpers import stage_runner
 
 
 class Number(Event):
@@ -47,7 +51,7 @@ async def test_outputs_published_poison_dead_lettered_offsets_committed(
     producer = make_producer(kafka_bootstrap, "test")
     await producer.start()
     group = f"{topic_prefix}-g"
-    runner: StageRunner[int] = StageRunner(
+    runner: StageRunner[int] = stage_runner(
         name="doubler",
         consumer=make_consumer(kafka_bootstrap, group, "doubler"),
         producer=producer,
@@ -114,7 +118,7 @@ async def test_a_slow_record_does_not_hold_back_the_records_after_it(
     producer = make_producer(kafka_bootstrap, "test")
     await producer.start()
     group = f"{topic_prefix}-g"
-    runner: StageRunner[int] = StageRunner(
+    runner: StageRunner[int] = stage_runner(
         name="slow",
         consumer=make_consumer(kafka_bootstrap, group, "slow"),
         producer=producer,
@@ -158,7 +162,7 @@ async def test_a_trickle_shares_commits_and_a_full_consumer_commits_at_once(
         return [Output(dst, None, Number(n=n))]
 
     def run_with(max_in_flight: int, commit_interval_s: float, group: str) -> StageRunner[int]:
-        return StageRunner(
+        return stage_runner(
             name=group,
             consumer=make_consumer(kafka_bootstrap, f"{topic_prefix}-{group}", group),
             producer=producer,
@@ -177,7 +181,7 @@ async def test_a_trickle_shares_commits_and_a_full_consumer_commits_at_once(
         commits: list[object] = []
         commit = trickle.consumer.commit
 
-        async def counted(offsets: object) -> None:
+        async def counted(offsets: Any = None) -> None:
             commits.append(offsets)
             await commit(offsets)
 
@@ -188,7 +192,7 @@ async def test_a_trickle_shares_commits_and_a_full_consumer_commits_at_once(
             await wait_until(lambda: bool(trickle.consumer.assignment()), what="assignment")
             for i in range(8):
                 await _produce(kafka_bootstrap, src, [str(i).encode()])
-                await wait_until(lambda i=i: i in done, what=f"record {i} finished")
+                await wait_until(partial(operator.contains, done, i), what=f"record {i} finished")
             await wait_until(lambda: trickle.held() == 0, what="the trickle committed")
         finally:
             stop.set()
@@ -235,7 +239,7 @@ async def test_a_restart_after_a_hard_stop_redoes_only_the_unfinished_records(
     await producer.start()
     group = f"{topic_prefix}-g"
     tp = TopicPartition(src, 0)
-    first: StageRunner[int] = StageRunner(
+    first: StageRunner[int] = stage_runner(
         name="first",
         consumer=make_consumer(kafka_bootstrap, group, "first"),
         producer=producer,
@@ -256,7 +260,7 @@ async def test_a_restart_after_a_hard_stop_redoes_only_the_unfinished_records(
         async def no_commit(only: set[TopicPartition] | None = None) -> None:
             return None
 
-        first._commit = no_commit  # type: ignore[method-assign]  # dead: commits nothing more
+        first.committer.commit = no_commit  # type: ignore[method-assign]  # dead: commits nothing more
         stop.set()
         await task
         finished = frozenset(range(20)) - stuck - {0, 1, 2}
@@ -266,7 +270,7 @@ async def test_a_restart_after_a_hard_stop_redoes_only_the_unfinished_records(
             second_did.append(n)
             return []
 
-        second: StageRunner[int] = StageRunner(
+        second: StageRunner[int] = stage_runner(
             name="second",
             consumer=make_consumer(kafka_bootstrap, group, "second"),
             producer=producer,
@@ -324,7 +328,7 @@ async def test_at_the_metadata_bound_only_that_partition_waits(
         p, n = raw.split(b":")
         return int(p), int(n)
 
-    runner: StageRunner[tuple[int, int]] = StageRunner(
+    runner: StageRunner[tuple[int, int]] = stage_runner(
         name="bounded",
         consumer=make_consumer(kafka_bootstrap, f"{topic_prefix}-g", "bounded"),
         producer=producer,
@@ -382,7 +386,7 @@ async def test_a_rebalance_commits_what_finished_and_loses_nothing(
     await producer.start()
 
     def runner(name: str) -> StageRunner[int]:
-        return StageRunner(
+        return stage_runner(
             name=name,
             consumer=make_consumer(kafka_bootstrap, group, name),
             producer=producer,
@@ -449,7 +453,7 @@ async def test_a_crash_redoes_at_most_max_in_flight_records(
         return [Output(dst, str(n).encode(), Number(n=n))]
 
     group = f"{topic_prefix}-g"
-    first: StageRunner[int] = StageRunner(
+    first: StageRunner[int] = stage_runner(
         name="first",
         consumer=make_consumer(kafka_bootstrap, group, "first"),
         producer=producer,
@@ -468,7 +472,7 @@ async def test_a_crash_redoes_at_most_max_in_flight_records(
         async def no_commit(only: set[TopicPartition] | None = None) -> None:
             return None
 
-        first._commit = no_commit  # type: ignore[method-assign]
+        first.committer.commit = no_commit  # type: ignore[method-assign]
         stop.set()
         await task
     finally:
@@ -481,7 +485,7 @@ async def test_a_crash_redoes_at_most_max_in_flight_records(
         redone.append(n)
         return []
 
-    second: StageRunner[int] = StageRunner(
+    second: StageRunner[int] = stage_runner(
         name="second",
         consumer=make_consumer(kafka_bootstrap, group, "second"),
         producer=producer,
@@ -526,7 +530,7 @@ async def test_a_consumer_joining_makes_nobody_redo_a_record(
     group = f"{topic_prefix}-g"
 
     def runner(name: str) -> StageRunner[int]:
-        return StageRunner(
+        return stage_runner(
             name=name,
             consumer=make_consumer(kafka_bootstrap, group, name),
             producer=producer,
@@ -564,7 +568,7 @@ def _runner(
     lookahead: int,
 ) -> StageRunner[int]:
     """One slot; the record's value is its call's seconds, the longest starts first."""
-    return StageRunner(
+    return stage_runner(
         name="longest-first",
         consumer=make_consumer(bootstrap, f"{topic_prefix}-g", "longest-first"),
         producer=producer,

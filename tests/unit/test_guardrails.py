@@ -25,15 +25,12 @@ KNOWN_OVERSIZE: dict[str, str] = {
     "cli/main.py": "issue 18: the CLI's commands move to modules of their own",
     "services/tracker/store.py": "issue 18 part 3: the tracker's domain plan and database layer",
     "services/tracker/batch_status.py": "issue 18 part 3: the tracker splits it",
-    "shared/runtime/stage_runner.py": "issue 18 part 2: publisher, committer and intake",
 }
 
 # The product's stage lists come from shared/pipeline.py; shared/stages.py holds their types.
 STAGE_LIST_FOLDERS = ("services", "shared", "cli", "bench")
 STAGE_LIST_HOMES = frozenset({"shared/pipeline.py", "shared/stages.py"})
-KNOWN_STAGE_LISTS: dict[str, str] = {
-    "services/llm_stage/main.py": "issue 18 part 4: the model-stage wiring takes stages_of()",
-}
+KNOWN_STAGE_LISTS: dict[str, str] = {}
 STAGE_NAMES: frozenset[str] = frozenset(row.name for row in PIPELINE)
 
 # A number with a unit of time, size or share: a measurement belongs in bench/FINDINGS.md.

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from shared.observability.service import Observability
+from shared.runtime.publisher import Publisher
 from shared.runtime.stage_service import run_stage_runners
 from shared.runtime.start_order import StartQueue
 from shared.settings import CommonSettings
@@ -22,6 +23,11 @@ class FakeProducer:
 
     async def stop(self) -> None:
         self.stopped = True
+
+
+def _publisher(producer: FakeProducer) -> Publisher:
+    new: Any = lambda: producer  # noqa: E731  # a fake stands in for the Kafka producer
+    return Publisher(new, service="test", dead_letter_topic="failed")
 
 
 class Waits:
@@ -56,7 +62,7 @@ async def test_one_failing_runner_cancels_the_others_and_the_service_exits() -> 
             run(
                 "test",
                 [healthy, Fails("broken")],
-                producer,
+                _publisher(producer),
                 control,
                 observability,
                 asyncio.Event(),
@@ -73,7 +79,9 @@ async def test_a_stop_ends_every_runner_and_stops_the_producer() -> None:
     observability = Observability(CommonSettings(metrics_port=None), "test")
     stop = asyncio.Event()
     run: Any = run_stage_runners
-    task = asyncio.create_task(run("test", [runner], producer, control, observability, stop))
+    task = asyncio.create_task(
+        run("test", [runner], _publisher(producer), control, observability, stop)
+    )
     stop.set()
     await asyncio.wait_for(task, timeout=10)
     assert not runner.cancelled and not control.cancelled
