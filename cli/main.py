@@ -231,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--older-than", required=True, metavar="AGE", help="an age: 30d, 12h, 90m or 3600s"
     )
+    p.add_argument(
+        "--delete-batches",
+        action="store_true",
+        help="delete every row of the batches that ended (Complete or Cancelled) before then",
+    )
     p.set_defaults(func=_purge)
 
     p = sub.add_parser("migrate", help="create or upgrade the tracker's tables")
@@ -511,7 +516,7 @@ def _contracts(ns: argparse.Namespace) -> int:
 def _purge(ns: argparse.Namespace) -> int:
     from cli.purge import run
 
-    return run(database_url(ns), ns.older_than)
+    return run(database_url(ns), ns.older_than, ns.delete_batches)
 
 
 def _drain(ns: argparse.Namespace) -> int:

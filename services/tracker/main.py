@@ -94,12 +94,21 @@ async def _track(
     )
     observability.watch_consumer("tracker", AiokafkaView(consumer))
     log.info("tracker consuming %s as group %s", ", ".join(topics), settings.group_id)
-    if settings.payload_retention_days:
-        retention = timedelta(days=settings.payload_retention_days)
-        purge = purge_periodically(engine, retention, settings.payload_purge_interval_s, stop)
+    if settings.payload_retention_days or settings.batch_retention_days:
+        purge = purge_periodically(
+            engine,
+            _days(settings.payload_retention_days),
+            settings.payload_purge_interval_s,
+            stop,
+            batches_older_than=_days(settings.batch_retention_days),
+        )
         await asyncio.gather(runner.run(stop), purge)
     else:
         await runner.run(stop)
+
+
+def _days(days: float) -> timedelta | None:
+    return timedelta(days=days) if days else None
 
 
 class _DuplicateEntryFilter(logging.Filter):

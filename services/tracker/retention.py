@@ -1,4 +1,4 @@
-"""Retention of call content: payloads older than the retention are purged.
+"""Retention: call content older than one age is purged, whole batches older than another go.
 
 `processing_logs.input_payload`/`output_payload` hold transcripts and LLM answers, and
 `deadLetters.valueB64` the raw bytes of poison messages; every other column (status, errors,
@@ -6,6 +6,11 @@ hosts, timings) stays, so the dashboards' counts and rates do not change. A purg
 purged when the topics are replayed (rows are inserted once, by their keys). Run by the
 tracker every `PAYLOAD_PURGE_INTERVAL_S` when `PAYLOAD_RETENTION_DAYS` is set, or at will
 with `cofi purge --older-than 30d`.
+
+Whole batches go too (`BATCH_RETENTION_DAYS`, `cofi purge --delete-batches --older-than 90d`):
+every row of a batch that ended (Complete or Cancelled) before the cutoff, from each table. A
+batch still open is never deleted, however old. A rebuild from the topics brings back what the
+topics still hold, so keep the topics' retention shorter than the batches'.
 """
 
 import asyncio
@@ -17,10 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Update, or_, select, update
+from sqlalchemy import Delete, Select, Table, Update, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.tracker.tables import dead_letters, processing_logs
+from services.tracker.tables import (
+    batch_execution_log,
+    batch_status,
+    dead_letters,
+    file_distribution,
+    processing_logs,
+)
+from shared.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +89,45 @@ async def purge_payloads(
     return Purged(attempts, letters)
 
 
+async def delete_batches(
+    engine: AsyncEngine, older_than: timedelta, now: datetime | None = None, chunk: int = 5000
+) -> list[str]:
+    """Delete every row of the batches that ended before `older_than`; returns their ids."""
+    cutoff = cutoff_for(older_than, now)
+    bs = batch_status.c
+    ended_at = func.coalesce(bs.completedAt, bs.cancelledAt)
+    async with engine.connect() as conn:
+        found = await conn.scalars(
+            select(bs.batchId)
+            .where(bs.status.in_((Status.COMPLETE, Status.CANCELLED)))
+            .where(ended_at < cutoff)
+        )
+        batches = list(found.all())
+    for batch in batches:
+        # The children first, a chunk per transaction; the batchStatus row last, so a delete
+        # that stops half-way is found and finished by the next round.
+        for table, column in (
+            (processing_logs, processing_logs.c.batch_id),
+            (batch_execution_log, batch_execution_log.c.batchId),
+            (dead_letters, dead_letters.c.batchId),
+            (file_distribution, file_distribution.c.batchId),
+        ):
+            ids = select(table.c.id).where(column == batch)
+            await _in_chunks(engine, ids, _deleter(table), chunk)
+        async with engine.begin() as conn:
+            await conn.execute(delete(batch_status).where(bs.batchId == batch))
+        log.info("deleted batch %s: it ended before %s", batch, cutoff)
+    return batches
+
+
+def _deleter(table: Table) -> Callable[[list[int]], Delete]:
+    return lambda chosen: delete(table).where(table.c.id.in_(chosen))
+
+
 async def _in_chunks(
     engine: AsyncEngine,
     find: Select[Any],
-    empty: Callable[[list[int]], Update],
+    empty: Callable[[list[int]], Update | Delete],
     chunk: int,
 ) -> int:
     total = 0
@@ -94,12 +141,21 @@ async def _in_chunks(
 
 
 async def purge_periodically(
-    engine: AsyncEngine, older_than: timedelta, interval_s: float, stop: asyncio.Event
+    engine: AsyncEngine,
+    older_than: timedelta | None,
+    interval_s: float,
+    stop: asyncio.Event,
+    batches_older_than: timedelta | None = None,
 ) -> None:
     """The tracker's task: purge now, then every `interval_s`, until `stop`."""
     while not stop.is_set():
         try:
-            purged = await purge_payloads(engine, older_than)
+            if batches_older_than is not None:
+                await delete_batches(engine, batches_older_than)
+            if older_than is None:
+                purged = Purged(0, 0)
+            else:
+                purged = await purge_payloads(engine, older_than)
             if purged.attempts or purged.dead_letters:
                 log.info(
                     "purged call content older than %s: %d attempts, %d dead letters",

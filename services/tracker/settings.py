@@ -45,6 +45,13 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
         description="Keep call content (processing_logs payloads, dead letters' raw bytes) "
         "this many days, then the tracker empties it; 0 keeps it forever",
     )
+    batch_retention_days: float = Field(
+        default=0,
+        ge=0,
+        description="Delete every row of a batch this many days after it ended (Complete or "
+        "Cancelled; open batches stay); 0 keeps them forever. Keep the topics' retention "
+        "shorter, or a rebuild brings the batches back",
+    )
     payload_purge_interval_s: float = Field(
         default=3600, gt=0, description="How often the tracker purges content past retention"
     )
