@@ -32,6 +32,7 @@ from cli.upload import submit
 from services.dashboard.summary import BatchSummary, batch_summary
 from services.tracker.migrate import migrate
 from shared.stages import GPU_STAGES
+from shared.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class BenchPipeline:
         while time.monotonic() < deadline:
             async with self.engine.connect() as conn:
                 status = (await conn.execute(query, {"b": batch_id})).scalar()
-            if status == "Complete":
+            if status == Status.COMPLETE:
                 return time.monotonic()
             self.check_alive()
             await asyncio.sleep(0.1)

@@ -1,4 +1,5 @@
-"""House rules as tests (`make lint` runs this file): module size, stage names, measured figures.
+"""House rules as tests (`make lint` runs this file): module size, stage names, status words,
+measured figures.
 
 Each allowlist below names files that break a rule today and why; it may only shrink: a listed
 file that keeps the rule again fails the test until its entry is removed.
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from shared.pipeline import PIPELINE
+from shared.status import Status
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +34,16 @@ STAGE_LIST_FOLDERS = ("services", "shared", "cli", "bench")
 STAGE_LIST_HOMES = frozenset({"shared/pipeline.py", "shared/stages.py"})
 KNOWN_STAGE_LISTS: dict[str, str] = {}
 STAGE_NAMES: frozenset[str] = frozenset(row.name for row in PIPELINE)
+
+# The words of the tracker's status columns are shared.status's enum; the migrations keep theirs.
+STATUS_WORD_FOLDERS = ("services", "shared", "cli", "bench")
+STATUS_WORDS = frozenset(Status)
+KNOWN_STATUS_WORDS: dict[str, str] = {
+    "services/tracker/batch_status.py": "issue 18 part 3: the tracker takes shared.status",
+    "services/tracker/batch_watch.py": "issue 18 part 3: the tracker takes shared.status",
+    "services/tracker/fold.py": "issue 18 part 3: the tracker takes shared.status",
+    "services/tracker/tables.py": "issue 18 part 3: the tracker takes shared.status",
+}
 
 # A number with a unit of time, size or share: a measurement belongs in bench/FINDINGS.md.
 FIGURE_FOLDERS = ("services", "shared")
@@ -121,6 +133,42 @@ def test_no_literal_list_of_stage_names() -> None:
 def test_each_known_stage_list_still_is(name: str) -> None:
     assert name in _stage_lists_by_module(), (
         f"{name} lists no stage names any more: remove it from KNOWN_STAGE_LISTS"
+    )
+
+
+def status_words(source: str) -> list[tuple[int, str]]:
+    """(line, word) of each string that is exactly a status word ("Complete")."""
+    return sorted(
+        (node.lineno, node.value)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if node.value in STATUS_WORDS
+    )
+
+
+def _status_words_by_module() -> dict[str, list[tuple[int, str]]]:
+    return {
+        _name(p): hits
+        for p in _modules(*STATUS_WORD_FOLDERS)
+        if _name(p) != "shared/status.py" and "/migrations/" not in _name(p)
+        if (hits := status_words(p.read_text()))
+    }
+
+
+def test_status_words_are_found() -> None:
+    source = 'A = "Complete"\nB = ("Pending", "x")\nC = "Complete rows"\n'
+    assert status_words(source) == [(1, "Complete"), (2, "Pending")]
+
+
+def test_status_words_come_from_the_enum() -> None:
+    found = {k: v for k, v in _status_words_by_module().items() if k not in KNOWN_STATUS_WORDS}
+    assert not found, f"use shared.status.Status for these: {found}"
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_STATUS_WORDS))
+def test_each_known_status_word_user_still_is(name: str) -> None:
+    assert name in _status_words_by_module(), (
+        f"{name} spells no status word any more: remove it from KNOWN_STATUS_WORDS"
     )
 
 
