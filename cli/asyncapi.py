@@ -16,16 +16,19 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from cli.asyncapi_examples import example_object
 from shared.events import (
     BatchCancelled,
     BatchClosed,
     DeadLetter,
     FileFailed,
+    FileReassigned,
     FileStageCompleted,
     FileUploaded,
+    HostDrained,
     file_key,
 )
-from shared.pipeline import PIPELINE, StageSpec, input_topic, previous
+from shared.pipeline import PIPELINE, TRIAGE, StageSpec, input_topic, previous
 from shared.settings import CommonSettings, GpuHost
 from shared.topic_plan import TopicSpec
 from shared.topics import Topics
@@ -39,12 +42,15 @@ HOST = "{host}"
 EVENTS: tuple[type[BaseModel], ...] = (
     FileUploaded,
     BatchClosed,
+    FileReassigned,
     FileStageCompleted,
     FileFailed,
     DeadLetter,
     BatchCancelled,
+    HostDrained,
 )
 BATCH_KEY = "the batch id (UTF-8)"
+HOST_KEY = "`host:{ip}` (UTF-8): the latest word per GPU host survives compaction"
 FILE_KEY = (
     f"`{file_key('{batch_id}', '{file_name}').decode()}` (UTF-8): a file's messages stay in order"
 )
@@ -62,6 +68,8 @@ class Channel:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     per_host: bool = False
+    # Producers that send only some of the channel's messages: actor -> those messages.
+    sends: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _after(stage: str) -> str:
@@ -82,14 +90,22 @@ def _stage_channel(row: StageSpec) -> Channel:
                 "its batch, with the same key; `file_count` is the number of distinct file "
                 "names sent. A file sent twice is harmless (files are identified by batch "
                 "and name). `audio_uri` must pass the distributor's allowlist "
-                "(`AUDIO_URI_ALLOWED_SCHEMES`, `AUDIO_URI_ALLOWED_ROOTS`), else the file fails."
+                "(`AUDIO_URI_ALLOWED_SCHEMES`, `AUDIO_URI_ALLOWED_ROOTS`), else the file fails. "
+                "Every message carries `type`, which the decoder reads first: a message "
+                "without it is dead-lettered. `FileReassigned` is cofi's own: a GPU stage "
+                "hands a file of a dead or drained host back to the distributor (key: "
+                f"{BATCH_KEY}); the upload system never sends it."
             ),
-            messages=("FileUploaded", "BatchClosed"),
-            producers=(UPLOAD_SYSTEM,),
+            messages=("FileUploaded", "BatchClosed", "FileReassigned"),
+            producers=(UPLOAD_SYSTEM, "gpu_stage"),
             consumers=(row.runner, "tracker"),
+            sends=(
+                (UPLOAD_SYSTEM, ("FileUploaded", "BatchClosed")),
+                ("gpu_stage", ("FileReassigned",)),
+            ),
         )
     where = " on the GPU host the distributor chose (`{host}`)" if row.per_host else ""
-    route = " with `context.triage.route` = `stt`" if before.name == "triage" else ""
+    route = " with `context.triage.route` = `stt`" if before.name == TRIAGE else ""
     return Channel(
         id=row.name,
         address=address,
@@ -107,7 +123,7 @@ def _stage_channel(row: StageSpec) -> Channel:
 
 def channels() -> list[Channel]:
     last = PIPELINE[-1]
-    triage = next(row for row in PIPELINE if row.name == "triage")
+    triage = next(row for row in PIPELINE if row.name == TRIAGE)
     return [
         *(_stage_channel(row) for row in PIPELINE),
         Channel(
@@ -141,13 +157,16 @@ def channels() -> list[Channel]:
             id="control",
             address=TEMPLATE.control,
             description=(
-                f"Compacted: the latest control event per batch. Key: {BATCH_KEY}. Every "
-                "stage process reads it whole (no consumer group) and stops starting work "
-                "for a cancelled batch."
+                "Compacted: the latest control event per key. `BatchCancelled` (key: "
+                f"{BATCH_KEY}): stages stop starting work for the batch. `HostDrained` (key: "
+                f"{HOST_KEY}): the host's GPU consumers hand its files back for another host, "
+                "until a `HostDrained` with `drained` false. Every stage process reads the "
+                "topic whole (no consumer group)."
             ),
-            messages=("BatchCancelled",),
-            producers=("cofi cancel",),
+            messages=("BatchCancelled", "HostDrained"),
+            producers=("cofi cancel", "cofi drain"),
             consumers=("distributor", "gpu_stage", "llm_stage", "tracker"),
+            sends=(("cofi cancel", ("BatchCancelled",)), ("cofi drain", ("HostDrained",))),
         ),
     ]
 
@@ -165,6 +184,7 @@ def _stage_message(stage: str) -> dict[str, Any]:
             ]
         },
         "bindings": _key_binding(FILE_KEY),
+        "examples": [example_object(_after(stage))],
     }
 
 
@@ -178,9 +198,11 @@ def _messages(schemas: dict[str, Any]) -> dict[str, Any]:
     keys = {
         "FileUploaded": BATCH_KEY,
         "BatchClosed": BATCH_KEY,
+        "FileReassigned": BATCH_KEY,
         "FileFailed": FILE_KEY,
         "DeadLetter": "the poison record's own key (may be absent)",
         "BatchCancelled": BATCH_KEY,
+        "HostDrained": HOST_KEY,
     }
     out: dict[str, Any] = {}
     for model in EVENTS:
@@ -194,6 +216,7 @@ def _messages(schemas: dict[str, Any]) -> dict[str, Any]:
             "contentType": "application/json",
             "payload": {"$ref": SCHEMAS.format(model=name)},
             "bindings": _key_binding(keys[name]),
+            "examples": [example_object(name)],
         }
     for row in PIPELINE:
         out[_after(row.name)] = _stage_message(row.name)
@@ -251,20 +274,55 @@ def _channel(channel: Channel) -> dict[str, Any]:
 def _operations(chans: list[Channel]) -> dict[str, Any]:
     ops: dict[str, Any] = {}
     for channel in chans:
-        refs = [
-            {"$ref": f"#/channels/{channel.id}/messages/{name.replace('.', '_')}"}
-            for name in channel.messages
-        ]
+        sends = dict(channel.sends)
         for action, actors in (("send", channel.producers), ("receive", channel.consumers)):
             for actor in actors:
+                names = sends.get(actor, channel.messages) if action == "send" else None
                 op_id = f"{actor.replace(' ', '_')}_{action}s_{channel.id}"
                 ops[op_id] = {
                     "action": action,
                     "channel": {"$ref": f"#/channels/{channel.id}"},
                     "summary": f"{actor} {action}s on {channel.address}",
-                    "messages": refs,
+                    "messages": [
+                        {"$ref": f"#/channels/{channel.id}/messages/{name.replace('.', '_')}"}
+                        for name in (names or channel.messages)
+                    ],
                 }
     return ops
+
+
+# SASL over TLS, as `KAFKA_SECURITY_PROTOCOL=SASL_SSL` and `KAFKA_SASL_MECHANISM` choose.
+SECURITY: dict[str, Any] = {
+    "scramSha512": {
+        "type": "scramSha512",
+        "description": "SASL SCRAM-SHA-512 over TLS (`KAFKA_SASL_MECHANISM`, the default)",
+    },
+    "scramSha256": {"type": "scramSha256", "description": "SASL SCRAM-SHA-256 over TLS"},
+    "plain": {"type": "plain", "description": "SASL PLAIN over TLS"},
+}
+
+
+def _servers() -> dict[str, Any]:
+    bootstrap = CommonSettings.model_fields["kafka_bootstrap_servers"].default
+    return {
+        "production": {
+            "host": "{bootstrap}",
+            "protocol": "kafka-secure",
+            "description": (
+                "A production cluster: SASL_SSL (`KAFKA_SECURITY_PROTOCOL=SASL_SSL`, "
+                "`KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`, "
+                "`KAFKA_SSL_CAFILE`); any one of the SASL mechanisms below, over TLS"
+            ),
+            "variables": {"bootstrap": {"description": "KAFKA_BOOTSTRAP_SERVERS, `host:port[,…]`"}},
+            "security": [{"$ref": f"#/components/securitySchemes/{name}"} for name in SECURITY],
+            "bindings": {"kafka": {"bindingVersion": "0.5.0"}},
+        },
+        "development": {
+            "host": bootstrap,
+            "protocol": "kafka",
+            "description": "A local broker without TLS or SASL (`make infra`, the tests)",
+        },
+    }
 
 
 def build() -> dict[str, Any]:
@@ -272,6 +330,10 @@ def build() -> dict[str, Any]:
         [(model, "validation") for model in EVENTS], ref_template=SCHEMAS
     )
     schemas: dict[str, Any] = schema["$defs"]
+    for definition in schemas.values():
+        # The decoders' tagged unions read `type` first: without it a message is refused.
+        if "const" in definition.get("properties", {}).get("type", {}):
+            definition["required"] = ["type", *definition.get("required", [])]
     chans = channels()
     return {
         "asyncapi": "3.0.0",
@@ -290,16 +352,14 @@ def build() -> dict[str, Any]:
             ),
         },
         "defaultContentType": "application/json",
-        "servers": {
-            "kafka": {
-                "host": CommonSettings.model_fields["kafka_bootstrap_servers"].default,
-                "protocol": "kafka",
-                "description": "KAFKA_BOOTSTRAP_SERVERS of the deployment",
-            }
-        },
+        "servers": _servers(),
         "channels": {c.id: _channel(c) for c in chans},
         "operations": _operations(chans),
-        "components": {"schemas": schemas, "messages": _messages(schemas)},
+        "components": {
+            "schemas": schemas,
+            "messages": _messages(schemas),
+            "securitySchemes": SECURITY,
+        },
     }
 
 
