@@ -87,7 +87,7 @@ def build_runner(
         group=settings.group_id(stage, host),
         handle=handler,
         metrics=guarded.metrics,
-        max_in_flight=settings.gpu_max_in_flight or settings.host(host).capacity,
+        max_in_flight=settings.in_flight_per_consumer(host),
         paused=handler.paused,
         priority=call_seconds,
         lookahead=settings.gpu_lookahead,

@@ -21,7 +21,16 @@ class GpuStageSettings(CommonSettings):
     # Probes of a down host back off up to this long between two.
     gpu_probe_max_delay_s: float = Field(default=10.0, gt=0)
     gpu_max_in_flight: int | None = Field(
-        default=None, ge=1, description="In-flight requests per consumer; default: host capacity"
+        default=None,
+        ge=1,
+        description="In-flight requests per consumer; default: the host's capacity divided "
+        "among `GPU_STAGE_REPLICAS`",
+    )
+    gpu_stage_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Consumers (replicas) of one stage on one host: they share the host's "
+        "capacity, each taking capacity / replicas (at least 1) at a time",
     )
     gpu_lookahead: int = Field(
         default=32,
@@ -38,3 +47,9 @@ class GpuStageSettings(CommonSettings):
 
     def group_id(self, stage: str, host: str) -> str:
         return f"{self.topic_prefix}-{stage}-{host}"
+
+    def in_flight_per_consumer(self, host: str) -> int:
+        """What one consumer may send a host at once: the replicas together never overload it."""
+        if self.gpu_max_in_flight is not None:
+            return self.gpu_max_in_flight
+        return max(1, self.host(host).capacity // self.gpu_stage_replicas)

@@ -685,3 +685,16 @@ def test_the_stack_purges_call_content_and_confines_audio_uris() -> None:
     distributor = env(SERVICES["distributor"])
     assert distributor["AUDIO_URI_ALLOWED_SCHEMES"] == "file"
     assert distributor["AUDIO_URI_ALLOWED_ROOTS"] == "/data/audio"
+
+
+def test_the_replicas_of_a_stage_never_send_a_host_more_than_its_capacity() -> None:
+    settings = common()
+    for name, service in by_target("gpu-stage").items():
+        _, args = run_target(service)  # type: ignore[misc]
+        host = option(args, "--host")
+        replicas = service.get("deploy", {}).get("replicas", 1)
+        variables = {k.lower(): v for k, v in env(service).items() if not k.endswith("_FILE")}
+        stage_settings = GpuStageSettings(**variables)
+        assert stage_settings.gpu_stage_replicas == replicas, f"{name}: GPU_STAGE_REPLICAS"
+        per_consumer = stage_settings.in_flight_per_consumer(host)
+        assert replicas * per_consumer <= settings.host(host).capacity, name
