@@ -158,14 +158,26 @@ def _agent(
         async for event in stream.events():
             msg = event.message
             incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-            if prepare is not None:
-                await prepare(incoming)
-            outputs = router(incoming)
-            # Returns once the broker acknowledged them (or their dead letter).
-            if await publisher.publish(outputs, incoming, f"distributor:{name}"):
-                report.routed(incoming, outputs)
-            else:
-                report.refused(incoming)
+            await route_one(incoming, name, router, publisher, report, prepare)
 
     agent.__name__ = name
     app.agent(topic, name=name, concurrency=1)(agent)
+
+
+async def route_one(
+    incoming: Incoming,
+    name: str,
+    router: Router,
+    publisher: Publisher,
+    report: RoutingReport,
+    prepare: Callable[[Incoming], Awaitable[None]] | None = None,
+) -> None:
+    """Route one message; return only once the broker acknowledged its outputs (or, if it
+    refused them, the message's dead letter): faust acknowledges the event after this."""
+    if prepare is not None:
+        await prepare(incoming)
+    outputs = router(incoming)
+    if await publisher.publish(outputs, incoming, f"distributor:{name}"):
+        report.routed(incoming, outputs)
+    else:
+        report.refused(incoming)
