@@ -121,9 +121,6 @@ def make_call_audio(
     return paths
 
 
-# Stages in flow order; a record redone at one stage may be redone by every later one too
-# (its first run's output was already published, so the next stage gets it twice).
-FLOW = ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
 DISTRIBUTOR_COMMIT_EVERY = 8  # services/distributor/app.py broker_commit_every
 
 
@@ -157,7 +154,9 @@ def allowed_redundancy(faults: list[Fault]) -> dict[str, int]:
     GPU stages by name; `llm` for llm1 and llm2 together (the simulator counts them so)."""
     upto: dict[str, int] = {}
     total = 0
-    for stage in FLOW:
+    # In flow order: a record redone at one stage may be redone by every later one too (its
+    # first run's output was already published, so the next stage gets it twice).
+    for stage in PROGRESS_STAGES:
         total += sum(f.windows.get(stage, 0) for f in faults)
         upto[stage] = total
     return {
