@@ -81,15 +81,17 @@ chaos: infra install
 
 # A game day (tests/gameday): DURATION minutes (default 60) of overlapping batches while a
 # fault drawn from the catalogue starts every 1-3 minutes, on a private broker and MariaDB
-# (BROKER=shared|cluster, DATABASE=shared to change). SEED=n replays a run; without it one is
+# (BROKER=shared|cluster, DATABASE=shared to change; BOUND: seconds every batch has to
+# finish after the last fault clears, default 300). SEED=n replays a run; without it one is
 # drawn and printed. reports/gameday-<time>.md, copied to gameday-latest.md (path printed last).
 DURATION ?= 60
 SEED ?=
 BROKER ?= private
 DATABASE ?= private
+BOUND ?= 300
 gameday: infra install
 	$(PY) -m tests.gameday --duration-min $(DURATION) $(if $(SEED),--seed $(SEED)) \
-		--broker $(BROKER) --database $(DATABASE)
+		--broker $(BROKER) --database $(DATABASE) --bound-s $(BOUND)
 
 clean:
 	rm -rf .cache/demo .cache/audio

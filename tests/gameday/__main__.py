@@ -44,7 +44,8 @@ def main() -> int:
         bound_s=ns.bound_s,
         broker=ns.broker,
         database=ns.database,
-        command=f"make gameday DURATION={ns.duration_min:g}",
+        command=f"make gameday DURATION={ns.duration_min:g} BROKER={ns.broker} "
+        f"DATABASE={ns.database} BOUND={ns.bound_s:g}",
         only=tuple(k for k in ns.only.split(",") if k),
         fault_gap_s=tuple(ns.fault_gap_s),
     )

@@ -335,7 +335,10 @@ def _complete_applied(day: Day, monitor: Monitor, inv: Invariant, records: list[
         for r, e in by_batch[obs.batch_id]:
             if r.offset >= obs.ends.get(_tp(r), 0):
                 continue  # written after the tables were read
-            row = obs.rows.get(str(e.get("file_name")))
+            name = str(e.get("file_name"))
+            if name not in day.batches[obs.batch_id].files:
+                continue  # a late upload: rejected, never applied, on purpose
+            row = obs.rows.get(name)
             kind, stage = e.get("type"), e.get("stage")
             if kind == "FileStageCompleted" and stage in FLAG_OF:
                 applied = row is not None and row[FLAG_OF[stage]] == 1

@@ -20,7 +20,7 @@ async def test_a_five_minute_game_day_keeps_every_invariant() -> None:
         bound_s=120.0,
         broker="shared",
         database="private",
-        command=f"make gameday DURATION={minutes:g} BROKER=shared",
+        command=f"make gameday DURATION={minutes:g} BROKER=shared BOUND=120",
     )
     result = await run_game_day(settings)
     failed = {name: inv.violations for name, inv in result.invariants.items() if not inv.passed}
