@@ -70,6 +70,7 @@ def chart(day: Day, monitor: Monitor, path: Path) -> None:
         ax.plot(xs, values, marker="o", markersize=3, label=name)
     ax.set_xlabel("minute of the game day")
     ax.set_ylabel("files per minute")
+    ax.set_ylim(bottom=0)
     ax.set_title(f"game day, seed {day.seed}: files per minute per stage (faults shaded)")
     ax.legend(fontsize=8, ncol=5)
     fig.tight_layout()
