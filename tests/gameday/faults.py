@@ -5,6 +5,7 @@ the topics' end offsets just before, for the invariants)."""
 
 import asyncio
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,10 @@ from tests.gameday.day import ActiveFault, Day, utcnow
 # The first fault comes early enough that a 5-minute game day sees two to four.
 FIRST_FAULT_S = (10.0, 60.0)
 FAULT_GAP_S = (60.0, 180.0)
+# A share of the faults bring a second one along, started within 20 s: besides the long
+# faults that outlast the next draw, this is how faults overlap.
+COMPANION_SHARE = 0.3
+COMPANION_LAG_S = (0.0, 20.0)
 SAMPLE_EVERY_S = 2.0
 # The stages the chart counts files through: the pipeline's, by their done flag or decision.
 CHART_STAGES = [s for s in PIPELINE if s.flag_column or s.decision_column]
@@ -39,8 +44,28 @@ async def fault_loop(
         kind = rng.choice(kinds)
         hold = rng.uniform(*kind.hold_s)
         tasks.append(asyncio.create_task(_one_fault(day, kind, rng, hold, duration_s)))
+        if rng.random() < COMPANION_SHARE:  # real outages come together
+            lag = rng.uniform(*COMPANION_LAG_S)
+            other = random.Random(f"{day.seed}-fault-{n}-companion")
+            second = other.choice(kinds)
+            hold2 = other.uniform(*second.hold_s)
+            tasks.append(
+                asyncio.create_task(
+                    _after(day, lag, duration_s, _one_fault(day, second, other, hold2, duration_s))
+                )
+            )
         at += rng.uniform(*gap_s)
     await asyncio.gather(*tasks)
+
+
+async def _after(
+    day: Day, seconds: float, duration_s: float, fault: Coroutine[Any, Any, None]
+) -> None:
+    await asyncio.sleep(seconds)
+    if day.now() < duration_s:
+        await fault
+    else:
+        fault.close()  # the game day's faults are over
 
 
 async def _one_fault(

@@ -210,15 +210,15 @@ def _agrees(f: Any) -> bool:
     return True
 
 
-def _excused(day: Day, f: Any) -> bool:
-    """A failure the plan expects: corrupt audio, a hostile upload naming a reason, or what
-    a fault may make fail while it is on (its `may_fail`)."""
+def _excused(day: Day, f: Any) -> str:
+    """Why a failure is one the plan expects ("" if it is not): corrupt audio, a hostile
+    upload naming a reason, or what a fault may make fail while it is on (its `may_fail`)."""
     error = str(f["failedError"] or "")
     batch = day.batches.get(str(f["batchId"]))
     if OWN_CONTENT in error:
-        return True
+        return "corrupt audio"
     if batch is not None and str(f["file"]) in batch.expected_failures:
-        return bool(error.strip())
+        return f"hostile upload {str(f['file'])[:40]}: {error[:120]}" if error.strip() else ""
     at = f["failedAt"]
     for fault in day.faults:
         pattern = BY_NAME[fault.kind].may_fail
@@ -226,12 +226,18 @@ def _excused(day: Day, f: Any) -> bool:
             continue
         stopped = fault.stopped_at or at
         if fault.started_at <= at <= stopped + FAULT_TAIL:
-            return True
-    return False
+            return f"{fault.kind}: {error[:120]}"
+    return ""
 
 
 def _failures(day: Day, inv: Invariant, files: list[Any], records: list[Any]) -> None:
     failed = [f for f in files if f["terminalState"] == "failed"]
+    day.notes.append(
+        "files by terminal state: "
+        + str(dict(Counter(str(f["terminalState"]) for f in files).most_common()))
+    )
+    reasons = Counter(_excused(day, f) for f in failed)
+    day.notes += [f"{n} failed as expected: {why}" for why, n in reasons.most_common() if why]
     bad = [
         f"{f['batchId']}/{str(f['file'])[:60]} at {f['failedStage']}: {str(f['failedError'])[:160]}"
         for f in failed
