@@ -1,9 +1,10 @@
 """`cofi check-host URL [--stage S]`: hold a GPU host to the model API contract.
 
 Calls every route of every stage (or of `--stage`), the health route included, with good,
-missing and undecodable audio and a bad request; validates every answer with the contract's
-models (`services/gpu_stage/model_contract.py`); times each call against its timeout; prints
-a pass/fail table and exits 1 when a check fails (docs/gpu-model-api.md).
+missing and undecodable audio and a bad request (400, or 422 as FastAPI answers: cofi treats
+both as final), and the same file twice (the same answer); validates every answer with the
+contract's models (`services/gpu_stage/model_contract.py`); times each call against its
+timeout; prints a pass/fail table and exits 1 when a check fails (docs/gpu-model-api.md).
 
 A `503` with `Retry-After` cannot be provoked from outside a host: run the kit again with
 `--unavailable` while the host is unavailable (loading its models, or told to refuse work: the
@@ -104,6 +105,9 @@ async def check(
             await checker.errors(stage, context)
             checker.checks.append(
                 Check(stage, "503 with Retry-After", "skip", "run again with --unavailable")
+            )
+            checker.checks.append(
+                Check(stage, "429 with Retry-After", "skip", "needs the host's queue full")
             )
         return checker.checks
 

@@ -69,8 +69,9 @@ CIRCUIT = (
 MALFORMED = (
     "a 200 that is not what the contract accepts (not a JSON object, a field missing, "
     'a field of another JSON type such as `"false"` for `is_ivr` or `null` for '
-    "`transcript`) is a host defect, read like a 5xx: transient, retried, then the file "
-    "fails with a reason naming the file, the stage, the host and the field"
+    "`transcript`) is a host defect. It is transient, like a 5xx: retried, then the file "
+    "fails with a reason naming the file, the stage, the host and the field. Unlike a 5xx "
+    "it does not open the circuit (the host answered): fix the host, then `cofi retry`"
 )
 
 

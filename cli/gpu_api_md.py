@@ -74,11 +74,17 @@ def render_markdown() -> str:
         "",
         "Before pointing cofi at a host, run the conformance kit against it: "
         "`cofi check-host http://<host>` (add `--stage stt` for one stage). It calls every "
-        "route, the health route included, with good, missing and undecodable audio, checks "
-        "each status code below and each answer against the models, times every call "
-        "against the timeouts, and prints a pass/fail table; it exits non-zero when "
-        "anything fails. `cofi check-host --help` says how it provokes a `503` and what it "
-        "skips when it cannot.",
+        "route, the health route included, with good, missing and undecodable audio and a "
+        "bad request, checks each status code below (a bad request may be `400` or `422`: "
+        "both are final) and each answer against the models, sends the same file twice and "
+        "expects the same answer, times every call against the timeouts, and prints a "
+        "pass/fail table; it exits non-zero when anything fails. The test audio is written "
+        "to a temporary folder and sent as `file://` URIs: for a host on another machine, "
+        "give `--audio-dir` on storage it mounts at the same path (and `--audio` a real "
+        "recording, for real models). A `503` cannot be provoked from outside: run the kit "
+        "again with `--unavailable` while the host cannot serve (loading its models, or told "
+        "to refuse work), and it expects a `503` with `Retry-After` from every stage; "
+        "without it, and for `429` (a full queue), the rows are skipped.",
         "",
         "## The request",
         "",

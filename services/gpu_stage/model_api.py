@@ -29,8 +29,8 @@ async def probe(client: ModelApiClient, url: str) -> bool:
 
 
 def _malformed(stage: str, url: str, request: dict[str, object], why: str) -> CallOutcome:
-    """A 200 that breaks the contract is a host defect, read like a 5xx: transient, retried,
-    then the file fails with this reason (docs/gpu-model-api.md, "Answers")."""
+    """A 200 that breaks the contract is a host defect, transient like a 5xx: retried, then
+    the file fails with this reason (docs/gpu-model-api.md, "Accepted answers, exactly")."""
     file = f"{request.get('batch_id')}/{request.get('file_name')}"
     return CallOutcome(
         error_kind="transient",
