@@ -25,6 +25,7 @@ def observability_app(metrics: Metrics, readiness: Readiness) -> web.Application
     app = web.Application()
     app.router.add_get("/metrics", scrape)
     app.router.add_get("/healthz", alive)
+    app.router.add_get("/livez", alive)  # Kubernetes' name for the liveness probe
     app.router.add_get("/readyz", ready)
     return app
 
