@@ -107,6 +107,8 @@ class Day:
     # Services the game day found exited by themselves (a supervisor restarted them).
     died: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # What went wrong in the game day's own machinery (the report says it; the run fails).
+    harness_errors: list[str] = field(default_factory=list)
     tracker_group: str = ""
     # The workload's follow-ups (cancel, late upload, retry), awaited before the end.
     follow_ups: list["asyncio.Task[None]"] = field(default_factory=list)

@@ -71,6 +71,9 @@ async def _after(
 async def _one_fault(
     day: Day, kind: FaultKind, rng: random.Random, hold_s: float, duration_s: float
 ) -> None:
+    if any(f.kind == kind.name and f.stopped_s is None for f in day.faults):
+        day.notes.append(f"{kind.name} drawn at {day.now()}s while one was on: not doubled")
+        return
     fault = ActiveFault(kind.name, kind.title, day.now(), utcnow())
     day.faults.append(fault)
     ctx: dict[str, Any] = {"rng": rng}

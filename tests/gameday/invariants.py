@@ -94,23 +94,31 @@ async def check(
     day: Day, monitor: Monitor, bound_s: float, deadline_s: float
 ) -> dict[str, Invariant]:
     inv = invariants(bound_s)
-    files = await _rows(
-        day,
-        "SELECT batchId, file, terminalState, failedStage, failedError, failedAt, triageRoute, "
-        + ", ".join(FLAG_OF.values())
-        + " FROM fileDistribution",
-    )
-    status = {r["batchId"]: r["status"] for r in await _rows(day, "SELECT * FROM batchStatus")}
-    logs = await _rows(
-        day, "SELECT batch_id, call_id, stage_name, attempt, status FROM processing_logs"
-    )
-    letters = await _rows(
-        day, "SELECT sourceTopic, sourcePartition, sourceOffset, keyB64, valueB64 FROM deadLetters"
-    )
-    settings = day.config.settings()
-    records = await read_to_end(
-        day.config.bootstrap, settings.topics.all_topics(settings.host_ips), day.config.partitions
-    )
+    try:
+        files = await _rows(
+            day,
+            "SELECT batchId, file, terminalState, failedStage, failedError, failedAt, triageRoute, "
+            + ", ".join(FLAG_OF.values())
+            + " FROM fileDistribution",
+        )
+        status = {r["batchId"]: r["status"] for r in await _rows(day, "SELECT * FROM batchStatus")}
+        logs = await _rows(
+            day, "SELECT batch_id, call_id, stage_name, attempt, status FROM processing_logs"
+        )
+        letters = await _rows(
+            day,
+            "SELECT sourceTopic, sourcePartition, sourceOffset, keyB64, valueB64 FROM deadLetters",
+        )
+        settings = day.config.settings()
+        records = await read_to_end(
+            day.config.bootstrap,
+            settings.topics.all_topics(settings.host_ips),
+            day.config.partitions,
+        )
+    except Exception as exc:  # neither tables nor topics to judge by: every invariant fails
+        for i in inv.values():
+            i.fail(f"could not read the tables and topics: {type(exc).__name__}: {exc}"[:400])
+        return inv
     checks: list[tuple[str, Callable[[], Awaitable[None] | None]]] = [
         ("batches_finish", lambda: _finish(day, inv["batches_finish"], status, deadline_s)),
         ("files_end_once", lambda: _ends_once(day, inv["files_end_once"], files)),

@@ -95,7 +95,7 @@ def write(
 def markdown(
     day: Day, monitor: Monitor, inv: dict[str, Invariant], facts: RunFacts, png: str
 ) -> str:
-    passed = all(i.passed for i in inv.values())
+    passed = all(i.passed for i in inv.values()) and not day.harness_errors
     files = sum(len(b.files) for b in day.batches.values())
     lines = [
         f"# Game day {facts.stamp}: {'PASSED' if passed else 'FAILED'}",
@@ -116,6 +116,8 @@ def markdown(
     for i in inv.values():
         found = "<br>".join(v.replace("|", "/")[:700] for v in i.violations) or "-"
         lines.append(f"| {i.statement} | {'pass' if i.passed else '**FAIL**'} | {found} |")
+    if day.harness_errors:
+        lines += ["", "The game day's own machinery failed: " + "; ".join(day.harness_errors)]
     lines += [
         "",
         "## Timeline of the faults",

@@ -4,6 +4,7 @@ the monitor, the wait for every batch to finish, the invariants and the report."
 import asyncio
 import os
 import random
+import signal
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -131,14 +132,19 @@ async def _run(s: GameDaySettings, infra: Breakables, available: set[str]) -> Re
         monitor = Monitor(day)
         stop = asyncio.Event()
         watching = asyncio.create_task(monitor.run(stop))
+        deadline = s.duration_s + s.bound_s
         try:
             await asyncio.gather(
                 run_workload(day, workload), fault_loop(day, kinds, s.duration_s, s.fault_gap_s)
             )
+            await heal(day)
             cleared = max([f.stopped_s or 0.0 for f in day.faults] + [day.now()])
             deadline = cleared + s.bound_s
             await _settle(day, deadline)
             await _tracker_caught_up(day, timeout_s=max(60.0, deadline - day.now()))
+        except Exception as exc:  # the report must still be written, saying so
+            day.harness_errors.append(f"{type(exc).__name__}: {exc}"[:600])
+            await heal(day)
         finally:
             stop.set()
             await watching
@@ -157,7 +163,30 @@ async def _run(s: GameDaySettings, infra: Breakables, available: set[str]) -> Re
             f"{s.command} SEED={s.seed}",
         )
         report = write(day, monitor, invariants, facts, s.reports)
-    return Result(all(i.passed for i in invariants.values()), report, invariants)
+    passed = all(i.passed for i in invariants.values()) and not day.harness_errors
+    return Result(passed, report, invariants)
+
+
+async def heal(day: Day) -> None:
+    """Whatever a fault left broken because its stop failed or two faults of one resource
+    overlapped (a broker started by one while another killed it): the broker, the database
+    and every cluster node up, the tracker running. The end of the faults, not a repair of
+    the pipeline: no service of the pipeline is touched but the tracker's SIGCONT."""
+    infra = day.infra
+    broken = []
+    if infra.kafka is not None and infra.kafka.pid() is None:
+        broken.append("the broker")
+        await asyncio.to_thread(infra.kafka.start)
+    if infra.mariadb is not None and infra.mariadb.pid() is None:
+        broken.append("MariaDB")
+        await asyncio.to_thread(infra.mariadb.start)
+    if infra.cluster is not None and any(infra.cluster.pid(n) is None for n in infra.cluster.nodes):
+        broken.append("cluster nodes")
+        await asyncio.to_thread(infra.cluster.start)
+    os.kill(day.run.group.processes["tracker"].popen.pid, signal.SIGCONT)
+    if broken:
+        day.step("fault-stop", "end of the faults: start " + ", ".join(broken) + " again")
+        day.notes.append(f"{', '.join(broken)} still down when the faults ended: started")
 
 
 async def _settle(day: Day, deadline_s: float) -> None:
