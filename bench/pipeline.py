@@ -138,7 +138,7 @@ class BenchPipeline:
         return self.config.settings().topics.uploads
 
     async def submit(self, batch_id: str, paths: Sequence[Path]) -> None:
-        await submit(self.config.bootstrap, self.uploads_topic, batch_id, list(paths))
+        await submit(self.config.bootstrap, self.config.settings().topics, batch_id, list(paths))
 
     async def wait_complete(self, batch_id: str, timeout_s: float) -> float:
         """Poll the tables until the batch is Complete; returns that moment (monotonic)."""

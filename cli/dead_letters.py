@@ -1,14 +1,16 @@
-"""Operator tools: send dead-lettered files back to their stage, cancel a batch."""
+"""Operator tools: send failed files back to their stage, drain a host, cancel a batch."""
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from shared import pipeline
 from shared.events import (
     BatchCancelled,
+    DeadLetter,
     FileFailed,
     FileReassigned,
     FileStageCompleted,
@@ -53,7 +55,9 @@ def retry_output(failure: FileFailed, topics: Topics, reroute: bool = False) -> 
         upload = FileUploaded.model_validate(failure.input_event)
         return Output(topics.uploads, failure.batch_id.encode(), upload)
     if kind == "FileReassigned":
-        moved = FileReassigned.model_validate(failure.input_event)
+        # The hosts it left were down then; a retry is the operator saying they may be back
+        # (drained and `:down` hosts stay excluded by the distributor's own state).
+        moved = FileReassigned.model_validate(failure.input_event).model_copy(update={"avoid": ()})
         return Output(topics.uploads, failure.batch_id.encode(), moved)
     event = FileStageCompleted.model_validate(failure.input_event).model_copy(
         update={"next_attempt": next_attempt}
@@ -111,34 +115,57 @@ def plan_retry(
     return RetryPlan(outputs, skipped)
 
 
-async def read_failures(bootstrap: Kafka, topic: str) -> list[FileFailed]:
-    """Every `FileFailed` on the dead-letter topic, up to its end when we started reading."""
+@dataclass
+class DeadLetterTopic:
+    """What the dead-letter topic holds: stages' last words on files, and poison messages."""
+
+    failures: list[FileFailed] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+
+
+async def read_dead_letter_topic(bootstrap: Kafka, topic: str) -> DeadLetterTopic:
+    """Every `FileFailed` and `DeadLetter` on the dead-letter topic, up to its end when we
+    started reading."""
     reader = make_topic_reader(bootstrap, topic)
+    found = DeadLetterTopic()
     try:
         await reader.start()
         partitions = list(reader.assignment())
         end = await reader.end_offsets(partitions)
-        failures: list[FileFailed] = []
         while True:
             positions = {tp: await reader.position(tp) for tp in partitions}
             if all(positions[tp] >= end[tp] for tp in partitions):
-                return failures
+                return found
             batch = await reader.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
                     try:
-                        failures.append(FileFailed.model_validate_json(record.value or b""))
+                        event = _dead_letter_topic.validate_json(record.value or b"")
                     except ValidationError:
-                        continue  # dead letters of poison messages have no file to retry
+                        continue  # not ours to replay: nothing names its origin
+                    if isinstance(event, FileFailed):
+                        found.failures.append(event)
+                    else:
+                        found.letters.append(event)
     finally:
         await reader.stop()
 
 
-async def publish(bootstrap: Kafka, outputs: list[Output]) -> None:
+_dead_letter_topic: TypeAdapter[FileFailed | DeadLetter] = TypeAdapter(
+    Annotated[FileFailed | DeadLetter, Field(discriminator="type")]
+)
+
+
+async def publish(
+    bootstrap: Kafka, outputs: list[Output], raw: Iterable[tuple[str, bytes | None, bytes]] = ()
+) -> None:
+    """Send the events of `outputs`, and `raw` (topic, key, value) as they are; returns once
+    the broker acknowledged every one."""
     producer = make_producer(bootstrap, "cofi-operator")
     try:
         await producer.start()
         acks = [await producer.send(o.topic, encode(o.event), key=o.key) for o in outputs]
+        acks += [await producer.send(topic, value, key=key) for topic, key, value in raw]
         await asyncio.gather(*acks)
     finally:
         await producer.stop()

@@ -41,7 +41,7 @@ async def run_demo(
     engine = create_async_engine(config.database_url)
     try:
         t0 = time.monotonic()
-        await submit(config.bootstrap, config.settings().topics.uploads, batch_id, audio)
+        await submit(config.bootstrap, config.settings().topics, batch_id, audio)
         print(f"submitted batch {batch_id}: {files} files and BatchClosed")
         summary = await _watch(engine, batch_id, group, timeout_s)
         elapsed = time.monotonic() - t0

@@ -1,8 +1,8 @@
 """`cofi status [BATCH]`: recent batches, or one batch's per-stage progress, from the tracker's
 tables through the dashboard queries; `--watch` redraws until the batch is finished.
 
-The arguments are declared in cli/main.py, so that other commands do not pay for importing this
-module (SQLAlchemy, aiohttp, rich)."""
+The arguments are declared in cli/batch_commands.py, so that other commands do not pay for
+importing this module (SQLAlchemy, aiohttp, rich)."""
 
 import argparse
 import asyncio
@@ -31,6 +31,8 @@ from services.dashboard.queries import DashboardReader
 from shared.status import Status
 
 BAR_WIDTH = 28
+# Wider than any table `cofi status` draws: in a pipe each row stays one line, whole.
+PIPE_WIDTH = 1000
 STATUS_STYLE: dict[str, str] = {
     Status.COMPLETE: "green",
     Status.IN_PROGRESS: "cyan",
@@ -147,6 +149,36 @@ def batches_json(rows: list[BatchRow]) -> str:
     return json.dumps({"batches": [r.model_dump(mode="json") for r in rows]}, indent=2)
 
 
+def progress_line(p: BatchProgress) -> str:
+    """The batch in one line, for a pipe: its counts, then each stage's ended/total."""
+    b = p.batch
+    total = "?" if b.total_files is None else str(b.total_files)
+    stages = " ".join(f"{s.stage} {s.ended}/{s.total}" for s in p.stages)
+    return (
+        f"batch {b.batch_id} {b.status} files {b.known_files}/{total} done {b.done} "
+        f"skipped {b.skipped} failed {b.failed}"
+        + (f" cancelled {b.cancelled}" if b.cancelled else "")
+        + f" ETA {format_eta(p.eta_s)} | {stages}"
+    )
+
+
+async def _poll(
+    reader: DashboardReader, batch_id: str, clock: Callable[[], datetime]
+) -> tuple[BatchProgress | None, RenderableType, str]:
+    """The batch's progress (None while it is unknown or the database is away), drawn for a
+    terminal and written as a line for a pipe."""
+    try:
+        progress = await reader.progress(batch_id, clock())
+    except DBAPIError as exc:
+        # A database that is away for a while must not end the watch.
+        line = f"the database did not answer, retrying: {_first_line(exc)}"
+        return None, Text(line), line
+    if progress is None:
+        line = f"waiting for the tracker to see batch {batch_id!r} …"
+        return None, Text(line), line
+    return progress, progress_view(progress), progress_line(progress)
+
+
 async def watch(
     reader: DashboardReader,
     batch_id: str,
@@ -154,25 +186,38 @@ async def watch(
     console: Console,
     clock: Callable[[], datetime] = utc_now,
 ) -> BatchProgress:
-    """Redraw the batch's progress every `interval_s` until it is finished; returns the last."""
+    """Redraw the batch's progress every `interval_s` until it is finished; returns the last.
+    Where no one watches a screen (a pipe, a log), a line with the time, whenever the batch
+    changed."""
+    if not console.is_terminal:
+        return await _watch_lines(reader, batch_id, interval_s, console, clock)
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while True:
-            try:
-                progress = await reader.progress(batch_id, clock())
-            except DBAPIError as exc:
-                # A database that is away for a while must not end the watch.
-                live.update(Text(f"the database did not answer, retrying: {_first_line(exc)}"))
-                live.refresh()
-                await asyncio.sleep(interval_s)
-                continue
-            if progress is None:
-                live.update(Text(f"waiting for the tracker to see batch {batch_id!r} …"))
-            else:
-                live.update(progress_view(progress))
+            progress, view, _ = await _poll(reader, batch_id, clock)
+            live.update(view)
             live.refresh()
             if progress is not None and progress.finished:
                 return progress
             await asyncio.sleep(interval_s)
+
+
+async def _watch_lines(
+    reader: DashboardReader,
+    batch_id: str,
+    interval_s: float,
+    console: Console,
+    clock: Callable[[], datetime],
+) -> BatchProgress:
+    last = None
+    while True:
+        progress, _, line = await _poll(reader, batch_id, clock)
+        if line != last:
+            console.print(f"{_time(clock())} {line}", markup=False, highlight=False, soft_wrap=True)
+            console.file.flush()
+            last = line
+        if progress is not None and progress.finished:
+            return progress
+        await asyncio.sleep(interval_s)
 
 
 def _first_line(exc: Exception) -> str:
@@ -187,6 +232,9 @@ def run(ns: argparse.Namespace, database_url: str) -> int:
         engine = create_async_engine(database_url)
         reader = DashboardReader(engine)
         console = Console()
+        if not console.is_terminal:
+            # A pipe has no width: rich would cut the tables at 80 columns.
+            console = Console(width=PIPE_WIDTH)
         try:
             if ns.batch_id is None:
                 rows = await reader.batches(ns.limit)
@@ -215,14 +263,4 @@ def run(ns: argparse.Namespace, database_url: str) -> int:
         finally:
             await engine.dispose()
 
-    try:
-        return asyncio.run(go())
-    except KeyboardInterrupt:
-        return 130
-    except DBAPIError as exc:
-        print(
-            f"cofi status: the dashboard query failed: {_first_line(exc)} "
-            "(is DATABASE_URL the tracker's database, and migrated: cofi migrate?)",
-            file=sys.stderr,
-        )
-        return 2
+    return asyncio.run(go())  # cli/main.py turns a database that failed into one line

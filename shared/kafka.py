@@ -111,17 +111,21 @@ async def ensure_topics(
     topics: Sequence[TopicSpec] | Iterable[str],
     partitions: int = 1,
     timeout_s: float = 60.0,
+    reach_timeout_s: float | None = None,
 ) -> TopicReport:
     """Create the planned topics that are missing; report how existing ones differ.
 
     Existing topics are never altered: changing partitions or replication is an operator's
     decision (docs/operations.md, "Running on your Kafka cluster"). Bare names (tests, tools)
-    get `partitions` and the broker's defaults.
+    get `partitions` and the broker's defaults. `reach_timeout_s`, if given, bounds the wait
+    for the broker to answer at all (an operator at a terminal), within `timeout_s`.
     """
     plan = [t if isinstance(t, TopicSpec) else TopicSpec(t, partitions, 1) for t in topics]
     admin = make_admin(kafka)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    await start_when_reachable(admin, "topics", deadline=deadline)
+    now = asyncio.get_running_loop().time()
+    deadline = now + timeout_s
+    reach = min(deadline, now + (timeout_s if reach_timeout_s is None else reach_timeout_s))
+    await start_when_reachable(admin, "topics", deadline=reach)
     report = TopicReport()
     try:
         existing = set(await admin.list_topics())

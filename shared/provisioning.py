@@ -4,5 +4,9 @@ from shared.kafka import TopicReport, ensure_topics
 from shared.settings import CommonSettings
 
 
-async def create_pipeline_topics(settings: CommonSettings) -> TopicReport:
-    return await ensure_topics(settings.kafka, settings.topic_plan())
+async def create_pipeline_topics(
+    settings: CommonSettings, reach_timeout_s: float | None = None
+) -> TopicReport:
+    return await ensure_topics(
+        settings.kafka, settings.topic_plan(), reach_timeout_s=reach_timeout_s
+    )

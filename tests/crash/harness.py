@@ -488,7 +488,7 @@ async def chaos_run(
         if before_submit is not None:
             await before_submit(run)
         run.started = time.monotonic()
-        await submit(infra.bootstrap, run.topics.uploads, batch_id, paths)
+        await submit(infra.bootstrap, run.topics, batch_id, paths)
         sampler = asyncio.create_task(_sample_progress(run, log_dir / "progress.tsv"))
         stack.callback(sampler.cancel)
         yield run

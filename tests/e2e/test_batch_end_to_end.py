@@ -23,7 +23,7 @@ async def test_a_batch_flows_from_upload_to_the_tracker_tables(
     async with running_pipeline(
         topic_prefix, mariadb_url, tmp_path / "logs", kafka_bootstrap
     ) as pipeline:
-        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, paths)
+        await submit(kafka_bootstrap, pipeline.config.settings().topics, batch, paths)
         summary = await pipeline.wait_finished(batch, timeout_s=300)
 
         async with pipeline.engine.connect() as conn:

@@ -62,7 +62,7 @@ async def test_a_batch_runs_over_sasl_ssl_with_scram_sha_512(
         settings = pipeline.config.settings()  # the services' settings: SASL_SSL, SCRAM
         assert settings.kafka.security_protocol == "SASL_SSL"
         assert settings.kafka.sasl_mechanism == "SCRAM-SHA-512"
-        await submit(settings.kafka, settings.topics.uploads, batch, paths)
+        await submit(settings.kafka, settings.topics, batch, paths)
         summary = await pipeline.wait_finished(batch, timeout_s=240)
         async with pipeline.engine.connect() as conn:
             states = dict(

@@ -38,7 +38,7 @@ async def _healthy_stt_rate(
                     json={"host": DEAD, "down": True},
                 )
                 r.raise_for_status()
-        await submit(bootstrap, pipeline.config.settings().topics.uploads, batch, audio)
+        await submit(bootstrap, pipeline.config.settings().topics, batch, audio)
         await pipeline.wait_finished(batch, timeout_s=300)
         async with pipeline.engine.connect() as conn:
             rows = (

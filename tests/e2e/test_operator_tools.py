@@ -1,5 +1,6 @@
 """`cofi retry` and `cofi cancel` against the running pipeline, as an operator would use them."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -69,7 +70,7 @@ async def test_retry_sends_failed_files_back_and_the_tracker_shows_their_new_out
     async with running_pipeline(
         topic_prefix, mariadb_url, tmp_path / "logs", kafka_bootstrap
     ) as pipeline:
-        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, audio)
+        await submit(kafka_bootstrap, pipeline.config.settings().topics, batch, audio)
         await pipeline.wait_finished(batch)
         states = await _states(pipeline.engine, batch)
         assert {states[p.name] for p in late} == {"failed"}
@@ -112,15 +113,19 @@ async def test_cancel_stops_a_batch_mid_flight_and_the_tracker_ends_it_cancelled
     async with running_pipeline(
         topic_prefix, mariadb_url, tmp_path / "logs", kafka_bootstrap, latency_scale=2.0
     ) as pipeline:
-        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, audio)
+        await submit(kafka_bootstrap, pipeline.config.settings().topics, batch, audio)
         await _wait(
             pipeline.engine,
             batch,
             lambda s: sum(v is not None for v in s.values()) >= 10,
             timeout_s=120,
         )
-        out = _cofi(pipeline, "cancel", batch, "--reason", "wrong files uploaded")
-        assert "cancelled" in out
+        out = _cofi(pipeline, "cancel", batch, "--reason", "wrong files uploaded", "--json")
+        assert json.loads(out) == {
+            "batch_id": batch,
+            "cancelled": True,
+            "reason": "wrong files uploaded",
+        }
         cancelled_at = time.time()
         summary = await pipeline.wait_finished(batch, timeout_s=120)
         states = await _states(pipeline.engine, batch)

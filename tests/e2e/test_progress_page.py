@@ -64,7 +64,7 @@ async def test_the_progress_page_shows_a_running_batch_in_chromium(
             pipeline.group.wait_for_log, "web", "progress page ready", timeout_s=60
         )
         base = f"http://127.0.0.1:{port}"
-        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, paths)
+        await submit(kafka_bootstrap, pipeline.config.settings().topics, batch, paths)
         page = f"{base}/batches/{batch}"
         await _wait_for_page(page)
 

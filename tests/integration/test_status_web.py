@@ -154,7 +154,7 @@ async def test_cofi_status_lists_batches_and_prints_one_json_document(mariadb_ur
         assert missing.returncode == 1 and "no batch 'nope'" in missing.stderr
         no_db = make_url(mariadb_url).set(database="cofi_no_such_database")
         broken = await asyncio.to_thread(_cofi, no_db.render_as_string(hide_password=False))
-        assert broken.returncode == 2 and "cofi_no_such_database" in broken.stderr
+        assert broken.returncode == 3 and "cofi_no_such_database" in broken.stderr
         assert "cofi migrate" in broken.stderr and "Traceback" not in broken.stderr
 
         await tracker_for(engine).apply_events(rest)

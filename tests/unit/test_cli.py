@@ -136,9 +136,8 @@ def test_the_pages_auth_settings_come_in_pairs() -> None:
 
 
 def test_retry_with_an_unknown_stage_lists_the_stages() -> None:
-    done = cofi("retry", "b1", "--stage", "llm3")
-    assert done.returncode == 2 and "invalid choice: 'llm3'" in done.stderr
-    assert "denoise" in done.stderr and "Traceback" not in done.stderr
+    line = one_line_error(cofi("retry", "b1", "--stage", "llm3"), 2, "invalid choice: 'llm3'")
+    assert "denoise" in line
 
 
 @pytest.mark.parametrize(
@@ -177,16 +176,70 @@ def test_an_unknown_batch_is_an_error_not_a_wait(
         assert "--force" in line
 
 
-def test_a_database_without_the_tracker_tables_is_one_line(tmp_path: Path) -> None:
+def test_a_database_without_the_tracker_tables_is_one_line_and_exit_3(tmp_path: Path) -> None:
     empty = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     for args in (("status",), ("status", "b1"), ("cancel", "b1"), ("retry", "b1")):
-        one_line_error(cofi(*args, DATABASE_URL=empty), 2, "batchStatus", "cofi migrate")
+        one_line_error(cofi(*args, DATABASE_URL=empty), 3, "batchStatus", "cofi migrate")
+
+
+def test_an_unreachable_database_is_one_line_and_exit_3() -> None:
+    done = cofi("status", DATABASE_URL=f"mysql+asyncmy://cofi@{NO_BROKER}/cofi")
+    one_line_error(done, 3, "the database failed", "Can't connect")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("sqlite:///cofi.db", "write sqlite+aiosqlite:///"),
+        ("mysql://cofi:secret@127.0.0.1/cofi", "write mysql+asyncmy://"),
+        ("notaurl", "is not a database URL"),
+    ],
+)
+@pytest.mark.parametrize("command", [("status",), ("submit", "b1", "--synthetic", "1")])
+def test_a_database_url_cofi_cannot_use_is_one_line_and_exit_2(
+    url: str, says: str, command: tuple[str, ...], tmp_path: Path
+) -> None:
+    line = one_line_error(cofi(*command, cwd=tmp_path, DATABASE_URL=url), 2, "DATABASE_URL", says)
+    assert "secret" not in line
+    assert not list(tmp_path.iterdir())  # no database file, no audio: nothing ran
 
 
 def test_cancel_force_skips_the_check_and_goes_to_kafka(tracker_db: str) -> None:
     # Past the check, it publishes: with no broker that is a Kafka error, in one line.
     done = cofi("cancel", "b-unknown", "--force", DATABASE_URL=tracker_db, timeout=120)
-    one_line_error(done, 1, "cofi cancel: Kafka failed", "KAFKA_BOOTSTRAP_SERVERS")
+    one_line_error(done, 3, "cofi cancel: Kafka failed", "KAFKA_BOOTSTRAP_SERVERS")
+
+
+def test_drain_of_an_empty_or_unknown_host_is_refused_before_kafka() -> None:
+    one_line_error(cofi("drain", ""), 2, "cofi drain: argument host: must not be empty")
+    # With no broker, a drain that went on to publish would exit 3.
+    line = one_line_error(
+        cofi("drain", "gpu-bb", GPU_HOSTS="gpu-a:4,gpu-b:4"), 2, "no host 'gpu-bb'", "gpu-a, gpu-b"
+    )
+    assert "nothing was sent" in line
+
+
+def test_version_names_the_package_version() -> None:
+    done = cofi("--version")
+    assert done.returncode == 0 and re.fullmatch(r"cofi \d+\.\d+\.\d+\S*\n", done.stdout)
+
+
+def test_topics_without_a_broker_fails_within_10_seconds_in_one_line() -> None:
+    t0 = time.monotonic()
+    done = cofi("topics")  # NO_BROKER: a closed port
+    assert time.monotonic() - t0 < 10
+    one_line_error(done, 3, "cofi topics: no Kafka broker answered at 127.0.0.1:1")
+
+
+def test_a_usage_error_is_one_line_and_exit_2() -> None:
+    one_line_error(cofi("status", "--interval", "0"), 2, "--interval", "must be more than 0")
+    one_line_error(cofi("submit", "b1"), 2, "one of the arguments --folder --synthetic")
+
+
+@pytest.mark.parametrize("command", ["status", "retry", "cancel", "drain"])
+def test_the_operator_commands_print_json_on_request(command: str) -> None:
+    args = [command] if command == "status" else [command, "x"]
+    assert _parser().parse_args([*args, "--json"]).json is True
 
 
 def _actions(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.Action]]:

@@ -1,15 +1,19 @@
 from datetime import UTC, datetime
 
 from cli.dead_letters import cancellation, drain, plan_retry
+from cli.replay import plan_replays
 from shared.events import (
     Attempt,
+    DeadLetter,
     FileContext,
     FileFailed,
     FileReassigned,
     FileStageCompleted,
     FileUploaded,
     HostDrained,
+    encode,
 )
+from shared.runtime.dead_letters import dead_letter
 from shared.topics import Topics
 
 TOPICS = Topics("c")
@@ -105,3 +109,64 @@ def test_drain_is_the_latest_word_per_host_on_the_control_topic() -> None:
     out = drain("h2", True, "disk swap", TOPICS)
     assert (out.topic, out.key) == ("c.control", b"host:h2")
     assert isinstance(out.event, HostDrained) and out.event.drained
+
+
+def test_retry_of_a_distribution_failure_forgets_the_hosts_an_outage_took_away() -> None:
+    moved = FileReassigned(
+        batch_id="b",
+        file_name="a",
+        audio_uri="u",
+        stage="denoise",
+        from_host="h1",
+        avoid=("h1", "h2"),
+        assignment=2,
+        attempt_base=3,
+    )
+    failure = FileFailed(
+        batch_id="b",
+        file_name="a",
+        stage="distribute",
+        error_kind="permanent",
+        error="not re-assigned: every GPU host is marked down",
+        input_event=moved.model_dump(mode="json"),
+    )
+    [out] = plan_retry([failure], TOPICS, "b", stage="distribute").outputs
+    assert out.topic == "c.uploads" and isinstance(out.event, FileReassigned)
+    assert out.event.avoid == ()  # the distributor may pick any host that is up now
+    assert (out.event.assignment, out.event.attempt_base) == (2, 3)
+
+
+def _letter(
+    value: bytes, key: bytes | None, offset: int = 7, topic: str = "c.stt.h1"
+) -> DeadLetter:
+    return dead_letter(
+        topic=topic, partition=0, offset=offset, key=key, value=value, consumer="gpu", error="x"
+    )
+
+
+def test_dead_letters_of_the_batch_that_now_decode_are_replayed_byte_for_byte() -> None:
+    event = FileStageCompleted(
+        batch_id="b", file_name="a", stage="lid", context=FileContext(audio_uri="u", host="h1")
+    )
+    raw = encode(event)
+    letters = [
+        _letter(raw, b"b/a"),
+        _letter(raw, b"b/a"),  # the same letter read twice is sent once
+        _letter(b"not json", b"b/z", offset=8),
+        _letter(raw, b"other/a", offset=9),
+        _letter(encode(event.model_copy(update={"file_name": "d"})), b"b/d", offset=10),
+    ]
+    plan = plan_replays(letters, "b", finished=["d"])
+    assert [(r.topic, r.key, r.value, r.about) for r in plan.replays] == [
+        ("c.stt.h1", b"b/a", raw, "a")
+    ]
+    assert len(plan.skipped) == 2
+    assert plan.skipped[0].startswith("dead letter c.stt.h1[0]@8: still does not decode")
+    assert plan.skipped[1] == "d: already finished (dead letter c.stt.h1[0]@10)"
+    assert plan_replays(letters, "b", file_name="z").replays == []
+
+
+def test_an_upload_dead_letter_is_the_batch_by_its_key() -> None:
+    upload = FileUploaded(batch_id="b", file_name="a", audio_uri="u")
+    [replay] = plan_replays([_letter(encode(upload), b"b", topic="c.uploads")], "b").replays
+    assert (replay.topic, replay.key) == ("c.uploads", b"b")

@@ -1,0 +1,97 @@
+"""`cofi retry BATCH`: send a batch's failed files back to their stage, and replay its dead
+letters that now decode (cli/dead_letters.py, cli/replay.py)."""
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from cli.batch_commands import require_known
+from cli.errors import Exit
+from cli.options import engine, json_option, settings
+from services.tracker.settings import TrackerSettings
+from shared.stages import STAGES
+
+if TYPE_CHECKING:
+    from cli.options import Subcommands
+
+
+def add(sub: "Subcommands") -> None:
+    p = sub.add_parser(
+        "retry",
+        help="send a batch's failed files back to their stage, and replay its dead letters "
+        "that now decode",
+    )
+    p.add_argument("batch_id", help="the batch whose failed files and dead letters to send back")
+    p.add_argument(
+        "--stage",
+        choices=STAGES,
+        help="only files that failed at this stage (dead letters are left: they have no stage)",
+    )
+    p.add_argument("--file", help="only this file")
+    p.add_argument(
+        "--reroute",
+        action="store_true",
+        help="GPU-stage failures: hand the files to the distributor for another host (they "
+        "restart at denoise there) instead of their own host",
+    )
+    json_option(p)
+    p.set_defaults(func=retry)
+
+
+async def _finished_files(ns: argparse.Namespace) -> list[str]:
+    from sqlalchemy import text
+
+    tables = engine(ns)
+    try:
+        async with tables.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT file FROM fileDistribution WHERE batchId = :b "
+                    "AND terminalState IN ('done', 'skipped')"
+                ),
+                {"b": ns.batch_id},
+            )
+            return [r.file for r in rows]
+    finally:
+        await tables.dispose()
+
+
+def retry(ns: argparse.Namespace) -> int:
+    from cli.dead_letters import plan_retry, publish, read_dead_letter_topic
+    from cli.replay import plan_replays
+
+    s = settings(TrackerSettings, ns)
+
+    async def go() -> dict[str, Any]:
+        await require_known(ns)
+        finished = await _finished_files(ns)
+        found = await read_dead_letter_topic(s.kafka, s.topics.failed)
+        plan = plan_retry(
+            found.failures, s.topics, ns.batch_id, ns.stage, ns.file, finished, reroute=ns.reroute
+        )
+        replay = plan_replays([] if ns.stage else found.letters, ns.batch_id, ns.file, finished)
+        raw = [(r.topic, r.key, r.value) for r in replay.replays]
+        await publish(s.kafka, plan.outputs, raw)
+        return {
+            "batch_id": ns.batch_id,
+            "sent": [
+                {"file": getattr(o.event, "file_name", None), "topic": o.topic}
+                for o in plan.outputs
+            ],
+            "replayed": [{"file": r.about, "topic": r.topic} for r in replay.replays],
+            "not_retried": plan.skipped + replay.skipped,
+        }
+
+    done = asyncio.run(go())
+    if ns.json:
+        print(json.dumps(done, indent=2))
+        return Exit.OK
+    for reason in done["not_retried"]:
+        print(f"not retried: {reason}", file=sys.stderr)
+    where = "the distributor for another host" if ns.reroute else "their stage"
+    print(f"sent {len(done['sent'])} files of batch {ns.batch_id} back to {where}")
+    if done["replayed"]:
+        print(f"replayed {len(done['replayed'])} dead letters of batch {ns.batch_id}")
+    return Exit.OK
