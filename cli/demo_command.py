@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli.errors import Exit
-from cli.options import call_length_options, lengths, positive, settings
+from cli.options import call_length_options, checked_database_url, lengths, positive, settings
 from services.tracker.settings import TrackerSettings
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def demo(ns: argparse.Namespace) -> int:
         gpu_hosts=",".join(
             f"{h.ip}:{h.capacity}" + (":down" if h.down else "") for h in s.gpu_hosts
         ),
-        database_url=s.resolved_database_url,
+        database_url=checked_database_url(s.resolved_database_url),
         latency_scale=ns.latency_scale,
     )
     exit_on_sigterm()
