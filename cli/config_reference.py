@@ -218,15 +218,19 @@ def render() -> str:
     out += [
         "## Command line (`cofi`)",
         "",
-        "`cofi status`, `cofi retry`, `cofi cancel`, `cofi purge`, `cofi migrate` and "
-        "`cofi demo` read `DATABASE_URL` as the tracker does (one settings class, "
-        "`DatabaseSettings` in `shared/database_settings.py`; unset: SQLite `./cofi.db`, "
-        "which the reading commands require to exist); `make demo` sets it to the local MariaDB. "
-        "`cofi submit`, `cofi topics`, `cofi retry` and `cofi cancel` read the settings of "
-        "every service above (`KAFKA_BOOTSTRAP_SERVERS`, `TOPIC_PREFIX`, `GPU_HOSTS`, …). "
+        "`cofi status`, `cofi export`, `cofi retry`, `cofi cancel`, `cofi purge`, "
+        "`cofi migrate` and `cofi demo` read `DATABASE_URL` as the tracker does (one settings "
+        "class, `DatabaseSettings` in `shared/database_settings.py`; unset: SQLite `./cofi.db`, "
+        "which the reading commands require to exist); `cofi submit` reads it, when set, to "
+        "refuse a batch id the tracker has seen. Its driver must be an asyncio one "
+        "(`mysql+asyncmy://…`, `sqlite+aiosqlite:///…`). `make demo` sets it to the local "
+        "MariaDB. `cofi submit`, `cofi topics`, `cofi retry`, `cofi cancel` and `cofi drain` "
+        "read the settings of every service above (`KAFKA_BOOTSTRAP_SERVERS`, `TOPIC_PREFIX`, "
+        "`GPU_HOSTS`: `cofi drain` takes only a host it lists, …). "
         "A value that does not parse stops a command or a service before it starts, with one "
-        "line naming the variable and exit status 2; `cofi run SERVICE --help` lists what a "
-        "service reads, with the defaults.",
+        "line naming the variable and exit status 2 (every exit status of `cofi`: "
+        "docs/operations.md); `cofi run SERVICE --help` lists what a service reads, with the "
+        "defaults.",
         "",
         "## Simulator (not part of the product)",
         "",
