@@ -202,7 +202,7 @@ async def cancel_key_collision(day: Day, ctx: Ctx) -> None:
     batch_id = f"host:{host}"
     paths = ctx["rng"].sample(day.audio[20:], 8)
     day.batches[batch_id] = Batch(batch_id, [p.name for p in paths], day.now(), "cancel")
-    await submit(day.config.bootstrap, day.run.topics.uploads, batch_id, paths)
+    await submit(day.config.bootstrap, day.run.topics, batch_id, paths)
     outputs = [
         cancellation(batch_id, "game day: cancelled", day.run.topics),
         drain(host, True, "game day", day.run.topics),

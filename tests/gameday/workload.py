@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from cli.audio import CallLengths
-from cli.dead_letters import cancellation, plan_retry, publish, read_failures
+from cli.dead_letters import cancellation, plan_retry, publish, read_dead_letter_topic
 from cli.upload import submit
 from shared.events import FileUploaded, encode
 from shared.kafka import make_producer
@@ -60,7 +60,7 @@ async def run_workload(day: Day, settings: WorkloadSettings) -> None:
         batch = Batch(f"gd{day.seed}-{n:03d}-{plan}", [p.name for p in paths], day.now(), plan)
         day.batches[batch.batch_id] = batch
         day.step("workload", f"submit {batch.batch_id} ({len(paths)} files)")
-        await submit(day.config.bootstrap, day.run.topics.uploads, batch.batch_id, paths)
+        await submit(day.config.bootstrap, day.run.topics, batch.batch_id, paths)
         if plan != "plain":
             delay = day.rng.uniform(2.0, 12.0)  # drawn here: the plan does not hang on timing
             day.follow_ups.append(asyncio.create_task(_follow_plan(day, batch, paths, delay)))
@@ -95,8 +95,8 @@ async def _follow_plan(day: Day, batch: Batch, paths: list[Path], delay: float) 
             await producer.stop()
     elif batch.plan == "retry":
         # What `cofi retry BATCH` does: the batch's dead-lettered files back to their stage.
-        failures = await read_failures(day.config.bootstrap, day.run.topics.failed)
-        plan = plan_retry(failures, day.run.topics, batch.batch_id)
+        found = await read_dead_letter_topic(day.config.bootstrap, day.run.topics.failed)
+        plan = plan_retry(found.failures, day.run.topics, batch.batch_id)
         batch.retried = len(plan.outputs)
         day.step("workload", f"cofi retry {batch.batch_id} ({len(plan.outputs)} files)")
         await publish(day.config.bootstrap, plan.outputs)
