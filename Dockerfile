@@ -1,17 +1,22 @@
 # One image for every cofi service; the command chooses which (see docker-compose.yml):
 #   docker run cofi run tracker | run gpu-stage --stage denoise --host gpu-a | migrate | topics …
-FROM python:3.11-slim
+# The base image is an argument: where no registry is reachable, one built here from Debian's
+# packages (docs/operations.md) takes its place; it needs python3.11 with pip and venv.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY requirements/services.lock requirements/
 COPY shared shared
 COPY services services
 COPY simulator simulator
 COPY cli cli
-# cryptography: MySQL 8's default caching_sha2_password needs RSA on a first, uncached login
-# without TLS, and asyncmy only does that with it installed.
+# Every dependency pinned with its hash (requirements/services.lock, `make lock`), cryptography
+# among them: MySQL 8's caching_sha2_password needs RSA on a first, uncached login without TLS.
 # /app is the distributor's working directory (faust keeps its table data there) and
 # /data/audio the audio volume; a named volume takes the owner of the image's directory.
-RUN pip install --no-cache-dir . cryptography \
+RUN pip install --no-cache-dir --require-hashes -r requirements/services.lock \
+    && pip install --no-cache-dir --no-deps . \
     && useradd --create-home --uid 10001 cofi \
     && mkdir -p /data/audio && chown cofi:cofi /app /data/audio
 USER 10001

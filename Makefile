@@ -9,15 +9,24 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install infra infra-stop chromium screenshots promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos gameday clean
+.PHONY: install lock infra infra-stop chromium screenshots promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos gameday clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every package pinned with its hashes (requirements/dev.lock, from `make lock`), then the
+# project itself without resolving anything again.
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# Re-pin after changing pyproject.toml's dependencies: the image's lock and the developers'.
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q
+lock: install
+	$(LOCK) --extra image -o requirements/services.lock
+	$(LOCK) --extra dev -o requirements/dev.lock
 
 infra: install
 	infra/kafka.sh start
