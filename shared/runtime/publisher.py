@@ -222,10 +222,30 @@ class Publisher:
             if old is not None:
                 with contextlib.suppress(Exception, TimeoutError):
                     await asyncio.wait_for(old.stop(), STOP_TIMEOUT_S)
-            producer = self.new_producer()
-            await start_when_reachable(producer, f"{self.service} producer")
-            self.producer = producer
+            self.producer = await self._new_started(where)
             self._usable.set()
+
+    async def _new_started(self, where: dict[str, Any]) -> Producer:
+        """A new producer, started; a start that fails otherwise than by an unreachable
+        broker (which `start_when_reachable` waits out) is tried again with a new one."""
+        waits = self.backoff.waits(self.rng)
+        while True:
+            producer = self.new_producer()
+            try:
+                await start_when_reachable(producer, f"{self.service} producer")
+                return producer
+            except KafkaError as exc:
+                delay = waits.next()
+                log.error(
+                    "starting a new producer failed, retrying in %.1fs: %s: %s",
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                    extra=where,
+                )
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await self.sleep(delay)
 
     def _block(self, why: str) -> None:
         if self.blocked is None:

@@ -8,6 +8,7 @@ import json
 import pytest
 from aiokafka.errors import (
     KafkaConnectionError,
+    KafkaError,
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
     TopicAuthorizationFailedError,
@@ -187,3 +188,28 @@ async def test_when_even_the_minimal_dead_letter_is_refused_it_keeps_trying_and_
     assert len(tries) == 5 and all(t and "dead letters refused" in t for t in tries)
     assert metrics.blocked_now is False and pub.problem() is None
     assert len(producers.made[0].sent) == 1
+
+
+async def test_a_replacement_that_fails_to_start_is_made_again() -> None:
+    made: list[FakeProducer] = []
+
+    class FailsFirstStart(FakeProducer):
+        async def start(self) -> None:
+            if len(made) == 2:  # the first replacement
+                raise KafkaError("cluster authorization being reloaded")
+            await super().start()
+
+    def new_producer() -> FakeProducer:
+        made.append(FailsFirstStart(f"p{len(made)}"))
+        return made[-1]
+
+    pub = Publisher(new_producer, service="test", dead_letter_topic="cofi.failed", sleep=_no_wait)
+    await pub.start()
+    made[0].broken = UnknownProducerId("gone")
+    assert await pub.publish(out(3), SOURCE, "stage") is True
+    assert len(made) == 3 and made[1].stopped
+    assert [json.loads(s.value or b"")["n"] for s in made[2].sent] == [3]
+
+
+async def _no_wait(_: float) -> None:
+    await asyncio.sleep(0)
