@@ -14,7 +14,8 @@ through one `Publisher`:
   id, and every retry on it would fail the same way;
 - an output the broker will never take (`shared.kafka.NEVER_ACCEPTED`: too large for the
   topic's `max.message.bytes`, not authorized, an invalid topic) turns into a dead letter of
-  the input, with its raw bytes;
+  the input, with its raw bytes; a size refusal counts only once the output was refused
+  alone (a batch of other records may have been what was too large);
 - if that dead letter (or a `FileFailed`, which goes to the same topic) is refused too, a
   minimal dead letter without the raw bytes is written (`dead_letters.minimal_dead_letter`);
   if even that is refused, publishing keeps trying it and says so, and the input is never
@@ -31,7 +32,13 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    ProducerClosed,
+    RecordListTooLargeError,
+)
 
 from shared.backoff import Backoff
 from shared.kafka import PublishRefused, refused_or_raise, start_when_reachable
@@ -44,6 +51,7 @@ from shared.runtime.ports import Producer
 
 log = logging.getLogger(__name__)
 
+SIZE_REFUSALS = (MessageSizeTooLargeError, RecordListTooLargeError)
 PUBLISH_BACKOFF = Backoff(first_delay_s=0.2, max_delay_s=5.0, jitter=0.5)
 # A broken producer's stop flushes what it holds; it must not hold up its replacement.
 STOP_TIMEOUT_S = 10.0
@@ -96,6 +104,9 @@ class Publisher:
         if producer is not None:
             self._usable.set()
         self._replacing = asyncio.Lock()
+        # Sends one record at a time: the judge of a size refusal (see `_deliver_checked`).
+        self._alone: Publisher | None = None
+        self._alone_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, stop: asyncio.Event | None = None) -> bool:
@@ -110,6 +121,8 @@ class Publisher:
         return True
 
     async def stop(self) -> None:
+        if self._alone is not None:
+            await self._alone.stop()
         producer, self.producer = self.producer, None
         self._usable.clear()
         if producer is not None:
@@ -128,7 +141,7 @@ class Publisher:
             service=consumer, topic=source.topic, partition=source.partition, offset=source.offset
         )
         try:
-            await self.deliver(outputs, where)
+            await self._deliver_checked(outputs, where)
             return True
         except PublishRefused as refused:
             if any(o.topic == self.dead_letter_topic for o in outputs):
@@ -143,7 +156,7 @@ class Publisher:
                 dead_letter_of(source, consumer, f"publish refused: {refused}"),
             )
             try:
-                await self.deliver([letter], where)
+                await self._deliver_checked([letter], where)
             except PublishRefused as again:
                 await self._last_resort(source, consumer, f"dead letter refused: {again}")
             return False
@@ -160,7 +173,7 @@ class Publisher:
         waits = self.backoff.waits(self.rng)
         while True:
             try:
-                await self.deliver([letter], where)
+                await self._deliver_checked([letter], where)
                 return
             except PublishRefused as refused:
                 self._block(f"dead letters refused by the broker: {refused}")
@@ -173,6 +186,31 @@ class Publisher:
                     extra=where,
                 )
                 await self.sleep(delay)
+
+    async def _deliver_checked(self, outputs: Sequence[Output], where: dict[str, Any]) -> None:
+        """`deliver`; a size refusal is checked by sending each output alone. The producer
+        batches concurrent records of a partition, and a topic whose `max.message.bytes` is
+        under the batch refuses the whole batch, records that fit included: only a record
+        refused alone is too large."""
+        try:
+            await self.deliver(outputs, where)
+        except PublishRefused as refused:
+            if not isinstance(refused.__cause__, SIZE_REFUSALS):
+                raise
+            async with self._alone_lock:  # one record in flight: a batch of one
+                if self._alone is None:
+                    self._alone = Publisher(
+                        self.new_producer,
+                        service=f"{self.service} (one record at a time)",
+                        dead_letter_topic=self.dead_letter_topic,
+                        payload_limit=self.payload_limit,
+                        backoff=self.backoff,
+                        rng=self.rng,
+                        sleep=self.sleep,
+                    )
+                    await self._alone.start()
+                for output in outputs:
+                    await self._alone.deliver([output], where)
 
     async def deliver(self, outputs: Sequence[Output], where: dict[str, Any]) -> None:
         """Send every output and wait for the acks, until they are acknowledged. Raises

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
 
 from shared.runtime.ports import Record
@@ -27,10 +28,12 @@ class Sent:
 
 class FakeProducer:
     """Acknowledges every send, except the failures queued in `fail_delivery`/`fail_send`
-    (one per send, in order), or every one while `broken` is set."""
+    (one per send, in order), every one while `broken` is set, and values over
+    `max_value_bytes` (refused as the broker refuses them)."""
 
-    def __init__(self, name: str = "p") -> None:
+    def __init__(self, name: str = "p", max_value_bytes: int | None = None) -> None:
         self.name = name
+        self.max_value_bytes = max_value_bytes
         self.sent: list[Sent] = []
         self.fail_send: deque[BaseException] = deque()
         self.fail_delivery: deque[BaseException] = deque()
@@ -48,6 +51,8 @@ class FakeProducer:
     ) -> Awaitable[Any]:
         if self.fail_send:
             raise self.fail_send.popleft()
+        if self.max_value_bytes is not None and len(value or b"") > self.max_value_bytes:
+            raise MessageSizeTooLargeError(f"{len(value or b'')} bytes to {topic}")
         delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         failure = self.broken or (self.fail_delivery.popleft() if self.fail_delivery else None)
         if failure is not None:

@@ -42,14 +42,19 @@ class Counted(PublishMetrics):
         self.replaced += 1
 
 
-class Producers:
-    """Makes fake producers, remembering each; `hold` keeps the next start waiting."""
+class Blob(Event):
+    body: str
 
-    def __init__(self) -> None:
+
+class Producers:
+    """Makes fake producers, remembering each; each refuses values over `max_value_bytes`."""
+
+    def __init__(self, max_value_bytes: int | None = None) -> None:
         self.made: list[FakeProducer] = []
+        self.max_value_bytes = max_value_bytes
 
     def __call__(self) -> FakeProducer:
-        producer = FakeProducer(f"p{len(self.made)}")
+        producer = FakeProducer(f"p{len(self.made)}", self.max_value_bytes)
         self.made.append(producer)
         return producer
 
@@ -142,12 +147,14 @@ def test_which_errors_break_the_producer() -> None:
     assert not breaks_the_producer(ValueError())
 
 
+BIG = [Output("cofi.out", b"k", Blob(body="x" * 5000))]
+
+
 async def test_a_refused_output_dead_letters_its_input_with_the_raw_bytes() -> None:
-    producers = Producers()
+    producers = Producers(max_value_bytes=2000)
     pub = publisher(producers)
     await pub.start()
-    producers.made[0].fail_send.append(MessageSizeTooLargeError("too big"))
-    assert await pub.publish(out(), SOURCE, "stage") is False
+    assert await pub.publish(BIG, SOURCE, "stage") is False
     (letter,) = producers.made[0].sent
     assert letter.topic == "cofi.failed"
     body = json.loads(letter.value or b"")
@@ -156,27 +163,40 @@ async def test_a_refused_output_dead_letters_its_input_with_the_raw_bytes() -> N
     assert (body["source_topic"], body["partition"], body["offset"]) == ("cofi.in", 0, 7)
 
 
-async def test_a_refused_dead_letter_gives_way_to_a_minimal_one() -> None:
+async def test_a_size_refusal_of_a_batch_is_not_taken_for_the_records() -> None:
+    """A topic under the producer's batch size refuses a batch whose records each fit: the
+    output is sent again alone, and published, not dead-lettered."""
     producers = Producers()
     pub = publisher(producers)
     await pub.start()
-    producers.made[0].fail_send.extend([MessageSizeTooLargeError("big")] * 2)
-    assert await pub.publish(out(), SOURCE, "stage") is False
-    (letter,) = producers.made[0].sent
+    producers.made[0].fail_send.append(MessageSizeTooLargeError("the batch was too large"))
+    assert await pub.publish(out(4), SOURCE, "stage") is True
+    assert [s.topic for p in producers.made for s in p.sent] == ["cofi.out"]
+    assert [json.loads(s.value or b"")["n"] for s in producers.made[1].sent] == [4]
+
+
+async def test_a_refused_dead_letter_gives_way_to_a_minimal_one() -> None:
+    producers = Producers(max_value_bytes=2000)
+    pub = publisher(producers)
+    await pub.start()
+    source = record("cofi.in", 0, 7, b"r" * 1800)  # its dead letter, in base64, is over 2000
+    assert await pub.publish(BIG, source, "stage") is False
+    (letter,) = [s for p in producers.made for s in p.sent]
     body = json.loads(letter.value or b"")
     assert body["value_b64"] == "" and body.get("key_b64") is None
-    assert "value 9 bytes" in body["error"] and "dead letter refused" in body["error"]
+    assert "value 1800 bytes" in body["error"] and "dead letter refused" in body["error"]
     assert body["offset"] == 7
 
 
 async def test_when_even_the_minimal_dead_letter_is_refused_it_keeps_trying_and_alerts() -> None:
     """Nothing written means nothing may be committed: publish does not return until the
-    dead-letter topic takes the letter (an operator fixed its rights or its limit)."""
-    producers, metrics = Producers(), Counted()
+    dead-letter topic takes the letter (an operator fixed its rights)."""
+    producers, metrics = Producers(max_value_bytes=2000), Counted()
     pub = publisher(producers, metrics)
     await pub.start()
     refused = TopicAuthorizationFailedError("no write on cofi.failed")
-    producers.made[0].fail_send.extend([MessageSizeTooLargeError("big")] + [refused] * 6)
+    # The output, its dead letter, then four minimal ones are refused; the fifth is taken.
+    producers.made[0].fail_send.extend([refused] * 6)
     tries: list[str | None] = []
 
     async def note(_: float) -> None:
@@ -185,9 +205,10 @@ async def test_when_even_the_minimal_dead_letter_is_refused_it_keeps_trying_and_
 
     pub.sleep = note
     assert await pub.publish(out(), SOURCE, "stage") is False
-    assert len(tries) == 5 and all(t and "dead letters refused" in t for t in tries)
+    assert len(tries) == 4 and all(t and "dead letters refused" in t for t in tries)
     assert metrics.blocked_now is False and pub.problem() is None
-    assert len(producers.made[0].sent) == 1
+    (letter,) = [s for p in producers.made for s in p.sent]
+    assert json.loads(letter.value or b"")["value_b64"] == ""
 
 
 async def test_a_replacement_that_fails_to_start_is_made_again() -> None:
