@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.kafka import make_producer
 from shared.runtime.publisher import DEFAULT_PAYLOAD_LIMIT, Publisher
 from shared.runtime.stage_runner import Handler, RunnerSettings, StageRunner, Work
 
@@ -27,12 +28,9 @@ def stage_runner(
     **settings: Any,
 ) -> StageRunner[M]:
     """A runner over a started `producer` (the test stops it), as the services wire one."""
-
-    def no_replacement() -> AIOKafkaProducer:
-        raise AssertionError("the test's producer broke")
-
+    bootstrap = producer.client._bootstrap_servers  # the publisher's others go there too
     publisher = Publisher(
-        no_replacement,
+        lambda: make_producer(bootstrap, name),
         service=name,
         dead_letter_topic=dead_letter_topic,
         payload_limit=payload_limit,
