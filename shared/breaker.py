@@ -8,16 +8,28 @@ turns one broken dependency into a batch of failures, so instead the breaker *op
 - the stage stops taking records (`StageRunner(paused=...)` pauses its partitions), and the
   records it holds wait in `admit` instead of failing;
 - one waiting caller at a time probes, with capped exponential backoff: the dependency's
-  cheap probe (a health route) if there is one, then that caller's own call (half-open);
+  cheap probe (a health route) if there is one, then that caller's own call (half-open).
+  A probe only lets the trial call go: a health route that answers 200 while every call
+  fails closes nothing, and a dependency without a probe route (404) is tried by calls;
 - the first call that gets an answer about the file (success or a file error) closes it,
-  and the waiting records and the partitions go on by themselves.
+  and the waiting records and the partitions go on by themselves;
+- a circuit that opens again soon after it closed (`reopen_within_s`) keeps its first
+  opening time, so a flapping dependency still reaches the failover deadline.
 
 How a call's outcome reads (`BreakerPolicy`):
 - 401, 403, 407: at once (credentials are never about one file);
 - a refused connection: `unreachable_after` in a row;
-- 5xx and timeouts (not 429, which is the dependency pacing us): `storm_after` in a row;
+- 429: `throttled_after` in a row (the dependency pacing every caller: pause, not spin);
+- 5xx and timeouts: `storm_after` in a row;
 - a 404 (or 410) with the same message on two different files in a row (a missing route;
   a missing audio file names the file, so its message differs).
+
+A file whose retries run out on an answer that says the dependency is unavailable (a
+refused connection, 429, 502, 503, 504; `unavailable`) does not fail either: that says
+nothing about the file, so the circuit opens and the file waits (for at least the
+Retry-After the dependency asked for). A 500 or a timeout may be the file's own doing
+(a model that crashes or hangs on it): the file fails once its retries are spent, unless
+the storm opened the circuit first.
 """
 
 import asyncio
@@ -36,9 +48,13 @@ from shared.retry import Call, CallOutcome, RetryPolicy, call_with_retries
 log = logging.getLogger(__name__)
 
 # Why a circuit is open, as the label of `cofi_stage_circuit_open`.
-OpenReason = Literal["auth", "unreachable", "server_errors", "not_found"]
+OpenReason = Literal[
+    "auth", "unreachable", "server_errors", "not_found", "rate_limited", "unavailable"
+]
 AUTH_STATUSES = frozenset({401, 403, 407})
 NOT_FOUND_STATUSES = frozenset({404, 410})
+# Answers in which the dependency says it cannot serve anyone right now.
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 Probe = Callable[[], Awaitable[bool]]
 
@@ -47,8 +63,25 @@ Probe = Callable[[], Awaitable[bool]]
 class BreakerPolicy:
     unreachable_after: int = 3
     storm_after: int = 10
+    throttled_after: int = 10
     first_probe_s: float = 0.5
     max_probe_s: float = 10.0
+    # Closed for less than this before opening again: the same outage (`opened_at` is kept).
+    reopen_within_s: float = 60.0
+
+
+def unavailable(outcome: CallOutcome) -> OpenReason | None:
+    """Why this failed outcome says the dependency cannot serve anyone (not the file), if
+    it does: a file whose retries end on it waits instead of failing."""
+    if outcome.ok or outcome.error_kind == "permanent":
+        return None
+    if outcome.unreachable:
+        return "unreachable"
+    if outcome.status == 429:
+        return "rate_limited"
+    if outcome.status in UNAVAILABLE_STATUSES:
+        return "unavailable"
+    return None
 
 
 def judge(
@@ -100,8 +133,14 @@ class CircuitBreaker:
         self._changed = asyncio.Event()
         self._unreachable_run = 0
         self._storm_run = 0
+        self._throttle_run = 0
         self._last_not_found: tuple[str, str] | None = None
-        self._next_late_probe = 0.0
+        self._next_late_trial = 0.0
+        # No trial before this (a Retry-After the dependency asked for).
+        self._hold_until = 0.0
+        # When it last closed, and when that outage had begun: a quick reopening continues it.
+        self._closed_at: float | None = None
+        self._outage_began = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -129,7 +168,7 @@ class CircuitBreaker:
         reason = judge(outcome, self._last_not_found, file)
         if reason is None and _about_the_file(outcome):
             # The dependency answered (success, a 422, a malformed answer): it works.
-            self._unreachable_run = self._storm_run = 0
+            self._unreachable_run = self._storm_run = self._throttle_run = 0
             self._last_not_found = None
             if outcome.status in NOT_FOUND_STATUSES and outcome.error:
                 self._last_not_found = (outcome.error, file)
@@ -139,24 +178,47 @@ class CircuitBreaker:
             self._unreachable_run += 1
             if self._unreachable_run >= self.policy.unreachable_after:
                 reason = "unreachable"
-        elif outcome.status != 429:  # a 5xx, or no answer in time
+        elif outcome.status == 429:
+            self._throttle_run += 1
+            if self._throttle_run >= self.policy.throttled_after:
+                reason = "rate_limited"
+        else:  # a 5xx, or no answer in time
             self._storm_run += 1
             if self._storm_run >= self.policy.storm_after:
                 reason = "server_errors"
         if reason is None and not self.is_open:
             return outcome  # an ordinary transient error: retried by the caller's policy
-        self._open(reason or self.reason or "server_errors", outcome.error or "")
+        self._open(reason or self.reason or "server_errors", outcome, outcome.retry_after_s)
         return replace(outcome, systemic=True)
 
-    def _open(self, reason: OpenReason, detail: str) -> None:
+    def spent(self, outcome: CallOutcome) -> CallOutcome:
+        """A file's retries ran out on `outcome`. If it says the dependency is unavailable
+        (`unavailable`), that is not the file's doing: the circuit opens and it comes back
+        systemic (the file waits); otherwise it is the file's failure, unchanged."""
+        reason = unavailable(outcome)
+        if reason is None or outcome.systemic:
+            return outcome
+        self._open(reason, outcome, outcome.retry_after_s)
+        return replace(outcome, systemic=True)
+
+    def _open(self, reason: OpenReason, outcome: CallOutcome, hold_s: float | None) -> None:
+        now = self.clock()
+        if hold_s:
+            self._hold_until = max(self._hold_until, now + hold_s)
         if self._trial is not None and self._trial is asyncio.current_task():
             self.failed_probes += 1  # the half-open call failed: back off further
             self._trial = None
         if self.reason is None:
-            self.reason, self.opened_at, self.failed_probes = reason, self.clock(), 0
-            self.detail = detail[:300]
+            again = self._closed_at is not None and now - self._closed_at < (
+                self.policy.reopen_within_s
+            )
+            # Reopened soon after closing: the same outage, whose deadline runs on.
+            self.opened_at = self._outage_began if again else now
+            self.reason, self.failed_probes = reason, 0
+            self.detail = (outcome.error or "")[:300]
             log.warning(
-                "circuit open (%s): pausing %s and probing: %s",
+                "circuit open%s (%s): pausing %s and probing: %s",
+                " again" if again else "",
                 reason,
                 self.stage,
                 self.detail,
@@ -179,6 +241,7 @@ class CircuitBreaker:
             extra=fields(stage=self.stage, host=self.host),
         )
         self.reason, self.detail = None, ""
+        self._closed_at, self._outage_began = self.clock(), self.opened_at
         if self.on_change is not None:
             self.on_change(None)
         self._notify()
@@ -191,10 +254,11 @@ class CircuitBreaker:
     async def admit(self, give_up_after_s: float | None = None) -> bool:
         """Return True when the caller may call: at once while closed; while open, one
         caller at a time (the half-open trial) after a backoff and a passing probe, the
-        others once it closed. False once the circuit has been open `give_up_after_s`."""
+        others once it closed. Once the circuit has been open `give_up_after_s`: False,
+        except for a trial at most every `max_probe_s` (the dependency may be back)."""
         while self.is_open:
             if give_up_after_s is not None and self.open_for() >= give_up_after_s:
-                return await self._probe_while_given_up()
+                return await self._late_trial()
             if self._trial is not None and not self._trial.done():
                 await self._wait_change(give_up_after_s)
                 continue
@@ -215,15 +279,18 @@ class CircuitBreaker:
             return True  # the trial call: `observe` closes the circuit or counts a failure
         return True
 
-    async def _probe_while_given_up(self) -> bool:
+    async def _late_trial(self) -> bool:
         """Past the caller's patience its files move elsewhere, but the dependency may come
-        back: a caller probes at most every `max_probe_s`, and a passing probe closes."""
-        if self.probe is None or self.clock() < self._next_late_probe:
+        back: at most every `max_probe_s`, a caller whose probe passes (or that has none)
+        makes the trial call. Only that call's answer can close the circuit."""
+        now = self.clock()
+        busy = self._trial is not None and not self._trial.done()
+        if busy or now < max(self._next_late_trial, self._hold_until):
             return False
-        self._next_late_probe = self.clock() + self.policy.max_probe_s
-        if not await self._probe_ok():
+        self._next_late_trial = now + self.policy.max_probe_s
+        if self.probe is not None and not await self._probe_ok():
             return False
-        self._close()
+        self._trial = asyncio.current_task()
         return True
 
     def release(self) -> None:
@@ -250,8 +317,11 @@ class CircuitBreaker:
             await asyncio.wait_for(changed.wait(), timeout)
 
     def _delay(self) -> float:
-        ceiling = min(self.policy.max_probe_s, self.policy.first_probe_s * 2**self.failed_probes)
-        return self.rng.uniform(ceiling / 2, ceiling)
+        # The exponent stops growing once past the cap (2**1024 overflows a float).
+        doubled = self.policy.first_probe_s * 2 ** min(self.failed_probes, 32)
+        ceiling = min(self.policy.max_probe_s, doubled)
+        wait = self.rng.uniform(ceiling / 2, ceiling)
+        return max(wait, self._hold_until - self.clock())
 
 
 async def call_through(
@@ -285,6 +355,7 @@ async def call_through(
         finally:
             breaker.release()
         attempts += made
+        outcome = breaker.spent(outcome)
         if not outcome.systemic:
             return attempts, outcome
         number = made[-1].number + 1

@@ -149,9 +149,15 @@ class Metrics:
         self.build_info.labels(**build_info()).set(1)
         self.gpu_host_dead = Gauge(
             "cofi_gpu_host_dead",
-            "1 while a GPU host is dead: unreachable past GPU_HOST_FAILOVER_DEADLINE_S, its files "
-            "fail over to other hosts",
+            "1 while a GPU host is dead: a stage's circuit open past GPU_HOST_FAILOVER_DEADLINE_S "
+            "(unreachable, or failing every call), its files fail over to other hosts",
             ["host"],
+            registry=r,
+        )
+        self.distributor_waiting = Gauge(
+            "cofi_distributor_waiting_for_hosts",
+            "1 while the distributor holds files because no GPU host may take them (every "
+            "host drained or marked down); they are routed once one may",
             registry=r,
         )
         self.batch_last_progress = Gauge(
@@ -200,7 +206,8 @@ class Metrics:
         self.circuit_open = Gauge(
             "cofi_stage_circuit_open",
             "1 while a stage's dependency is judged broken and the stage is paused, by reason "
-            "(auth, unreachable, server_errors, not_found); 0 once it closed",
+            "(auth, unreachable, server_errors, not_found, rate_limited, unavailable); 0 once it "
+            "closed",
             ["stage", "host", "reason"],
             registry=r,
         )
@@ -259,6 +266,9 @@ class Metrics:
     def watch_gpu_host(self, host: str, dead_for: Callable[[], float]) -> None:
         """Whether `host` is declared dead (`dead_for() > 0`), read whenever scraped."""
         self.gpu_host_dead.labels(host).set_function(lambda: float(dead_for() > 0))
+
+    def distributor_waits(self, waiting: bool) -> None:
+        self.distributor_waiting.set(float(waiting))
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

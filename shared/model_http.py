@@ -13,6 +13,8 @@ import httpx
 
 from shared.retry import CallOutcome, classify_status, parse_retry_after
 
+# A breaker's probe passes on these: up, or without the probe route (the trial call decides).
+PROBE_PASSES = frozenset({200, 404, 405})
 # Beside what `httpx.Request` derives itself (Host, Content-Length, Content-Type).
 _HEADERS = {"Accept": "application/json", "User-Agent": "cofi"}
 

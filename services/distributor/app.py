@@ -25,6 +25,7 @@ from services.distributor.routing import (
 )
 from services.distributor.settings import DistributorSettings
 from services.distributor.triage import load_rules
+from services.distributor.waiting import route_when_a_host_may_take_it
 from shared.backoff import Backoff
 from shared.kafka import make_producer
 from shared.observability.consumers import FaustView
@@ -134,12 +135,13 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
     def report(stage: str) -> RoutingReport:
         return RoutingReport(stage, topics, settings.host_ips, observability.metrics)
 
+    waiting = observability.metrics.distributor_waits
     app.task(follow_cancellations)
     app.task(serve_observability)
     app.task(run_publisher)
-    upload_report = report("distribute")
-    _agent(app, publisher, topics.uploads, "distribute", upload_router, upload_report, catch_up)
-    _agent(app, publisher, topics.triage, "triage", triage_router, report("triage"))
+    uploads, triage = report("distribute"), report("triage")
+    _agent(app, publisher, topics.uploads, "distribute", upload_router, uploads, waiting, catch_up)
+    _agent(app, publisher, topics.triage, "triage", triage_router, triage, waiting)
     return app
 
 
@@ -150,6 +152,7 @@ def _agent(
     name: str,
     router: Router,
     report: RoutingReport,
+    waiting: Callable[[bool], None],
     prepare: Callable[[Incoming], Awaitable[None]] | None = None,
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
@@ -158,7 +161,7 @@ def _agent(
         async for event in stream.events():
             msg = event.message
             incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-            await route_one(incoming, name, router, publisher, report, prepare)
+            await route_one(incoming, name, router, publisher, report, prepare, waiting)
 
     agent.__name__ = name
     app.agent(topic, name=name, concurrency=1)(agent)
@@ -171,12 +174,14 @@ async def route_one(
     publisher: Publisher,
     report: RoutingReport,
     prepare: Callable[[Incoming], Awaitable[None]] | None = None,
+    waiting: Callable[[bool], None] = lambda _: None,
 ) -> None:
     """Route one message; return only once the broker acknowledged its outputs (or, if it
-    refused them, the message's dead letter): faust acknowledges the event after this."""
+    refused them, the message's dead letter): faust acknowledges the event after this.
+    While no GPU host may take it, it waits (`waiting(True)`), never fails."""
     if prepare is not None:
         await prepare(incoming)
-    outputs = router(incoming)
+    outputs = await route_when_a_host_may_take_it(router, incoming, waiting)
     if await publisher.publish(outputs, incoming, f"distributor:{name}"):
         report.routed(incoming, outputs)
     else:

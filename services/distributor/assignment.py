@@ -42,7 +42,7 @@ MAX_BATCHES = 16  # batches remembered per partition
 
 
 class NoHostAvailable(Exception):
-    pass
+    """No GPU host may take a file now (all marked down or drained): wait, not fail."""
 
 
 def _unit_hash(*parts: str) -> float:

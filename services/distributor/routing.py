@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from services.distributor.assignment import NoHostAvailable, UploadLedger, choose_host
-from services.distributor.audio_uri import AudioUriPolicy, audio_uri_problem
 from services.distributor.triage import RuleBook, decide
+from shared.audio_uri import AudioUriPolicy, audio_uri_problem
 from shared.events import (
     Attempt,
     BatchClosed,
@@ -59,7 +59,9 @@ def route_upload(
     """Route one upload. With a `ledger` (duration-aware placement), every record of the
     partition must pass through here or through `observe_upload`, in offset order. A file
     handed back (`FileReassigned`, failover) goes to a host other than those it left, by
-    rendezvous hashing; drained hosts (`cofi drain`) get nothing."""
+    rendezvous hashing; drained hosts (`cofi drain`) get nothing. Raises `NoHostAvailable`
+    when every GPU host is drained or marked down: the caller waits and routes the same
+    message again (`waiting.py`), as no file should fail for that."""
     try:
         event = upload_event.validate_json(message.value or b"")
     except (ValidationError, ValueError) as exc:
@@ -71,7 +73,7 @@ def route_upload(
             ledger.skip(message.partition, message.offset)
         return []  # the tracker reads the batch's size from the uploads topic itself
     if isinstance(event, FileReassigned):
-        return _route_back(message, event, hosts, topics, cancelled, ledger, drained)
+        return _route_back(message, event, hosts, topics, cancelled, ledger, drained, audio_policy)
     problem = audio_uri_problem(event.audio_uri, audio_policy)
     # Placed before the cancellation check: the ledger's state must not depend on when this
     # process learnt of a cancel, only on the uploads partition (and the settings).
@@ -82,15 +84,12 @@ def route_upload(
         # Never sent to a GPU host: the file ends failed, with the reason, and the batch goes on.
         return [_not_distributed(event, topics, problem)]
     if isinstance(host, NoHostAvailable):
-        return [_not_distributed(event, topics, str(host))]
+        raise host  # every host marked down: an outage, not the file's doing (it waits)
     if host in drained:
         # Drained after the ledger placed it (the ledger stays a function of the partition):
         # it goes where it would go without the drained hosts.
         usable = [h for h in hosts if h.ip not in drained]
-        try:
-            host = choose_host(event.batch_id, event.file_name, usable)
-        except NoHostAvailable as exc:
-            return [_not_distributed(event, topics, str(exc))]
+        host = choose_host(event.batch_id, event.file_name, usable)
     return [_assign(event, host, topics)]
 
 
@@ -102,19 +101,30 @@ def _route_back(
     cancelled: Container[str],
     ledger: UploadLedger | None,
     drained: Container[str],
+    audio_policy: AudioUriPolicy,
 ) -> list[Output]:
     """A file handed back by a dead or drained host: rendezvous hashing without the hosts it
     left (deterministic: a redelivered hand-back lands on the same host); the ledger only
-    notes the offset."""
+    notes the offset. Its `audio_uri` is checked again: anyone who can write an upload can
+    write a hand-back."""
     if ledger is not None:
         ledger.skip(message.partition, message.offset)
     if event.batch_id in cancelled:
         return []
-    usable = [h for h in hosts if h.ip not in drained and h.ip not in event.avoid]
-    try:
-        host = choose_host(event.batch_id, event.file_name, usable)
-    except NoHostAvailable as exc:
-        return [_not_distributed(event, topics, str(exc))]
+    problem = audio_uri_problem(event.audio_uri, audio_policy)
+    if problem is not None:
+        return [_not_distributed(event, topics, problem)]
+    usable = [h for h in hosts if h.ip not in drained and not h.down]
+    if not usable:
+        raise NoHostAvailable("every GPU host is drained or marked down")
+    avoid = event.avoid
+    fresh = [h for h in usable if h.ip not in avoid]
+    if not fresh:
+        # Every usable host failed it over (the whole fleet was down, or `cofi retry`
+        # resent the list): a new round, avoiding only the host that just handed it back.
+        avoid = (event.from_host,) if event.from_host else ()
+        fresh = [h for h in usable if h.ip not in avoid] or usable
+    host = choose_host(event.batch_id, event.file_name, fresh)
     base = event.attempt_base
     assigned = FileStageCompleted(
         batch_id=event.batch_id,
@@ -127,7 +137,7 @@ def _route_back(
             assignment=event.assignment,
             attempt_base=base,
             attempt_high=base,
-            left_hosts=event.avoid,
+            left_hosts=avoid,
         ),
         completed_at=event.requested_at,
         next_attempt=base + 1,  # it starts again at denoise; attempts count on

@@ -79,6 +79,8 @@ def build_runner(
         cancelled=wiring.cancelled,
         drained=DrainedHosts(settings, wiring.cancelled),
         metrics=guarded.metrics,
+        hosts=settings.gpu_hosts,
+        audio_policy=settings.audio_uri_policy,
     )
     return wiring.add_runner(
         stage,
@@ -104,12 +106,10 @@ def call_seconds(event: FileStageCompleted) -> float:
 
 
 def dead_for(breakers: list[CircuitBreaker], deadline_s: float) -> float:
-    """Seconds past `deadline_s` a host's circuits have been open because it cannot be
-    reached (<= 0: not dead)."""
-    return max(
-        (b.open_for() - deadline_s for b in breakers if b.reason == "unreachable"),
-        default=-deadline_s,
-    )
+    """Seconds past `deadline_s` one of a host's circuits has been open, whatever the
+    reason (unreachable, or failing every call while its health route says 200; <= 0:
+    not dead)."""
+    return max((b.open_for() - deadline_s for b in breakers if b.is_open), default=-deadline_s)
 
 
 async def run(
@@ -122,8 +122,8 @@ async def run(
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     transport = model_api_transport(settings.http_transport, limits)
     async with ModelApiClient(transport, settings.gpu_request_timeout_s) as client:
-        # Per host, its stages' circuits: dead while one is open (unreachable) past the
-        # failover deadline (`cofi_gpu_host_dead`).
+        # Per host, its stages' circuits: dead while one is open past the failover
+        # deadline (`cofi_gpu_host_dead`).
         host_breakers: dict[str, list[CircuitBreaker]] = {h: [] for h in hosts}
         for host in hosts:
             wiring.observability.metrics.watch_gpu_host(

@@ -4,7 +4,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.gpu_stage.model_contract import describe, parse_answer
-from shared.model_http import ModelApiClient, post_json
+from shared.model_http import PROBE_PASSES, ModelApiClient, post_json
 from shared.retry import CallOutcome
 
 # How long the breaker's probe waits for `GET /health` (docs/gpu-model-api.md).
@@ -20,12 +20,14 @@ def health_url(host: str, port: int) -> str:
 
 
 async def probe(client: ModelApiClient, url: str) -> bool:
-    """Whether the model server answers its health route (the circuit breaker's probe)."""
+    """Whether the circuit breaker may make its trial call: the model server answers its
+    health route, or has none (404, 405: the trial call decides). A 200 here never closes
+    the circuit by itself: only a call answered about its file does."""
     try:
         response = await client.request("GET", url, timeout_s=HEALTH_TIMEOUT_S)
     except httpx.HTTPError:
         return False
-    return response.status_code == 200
+    return response.status_code in PROBE_PASSES
 
 
 def _malformed(stage: str, url: str, request: dict[str, object], why: str) -> CallOutcome:

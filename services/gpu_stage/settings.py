@@ -1,10 +1,11 @@
 from pydantic import Field
 
+from shared.audio_uri import AudioUriSettings
 from shared.http_transport import HttpTransportName
 from shared.settings import CommonSettings, drain_timeout_field
 
 
-class GpuStageSettings(CommonSettings):
+class GpuStageSettings(CommonSettings, AudioUriSettings):
     gpu_request_timeout_s: float = Field(default=30.0, gt=0)
     gpu_request_timeout_per_audio_s: float = Field(
         default=0.1,
@@ -16,8 +17,13 @@ class GpuStageSettings(CommonSettings):
     gpu_retry_base_delay_s: float = Field(default=0.2, ge=0)
     gpu_retry_max_delay_s: float = Field(default=5.0, ge=0)
     gpu_retry_budget_s: float = Field(default=120.0, gt=0)
-    # A host whose circuit stays open this long is dead: its files are failed over.
-    gpu_host_failover_deadline_s: float = Field(default=300.0, gt=0)
+    gpu_host_failover_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A host whose circuit stays open this long is dead: its files fail over "
+        "to another host; one that every usable host has failed over waits on the last for "
+        "another deadline before it goes round again (none fails while every host is down)",
+    )
     # Probes of a down host back off up to this long between two.
     gpu_probe_max_delay_s: float = Field(default=10.0, gt=0)
     gpu_max_in_flight: int | None = Field(

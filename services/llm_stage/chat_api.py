@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from shared.model_http import ModelApiClient, post_json
+from shared.model_http import PROBE_PASSES, ModelApiClient, post_json
 from shared.retry import CallOutcome
 
 
@@ -34,14 +34,15 @@ async def complete(
 
 
 async def probe(client: ModelApiClient, base_url: str, api_key: str) -> bool:
-    """Whether the API answers `GET /models` with these credentials (the breaker's probe):
-    cheap, and it fails as chat does on a wrong key or a dead server."""
+    """Whether the breaker may make its trial call: the API answers `GET /models` with
+    these credentials (cheap, and it fails as chat does on a wrong key or a dead server),
+    or has no such route (404, 405: the trial call decides)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = await client.request("GET", base_url.rstrip("/") + "/models", headers=headers)
     except httpx.HTTPError:
         return False
-    return response.status_code == 200
+    return response.status_code in PROBE_PASSES
 
 
 def parse_answer(response: httpx.Response, answer: type[BaseModel]) -> CallOutcome:

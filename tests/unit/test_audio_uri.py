@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from services.distributor.audio_uri import AudioUriPolicy, audio_uri_problem
 from services.distributor.routing import Incoming, route_upload
 from services.distributor.settings import DistributorSettings
+from shared.audio_uri import AudioUriPolicy, audio_uri_problem
 from shared.events import FileFailed, FileStageCompleted, FileUploaded, encode
 from shared.settings import GpuHost
 from shared.topics import Topics

@@ -1,12 +1,13 @@
 from collections import Counter
 
-from services.distributor.assignment import choose_host
+import pytest
+
+from services.distributor.assignment import NoHostAvailable, choose_host
 from services.distributor.routing import Incoming, route_after_lid, route_upload
 from services.distributor.settings import DEFAULT_RULES
 from services.distributor.triage import load_rules
 from shared.events import (
     FileContext,
-    FileFailed,
     FileReassigned,
     FileStageCompleted,
     FileUploaded,
@@ -129,19 +130,25 @@ def test_a_file_handed_back_goes_to_another_host_deterministically_and_counts_on
     assert moved == 200
 
 
-def test_a_file_with_no_host_left_fails_at_distribute_and_drained_hosts_get_nothing() -> None:
+def test_a_file_every_host_failed_over_goes_round_again_and_drained_hosts_get_nothing() -> None:
     back = FileReassigned(
         batch_id="b",
         file_name="f",
         audio_uri="file:///u.wav",
         stage="stt",
+        from_host="h2",
         avoid=("h1", "h2", "h3"),
         assignment=3,
         attempt_base=4,
     )
+    # The whole fleet was down (or `cofi retry` resent the list): a new round, which avoids
+    # only the host that just handed it back; nothing fails for an outage.
     [out] = route_upload(_msg(encode(back)), HOSTS, TOPICS)
-    assert isinstance(out.event, FileFailed) and out.event.stage == "distribute"
-    assert "not re-assigned" in out.event.error
+    assert isinstance(out.event, FileStageCompleted)
+    assert out.event.context.host != "h2" and out.event.context.left_hosts == ("h2",)
+    assert out.event.context.host == choose_host("b", "f", [h for h in HOSTS if h.ip != "h2"])
+    with pytest.raises(NoHostAvailable):
+        route_upload(_msg(encode(back)), HOSTS, TOPICS, drained={"h1", "h2", "h3"})
     for i in range(100):
         up = FileUploaded(batch_id="b", file_name=f"f{i}", audio_uri="file:///u.wav")
         [routed] = route_upload(_msg(encode(up)), HOSTS, TOPICS, drained={"h3"})

@@ -135,7 +135,9 @@ async def test_a_drained_host_hands_every_file_back_without_calling() -> None:
     handler.drained = {"h1"}
     later = _input("lid").model_copy(
         update={
-            "context": FileContext(audio_uri="u", host="h1", attempt_high=7, left_hosts=("h0",))
+            "context": FileContext(
+                audio_uri="file:///u.wav", host="h1", attempt_high=7, left_hosts=("h0",)
+            )
         }
     )
     [out] = await handler(later)

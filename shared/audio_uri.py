@@ -1,9 +1,13 @@
-"""Which `audio_uri`s the distributor lets through to the GPU hosts (pure functions).
+"""Which `audio_uri`s may reach a GPU host (pure functions, and the settings that say).
 
-A GPU host fetches whatever URI a file names, so an upload naming `http://169.254.169.254/…`
-or `file:///etc/shadow` would make the fleet read it. The distributor checks every upload
-against the allowed schemes and roots of its settings (`AUDIO_URI_ALLOWED_SCHEMES`,
-`AUDIO_URI_ALLOWED_ROOTS`); anything else fails at once, with the reason, on `cofi.failed`.
+A GPU host fetches whatever URI a file names, so an event naming `http://169.254.169.254/…`
+or `file:///etc/shadow` would make the fleet read it. Anyone who can write the uploads topic
+can write a `FileReassigned` too, and a model answer names the `denoised_uri`, so the check is
+made where a URI enters and where it is used: the distributor checks every upload and every
+hand-back, and each GPU stage checks the URI it is about to send (the `audio_uri`, or the
+`denoised_uri` after denoise), against the allowed schemes and roots of the settings
+(`AUDIO_URI_ALLOWED_SCHEMES`, `AUDIO_URI_ALLOWED_ROOTS`); anything else fails at once, with
+the reason, on `cofi.failed`.
 
 Roots are absolute paths (for `file:` URIs) or URL prefixes (`s3://bucket/calls/`,
 `https://audio.example.com/calls/`) for other schemes. A URI with a `..` segment, control
@@ -15,7 +19,11 @@ import posixpath
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import NoDecode
 
 _FORBIDDEN = set(string.whitespace) | {chr(c) for c in range(32)} | {"\x7f"}
 
@@ -95,3 +103,49 @@ def _url_problem(uri: str, scheme: str, roots: tuple[str, ...]) -> str | None:
     if any(uri.startswith(prefix) for prefix in prefixes):
         return None
     return "audio_uri is outside AUDIO_URI_ALLOWED_ROOTS"
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class AudioUriSettings(BaseModel):
+    """The allowlist's two settings, read by the distributor and the GPU stages alike."""
+
+    audio_uri_allowed_schemes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["file"],
+        description="URI schemes an upload's `audio_uri` may use, comma-separated "
+        "(e.g. `file,s3`); any other fails the file at distribution (and at a GPU stage, for "
+        "a hand-back or a `denoised_uri`), before a GPU host sees it",
+    )
+    audio_uri_allowed_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/"],
+        description="Where audio may live, comma-separated: absolute paths for `file:` URIs "
+        "(e.g. `/data/audio`), URL prefixes for other schemes (e.g. `s3://calls/`); narrow "
+        "`/` to the upload system's folders in production, and include the folder where "
+        "denoise writes",
+    )
+
+    _split = field_validator("audio_uri_allowed_schemes", "audio_uri_allowed_roots", mode="before")(
+        _comma_list
+    )
+
+    @field_validator("audio_uri_allowed_schemes")
+    @classmethod
+    def _schemes(cls, schemes: list[str]) -> list[str]:
+        if not schemes:
+            raise ValueError("AUDIO_URI_ALLOWED_SCHEMES must name at least one scheme")
+        return [s.lower() for s in schemes]
+
+    @field_validator("audio_uri_allowed_roots")
+    @classmethod
+    def _roots(cls, roots: list[str]) -> list[str]:
+        if not roots:
+            raise ValueError("AUDIO_URI_ALLOWED_ROOTS must name at least one root")
+        return [check_root(r) for r in roots]
+
+    @property
+    def audio_uri_policy(self) -> AudioUriPolicy:
+        return AudioUriPolicy.of(self.audio_uri_allowed_schemes, self.audio_uri_allowed_roots)
