@@ -16,6 +16,59 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Bounds on what comes from outside (the upload system, a model's answer, an operator): a
+# value past one is a validation error naming the field, so the file fails for its own
+# content (or the message is dead-lettered with its raw bytes), never an endless timeout, an
+# overflow, or an output Kafka refuses. Each bound shows in the AsyncAPI document (pydantic's
+# JSON schema: maxLength, maximum).
+MAX_FILE_NAME = 1000  # characters; the tracker keeps the name in a TEXT column
+MAX_URI = 4096
+MAX_CALL_S = 86_400.0  # a day: longer is no phone call; it would also steer timeouts and order
+MAX_TRANSCRIPT = 100_000  # characters: about ten hours of speech, well under Kafka's 1 MiB
+MAX_HOST = 255  # the tracker's `ip` column
+MAX_LANGUAGE = 35  # the longest BCP 47 tag
+MAX_HOSTS = 64  # entries in a list of hosts a file left
+MAX_REASON = 1000  # an operator's reason for a cancel or a drain
+
+FileName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_FILE_NAME,
+        description=f"The file's name in its batch, 1 to {MAX_FILE_NAME} characters",
+    ),
+]
+AudioUri = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_URI,
+        description=f"Where the audio is, at most {MAX_URI} characters; it must pass the "
+        "allowlist (`AUDIO_URI_ALLOWED_SCHEMES`, `AUDIO_URI_ALLOWED_ROOTS`)",
+    ),
+]
+CallSeconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_CALL_S,
+        allow_inf_nan=False,
+        description=f"The call's length in seconds, if known: finite, 0 to {MAX_CALL_S:.0f}; "
+        "cofi balances GPU hosts by it, orders a host's calls by it and sizes timeouts by it",
+    ),
+]
+HostName = Annotated[
+    str, Field(min_length=1, max_length=MAX_HOST, description=f"A GPU host, ≤ {MAX_HOST} chars")
+]
+HostList = Annotated[
+    tuple[HostName, ...],
+    Field(max_length=MAX_HOSTS, description=f"GPU hosts, at most {MAX_HOSTS}"),
+]
+Reason = Annotated[
+    str, Field(max_length=MAX_REASON, description=f"Free text, at most {MAX_REASON} characters")
+]
+
+
 class Event(BaseModel):
     # cache_strings="keys": pydantic's JSON parser otherwise caches every short string value
     # (file names, URIs), which never repeat: memory a service never reuses (bench/FINDINGS.md,
@@ -29,16 +82,12 @@ class FileUploaded(Event):
 
     type: Literal["FileUploaded"] = "FileUploaded"
     batch_id: str = Field(min_length=1, max_length=64)
-    file_name: str = Field(min_length=1)
-    audio_uri: str = Field(min_length=1)
+    file_name: FileName
+    audio_uri: AudioUri
     uploaded_at: datetime = Field(default_factory=utcnow)
     # The call's length in seconds, if the upload system knows it (shared.call_audio's
     # convention); the distributor balances hosts by it. Optional: older producers omit it.
-    duration_s: float | None = Field(
-        default=None,
-        ge=0,
-        description="The call's length in seconds, if known; cofi balances GPU hosts by it",
-    )
+    duration_s: CallSeconds | None = None
 
 
 class BatchClosed(Event):
@@ -73,14 +122,23 @@ class TriageDecision(Event):
 class FileContext(Event):
     """What later stages need to know about a file; grows as stages finish."""
 
-    audio_uri: str
-    host: str | None = None
-    denoised_uri: str | None = None
+    audio_uri: AudioUri
+    host: HostName | None = None
+    denoised_uri: AudioUri | None = None
     is_ivr: bool | None = None
-    language: str | None = None
-    duration_s: float | None = None
+    language: str | None = Field(
+        default=None,
+        max_length=MAX_LANGUAGE,
+        description=f"The language lid found (a tag, at most {MAX_LANGUAGE} characters)",
+    )
+    duration_s: CallSeconds | None = None
     triage: TriageDecision | None = None
-    transcript: str | None = None
+    transcript: str | None = Field(
+        default=None,
+        max_length=MAX_TRANSCRIPT,
+        description=f"What stt heard, at most {MAX_TRANSCRIPT} characters (a longer answer "
+        "fails the file at stt, named): it rides in every later event",
+    )
     llm1: dict[str, Any] | None = None
     llm2: dict[str, Any] | None = None
     # Failover: how many times the file was re-assigned to another host (0: never), and the
@@ -91,7 +149,7 @@ class FileContext(Event):
     # The highest attempt number any stage used so far (kept by every stage that finishes).
     attempt_high: int = Field(default=0, ge=0)
     # Hosts the file failed over from: a re-assignment never sends it back to one.
-    left_hosts: tuple[str, ...] = ()
+    left_hosts: HostList = ()
 
 
 class FileStageCompleted(Event):
@@ -99,7 +157,7 @@ class FileStageCompleted(Event):
 
     type: Literal["FileStageCompleted"] = "FileStageCompleted"
     batch_id: str = Field(min_length=1, max_length=64)
-    file_name: str = Field(min_length=1)
+    file_name: FileName
     stage: EventStage
     context: FileContext
     attempts: tuple[Attempt, ...] = ()
@@ -116,12 +174,12 @@ class FileReassigned(Event):
 
     type: Literal["FileReassigned"] = "FileReassigned"
     batch_id: str = Field(min_length=1, max_length=64)
-    file_name: str = Field(min_length=1)
-    audio_uri: str = Field(min_length=1)
+    file_name: FileName
+    audio_uri: AudioUri
     stage: EventStage
-    from_host: str | None = None
-    duration_s: float | None = None
-    avoid: tuple[str, ...] = ()
+    from_host: HostName | None = None
+    duration_s: CallSeconds | None = None
+    avoid: HostList = ()
     assignment: int = Field(ge=1)
     attempt_base: int = Field(ge=0)
     reason: str = ""
@@ -135,8 +193,8 @@ class FileFailed(Event):
     type: Literal["FileFailed"] = "FileFailed"
     batch_id: str
     file_name: str
-    # "distribute": no GPU host could be given (every host down); the file failed before
-    # any stage, so the batch can still complete (`cofi retry` uploads it again).
+    # "distribute": its audio_uri is not allowed; the file failed before any stage, so the
+    # batch can still complete (`cofi retry` uploads it again).
     stage: EventStage
     host: str | None = None
     error_kind: Literal["transient", "permanent", "deadline"]
@@ -166,9 +224,9 @@ class HostDrained(Event):
     `host:<ip>`)."""
 
     type: Literal["HostDrained"] = "HostDrained"
-    host: str = Field(min_length=1)
+    host: HostName
     drained: bool = True
-    reason: str = ""
+    reason: Reason = ""
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -177,7 +235,7 @@ class BatchCancelled(Event):
 
     type: Literal["BatchCancelled"] = "BatchCancelled"
     batch_id: str = Field(min_length=1, max_length=64)
-    reason: str = ""
+    reason: Reason = ""
     cancelled_at: datetime = Field(default_factory=utcnow)
 
 

@@ -4,11 +4,12 @@ Each function maps one raw message to the messages to publish; a message that ca
 decoded becomes a dead letter carrying its raw bytes.
 """
 
+import json
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from services.distributor.assignment import NoHostAvailable, UploadLedger, choose_host
 from services.distributor.triage import RuleBook, decide
@@ -18,6 +19,7 @@ from shared.events import (
     BatchClosed,
     FileContext,
     FileFailed,
+    FileName,
     FileReassigned,
     FileStageCompleted,
     FileUploaded,
@@ -67,7 +69,7 @@ def route_upload(
     except (ValidationError, ValueError) as exc:
         if ledger is not None:
             ledger.skip(message.partition, message.offset)
-        return [_dead(message, topics, exc)]
+        return [_invalid_upload(message, topics, exc)]
     if isinstance(event, BatchClosed):
         if ledger is not None:
             ledger.skip(message.partition, message.offset)
@@ -257,6 +259,40 @@ def route_after_lid(
     )
     topic = output_topic("triage", topics, event.context.host, decision.route)
     return [Output(topic, file_key(event.batch_id, event.file_name), triaged)]
+
+
+def _invalid_upload(message: Incoming, topics: Topics, exc: Exception) -> Output:
+    """An upload that names its file (a valid batch id and file name) but breaks a bound or
+    a type elsewhere (a 400-digit `duration_s`, say) fails that file, with the fields named,
+    so its batch still ends; anything else is a dead letter with its raw bytes."""
+    try:
+        raw = json.loads(message.value or b"")
+        names = _FileNames.model_validate(raw) if isinstance(raw, dict) else None
+    except (ValidationError, ValueError):
+        names = None
+    if names is None or raw.get("type") != "FileUploaded" or not isinstance(exc, ValidationError):
+        return _dead(message, topics, exc)
+    problems = "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+        for e in exc.errors(include_url=False)
+        if not e["loc"] or e["loc"][0] == "FileUploaded"
+    )
+    failure = FileFailed(
+        batch_id=names.batch_id,
+        file_name=names.file_name,
+        stage="distribute",
+        error_kind="permanent",
+        error=f"not distributed: invalid upload: {problems[:1500]}",
+        input_event=raw,
+    )
+    return Output(topics.failed, file_key(names.batch_id, names.file_name), failure)
+
+
+class _FileNames(BaseModel):
+    """What an invalid upload must still say for its file to get an end."""
+
+    batch_id: str = Field(min_length=1, max_length=64)
+    file_name: FileName
 
 
 def _dead(message: Incoming, topics: Topics, exc: Exception) -> Output:

@@ -34,12 +34,14 @@ def context_after(stage: GpuStage, context: FileContext, response: dict[str, Any
     """Fold a model's answer into the file's context.
 
     The answer is validated by the stage's contract model (strict types); its declared fields
-    are fields of the context. Raises `pydantic.ValidationError` for an answer the contract
-    does not accept and `UnknownStage` for a stage it has no model for.
+    are fields of the context, held to the events' bounds (`shared/events.py`: a 400-digit or
+    1e300 `duration_s`, an endless transcript). Raises `pydantic.ValidationError` for an
+    answer the contract or a bound does not accept and `UnknownStage` for a stage it has no
+    model for.
     """
     answer = parse_answer(stage, response)
     update = {name: getattr(answer, name) for name in type(answer).model_fields}
-    return context.model_copy(update=update)
+    return FileContext.model_validate(context.model_dump() | update)
 
 
 @dataclass(frozen=True)
