@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from shared.backoff import Backoff
 from shared.events import Attempt
 from shared.logging import fields
 from shared.retry import Call, CallOutcome, RetryPolicy, call_with_retries
@@ -317,11 +318,8 @@ class CircuitBreaker:
             await asyncio.wait_for(changed.wait(), timeout)
 
     def _delay(self) -> float:
-        # The exponent stops growing once past the cap (2**1024 overflows a float).
-        doubled = self.policy.first_probe_s * 2 ** min(self.failed_probes, 32)
-        ceiling = min(self.policy.max_probe_s, doubled)
-        wait = self.rng.uniform(ceiling / 2, ceiling)
-        return max(wait, self._hold_until - self.clock())
+        probes = Backoff(self.policy.first_probe_s, self.policy.max_probe_s, jitter=0.5)
+        return max(probes.delay(self.failed_probes, self.rng), self._hold_until - self.clock())
 
 
 async def call_through(

@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable
 
 from services.distributor.assignment import NoHostAvailable
 from services.distributor.routing import Incoming, Router
+from shared.backoff import Backoff
 from shared.logging import fields
 from shared.output import Output
 
 log = logging.getLogger(__name__)
 
-FIRST_WAIT_S = 0.2
-MAX_WAIT_S = 5.0
+# How often a held message is routed again while no host may take it.
+WAITS = Backoff(first_delay_s=0.2, max_delay_s=5.0)
 
 
 async def route_when_a_host_may_take_it(
@@ -41,7 +42,7 @@ async def route_when_a_host_may_take_it(
                     extra=fields(topic=message.topic, partition=message.partition),
                 )
                 waiting(True)
-            await sleep(min(MAX_WAIT_S, FIRST_WAIT_S * 2 ** min(tries, 8)))
+            await sleep(WAITS.delay(tries))
             tries += 1
             continue
         if tries:
