@@ -26,6 +26,8 @@ from shared.events import (
     FileStageCompleted,
     FileUploaded,
     HostDrained,
+    cancel_key,
+    drain_key,
     file_key,
 )
 from shared.pipeline import PIPELINE, TRIAGE, StageSpec, input_topic, previous
@@ -50,9 +52,14 @@ EVENTS: tuple[type[BaseModel], ...] = (
     HostDrained,
 )
 BATCH_KEY = "the batch id (UTF-8)"
-HOST_KEY = "`host:{ip}` (UTF-8): the latest word per GPU host survives compaction"
+HOST_KEY = (
+    f"`{drain_key('{ip}').decode()}` (UTF-8): the latest word per GPU host survives compaction"
+)
 FILE_KEY = (
     f"`{file_key('{batch_id}', '{file_name}').decode()}` (UTF-8): a file's messages stay in order"
+)
+CANCEL_KEY = (
+    f"`{cancel_key('{batch_id}').decode()}` (UTF-8; records of older releases: the bare batch id)"
 )
 UPLOAD_SYSTEM = "upload system"
 
@@ -158,10 +165,10 @@ def channels() -> list[Channel]:
             address=TEMPLATE.control,
             description=(
                 "Compacted: the latest control event per key. `BatchCancelled` (key: "
-                f"{BATCH_KEY}): stages stop starting work for the batch. `HostDrained` (key: "
+                f"{CANCEL_KEY}): stages stop starting work for the batch. `HostDrained` (key: "
                 f"{HOST_KEY}): the host's GPU consumers hand its files back for another host, "
                 "until a `HostDrained` with `drained` false. Every stage process reads the "
-                "topic whole (no consumer group)."
+                "topic whole (no consumer group), to its end before it starts work."
             ),
             messages=("BatchCancelled", "HostDrained"),
             producers=("cofi cancel", "cofi drain"),
@@ -201,7 +208,7 @@ def _messages(schemas: dict[str, Any]) -> dict[str, Any]:
         "FileReassigned": BATCH_KEY,
         "FileFailed": FILE_KEY,
         "DeadLetter": "the poison record's own key (may be absent)",
-        "BatchCancelled": BATCH_KEY,
+        "BatchCancelled": CANCEL_KEY,
         "HostDrained": HOST_KEY,
     }
     out: dict[str, Any] = {}

@@ -16,6 +16,8 @@ from shared.events import (
     FileStageCompleted,
     FileUploaded,
     HostDrained,
+    cancel_key,
+    drain_key,
     encode,
     file_key,
 )
@@ -175,11 +177,11 @@ def drain(host: str, drained: bool, reason: str, topics: Topics) -> Output:
     """`cofi drain`: the latest word per host on the compacted control topic."""
     return Output(
         topics.control,
-        f"host:{host}".encode(),
+        drain_key(host),
         HostDrained(host=host, drained=drained, reason=reason),
     )
 
 
 def cancellation(batch_id: str, reason: str, topics: Topics) -> Output:
     event = BatchCancelled(batch_id=batch_id, reason=reason)
-    return Output(topics.control, batch_id.encode(), event)
+    return Output(topics.control, cancel_key(batch_id), event)

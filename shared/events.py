@@ -269,6 +269,16 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
+def cancel_key(batch_id: str) -> bytes:
+    """Key of a batch's cancel on the compacted control topic (a key space of its own)."""
+    return f"batch:{batch_id}".encode()
+
+
+def drain_key(host: str) -> bytes:
+    """Key of a host's drain on the compacted control topic: the latest word per host."""
+    return f"host:{host}".encode()
+
+
 def file_key(batch_id: str, file_name: str) -> bytes:
     """Partition key of a file on stage topics: its messages stay in order."""
     return f"{batch_id}/{file_name}".encode()

@@ -135,13 +135,27 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
     def report(stage: str) -> RoutingReport:
         return RoutingReport(stage, topics, settings.host_ips, observability.metrics)
 
+    def ready() -> Awaitable[bool]:
+        # Cancels and drains written before this start count from the first routed record.
+        return cancelled.caught_up(asyncio.Event())
+
     waiting = observability.metrics.distributor_waits
     app.task(follow_cancellations)
     app.task(serve_observability)
     app.task(run_publisher)
     uploads, triage = report("distribute"), report("triage")
-    _agent(app, publisher, topics.uploads, "distribute", upload_router, uploads, waiting, catch_up)
-    _agent(app, publisher, topics.triage, "triage", triage_router, triage, waiting)
+    _agent(
+        app,
+        publisher,
+        topics.uploads,
+        "distribute",
+        upload_router,
+        uploads,
+        ready,
+        waiting,
+        catch_up,
+    )
+    _agent(app, publisher, topics.triage, "triage", triage_router, triage, ready, waiting)
     return app
 
 
@@ -152,12 +166,14 @@ def _agent(
     name: str,
     router: Router,
     report: RoutingReport,
+    ready: Callable[[], Awaitable[bool]],
     waiting: Callable[[bool], None],
     prepare: Callable[[Incoming], Awaitable[None]] | None = None,
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
     async def agent(stream: Any) -> None:
+        await ready()
         async for event in stream.events():
             msg = event.message
             incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)

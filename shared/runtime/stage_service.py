@@ -35,6 +35,9 @@ async def run_stage_runners(
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(cancelled.run(stop))
+                # Cancels and drains written before this start count from the first record.
+                if not await cancelled.caught_up(stop):
+                    return
                 for runner in runners:
                     group.create_task(runner.run(stop))
         finally:

@@ -17,7 +17,9 @@ from tests.stage_helpers import produce_events, running, stage_input
 HOST = "127.0.0.2"
 
 
-def _settings(prefix: str, bootstrap: str, sim: object, **extra: object) -> GpuStageSettings:
+def _settings(
+    prefix: str, bootstrap: str, sim: object, hosts: str = f"{HOST}:4", **extra: object
+) -> GpuStageSettings:
     ports = {
         f"{s}_port": int(sim.gpu_url(HOST, s).rsplit(":", 1)[1].split("/")[0])  # type: ignore[attr-defined]
         for s in ("denoise", "ivr", "lid", "stt")
@@ -25,7 +27,7 @@ def _settings(prefix: str, bootstrap: str, sim: object, **extra: object) -> GpuS
     return GpuStageSettings(
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
-        gpu_hosts=f"{HOST}:4",  # type: ignore[arg-type]
+        gpu_hosts=hosts,  # type: ignore[arg-type]
         gpu_retry_base_delay_s=0.05,
         gpu_retry_max_delay_s=0.2,
         gpu_retry_max_attempts=10,
@@ -166,7 +168,14 @@ async def test_a_host_dead_past_the_failover_deadline_hands_its_files_to_the_dis
 ) -> None:
     async with running_simulator() as sim:
         await sim.set_faults(host=HOST, down=True)
-        settings = _settings(topic_prefix, kafka_bootstrap, sim, gpu_host_failover_deadline_s=1.0)
+        # Another host could take the files (a host alone keeps them: the next test).
+        settings = _settings(
+            topic_prefix,
+            kafka_bootstrap,
+            sim,
+            hosts=f"{HOST}:4,127.0.0.3:4",
+            gpu_host_failover_deadline_s=1.0,
+        )
         await create_pipeline_topics(settings)
         files = _wavs(tmp_path, 30)
         await produce_events(
@@ -187,3 +196,44 @@ async def test_a_host_dead_past_the_failover_deadline_hands_its_files_to_the_dis
     assert {e.file_name for e in moved} == {p.name for p in files}
     assert all(e.avoid == (HOST,) and e.assignment == 1 for e in moved)
     assert all(f"GPU host {HOST} down for more than 1s" in e.reason for e in moved)
+
+
+async def test_a_host_alone_dead_past_the_failover_deadline_keeps_its_files_until_it_is_back(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_simulator() as sim:
+        await sim.set_faults(host=HOST, down=True)
+        settings = _settings(
+            topic_prefix,
+            kafka_bootstrap,
+            sim,
+            gpu_host_failover_deadline_s=1.0,
+            gpu_probe_max_delay_s=0.5,
+        )
+        await create_pipeline_topics(settings)
+        files = _wavs(tmp_path, 20)
+        await produce_events(
+            kafka_bootstrap,
+            settings.topics.gpu("denoise", HOST),
+            [stage_input("b", p, HOST) for p in files],
+        )
+        with caplog.at_level(logging.INFO):
+            async with running(lambda stop: run(settings, ["denoise"], [HOST], stop)):
+                await wait_until(lambda: "paused: taking no new records" in caplog.text)
+                # Past the deadline the stage takes records again (a dead host's files are
+                # handed on), but with no other host these wait here.
+                await wait_until(lambda: "resumed: taking records again" in caplog.text)
+                await sim.set_faults(host=HOST, down=False)
+                out = await read_topic(
+                    kafka_bootstrap,
+                    [
+                        settings.topics.gpu("ivr", HOST),
+                        settings.topics.failed,
+                        settings.topics.uploads,
+                    ],
+                    lambda rs: len({r.key for r in rs}) >= 20,
+                    timeout_s=60,
+                )
+    events = [any_event.validate_json(r.value) for r in out]
+    assert all(isinstance(e, FileStageCompleted) for e in events), events[:3]
+    assert {e.file_name for e in events} == {p.name for p in files}  # type: ignore[union-attr]

@@ -88,7 +88,7 @@ def test_a_file_that_failed_distribution_is_uploaded_again() -> None:
 
 def test_cancellation_is_keyed_by_batch_on_the_control_topic() -> None:
     out = cancellation("b7", "wrong files", TOPICS)
-    assert (out.topic, out.key) == ("c.control", b"b7")
+    assert (out.topic, out.key) == ("c.control", b"batch:b7")  # apart from drains (host:)
     assert out.event.type == "BatchCancelled"
 
 

@@ -39,6 +39,9 @@ class Waits:
         self.waiting = StartQueue[object]()
         self.cancelled = False
 
+    async def caught_up(self, stop: asyncio.Event) -> bool:
+        return True  # as the control reader says once it read its topic to the end
+
     async def run(self, stop: asyncio.Event) -> None:
         try:
             await stop.wait()

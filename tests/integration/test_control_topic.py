@@ -1,0 +1,53 @@
+"""The control topic: read to its end before work starts; cancels and drains keyed apart."""
+
+import asyncio
+
+from cli.dead_letters import cancellation, drain
+from shared.events import encode
+from shared.kafka import make_producer
+from shared.provisioning import create_pipeline_topics
+from shared.runtime.control import CancelledBatches
+from shared.settings import CommonSettings
+from tests.stage_helpers import running
+
+
+async def test_a_service_learns_every_earlier_cancel_and_drain_before_work_starts(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = CommonSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    await create_pipeline_topics(settings)
+    topics = settings.topics
+    producer = make_producer(kafka_bootstrap, "test")
+    await producer.start()
+    try:
+        outputs = [cancellation(f"b{n}", "test", topics) for n in range(300)]
+        # A batch named like a drain key, and that host drained: two keys, both kept.
+        outputs += [cancellation("host:x", "odd name", topics), drain("x", True, "test", topics)]
+        acks = [await producer.send(o.topic, encode(o.event), key=o.key) for o in outputs]
+        # A cancel written under the older key (the bare batch id) still counts.
+        old = cancellation("legacy", "old", topics)
+        acks.append(await producer.send(old.topic, encode(old.event), key=b"legacy"))
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+    assert cancellation("host:x", "", topics).key != drain("x", True, "", topics).key
+
+    control = CancelledBatches(kafka_bootstrap, topics.control)
+    async with running(control.run):
+        started = asyncio.Event()
+        assert await asyncio.wait_for(control.caught_up(started), timeout=30)
+        # Once caught up, everything written before is known: nothing is started wrongly.
+        assert {f"b{n}" for n in range(300)} <= control.batches
+        assert {"host:x", "legacy"} <= control.batches
+        assert control.drained_hosts == {"x"}
+
+
+async def test_an_empty_control_topic_lets_work_start_at_once(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    settings = CommonSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    await create_pipeline_topics(settings)
+    control = CancelledBatches(kafka_bootstrap, settings.topics.control)
+    async with running(control.run):
+        assert await asyncio.wait_for(control.caught_up(asyncio.Event()), timeout=30)
+        assert not control.batches and not control.drained_hosts
