@@ -322,6 +322,18 @@ class CircuitBreaker:
         return max(probes.delay(self.failed_probes, self.rng), self._hold_until - self.clock())
 
 
+# Attempts a file keeps while it waits out an outage (the first and the latest): each trial
+# call adds one, and an event carrying hours of them would outgrow Kafka's message limit.
+KEPT_ATTEMPTS = (5, 15)
+
+
+def kept(attempts: list[Attempt]) -> list[Attempt]:
+    """The first and the latest attempts, when there are more than `KEPT_ATTEMPTS` allow
+    (the numbers go on, so the attempts dropped from the middle leave a gap)."""
+    first, latest = KEPT_ATTEMPTS
+    return attempts if len(attempts) <= first + latest else attempts[:first] + attempts[-latest:]
+
+
 async def call_through(
     breaker: CircuitBreaker,
     call: Call,
@@ -352,7 +364,7 @@ async def call_through(
             )
         finally:
             breaker.release()
-        attempts += made
+        attempts = kept(attempts + made)
         outcome = breaker.spent(outcome)
         if not outcome.systemic:
             return attempts, outcome

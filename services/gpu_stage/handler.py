@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from services.gpu_stage import exchange
 from services.gpu_stage.model_contract import answer_model, describe
 from shared.audio_uri import AudioUriPolicy, audio_uri_problem
-from shared.breaker import CircuitBreaker, call_through
+from shared.breaker import CircuitBreaker, call_through, kept
 from shared.events import Attempt, FileReassigned, FileStageCompleted
 from shared.metrics import StageMetrics
 from shared.model_stage import FailureKind, FileEnds
@@ -74,7 +74,7 @@ class GpuStageHandler:
                 first_attempt=attempts[-1].number + 1 if attempts else event.next_attempt,
                 give_up_after_s=give_up,
             )
-            attempts += made
+            attempts = kept(attempts + made)
             if outcome is not None:
                 break
             others = self._other_hosts()

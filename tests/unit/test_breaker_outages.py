@@ -177,3 +177,26 @@ def test_a_host_failing_every_call_while_healthy_counts_as_dead() -> None:
     assert dead_for([b], 3.0) < 0
     clock.now = 4.0
     assert dead_for([b], 3.0) > 0
+
+
+async def test_a_file_waiting_out_a_long_outage_carries_a_bounded_list_of_attempts() -> None:
+    clock = Clock()
+    b = breaker(clock, unreachable_after=1)
+    made, outcome = await through(b, [REFUSED] * 500 + [OK])
+    assert outcome is not None and outcome.ok
+    assert made == 20  # the first 5 and the latest 15 of 501, so the event stays small
+
+
+async def test_the_kept_attempts_keep_their_numbers() -> None:
+    clock = Clock()
+    b = breaker(clock, unreachable_after=1)
+    answers = [REFUSED] * 100 + [OK]
+
+    async def call() -> CallOutcome:
+        return answers.pop(0)
+
+    attempts, _ = await call_through(
+        b, call, FAST, file="b/f", host="h", request={}, first_attempt=1
+    )
+    numbers = [a.number for a in attempts]
+    assert numbers[:5] == [1, 2, 3, 4, 5] and numbers[-1] == 101 and numbers == sorted(numbers)
