@@ -107,4 +107,4 @@ async def test_a_model_answer_past_a_bound_fails_the_file_naming_the_field(
     )
     [out] = await _handler(stage, answer)(event)
     assert isinstance(out.event, FileFailed) and out.event.error_kind == "permanent"
-    assert f"malformed {stage} response" in out.event.error and field in out.event.error
+    assert f"malformed {stage} answer" in out.event.error and field in out.event.error

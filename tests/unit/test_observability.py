@@ -222,9 +222,11 @@ def test_distributor_counts_files_per_routed_host_and_logs_failures_with_file_fi
     report.routed(good, route_upload(good, hosts, TOPICS))
     poison = Incoming("c.uploads", 0, 2, b"b", b"\xff not json")
     report.routed(poison, route_upload(poison, hosts, TOPICS))
-    nowhere = [GpuHost(ip="127.0.0.2", down=True)]
+    # A file that fails for its own content (an audio URI outside the allowlist).
+    outside = upload.model_copy(update={"audio_uri": "ftp://elsewhere/a.wav"})
+    bad = Incoming("c.uploads", 0, 3, b"b", encode(outside))
     with caplog.at_level(logging.WARNING):
-        report.routed(good, route_upload(good, nowhere, TOPICS))
+        report.routed(bad, route_upload(bad, hosts, TOPICS))
     labels = {"stage": "distribute"}
     assert value(metrics, "cofi_files_total", **labels, host="127.0.0.2", outcome="done") == 1
     assert value(metrics, "cofi_files_total", **labels, host="", outcome="failed") == 1
@@ -240,7 +242,7 @@ def test_triage_skips_are_counted_on_the_files_host() -> None:
         batch_id="b",
         file_name="ivr.wav",
         stage="lid",
-        context=FileContext(audio_uri="u", host="127.0.0.2", is_ivr=True, language="en"),
+        context=FileContext(audio_uri="file:///u.wav", host="127.0.0.2", is_ivr=True, language="en"),
     )
     message = Incoming("c.triage", 0, 0, b"b/ivr.wav", encode(after_lid))
     report.routed(message, route_after_lid(message, load_rules(DEFAULT_RULES), TOPICS))
@@ -271,7 +273,7 @@ async def test_gpu_stage_failure_logs_every_file_field_with_the_attempts_own_num
         batch_id="b",
         file_name="bad.wav",
         stage="denoise",
-        context=FileContext(audio_uri="u", host="127.0.0.2"),
+        context=FileContext(audio_uri="file:///u.wav", host="127.0.0.2"),
         next_attempt=4,
     )
     with caplog.at_level(logging.WARNING):
