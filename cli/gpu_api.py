@@ -25,7 +25,7 @@ from services.gpu_stage.model_contract import (
     ModelRequest,
 )
 from services.gpu_stage.settings import GpuStageSettings
-from shared.breaker import CircuitBreaker
+from shared.breaker import CircuitBreaker, unavailable
 from shared.model_http import ModelApiClient
 from shared.retry import CallOutcome
 from shared.stages import GPU_STAGES
@@ -82,6 +82,7 @@ class Answer:
     kind: str  # cofi's classification, from the real client
     opens_after: int | None = None  # answers in a row (on different files) that open the circuit
     same_message: bool = False  # ... only when they carry the same message
+    waits: bool = False  # retries spent, the circuit opens and the file waits (not fails)
 
 
 def _outcome(stage: str, reply: httpx.Response | Exception) -> CallOutcome:
@@ -124,7 +125,8 @@ def _answer(what: str, when: str, reply: httpx.Response | Exception) -> Answer:
     same = _opens_after(outcome, same_message=True)
     if opens is None and same is not None:
         return Answer(what, when, outcome.error_kind or "ok", same, same_message=True)
-    return Answer(what, when, outcome.error_kind or "ok", opens)
+    waits = unavailable(outcome) is not None
+    return Answer(what, when, outcome.error_kind or "ok", opens, waits=waits)
 
 
 @cache
@@ -157,6 +159,14 @@ SHORT = {
     "transient": "**transient**: retried, then the file fails",
     "permanent": "**permanent**: the file fails at once",
 }
+# The answers that say the host cannot serve anyone now (refused, 429, 502-504): never the
+# file's doing, so spent retries open the circuit instead of failing it.
+WAITS_SHORT = "**transient**: retried, then the circuit opens and the file waits"
+WAITS = (
+    "retried with full-jitter exponential backoff (a `Retry-After` is a floor); once "
+    "`GPU_RETRY_MAX_ATTEMPTS` attempts or `GPU_RETRY_BUDGET_S` are spent the host is judged "
+    "unavailable, not the file, which waits (at least the `Retry-After`) instead of failing"
+)
 SUCCESS = "the stage's fields are read into the file's context and the file moves on"
 
 
@@ -177,6 +187,10 @@ def meaning(answer: Answer, short: bool = False) -> str:
     note = circuit_note(answer)
     if answer.opens_after == 1:
         return "**circuit opens**: the stage pauses, its files wait" if short else CIRCUIT
+    if answer.waits:
+        if short:
+            return WAITS_SHORT + (f"; {note}" if note else "")
+        return f"{WAITS} ({note}): {CIRCUIT}" if note else f"{WAITS}: {CIRCUIT}"
     if short:
         return SHORT[answer.kind] + (f"; {note}" if note else "")
     text = {"ok": SUCCESS, "transient": TRANSIENT, "permanent": PERMANENT}[answer.kind]

@@ -179,7 +179,7 @@ def test_the_openapi_document_is_valid_and_covers_every_gpu_stage() -> None:
     assert len(doc["paths"]["/health"]["servers"]) == len(GPU_STAGES)
     responses = doc["paths"]["/v1/stt"]["post"]["responses"]
     assert "permanent" in responses["422"]["description"]
-    assert "transient" in responses["503"]["description"]
+    assert "instead of failing" in responses["503"]["description"]
     assert "Retry-After" in responses["429"]["headers"]
     assert "Retry-After" in responses["503"]["headers"]
     assert "circuit for the stage opens" in responses["401"]["description"]
@@ -196,7 +196,11 @@ def test_the_error_table_comes_from_the_real_client() -> None:
     opens = {a.what: (a.opens_after, a.same_message) for a in gpu_api.answers()}
     assert opens["401"] == opens["403"] == (1, False)
     assert opens["404"] == (2, True)  # a missing route, not a missing file
-    assert opens["422"] == opens["429"] == (None, False)
+    assert opens["422"] == (None, False)
+    assert opens["429"] == (10, False)  # the host pacing every caller: the stage pauses
+    # Refused, 429, 503, 504: the host unavailable, never the file: spent retries wait.
+    waits = {a.what for a in gpu_api.answers() if a.waits}
+    assert waits == {"429", "503", "504", "connection refused or reset"}
 
 
 def _event(stage: str) -> FileStageCompleted:
