@@ -21,14 +21,13 @@ def utcnow() -> datetime:
 # content (or the message is dead-lettered with its raw bytes), never an endless timeout, an
 # overflow, or an output Kafka refuses. Each bound shows in the AsyncAPI document (pydantic's
 # JSON schema: maxLength, maximum).
-MAX_FILE_NAME = 1000  # characters; the tracker keeps the name in a TEXT column
-MAX_URI = 4096
+MAX_FILE_NAME = 4096  # characters, as the tracker stores them (services/tracker/storable.py)
+MAX_URI = 8192
 MAX_CALL_S = 86_400.0  # a day: longer is no phone call; it would also steer timeouts and order
 MAX_TRANSCRIPT = 100_000  # characters: about ten hours of speech, well under Kafka's 1 MiB
 MAX_HOST = 255  # the tracker's `ip` column
 MAX_LANGUAGE = 35  # the longest BCP 47 tag
 MAX_HOSTS = 64  # entries in a list of hosts a file left
-MAX_REASON = 1000  # an operator's reason for a cancel or a drain
 
 FileName = Annotated[
     str,
@@ -63,9 +62,6 @@ HostName = Annotated[
 HostList = Annotated[
     tuple[HostName, ...],
     Field(max_length=MAX_HOSTS, description=f"GPU hosts, at most {MAX_HOSTS}"),
-]
-Reason = Annotated[
-    str, Field(max_length=MAX_REASON, description=f"Free text, at most {MAX_REASON} characters")
 ]
 
 
@@ -226,7 +222,7 @@ class HostDrained(Event):
     type: Literal["HostDrained"] = "HostDrained"
     host: HostName
     drained: bool = True
-    reason: Reason = ""
+    reason: str = ""
     at: datetime = Field(default_factory=utcnow)
 
 
@@ -235,7 +231,7 @@ class BatchCancelled(Event):
 
     type: Literal["BatchCancelled"] = "BatchCancelled"
     batch_id: str = Field(min_length=1, max_length=64)
-    reason: Reason = ""
+    reason: str = ""
     cancelled_at: datetime = Field(default_factory=utcnow)
 
 

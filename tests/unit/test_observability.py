@@ -242,7 +242,9 @@ def test_triage_skips_are_counted_on_the_files_host() -> None:
         batch_id="b",
         file_name="ivr.wav",
         stage="lid",
-        context=FileContext(audio_uri="file:///u.wav", host="127.0.0.2", is_ivr=True, language="en"),
+        context=FileContext(
+            audio_uri="file:///u.wav", host="127.0.0.2", is_ivr=True, language="en"
+        ),
     )
     message = Incoming("c.triage", 0, 0, b"b/ivr.wav", encode(after_lid))
     report.routed(message, route_after_lid(message, load_rules(DEFAULT_RULES), TOPICS))

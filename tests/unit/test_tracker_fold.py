@@ -236,7 +236,7 @@ def test_unstorable_events_are_poison_too() -> None:
     assert "FileFailed.batch_id" in poison_reason(long_batch)
     assert "at most 64 characters" in poison_reason(long_batch)
     assert decodes_as_sent(uploaded(0, file="x" * 1000))
-    long_name = uploaded(0, file="x" * 4097)
+    long_name = uploaded(0).model_copy(update={"file_name": "x" * 4097})
     assert "FileUploaded.file_name" in poison_reason(long_name)
     year_one = uploaded(0).model_copy(update={"uploaded_at": datetime(1, 1, 1, tzinfo=UTC)})
     assert "FileUploaded.uploaded_at" in poison_reason(year_one)
@@ -251,7 +251,7 @@ def test_unstorable_events_are_poison_too() -> None:
     many = completed("stt", 1, attempts=(attempt(2**31),))
     assert "attempts.0.number" in poison_reason(many)
     no_uri = completed("stt", 1).model_copy(
-        update={"context": FileContext(audio_uri="", host="127.0.0.2")}
+        update={"context": FileContext.model_construct(audio_uri="", host="127.0.0.2")}
     )
     assert "context.audio_uri" in poison_reason(no_uri)
     far = DeadLetter(
