@@ -24,7 +24,7 @@ def utcnow() -> datetime:
 MAX_FILE_NAME = 4096  # characters, as the tracker stores them (services/tracker/storable.py)
 MAX_URI = 8192
 MAX_CALL_S = 86_400.0  # a day: longer is no phone call; it would also steer timeouts and order
-MAX_TRANSCRIPT = 100_000  # characters: about ten hours of speech, well under Kafka's 1 MiB
+MAX_TRANSCRIPT = 100_000  # characters: about ten hours of speech, well under Kafka's message limit
 MAX_HOST = 255  # the tracker's `ip` column
 MAX_LANGUAGE = 35  # the longest BCP 47 tag
 MAX_HOSTS = 64  # entries in a list of hosts a file left
