@@ -53,7 +53,7 @@ async def run_calls(
     engine = create_async_engine(config.database_url)
     try:
         t0 = time.monotonic()
-        await submit(config.bootstrap, config.settings().topics.uploads, batch_id, paths)
+        await submit(config.bootstrap, config.settings().topics, batch_id, paths)
         while True:
             if dead := group.dead():
                 raise RuntimeError("exited: " + ", ".join(str(p.log_path) for p in dead))

@@ -38,7 +38,7 @@ async def test_spoken_calls_get_transcripts_languages_and_ivr_flags(
         gpu_server="model_host",
         extra_env=host_env(tmp_path),
     ) as pipeline:
-        await submit(kafka_bootstrap, pipeline.config.settings().topics.uploads, batch, paths)
+        await submit(kafka_bootstrap, pipeline.config.settings().topics, batch, paths)
         await pipeline.wait_finished(batch, timeout_s=240)
         outcomes = {o.script.name: o for o in await read_outcomes(pipeline.engine, batch, scripts)}
 

@@ -1,6 +1,7 @@
 """The lock files (`make lock`) pin every dependency pyproject.toml names, with hashes, at a
 version its specifier allows: the image installs requirements/services.lock, `make install`
-requirements/dev.lock, both with `--require-hashes`."""
+requirements/dev.lock, `make install-real` requirements/real.lock (the reference GPU host and
+the test audio), all with `--require-hashes`."""
 
 import re
 import tomllib
@@ -27,7 +28,12 @@ def pins(lock: str) -> dict[str, Version]:
 
 
 @pytest.mark.parametrize(
-    ("lock", "extras"), [("services.lock", ("image",)), ("dev.lock", ("dev",))]
+    ("lock", "extras"),
+    [
+        ("services.lock", ("image",)),
+        ("dev.lock", ("dev",)),
+        ("real.lock", ("dev", "model-host", "test-audio")),
+    ],
 )
 def test_the_lock_pins_every_requirement_within_its_specifier(
     lock: str, extras: tuple[str, ...]
@@ -50,5 +56,6 @@ def test_make_install_and_the_image_install_from_the_locks() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "--require-hashes -r requirements/dev.lock" in makefile
     assert "--no-deps -e ." in makefile
+    assert "--require-hashes -r requirements/real.lock" in makefile
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "--require-hashes -r requirements/services.lock" in dockerfile
