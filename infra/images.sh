@@ -137,8 +137,11 @@ cmd_build() {
   local names=("$@")
   (( ${#names[@]} )) || names=("${ALL[@]}")
   [[ "$(id -u)" == 0 ]] || die "debootstrap needs root"
-  exec 9>"$IMAGES_DIR/.lock"; flock 9
-  for name in "${names[@]}"; do packages "$name" >/dev/null; build_one "$name"; done
+  for name in "${names[@]}"; do packages "$name" >/dev/null; done
+  for name in "${names[@]}"; do
+    # One build of an image at a time; different images may build concurrently.
+    ( trap cleanup EXIT; exec 9>"$IMAGES_DIR/.lock-$name"; flock 9; build_one "$name" )
+  done
 }
 
 cmd_install() {
