@@ -54,12 +54,21 @@ async def run_calls(
     try:
         t0 = time.monotonic()
         await submit(config.bootstrap, config.settings().topics, batch_id, paths)
+        print(f"submitted batch {batch_id}: {len(paths)} calls", flush=True)
+        last = ""
         while True:
             if dead := group.dead():
                 raise RuntimeError("exited: " + ", ".join(str(p.log_path) for p in dead))
             summary = await batch_summary(engine, batch_id)
-            if summary is not None and summary.finished:
-                break
+            if summary is not None:
+                line = f"[{summary.status}] " + " ".join(
+                    f"{s.stage}:{s.done + s.failed}" for s in summary.stages
+                )
+                if line != last:
+                    print(f"{time.monotonic() - t0:6.1f} s {line}", flush=True)
+                    last = line
+                if summary.finished:
+                    break
             if time.monotonic() - t0 > timeout_s:
                 raise TimeoutError(f"batch {batch_id} not finished in {timeout_s:.0f} s")
             await asyncio.sleep(0.5)
