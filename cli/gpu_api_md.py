@@ -86,6 +86,10 @@ def render_markdown() -> str:
         "to refuse work), and it expects a `503` with `Retry-After` from every stage; "
         "without it, and for `429` (a full queue), the rows are skipped.",
         "",
+        "A reference host that passes it, with real models on CPU and built from this "
+        "document alone, is in [model_host/](../model_host/README.md): a starting point, and "
+        "the figures a GPU host must beat (`make bench-real`).",
+        "",
         "## The request",
         "",
         "The request is the same for every stage:",
