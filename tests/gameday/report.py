@@ -110,6 +110,11 @@ def markdown(
         "",
         "## Invariants",
         "",
+        "While it ran, every 2 s, the monitor noted when each batch first read Complete or "
+        "Cancelled (its files' rows and the topics' end offsets just before: the Complete check "
+        "compares them with every event below those offsets) and restarted any service that had "
+        "exited by itself (counted against the last invariant); at the end, the rest.",
+        "",
         "| invariant | result | what was found |",
         "|---|---|---|",
     ]
