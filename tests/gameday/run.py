@@ -30,9 +30,11 @@ from tests.gameday.invariants import Invariant, check
 from tests.gameday.report import RunFacts, write
 from tests.gameday.workload import WorkloadSettings, audio_pool, batch_state, run_workload
 
-# Ports of the game day's own broker and MariaDB (the crash suite has 39092 and 33306).
-GAMEDAY_KAFKA_PORT = 39592
-GAMEDAY_MARIADB_PORT = 33606
+# Ports of the game day's own broker and MariaDB, below the ephemeral range (32768-60999):
+# while the broker is killed, the services' reconnects to a port in that range can connect
+# to themselves (TCP simultaneous open) and hold it, and the broker cannot bind it again.
+GAMEDAY_KAFKA_PORT = 29592
+GAMEDAY_MARIADB_PORT = 23606
 
 
 @dataclass(frozen=True)
