@@ -3,8 +3,9 @@ third tracker, its own group, an empty database), saying which columns differ an
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from services.tracker.settings import TrackerSettings
@@ -12,7 +13,7 @@ from shared.settings import parse_gpu_hosts
 from tests.crash.harness import ChaosRun
 from tests.crash.infra import fresh_database
 from tests.crash.rebuild import _end_offsets, _track_to
-from tests.tracker_scenario import TABLES, dump
+from tests.tracker_scenario import TABLES
 
 
 async def rebuild_differences(run: ChaosRun) -> list[str]:
@@ -35,6 +36,19 @@ async def rebuild_differences(run: ChaosRun) -> list[str]:
         finally:
             await rebuilt.dispose()
     return [d for table, _ in TABLES if (d := _differ(table, ours, theirs))]
+
+
+async def dump(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table without its id, in (batch, natural key) order: a game day's
+    batches share file names, so a file's key alone does not order its rows."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    async with engine.connect() as conn:
+        for table, key in TABLES:
+            columns = [c for c in table.c if c.name != "id"]
+            batch = [table.c[n] for n in ("batchId", "batch_id") if n in table.c]
+            rows = await conn.execute(select(*columns).order_by(*batch, table.c[key]))
+            out[table.name] = [tuple(r) for r in rows]
+    return out
 
 
 def _differ(table: Any, ours: dict[str, list[Any]], theirs: dict[str, list[Any]]) -> str:
