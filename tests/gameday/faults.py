@@ -85,13 +85,26 @@ async def _one_fault(
     except Exception as exc:  # the report says which fault could not be made
         fault.error = f"start: {type(exc).__name__}: {exc}"
     finally:
-        try:
-            await kind.stop(day, ctx)
-        except Exception as exc:
-            fault.error += f" stop: {type(exc).__name__}: {exc}"
+        await _stop(day, kind, ctx, fault)
         fault.detail = str(ctx.get("detail", ""))
         fault.stopped_s, fault.stopped_at = day.now(), utcnow()
         day.step("fault-stop", f"{kind.name}")
+
+
+STOP_TRIES = 24  # a stop that fails (the broker killed meanwhile) is tried again for 2 minutes
+STOP_RETRY_S = 5.0
+
+
+async def _stop(day: Day, kind: FaultKind, ctx: dict[str, Any], fault: ActiveFault) -> None:
+    """Undo the fault, trying again while another fault is in the way: a drain must be
+    undone, a host brought back, whatever else is broken at the time."""
+    for attempt in range(1, STOP_TRIES + 1):
+        try:
+            await kind.stop(day, ctx)
+            return
+        except Exception as exc:
+            fault.error = f"stop, try {attempt}: {type(exc).__name__}: {exc}"[:300]
+            await asyncio.sleep(STOP_RETRY_S)
 
 
 @dataclass
