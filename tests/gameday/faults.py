@@ -98,12 +98,13 @@ STOP_RETRY_S = 5.0
 async def _stop(day: Day, kind: FaultKind, ctx: dict[str, Any], fault: ActiveFault) -> None:
     """Undo the fault, trying again while another fault is in the way: a drain must be
     undone, a host brought back, whatever else is broken at the time."""
-    for attempt in range(1, STOP_TRIES + 1):
+    tries = 1 if fault.error else STOP_TRIES  # a start that failed may have nothing to undo
+    for attempt in range(1, tries + 1):
         try:
             await kind.stop(day, ctx)
             return
         except Exception as exc:
-            fault.error = f"stop, try {attempt}: {type(exc).__name__}: {exc}"[:300]
+            fault.error += f" stop, try {attempt}: {type(exc).__name__}: {exc}"[:300]
             await asyncio.sleep(STOP_RETRY_S)
 
 
