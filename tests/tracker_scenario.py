@@ -75,8 +75,8 @@ def build_scenario(
     every fiftieth failing at ivr and then succeeding on a retry; transient retries as extra
     attempts; one very long and one non-ASCII name; one dead letter and one poison record.
     With `failovers`, every twenty-fifth file's host gives up at ivr and hands it back
-    (FileReassigned, its failed attempts kept): ivr onwards run on the other host, the
-    events carrying assignment 1 and attempt numbers counting on.
+    (FileReassigned, its failed attempts kept): it restarts at distribute on the other host,
+    the events carrying assignment 1 and attempt numbers counting on.
     Events come out in pipeline order (every upload, then every host assignment, ...)."""
     sc = Scenario(batch_id)
     names = [f"call-{i:04d}.wav" for i in range(n)]
@@ -146,6 +146,21 @@ def build_scenario(
                 sc.attempts |= {(name, stage, a.number) for a in bad}
                 host, assignment = HOSTS[(i + 1) % 2], 1
                 sc.moved[name] = (host, assignment)
+                # It restarts at denoise on the other host, its attempts counting on.
+                ctx = FileContext(audio_uri=f"s3://audio/{name}", host=host, assignment=1)
+                for n, redone in enumerate(STAGES[: STAGES.index(stage)]):
+                    again = [_attempt(10, host, ok=True, at=at())] if n else []
+                    waves[redone].append(
+                        FileStageCompleted(
+                            batch_id=batch_id,
+                            file_name=name,
+                            stage=redone,
+                            context=ctx,
+                            attempts=tuple(again),
+                            completed_at=at(),
+                        )
+                    )
+                    sc.attempts |= {(name, redone, a.number) for a in again}
                 attempts = [_attempt(3, host, ok=True, at=at())]
             if stage == "triage":
                 triage = TriageDecision(

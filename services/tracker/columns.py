@@ -17,6 +17,7 @@ from sqlalchemy.schema import DefaultClause
 
 from services.tracker.batch_status import BatchStatusRow
 from services.tracker.bulk_insert import Params
+from services.tracker.file_events import decode_events, encode_events
 from services.tracker.rows import (
     AttemptRow,
     DeadLetterRow,
@@ -95,10 +96,13 @@ DEAD_LETTER: Final = RowColumns(DeadLetterRow, dead_letters)
 # `flags` are one column per flag, `resolutions` one text column, and the unique key is a
 # hash of the name.
 FILE: Final = RowColumns(
-    FileChange, file_distribution, skip={"flags", "resolutions"}, renames={"file_name": "file"}
+    FileChange,
+    file_distribution,
+    skip={"flags", "resolutions", "applied_events"},
+    renames={"file_name": "file"},
 )
 # What a poll reads of a file's row to merge its changes into (file_change), in this order.
-FILE_READ_COLUMNS: Final = (*FILE.columns, *FLAG_COLUMNS, "stageResolutions")
+FILE_READ_COLUMNS: Final = (*FILE.columns, *FLAG_COLUMNS, "stageResolutions", "appliedEvents")
 _FIELDS: Final = len(FILE.columns)
 _FLAGS_END: Final = _FIELDS + len(FLAG_COLUMNS)
 # One frozenset per combination of flags a row shows, not one per row.
@@ -113,6 +117,7 @@ def file_params(c: FileChange) -> Params:
     for name in FLAG_COLUMNS:
         params[name] = 1 if name in c.flags else 0
     params["stageResolutions"] = encode_resolutions(c.resolutions)
+    params["appliedEvents"] = encode_events(c.applied_events)
     return params
 
 
@@ -130,6 +135,7 @@ def file_change(row: Sequence[Any]) -> FileChange:
         **dict(zip(FILE.fields, row[:_FIELDS], strict=True)),
         flags=flags,
         resolutions=decode_resolutions(row[_FLAGS_END]),
+        applied_events=decode_events(row[_FLAGS_END + 1]),
     )
 
 

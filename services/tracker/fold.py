@@ -14,6 +14,7 @@ from typing import Any, Final, NamedTuple
 
 from pydantic_core import to_json
 
+from services.tracker import file_events
 from services.tracker.rows import (
     FAILED,
     FILE_ERROR,
@@ -67,10 +68,6 @@ STAGE_OF_TOPIC_HEAD: Final[dict[str, str]] = {
     "done": "done",
     "failed": "failed",
 }
-
-TRIAGE_INDEX: Final = index(TRIAGE)
-POSITION: Final = {s.name: i for i, s in enumerate(PIPELINE)}
-
 
 STAGES_COUNT: Final = len(PIPELINE)
 
@@ -140,13 +137,7 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
         elif isinstance(event, DeadLetter):
             changes.add_dead_letter(_dead_letter_row(event, topic_prefix))
         elif isinstance(event, FileReassigned):
-            # The host's attempts before it handed the file back; `ip` moves with the next
-            # host's events (their higher `assignment`).
-            for attempt in event.attempts:
-                changes.add_attempt(
-                    _attempt_row(event.batch_id, event.file_name, event.stage, attempt)
-                )
-            changes.touch(event.batch_id, naive_utc(event.requested_at))
+            _reassigned(changes, event)
         elif isinstance(event, HostDrained):
             pass  # for the stages; the tables see where the drained host's files go next
         elif isinstance(event, BatchCancelled):
@@ -159,11 +150,36 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
     return changes
 
 
+_UPLOADED: Final = frozenset({file_events.UPLOAD})
+
+
 def _uploaded(changes: PollChanges, ev: FileUploaded, log_file_start: bool) -> None:
     at = naive_utc(ev.uploaded_at)
-    changes.add_file(FileChange(ev.batch_id, ev.file_name, at, at, audio_uri=ev.audio_uri))
+    changes.add_file(
+        FileChange(
+            ev.batch_id, ev.file_name, at, at, audio_uri=ev.audio_uri, applied_events=_UPLOADED
+        )
+    )
     if log_file_start:
         changes.add_log(_file_start(ev.batch_id, "distribute", ev.file_name, at))
+
+
+def _reassigned(changes: PollChanges, ev: FileReassigned) -> None:
+    """The host's attempts before it handed the file back; `ip` moves with the next host's
+    events (their higher `assignment`)."""
+    at = naive_utc(ev.requested_at)
+    changes.add_file(
+        FileChange(
+            ev.batch_id,
+            ev.file_name,
+            at,
+            at,
+            audio_uri=ev.audio_uri,
+            applied_events=frozenset({file_events.hand_back(ev.assignment, ev.stage)}),
+        )
+    )
+    for attempt in ev.attempts:
+        changes.add_attempt(_attempt_row(ev.batch_id, ev.file_name, ev.stage, attempt))
 
 
 def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_start: bool) -> None:
@@ -175,6 +191,12 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
         terminal = "done"
     elif ev.stage == TRIAGE and triage is not None and triage.route == "skip":
         terminal = "skipped"
+    applied = {file_events.stage_event(ctx.assignment, ev.stage)}
+    if ev.next_attempt > ctx.attempt_base + 1:
+        # `cofi retry` sent this input back after its next stage failed: wait for that failure.
+        retried = following(ev.stage)
+        if retried is not None:
+            applied.add(file_events.announced_failure(ctx.assignment, retried.name))
     changes.add_file(
         FileChange(
             ev.batch_id,
@@ -192,7 +214,10 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
             triage_route=triage.route if triage else None,
             triage_rule=_short_opt(triage.rule) if triage else None,
             triage_reason=_short_text(triage.reason, MAX_ERROR) if triage else None,
-            resolutions=_finished(at, POSITION[ev.stage], terminal == "skipped"),
+            triage_assignment=ctx.assignment if triage else None,
+            triage_attempt=_triage_attempt(ev) if triage else None,
+            resolutions=_finished(at, index(ev.stage), terminal == "skipped"),
+            applied_events=frozenset(applied),
         )
     )
     for attempt in ev.attempts:
@@ -201,6 +226,14 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
         entered = following(ev.stage)  # the stage the file enters next
         if entered is not None:
             changes.add_log(_file_start(ev.batch_id, entered.name, ev.file_name, at))
+
+
+def _triage_attempt(ev: FileStageCompleted) -> int:
+    """The triage's own event carries its attempt; a later stage's copy of the decision
+    ranks below every triage of its assignment."""
+    if ev.stage != TRIAGE:
+        return 0
+    return max((a.number for a in ev.attempts), default=ev.next_attempt)
 
 
 def _failed(changes: PollChanges, ev: FileFailed) -> None:
@@ -221,7 +254,8 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
             failed_stage=ev.stage,
             failed_error=error,
             failed_at=at,
-            resolutions=_failed_from(at, POSITION[ev.stage]),
+            resolutions=_failed_from(at, index(ev.stage)),
+            applied_events=frozenset({file_events.failure(assignment, ev.stage)}),
         )
     )
     for attempt in ev.attempts:
@@ -362,7 +396,14 @@ def _context_of(input_event: dict[str, Any]) -> tuple[str | None, str | None, in
     FileStageCompleted)."""
     ctx = input_event.get("context")
     if not isinstance(ctx, dict):
-        return None, None, 0
+        # A distribution failure carries its upload or hand-back, whose assignment is its own.
+        moved = input_event.get("assignment")
+        uri = input_event.get("audio_uri")
+        return (
+            None,
+            uri if isinstance(uri, str) else None,
+            moved if isinstance(moved, int) and 0 <= moved < 2**31 else 0,
+        )
     host, uri, assignment = ctx.get("host"), ctx.get("audio_uri"), ctx.get("assignment")
     return (
         _short_opt(host) if isinstance(host, str) else None,

@@ -109,6 +109,20 @@ def _min_time(a: datetime | None, b: datetime | None) -> datetime | None:
     return min(a, b)
 
 
+def _triage_order(c: "FileChange") -> tuple[int, int, str, str, str]:
+    """The later triage decision sorts higher; equal orders fall back on the decision itself,
+    so the join does not depend on the order of events."""
+    if c.triage_route is None:
+        return (-2, 0, "", "", "")
+    return (
+        -1 if c.triage_assignment is None else c.triage_assignment,
+        c.triage_attempt or 0,
+        c.triage_route,
+        c.triage_rule or "",
+        c.triage_reason or "",
+    )
+
+
 @dataclass(frozen=True)
 class FileChange:
     """What a poll's events say about one file; `merge` is the same rule the upsert applies."""
@@ -130,7 +144,14 @@ class FileChange:
     triage_route: str | None = None
     triage_rule: str | None = None
     triage_reason: str | None = None
+    # Which triage decided (its assignment, then its attempt; 0 for a later stage's copy of
+    # the decision): the latest decides, whatever order the events come in.
+    triage_assignment: int | None = None
+    triage_attempt: int | None = None
     resolutions: Resolutions = ()
+    # The events of the file applied so far (file_events.py); None for a row written before
+    # the tracker kept them.
+    applied_events: frozenset[str] | None = frozenset()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -151,7 +172,7 @@ class FileChange:
             > (self.failed_at, self.failed_stage or "", self.failed_error or "")
         ):
             failure = other
-        triage = self if self.triage_route is not None else other
+        triage = self if _triage_order(self) >= _triage_order(other) else other
         ip = self
         # One assignment has one host; a later assignment wins (a tie, which should not
         # happen, goes to the smaller host, so the join does not depend on event order).
@@ -176,7 +197,14 @@ class FileChange:
             triage_route=triage.triage_route,
             triage_rule=triage.triage_rule,
             triage_reason=triage.triage_reason,
+            triage_assignment=triage.triage_assignment,
+            triage_attempt=triage.triage_attempt,
             resolutions=merge_resolutions(self.resolutions, other.resolutions),
+            applied_events=(
+                None
+                if self.applied_events is None or other.applied_events is None
+                else self.applied_events | other.applied_events
+            ),
         )
 
     def cancelled_at(self, at: datetime) -> "FileChange":

@@ -13,17 +13,18 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
-    # Raised, a busy pipeline's events arrive in fewer, fuller fetches and the tracker's CPU per
-    # file falls (bench/FINDINGS.md); but the crash suite then once saw a batch Complete before
-    # three files' earlier stage events were applied (topics lag each other): default off.
+    # A busy pipeline's events arrive in fewer, fuller fetches (each lists every partition of
+    # every topic it reads, decoded in Python); the tables lag by at most the wait. Topics
+    # then lag each other more, which the tables allow for: a file ends only when every event
+    # of its route is applied (file_events.py).
     tracker_fetch_min_bytes: int = Field(
-        default=1,
+        default=1_048_576,
         ge=1,
-        description="A fetch waits for this many bytes of events (1 MiB: about 1,300) or "
+        description="A fetch waits for this many bytes of events (about 1,300) or "
         "TRACKER_FETCH_MAX_WAIT_MS, whichever comes first",
     )
     tracker_fetch_max_wait_ms: int = Field(
-        default=100,
+        default=500,
         ge=0,
         le=5_000,
         description="Longest a fetch waits for TRACKER_FETCH_MIN_BYTES: how far the tables "

@@ -19,18 +19,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    literal_column,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tracker.batch_status import (
@@ -59,6 +48,7 @@ from services.tracker.columns import (
     file_change,
     file_params,
 )
+from services.tracker.file_events import decode_events
 from services.tracker.milestones import FileResolutions, StageToFinalize, final_milestones
 from services.tracker.rows import (
     STAGE_PROGRESS,
@@ -71,6 +61,7 @@ from services.tracker.rows import (
     file_key,
 )
 from services.tracker.tables import (
+    FLAG_COLUMNS,
     batch_execution_log,
     batch_status,
     dead_letters,
@@ -438,8 +429,8 @@ async def _cancel_unfinished_files(
             continue
         params.append({"batch": batch_id, "at": at})
         batch = counts[batch_id]
-        for key in [k for k in batch if k[2] is None]:  # no terminal state yet
-            moved = (key[0], key[1], "cancelled", key[3])
+        for key in [k for k in batch if k.terminal_state is None]:
+            moved = key._replace(terminal_state="cancelled")
             batch[moved] = batch.get(moved, 0) + batch.pop(key)
     if not params:
         return []
@@ -461,16 +452,15 @@ async def _signatures(
     conn: AsyncConnection, batch_ids: list[str]
 ) -> dict[str, list[FileSignature]]:
     t = file_distribution
-    one: ColumnElement[Any] = literal_column("1")
-    zero: ColumnElement[Any] = literal_column("0")
-    # Per stage, 1 when the file's columns show it went through: its flag, or its decision.
-    through = [
-        func.coalesce(t.c[s.flag_column], zero)
-        if s.flag_column is not None
-        else case((t.c[str(s.decision_column)].is_not(None), one), else_=zero)
-        for s in PIPELINE
+    keys = [
+        t.c.batchId,
+        *(t.c[name] for name in FLAG_COLUMNS),
+        t.c.ip.is_not(None),
+        t.c.triageRoute,
+        t.c.terminalState,
+        t.c.failedStage,
+        t.c.appliedEvents,
     ]
-    keys = [t.c.batchId, *through, t.c.triageRoute, t.c.terminalState, t.c.failedStage]
     query = (
         select(*keys, func.count(), func.max(t.c.finishedAt))
         .where(t.c.batchId.in_(batch_ids))
@@ -479,16 +469,24 @@ async def _signatures(
     result: dict[str, list[FileSignature]] = {}
     for row in await conn.execute(query):
         values: tuple[Any, ...] = tuple(row)
-        batch_id, marks = values[0], values[1 : 1 + len(PIPELINE)]
-        route, terminal, failed_stage, count, finished_at = values[-5:]
-        result.setdefault(batch_id, []).append(
-            FileSignature(
-                count=int(count),
-                finished=frozenset(s.name for s, mark in zip(PIPELINE, marks, strict=True) if mark),
+        batch_id, marks = values[0], values[1 : 1 + len(FLAG_COLUMNS)]
+        assigned, route, terminal, failed_stage, applied, count, finished_at = values[-7:]
+        flags = frozenset(f for f, mark in zip(FLAG_COLUMNS, marks, strict=True) if mark)
+        one = file_signature(
+            FileChange(
+                batch_id,
+                "",
+                finished_at,
+                finished_at,
+                ip="" if assigned else None,
+                flags=flags,
                 triage_route=route,
                 terminal_state=terminal,
                 failed_stage=failed_stage,
-                finished_at=finished_at,
+                applied_events=decode_events(applied),
             )
+        )
+        result.setdefault(batch_id, []).append(
+            replace(one, count=int(count), finished_at=finished_at)
         )
     return result

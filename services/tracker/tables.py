@@ -66,6 +66,11 @@ file_distribution = Table(
     Column("stageResolutions", Text),
     # Added by 0006: which assignment `ip` is (0 the distributor's first; failovers count up).
     Column("assignment", Integer, nullable=False, server_default="0"),
+    # Added by 0007: which triage decided (the latest by assignment, then attempt), and the
+    # file's events applied so far (file_events.py): its end waits for every one of its route.
+    Column("triageAssignment", Integer),
+    Column("triageAttempt", Integer),
+    Column("appliedEvents", Text),
     UniqueConstraint("batchId", "fileKey", name="uq_fileDistribution_batch_file"),
 )
 

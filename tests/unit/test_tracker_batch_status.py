@@ -120,10 +120,23 @@ def test_entered_means_finished_the_stage_before() -> None:
     assert tally([failed_at("lid")], index("lid")).entered == 1
 
 
-def test_a_later_flag_implies_the_earlier_stages() -> None:
-    # The llm1 event was applied before the lid event still behind on its partition.
+def test_a_later_event_does_not_finish_an_earlier_stage() -> None:
+    # The llm1 event was applied before the lid event still behind on its partition: lid
+    # waits for its own event (issue 19, item 7).
     ahead = FileSignature(1, frozenset({"distribute", "triage", "llm1"}), triage_route="stt")
-    assert tally([ahead], index("lid")).finished == 1
+    assert tally([ahead], index("lid")).finished == 0
+    assert tally([ahead], index("llm1")).finished == 1
+
+
+def test_an_end_not_settled_holds_the_last_stage() -> None:
+    # Done, every flag applied, but some event of its route (its upload, say) is unread.
+    unsettled = FileSignature(1, through("llm2"), "stt", "done", ended=False)
+    assert tally([unsettled], index("llm2")).finished == 0
+    row, _ = recompute("b", None, closed(1), [unsettled], {}, 100)
+    assert row.status != "Complete"
+    settled = FileSignature(1, through("llm2"), "stt", "done")
+    row, _ = recompute("b", None, closed(1), [settled], {}, 100)
+    assert row.status == "Complete"
 
 
 def test_done_wins_over_failed() -> None:
@@ -255,8 +268,9 @@ def test_a_cancel_that_came_too_late_leaves_the_batch_complete() -> None:
 
 
 def test_a_stage_is_known_by_its_position_in_the_pipeline() -> None:
-    # Only the last stage ends a file done, whatever its flags say.
-    assert FileSignature(1, terminal_state="done").reached == len(PIPELINE) - 1
+    # A stage is finished by its own event: a done file waits for the rest of its events.
+    assert FileSignature(1, through("llm2"), terminal_state="done").reached == len(PIPELINE) - 1
+    assert FileSignature(1, terminal_state="done").reached == -1
     assert FileSignature(1).reached == -1
     assert FileSignature(1, through("lid")).outcome(index("lid")) == "finished"
     assert FileSignature(1, through("lid")).entered(index("triage"))
