@@ -6,13 +6,8 @@ The store keeps, per batch, how many files share each combination of progress co
 (`logged_before`: those the counts before it had crossed). The counts move only with file
 rows that change, so applying a poll twice changes nothing.
 
-How a file counts for a stage (`outcome`):
-- finished: it finished the stage or any later one;
-- skipped: triage routed it out before the stage (any stage after triage);
-- failed: its terminal state is failed at or before the stage;
-- cancelled: its batch was cancelled before the file got through the stage;
-- pending: none of these yet; it has *entered* the stage if it finished the stage before.
-A stage is Complete when the batch is closed (`totalFiles` known), every announced file is
+How a file counts for a stage: signatures.py (`FileSignature.outcome`). A stage is
+Complete when the batch is closed (`totalFiles` known), every announced file is
 known and every known file is finished, skipped or failed for it. So a stage that finished
 with failures shows Complete: its failures are counted in `failedFiles` of its
 `stage_complete` row, in the `file_error` rows and in the batch's `failedFiles`, never by
@@ -30,24 +25,21 @@ rewrites them from the events alone (milestones.py), so the final rows do not de
 order of consumption.
 """
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import cached_property, lru_cache
-from typing import Final, NamedTuple, TypeVar
+from typing import Final, TypeVar
 
-from services.tracker import file_events
-from services.tracker.rows import (
+from services.tracker.poll_changes import (
     STAGE_COMPLETE,
     STAGE_PROGRESS,
     STAGE_START,
     BatchTouch,
-    FileChange,
     LogRow,
     sha256_of,
 )
-from shared.pipeline import PIPELINE, TRIAGE, index
+from services.tracker.signatures import FileSignature
+from shared.pipeline import PIPELINE
 
 PENDING: Final = "Pending"
 IN_PROGRESS: Final = "InProgress"
@@ -55,167 +47,6 @@ COMPLETE: Final = "Complete"
 CANCELLED: Final = "Cancelled"
 
 _T = TypeVar("_T", int, datetime)
-
-# Stage positions are shared.pipeline's: "distribute" is 0, the last stage len(PIPELINE) - 1.
-LAST_INDEX: Final = len(PIPELINE) - 1
-NOTHING: Final = -1  # the position of a file that has not been through any stage
-
-
-@dataclass(frozen=True)
-class FileSignature:
-    """A combination of a file's progress columns, and how many files of the batch have it."""
-
-    count: int
-    # The stages its columns show it went through: a done flag set, or a decision made (the
-    # stage's `flag_column` / `decision_column` in shared/pipeline.py).
-    finished: frozenset[str] = frozenset()
-    triage_route: str | None = None
-    terminal_state: str | None = None
-    failed_stage: str | None = None
-    finished_at: datetime | None = None  # the latest `finishedAt` of these files
-    # Every event of the file's route applied (file_events.py): only then does its end
-    # resolve the last stage, so the batch is not Complete with events of it unread.
-    ended: bool = True
-
-    @cached_property  # asked for every stage of every signature on each poll
-    def reached(self) -> int:
-        """Position of the furthest stage whose own event is applied."""
-        return max((index(stage) for stage in self.finished), default=NOTHING)
-
-    def outcome(self, position: int) -> str:
-        """ "finished", "skipped", "failed", "cancelled" or "pending" for the stage at
-        `position`."""
-        found = self._outcome(position)
-        if position == LAST_INDEX and found != "cancelled" and not self.ended:
-            return "pending"
-        return found
-
-    def _outcome(self, position: int) -> str:
-        # A stage counts finished by its own event, never by a later one: that later event
-        # may have been read before this one, which is still on another partition.
-        if PIPELINE[position].name in self.finished:
-            return "finished"
-        if self.triage_route == "skip" and position > index(TRIAGE):
-            return "skipped"
-        if self.terminal_state == "failed" and self._failed_index() <= position:
-            return "failed"
-        if self.terminal_state == "cancelled":
-            return "cancelled"
-        return "pending"
-
-    def entered(self, position: int) -> bool:
-        outcome = self.outcome(position)
-        if outcome == "finished":
-            return True
-        if outcome == "failed":
-            return self._failed_index() == position
-        return outcome in ("pending", "cancelled") and self.reached >= position - 1
-
-    def _failed_index(self) -> int:
-        # A failure that names no stage counts from the first one.
-        return index(self.failed_stage) if self.failed_stage else 0
-
-
-def file_signature(c: FileChange) -> FileSignature:
-    """A file's row as the one file of its signature: the stages whose events are applied,
-    triage route, terminal state, failed stage, and whether its end is settled."""
-    if c.applied_events is not None:
-        finished, ended = file_events.progress(c.applied_events, c.terminal_state, c.failed_stage)
-        return FileSignature(
-            1, finished, c.triage_route, c.terminal_state, c.failed_stage, None, ended
-        )
-    return FileSignature(
-        1,
-        legacy_finished(c.flags, c.ip is not None, c.triage_route is not None, c.terminal_state),
-        c.triage_route,
-        c.terminal_state,
-        c.failed_stage,
-    )
-
-
-@lru_cache(maxsize=1024)
-def legacy_finished(
-    flags: frozenset[str], host_assigned: bool, triaged: bool, terminal: str | None
-) -> frozenset[str]:
-    """A row written before the tracker kept its events: the stages its columns show it went
-    through (a done flag set, a decision made; every stage for a done file)."""
-    if terminal == "done":
-        return ALL_STAGES
-    decided = {"ip": host_assigned, "triageRoute": triaged}
-    return frozenset(
-        s.name
-        for s in PIPELINE
-        if (s.flag_column is not None and s.flag_column in flags)
-        or (s.decision_column is not None and decided[s.decision_column])
-    )
-
-
-ALL_STAGES: Final = frozenset(s.name for s in PIPELINE)
-
-
-class SignatureKey(NamedTuple):
-    """What makes two files of a batch count alike (a `FileSignature` without its count)."""
-
-    finished: frozenset[str]
-    triage_route: str | None
-    terminal_state: str | None
-    failed_stage: str | None
-    ended: bool
-
-
-def signature_key(sig: FileSignature) -> SignatureKey:
-    return SignatureKey(
-        sig.finished, sig.triage_route, sig.terminal_state, sig.failed_stage, sig.ended
-    )
-
-
-def count_signatures(counts: Mapping[SignatureKey, int]) -> list[FileSignature]:
-    return [
-        FileSignature(
-            n, k.finished, k.triage_route, k.terminal_state, k.failed_stage, None, k.ended
-        )
-        for k, n in counts.items()
-        if n
-    ]
-
-
-def encode_counts(signatures: Iterable[FileSignature]) -> str:
-    """The batch's signature counts as JSON text, in a fixed order (the same counts give the
-    same text): `[["01101000", route, terminal, failedStage, count], ...]`, with a sixth
-    element 0 for files whose end is not settled yet."""
-    merged: dict[SignatureKey, int] = {}
-    for sig in signatures:
-        key = signature_key(sig)
-        merged[key] = merged.get(key, 0) + sig.count
-    entries = sorted(
-        (
-            "".join("1" if s.name in k.finished else "0" for s in PIPELINE),
-            k.triage_route or "",
-            k.terminal_state or "",
-            k.failed_stage or "",
-            n,
-            k.ended,
-        )
-        for k, n in merged.items()
-        if n
-    )
-    return json.dumps(
-        [
-            [m, r or None, t or None, f or None, n, *(() if ended else (0,))]
-            for m, r, t, f, n, ended in entries
-        ]
-    )
-
-
-def decode_counts(text: str) -> dict[SignatureKey, int]:
-    out: dict[SignatureKey, int] = {}
-    for marks, route, terminal, failed, n, *ended in json.loads(text):
-        settled = not ended or bool(ended[0])
-        finished = frozenset(s.name for s, m in zip(PIPELINE, marks, strict=True) if m == "1")
-        if terminal == "done" and settled:
-            finished = ALL_STAGES  # a settled done file went through every stage
-        out[SignatureKey(finished, route, terminal, failed, settled)] = int(n)
-    return out
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Rows to statement parameters (and a batchStatus row back), derived from the row dataclasses
-(rows.py, batch_status.py) and the tables (tables.py), so a new column is one field.
+(poll_changes.py, batch_status.py) and the tables (tables.py), so a new column is one field.
 
 A field fills the column of its own name when the table has one (the seed's snake_case
 columns: `call_id`, `stage_name`), else the column of its camelCase name (`attempt_key` ->
@@ -18,7 +18,7 @@ from sqlalchemy.schema import DefaultClause
 from services.tracker.batch_status import BatchStatusRow
 from services.tracker.bulk_insert import Params
 from services.tracker.file_events import decode_events, encode_events
-from services.tracker.rows import (
+from services.tracker.poll_changes import (
     AttemptRow,
     DeadLetterRow,
     FileChange,

@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple
 from pydantic_core import to_json
 
 from services.tracker import file_events
-from services.tracker.rows import (
+from services.tracker.poll_changes import (
     FAILED,
     FILE_ERROR,
     FILE_START,

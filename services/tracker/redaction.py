@@ -11,7 +11,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from services.tracker.rows import PollChanges
+from services.tracker.poll_changes import PollChanges
 
 REDACTED = "[redacted]"
 

@@ -2,7 +2,7 @@
 SQLite.
 
 Each overwrites the row with values computed under the batch's row lock (store.py): the
-file's merged state (`FileChange.merge`, rows.py), the batch's recomputed row, a milestone's
+file's merged state (`FileChange.merge`, poll_changes.py), the batch's recomputed row, a milestone's
 final values. Writing the same values again changes nothing.
 """
 

@@ -4,13 +4,13 @@ from datetime import datetime
 
 from services.tracker.batch_status import (
     BatchStatusRow,
-    FileSignature,
     LoggedMilestones,
     recompute,
     stage_status,
     tally,
 )
-from services.tracker.rows import BatchTouch
+from services.tracker.poll_changes import BatchTouch
+from services.tracker.signatures import FileSignature
 from services.tracker.tables import batch_status, file_distribution
 from shared.pipeline import PIPELINE, index
 

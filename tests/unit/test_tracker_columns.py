@@ -7,7 +7,7 @@ import pytest
 
 from services.tracker import columns
 from services.tracker.batch_status import BatchStatusRow
-from services.tracker.rows import AttemptRow, FileChange, file_key
+from services.tracker.poll_changes import AttemptRow, FileChange, file_key
 from services.tracker.tables import FLAG_COLUMNS, STATUS_COLUMNS, batch_status, processing_logs
 
 T = datetime(2026, 1, 15, 12, 0)

@@ -16,7 +16,7 @@ from services.tracker.fold import (
     fold,
     stage_of_topic,
 )
-from services.tracker.rows import FileChange, PollChanges, file_key, sha256_of
+from services.tracker.poll_changes import FileChange, PollChanges, file_key, sha256_of
 from services.tracker.service import Tracker, TrackerOptions
 from shared.events import (
     Attempt,
