@@ -40,11 +40,13 @@ from services.tracker.poll_changes import (
 )
 from services.tracker.signatures import FileSignature
 from shared.pipeline import PIPELINE
+from shared.status import Status
 
-PENDING: Final = "Pending"
-IN_PROGRESS: Final = "InProgress"
-COMPLETE: Final = "Complete"
-CANCELLED: Final = "Cancelled"
+# The status words (shared/status.py), as the plain strings the columns hold.
+PENDING: Final = Status.PENDING.value
+IN_PROGRESS: Final = Status.IN_PROGRESS.value
+COMPLETE: Final = Status.COMPLETE.value
+CANCELLED: Final = Status.CANCELLED.value
 
 _T = TypeVar("_T", int, datetime)
 

@@ -8,9 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.tracker.tables import batch_status
 from shared.metrics import BatchMetrics
+from shared.status import FINISHED
 
 # A batch in one of these states moves no more.
-FINAL_STATUSES = ("Complete", "Cancelled")
+FINAL_STATUSES = tuple(sorted(s.value for s in FINISHED))
 
 
 def unix_seconds(at: datetime) -> float:

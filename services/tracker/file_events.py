@@ -19,20 +19,25 @@ two polls' is a union and any order of the same events gives the same set:
   poison record is the event before it, and it will never be applied).
 
 What a file's end waits for: its upload; at its last assignment every stage of its route
-(done: all; skipped: up to triage; failed at S: those before S); at each earlier assignment
-the stages before the stage it was handed back at, and the hand-back itself; every failure a
-retry announced.
+(done or skipped: those its triage route goes through; failed at S: those before S); at
+each earlier assignment the stages before the stage it was handed back at, and the
+hand-back itself; every failure a retry announced.
 """
 
 from functools import lru_cache
 from typing import Final, NamedTuple
 
-from shared.pipeline import PIPELINE, TRIAGE, index
+from shared.pipeline import PIPELINE, TRIAGE, index, skipped_by, spec
 
 UPLOAD: Final = "u"
 _STAGE, _HANDBACK, _FAILURE, _ANNOUNCED, _LETTER = ":", ">", "!", "*", "?"
 _SEPARATORS: Final = (_STAGE, _HANDBACK, _FAILURE, _ANNOUNCED)
 _ALL: Final = tuple(s.name for s in PIPELINE)
+# Per triage route, the stages a file it sends goes through.
+_ROUTE: Final[dict[str | None, tuple[str, ...]]] = {
+    route: tuple(s.name for s in PIPELINE if s not in skipped_by(TRIAGE, route))
+    for route in spec(TRIAGE).routes
+}
 
 Events = frozenset[str]
 
@@ -120,7 +125,9 @@ def _before(stage: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=65_536)
-def progress(events: Events, terminal: str | None, failed_stage: str | None) -> Progress:
+def progress(
+    events: Events, terminal: str | None, failed_stage: str | None, route: str | None
+) -> Progress:
     """The stages whose events are applied (at any assignment: a stage a file went through
     before a failover stays finished, as its done flag does), and whether its end is
     settled."""
@@ -136,10 +143,8 @@ def progress(events: Events, terminal: str | None, failed_stage: str | None) -> 
         ended = any(
             _route_applied(p, k, _before(stage)) for k, stage in p.failures if stage == failed_stage
         )
-    elif terminal == "skipped":
-        ended = _route_applied(p, p.last, _ALL[: index(TRIAGE) + 1])
-    else:
-        ended = _route_applied(p, p.last, _ALL)
+    else:  # done, or skipped: every stage its triage route goes through
+        ended = _route_applied(p, p.last, _ROUTE.get(route, _ALL))
     return Progress(finished, ended)
 
 

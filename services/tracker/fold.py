@@ -50,7 +50,8 @@ from shared.events import (
     HostDrained,
     PipelineEvent,
 )
-from shared.pipeline import PIPELINE, TRIAGE, following, index
+from shared.pipeline import PIPELINE, TRIAGE, following, index, next_stage
+from shared.status import Status
 
 TRACKER_CONSUMER: Final = "tracker"
 
@@ -189,8 +190,8 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
     terminal: str | None = None
     if ev.stage == LAST_STAGE:
         terminal = "done"
-    elif ev.stage == TRIAGE and triage is not None and triage.route == "skip":
-        terminal = "skipped"
+    elif ev.stage == TRIAGE and triage is not None and next_stage(TRIAGE, triage.route) is None:
+        terminal = "skipped"  # routed to `done`
     applied = {file_events.stage_event(ctx.assignment, ev.stage)}
     if ev.next_attempt > ctx.attempt_base + 1:
         # `cofi retry` sent this input back after its next stage failed: wait for that failure.
@@ -318,7 +319,7 @@ def _file_start(batch_id: str, stage: str, file_name: str, at: datetime) -> LogR
         event_type=FILE_START,
         created_at=at,
         file_name=file_name,
-        status="InProgress",
+        status=Status.IN_PROGRESS.value,
     )
 
 

@@ -25,11 +25,18 @@ from typing import Final, NamedTuple
 
 from services.tracker import file_events
 from services.tracker.poll_changes import FileChange
-from shared.pipeline import PIPELINE, TRIAGE, index
+from shared.pipeline import PIPELINE, TRIAGE, index, skipped_by, spec
 
 # Stage positions are shared.pipeline's: "distribute" is 0, the last stage len(PIPELINE) - 1.
 LAST_INDEX: Final = len(PIPELINE) - 1
 NOTHING: Final = -1  # the position of a file that has not been through any stage
+
+
+# Per triage route, the positions of the stages a file it sends never goes through.
+_SKIPPED: Final[dict[str | None, frozenset[int]]] = {
+    route: frozenset(index(s.name) for s in skipped_by(TRIAGE, route))
+    for route in spec(TRIAGE).routes
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class FileSignature:
         # may have been read before this one, which is still on another partition.
         if PIPELINE[position].name in self.finished:
             return "finished"
-        if self.triage_route == "skip" and position > index(TRIAGE):
+        if position in _SKIPPED.get(self.triage_route, ()):
             return "skipped"
         if self.terminal_state == "failed" and self._failed_index() <= position:
             return "failed"
@@ -91,7 +98,9 @@ def file_signature(c: FileChange) -> FileSignature:
     """A file's row as the one file of its signature: the stages whose events are applied,
     triage route, terminal state, failed stage, and whether its end is settled."""
     if c.applied_events is not None:
-        finished, ended = file_events.progress(c.applied_events, c.terminal_state, c.failed_stage)
+        finished, ended = file_events.progress(
+            c.applied_events, c.terminal_state, c.failed_stage, c.triage_route
+        )
         return FileSignature(
             1, finished, c.triage_route, c.terminal_state, c.failed_stage, None, ended
         )

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 from shared import pipeline
+from shared.status import Status
 
 _MYSQL = ("mysql", "mariadb")
 
@@ -79,8 +80,8 @@ batch_status = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("batchId", String(64), nullable=False),
-    *(Column(name, String(50), server_default="Pending") for name in STATUS_COLUMNS),
-    Column("status", String(50), server_default="Pending"),
+    *(Column(name, String(50), server_default=Status.PENDING.value) for name in STATUS_COLUMNS),
+    Column("status", String(50), server_default=Status.PENDING.value),
     # Added by cofi.
     Column("totalFiles", Integer),  # from BatchClosed; NULL while the batch is open
     Column("knownFiles", Integer, nullable=False, server_default="0"),
