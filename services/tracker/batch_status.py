@@ -168,12 +168,14 @@ def recompute(
 ) -> tuple[BatchStatusRow, list[LogRow]]:
     """The batch's new row and the milestones to log, from its files' current counts."""
     sigs = list(signatures)
-    total = latest(existing.total_files if existing else None, touch.total_files)
+    # The first close decides the batch's size (poll_changes.py `BatchTouch.close`).
+    first_close = existing is not None and existing.total_files is not None
+    total = existing.total_files if existing and first_close else touch.total_files
     updated_at = latest(existing.updated_at if existing else None, touch.last_at)
     # Milestones are stamped with the batch's latest event time, not this poll's: a poll that
     # redelivers older events after a crash stamps what the original poll would have.
     at = updated_at or touch.last_at
-    closed_at = earliest(existing.closed_at if existing else None, touch.closed_at)
+    closed_at = existing.closed_at if existing and first_close else touch.closed_at
     cancelled_at, cancel_reason = _first_cancel(existing, touch)
     cancelled = cancelled_at is not None or (existing is not None and existing.cancelled)
     statuses: dict[str, str] = {}

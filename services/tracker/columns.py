@@ -18,15 +18,8 @@ from sqlalchemy.schema import DefaultClause
 from services.tracker.batch_status import BatchStatusRow
 from services.tracker.bulk_insert import Params
 from services.tracker.file_events import decode_events, encode_events
-from services.tracker.poll_changes import (
-    AttemptRow,
-    DeadLetterRow,
-    FileChange,
-    LogRow,
-    decode_resolutions,
-    encode_resolutions,
-    file_key,
-)
+from services.tracker.poll_changes import AttemptRow, DeadLetterRow, FileChange, LogRow, file_key
+from services.tracker.resolutions import decode_resolutions, encode_resolutions
 from services.tracker.tables import (
     FLAG_COLUMNS,
     STATUS_COLUMNS,

@@ -4,40 +4,29 @@ The fold merges everything a poll says about one file into one `FileChange` firs
 store writes one row per file per poll whatever the number of events.
 """
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from datetime import datetime
+from typing import Any, Final
 
 from pydantic_core import to_json
 
 from services.tracker import file_events
+from services.tracker.letters import RecordMeta as RecordMeta  # the records' side, re-exported
+from services.tracker.letters import Undecodable as Undecodable
+from services.tracker.letters import dead_letter_row, letter_failure, undecodable_row
 from services.tracker.poll_changes import (
-    FAILED,
     FILE_ERROR,
     FILE_START,
-    FINISHED,
-    SKIPPED,
     AttemptRow,
     DeadLetterRow,
     FileChange,
     LogRow,
     PollChanges,
-    Resolutions,
     naive_utc,
-    resolution,
     sha256_of,
 )
-from services.tracker.storable import (
-    MAX_BATCH_ID,
-    MAX_ERROR,
-    MAX_FILE_NAME,
-    MAX_SHORT,
-    storable_event,
-)
+from services.tracker.resolutions import failed_from, finished_through
+from services.tracker.storable import MAX_ERROR, MAX_URI, short_opt, short_text, storable_event
 from shared.events import (
     Attempt,
     BatchCancelled,
@@ -53,62 +42,13 @@ from shared.events import (
 from shared.pipeline import PIPELINE, TRIAGE, following, index, next_stage
 from shared.status import Status
 
-TRACKER_CONSUMER: Final = "tracker"
-
 NO_FLAGS: Final[frozenset[str]] = frozenset()
 FLAGS_OF_STAGE: Final = {
     s.name: frozenset({s.flag_column}) for s in PIPELINE if s.flag_column is not None
 }
 # A file that finishes the last stage is done.
 LAST_STAGE: Final = PIPELINE[-1].name
-# The stage that reads a topic, by the topic's first name after the prefix: the first stage
-# reads the uploads, every other one the topic named after it (per host or not).
-STAGE_OF_TOPIC_HEAD: Final[dict[str, str]] = {
-    "uploads": PIPELINE[0].name,
-    **{s.name: s.name for s in PIPELINE[1:]},
-    "done": "done",
-    "failed": "failed",
-}
-
-STAGES_COUNT: Final = len(PIPELINE)
-
-
-def _finished(at: datetime, through: int, skipped: bool) -> Resolutions:
-    """A file that finished the stage at `through` (and so every earlier one); triaged out,
-    it is skipped for every stage after triage."""
-    done: Resolutions = (resolution(at, FINISHED),) * (through + 1)
-    rest = STAGES_COUNT - through - 1
-    if skipped:
-        return done + (resolution(at, SKIPPED),) * rest
-    return done + (None,) * rest
-
-
-def _failed_from(at: datetime, stage: int) -> Resolutions:
-    """A file that failed at `stage`: failed for it and every later stage."""
-    return (None,) * stage + (resolution(at, FAILED),) * (STAGES_COUNT - stage)
-
-
 Decoded = PipelineEvent
-
-
-class RecordMeta(NamedTuple):
-    """Where a record was read; identifies it for dead letters and its time for their rows.
-    (A tuple: one is made for every record, and a tuple is made faster than a dataclass.)"""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None = None
-
-
-@dataclass(frozen=True)
-class Undecodable:
-    meta: RecordMeta
-    value: bytes | None
-    error: str
-
-
 TrackedEvent = Decoded | Undecodable
 
 
@@ -120,7 +60,7 @@ def decode(meta: RecordMeta, value: bytes | None) -> TrackedEvent:
     try:
         return storable_event.validate_json(value)
     except Exception as exc:  # a pydantic error, or anything else the bytes provoke
-        return Undecodable(meta, value, f"undecodable: {_short_text(str(exc), 1000)}")
+        return Undecodable(meta, value, f"undecodable: {short_text(str(exc), 1000)}")
 
 
 def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: bool) -> PollChanges:
@@ -136,7 +76,7 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
         elif isinstance(event, FileFailed):
             _failed(changes, event)
         elif isinstance(event, DeadLetter):
-            changes.add_dead_letter(_dead_letter_row(event, topic_prefix))
+            _letter(changes, dead_letter_row(event, topic_prefix))
         elif isinstance(event, FileReassigned):
             _reassigned(changes, event)
         elif isinstance(event, HostDrained):
@@ -145,10 +85,20 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
             # The store marks the batch's unfinished files cancelled, including files that
             # only show up later: stages stop starting them, so no other event will come.
             at = naive_utc(event.cancelled_at)
-            changes.touch(event.batch_id, at).cancel(at, _short_text(event.reason, MAX_ERROR))
+            changes.touch(event.batch_id, at).cancel(at, short_text(event.reason, MAX_ERROR))
         else:
-            changes.add_dead_letter(_undecodable_row(event, topic_prefix))
+            _letter(changes, undecodable_row(event, topic_prefix))
     return changes
+
+
+def _letter(changes: PollChanges, row: DeadLetterRow) -> None:
+    """Keep the letter; the file it names, if any, ends failed (letters.py)."""
+    changes.add_dead_letter(row)
+    failure = letter_failure(row)
+    if failure is not None:
+        change, log = failure
+        changes.add_file(change)
+        changes.add_log(log)
 
 
 _UPLOADED: Final = frozenset({file_events.UPLOAD})
@@ -205,7 +155,7 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
             created_at=at,
             updated_at=at,
             audio_uri=ctx.audio_uri,
-            ip=_short_opt(ctx.host),
+            ip=short_opt(ctx.host),
             assignment=ctx.assignment,
             flags=FLAGS_OF_STAGE.get(ev.stage, NO_FLAGS),
             terminal_state=terminal,
@@ -213,11 +163,11 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
             # Every later event carries the decision too: the file row gets it even if the
             # triage event itself is still behind on its partition.
             triage_route=triage.route if triage else None,
-            triage_rule=_short_opt(triage.rule) if triage else None,
-            triage_reason=_short_text(triage.reason, MAX_ERROR) if triage else None,
+            triage_rule=short_opt(triage.rule) if triage else None,
+            triage_reason=short_text(triage.reason, MAX_ERROR) if triage else None,
             triage_assignment=ctx.assignment if triage else None,
             triage_attempt=_triage_attempt(ev) if triage else None,
-            resolutions=_finished(at, index(ev.stage), terminal == "skipped"),
+            resolutions=finished_through(at, index(ev.stage), terminal == "skipped"),
             applied_events=frozenset(applied),
         )
     )
@@ -239,7 +189,7 @@ def _triage_attempt(ev: FileStageCompleted) -> int:
 
 def _failed(changes: PollChanges, ev: FileFailed) -> None:
     at = naive_utc(ev.failed_at)
-    error = _short_text(ev.error, MAX_ERROR)
+    error = short_text(ev.error, MAX_ERROR)
     host, audio_uri, assignment = _context_of(ev.input_event)
     changes.add_file(
         FileChange(
@@ -255,7 +205,7 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
             failed_stage=ev.stage,
             failed_error=error,
             failed_at=at,
-            resolutions=_failed_from(at, index(ev.stage)),
+            resolutions=failed_from(at, index(ev.stage)),
             applied_events=frozenset({file_events.failure(assignment, ev.stage)}),
         )
     )
@@ -274,7 +224,7 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
                 input_payload=_json(ev.input_event),
                 output_payload=None,
                 attempt=0,
-                host=_short_opt(ev.host),
+                host=short_opt(ev.host),
                 error_kind=ev.error_kind,
                 started_at=at,
                 duration_ms=0.0,
@@ -300,11 +250,11 @@ def _attempt_row(batch_id: str, file_name: str, stage: str, a: Attempt) -> Attem
         batch_id=batch_id,
         stage_name=stage,
         status="success" if a.ok else "failure",
-        error_message=_short_text(a.error, MAX_ERROR) if a.error is not None else None,
+        error_message=short_text(a.error, MAX_ERROR) if a.error is not None else None,
         input_payload=_json(a.request),
         output_payload=_json(a.response),
         attempt=a.number,
-        host=_short_opt(a.host),
+        host=short_opt(a.host),
         error_kind=a.error_kind,
         started_at=naive_utc(a.started_at),
         duration_ms=a.duration_ms,
@@ -323,75 +273,6 @@ def _file_start(batch_id: str, stage: str, file_name: str, at: datetime) -> LogR
     )
 
 
-def _dead_letter_row(ev: DeadLetter, topic_prefix: str) -> DeadLetterRow:
-    try:
-        raw: bytes | None = base64.b64decode(ev.value_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raw = None
-    batch_id, file_name = _ids_from_raw(raw)
-    return DeadLetterRow(
-        letter_key=sha256_of(ev.source_topic, ev.partition, ev.offset),
-        source_topic=_short_text(ev.source_topic, MAX_SHORT),
-        source_partition=ev.partition,
-        source_offset=ev.offset,
-        stage=stage_of_topic(ev.source_topic, topic_prefix),
-        consumer=_short_text(ev.consumer, MAX_SHORT),
-        error=_short_text(ev.error, MAX_ERROR),
-        batch_id=batch_id,
-        file_name=file_name,
-        key_b64=ev.key_b64,
-        value_b64=ev.value_b64,
-        created_at=naive_utc(ev.at),
-    )
-
-
-def _undecodable_row(u: Undecodable, topic_prefix: str) -> DeadLetterRow:
-    """A record the tracker itself cannot read. Keyed like the owning stage's DeadLetter for
-    the same record, so the two never make two rows; topics no stage reads (done, failed)
-    are covered too."""
-    batch_id, file_name = _ids_from_raw(u.value)
-    meta = u.meta
-    return DeadLetterRow(
-        letter_key=sha256_of(meta.topic, meta.partition, meta.offset),
-        source_topic=meta.topic,
-        source_partition=meta.partition,
-        source_offset=meta.offset,
-        stage=stage_of_topic(meta.topic, topic_prefix),
-        consumer=TRACKER_CONSUMER,
-        error=u.error,
-        batch_id=batch_id,
-        file_name=file_name,
-        key_b64=base64.b64encode(meta.key).decode() if meta.key is not None else None,
-        value_b64=base64.b64encode(u.value or b"").decode(),
-        created_at=datetime.fromtimestamp(meta.timestamp_ms / 1000, UTC).replace(tzinfo=None),
-    )
-
-
-def stage_of_topic(topic: str, topic_prefix: str) -> str | None:
-    """The stage that reads a topic: `cofi.ivr.127.0.0.2` is ivr's input."""
-    if not topic.startswith(topic_prefix + "."):
-        return None
-    head = topic[len(topic_prefix) + 1 :].split(".", 1)[0]
-    return STAGE_OF_TOPIC_HEAD.get(head)
-
-
-def _ids_from_raw(raw: bytes | None) -> tuple[str | None, str | None]:
-    """Best effort: the batch and file a poison message was about, if it is JSON at all."""
-    if not raw:
-        return None, None
-    try:
-        obj = json.loads(raw)
-    except ValueError:  # includes UnicodeDecodeError
-        return None, None
-    if not isinstance(obj, dict):
-        return None, None
-    batch_id, file_name = obj.get("batch_id"), obj.get("file_name")
-    return (
-        batch_id if isinstance(batch_id, str) and 0 < len(batch_id) <= MAX_BATCH_ID else None,
-        file_name if isinstance(file_name, str) and 0 < len(file_name) <= MAX_FILE_NAME else None,
-    )
-
-
 def _context_of(input_event: dict[str, Any]) -> tuple[str | None, str | None, int]:
     """Host, audio URI and assignment from a failed stage's input event (a
     FileStageCompleted)."""
@@ -402,13 +283,13 @@ def _context_of(input_event: dict[str, Any]) -> tuple[str | None, str | None, in
         uri = input_event.get("audio_uri")
         return (
             None,
-            uri if isinstance(uri, str) else None,
+            uri if isinstance(uri, str) and 0 < len(uri) <= MAX_URI else None,
             moved if isinstance(moved, int) and 0 <= moved < 2**31 else 0,
         )
     host, uri, assignment = ctx.get("host"), ctx.get("audio_uri"), ctx.get("assignment")
     return (
-        _short_opt(host) if isinstance(host, str) else None,
-        uri if isinstance(uri, str) else None,
+        short_opt(host) if isinstance(host, str) else None,
+        uri if isinstance(uri, str) and 0 < len(uri) <= MAX_URI else None,
         assignment if isinstance(assignment, int) and 0 <= assignment < 2**31 else 0,
     )
 
@@ -420,11 +301,3 @@ def _json(value: dict[str, Any] | None) -> str | None:
     if value is None:
         return None
     return to_json(value, fallback=str).decode()
-
-
-def _short_text(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _short_opt(text: str | None) -> str | None:
-    return None if text is None else _short_text(text, MAX_SHORT)

@@ -9,7 +9,7 @@ files' *resolutions*, so the rows no longer depend on the order of consumption:
 - a file's resolution for a stage is the earliest event that got it through the stage one
   way or another: finishing it or a later stage (`finished`), triage routing it out before it
   (`skipped`), or failing at it or an earlier stage (`failed`); its time is that event's
-  time (poll_changes.py `Resolutions`, kept per file in `fileDistribution.stageResolutions`);
+  time (resolutions.py, kept per file in `fileDistribution.stageResolutions`);
 - order the stage's resolutions by (time, kind): the k-th `stage_progress` row
   (`processedFiles` = k * interval) is stamped with the time of the (k * interval)-th one and
   counts the failed and skipped among the first k * interval;
@@ -27,17 +27,19 @@ from datetime import datetime
 
 from services.tracker.batch_status import COMPLETE, IN_PROGRESS
 from services.tracker.poll_changes import (
-    FAILED,
-    FINISHED,
-    SKIPPED,
     STAGE_COMPLETE,
     STAGE_PROGRESS,
     STAGE_START,
     LogRow,
+    sha256_of,
+)
+from services.tracker.resolutions import (
+    FAILED,
+    FINISHED,
+    SKIPPED,
     Resolution,
     Resolutions,
     resolution_time,
-    sha256_of,
 )
 from shared.pipeline import PIPELINE
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
 
+from services.tracker.resolutions import Resolutions, merge_resolutions
+from shared.pipeline import PIPELINE
+
 # Terminal states, weakest first: a file dead-lettered and retried later can still succeed,
 # so done/skipped win over failed whatever order the events arrive in.
 TERMINAL_RANK: Final[dict[str, int]] = {"cancelled": 1, "failed": 2, "skipped": 3, "done": 4}
@@ -44,55 +47,6 @@ def naive_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value
     return value.astimezone(UTC).replace(tzinfo=None)
-
-
-# How a file was first resolved for a stage (got through it one way or another), as the
-# letter after its time; letters sort in rank, so a tie in time goes to the lower rank.
-FINISHED: Final = "f"
-SKIPPED: Final = "s"
-FAILED: Final = "x"
-
-# Per stage (PIPELINE order), the earliest event that resolved the file for it:
-# `2026-01-15T09:00:00.010000f`, its time (naive UTC, always with microseconds, so strings
-# sort as times do) and its kind. Empty means none yet; None at a position: not resolved.
-Resolution = str
-Resolutions = tuple[Resolution | None, ...]
-
-
-def resolution(at: datetime, kind: str) -> Resolution:
-    return at.isoformat(timespec="microseconds") + kind
-
-
-def resolution_time(r: Resolution) -> datetime:
-    return datetime.fromisoformat(r[:-1])
-
-
-def merge_resolutions(a: Resolutions, b: Resolutions) -> Resolutions:
-    """Per stage, the earlier resolution (the lower kind on a tie): a join, so any order of
-    the same events gives the same value."""
-    if not b or a == b:
-        return a
-    if not a:
-        return b
-    if len(a) < len(b):
-        a, b = b, a
-    out: list[Resolution | None] = []
-    for i, x in enumerate(a):
-        y = b[i] if i < len(b) else None
-        out.append(x if y is None else y if x is None else min(x, y))
-    return tuple(out)
-
-
-def encode_resolutions(res: Resolutions) -> str:
-    """One field per stage, comma-separated; "" for none (NULL is a row the previous version
-    wrote, whose resolutions are unknown)."""
-    return ",".join(r or "" for r in res)
-
-
-def decode_resolutions(text: str | None) -> Resolutions:
-    if not text:
-        return ()
-    return tuple(field or None for field in text.split(","))
 
 
 def terminal_rank(state: str | None) -> int:
@@ -281,17 +235,19 @@ class BatchTouch:
     closed_at: datetime | None = None
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+    closes: list[tuple[int, datetime]] = field(default_factory=list)  # in partition order
 
     def see(self, at: datetime) -> None:
         self.first_at = min(self.first_at, at)
         self.last_at = max(self.last_at, at)
 
     def close(self, file_count: int, at: datetime) -> None:
-        # Several closes of one batch: the largest count, the first time (order-independent).
-        self.total_files = (
-            file_count if self.total_files is None else max(self.total_files, file_count)
-        )
-        self.closed_at = _min_time(self.closed_at, at)
+        # The first close decides: every close of a batch is on its uploads partition (keyed
+        # by batch id), so "first" is the same in any interleaving of the topics. A later
+        # close cannot reopen a batch with another count (poll_plan.py `reject_closes`).
+        if self.total_files is None:
+            self.total_files, self.closed_at = file_count, at
+        self.closes.append((file_count, at))
 
     def cancel(self, at: datetime, reason: str) -> None:
         # Several cancels of one batch: the first (the smaller reason on a tie).
@@ -335,6 +291,27 @@ class PollChanges:
     def add_dead_letter(self, row: DeadLetterRow) -> None:
         self.dead_letters.setdefault(row.letter_key, row)
 
+    def reject_close(self, batch_id: str, file_count: int, at: datetime, reason: str) -> None:
+        """Keep, as a dead letter, a close that came after the batch's first with another
+        `file_count`."""
+        value = {"batch_id": batch_id, "file_count": file_count, "closed_at": at.isoformat()}
+        self.add_dead_letter(
+            DeadLetterRow(
+                letter_key=sha256_of(REJECTED, batch_id, "close", file_count, at),
+                source_topic=REJECTED,
+                source_partition=-1,
+                source_offset=-1,
+                stage=PIPELINE[0].name,
+                consumer="tracker",
+                error=reason,
+                batch_id=batch_id,
+                file_name=None,
+                key_b64=None,
+                value_b64=base64.b64encode(json.dumps(value).encode()).decode(),
+                created_at=at,
+            )
+        )
+
     def reject_file(self, key: tuple[str, str], reason: str) -> None:
         """Drop everything this poll says about a file that must not join its batch (an
         upload beyond the batch's `file_count` after it closed) and keep why, as a dead
@@ -350,7 +327,7 @@ class PollChanges:
                 source_topic=REJECTED,
                 source_partition=-1,
                 source_offset=-1,
-                stage="distribute",
+                stage=PIPELINE[0].name,
                 consumer="tracker",
                 error=reason,
                 batch_id=batch_id,

@@ -29,15 +29,8 @@ from services.tracker.batch_status import (
     recompute,
 )
 from services.tracker.milestones import FileResolutions, StageToFinalize, final_milestones
-from services.tracker.poll_changes import (
-    FileChange,
-    LogRow,
-    PollChanges,
-    Resolution,
-    Resolutions,
-    decode_resolutions,
-    file_key,
-)
+from services.tracker.poll_changes import FileChange, LogRow, PollChanges, file_key
+from services.tracker.resolutions import Resolution, Resolutions, decode_resolutions
 from services.tracker.signatures import (
     SignatureKey,
     count_signatures,
@@ -66,6 +59,23 @@ class Crowded(NamedTuple):
     total: int
     room: int
     files: list[FileChange]
+
+
+def reject_closes(changes: PollChanges, existing: Mapping[str, BatchStatusRow]) -> None:
+    """A close with another `file_count` than the batch's first is kept as a dead letter and
+    changes nothing: a Complete batch is never reopened by a second submit."""
+    for batch_id, touch in changes.batches.items():
+        old = existing[batch_id].total_files
+        total = old if old is not None else touch.total_files
+        for count, at in touch.closes:
+            if count != total:
+                changes.reject_close(
+                    batch_id,
+                    count,
+                    at,
+                    f"rejected: batch {batch_id} is closed with {total} files; "
+                    f"a later close says {count}",
+                )
 
 
 def crowded(changes: PollChanges, existing: Mapping[str, BatchStatusRow]) -> dict[str, Crowded]:

@@ -22,6 +22,8 @@ MAX_ERROR: Final = 4000
 MAX_URI: Final = 8192
 MAX_INT: Final = 2**31 - 1
 MAX_BIGINT: Final = 2**63 - 1
+# Base64 kept whole in a TEXT column (65,535 bytes); longer is stored as a mark (letters.py).
+MAX_KEY_B64: Final = 16_384
 # A naive time is taken as UTC, as the store does; pydantic compares in UTC. Defaults are the
 # shared models' (an overridden field would otherwise lose its default).
 MIN_TIME: Final = datetime(1971, 1, 1, tzinfo=UTC)
@@ -108,3 +110,12 @@ StorableEvent = (
 storable_event: TypeAdapter[StorableEvent] = TypeAdapter(
     Annotated[StorableEvent, Field(discriminator="type")], config=events.KEYS_ONLY
 )
+
+
+def short_text(text: str, limit: int) -> str:
+    """Text cut to its column's limit, and marked so: never cut without saying."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short_opt(text: str | None) -> str | None:
+    return None if text is None else short_text(text, MAX_SHORT)

@@ -56,6 +56,7 @@ async def apply_changes(
     mysql = conn.dialect.name in ("mysql", "mariadb")
     batch_ids = sorted(changes.batches)
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
+    plan.reject_closes(changes, existing)
     full = plan.crowded(changes, existing)
     if full:
         plan.reject_late_files(changes, full, await _known_files(conn, full))

@@ -63,7 +63,7 @@ file_distribution = Table(
     Column("createdAt", Timestamp),
     Column("updatedAt", Timestamp),
     Column("finishedAt", Timestamp),
-    # Added by 0005: per stage, when and how the file first got through it (poll_changes.py).
+    # Added by 0005: per stage, when and how the file first got through it (resolutions.py).
     Column("stageResolutions", Text),
     # Added by 0006: which assignment `ip` is (0 the distributor's first; failovers count up).
     Column("assignment", Integer, nullable=False, server_default="0"),

@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy import text
 
 from cli.audio import CallLengths
-from services.tracker.fold import stage_of_topic
+from services.tracker.letters import stage_of_topic
 from shared.events import BatchClosed, FileUploaded, encode
 from shared.kafka import make_producer
 from shared.stages import GPU_STAGES

@@ -23,10 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 400
 
 # Modules over MAX_LINES that other parts of issue 18 are splitting as this lands.
-KNOWN_OVERSIZE: dict[str, str] = {
-    "services/tracker/store.py": "issue 18 part 3: the tracker's domain plan and database layer",
-    "services/tracker/batch_status.py": "issue 18 part 3: the tracker splits it",
-}
+KNOWN_OVERSIZE: dict[str, str] = {}
 
 # The product's stage lists come from shared/pipeline.py; shared/stages.py holds their types.
 STAGE_LIST_FOLDERS = ("services", "shared", "cli", "bench")
@@ -37,12 +34,7 @@ STAGE_NAMES: frozenset[str] = frozenset(row.name for row in PIPELINE)
 # The words of the tracker's status columns are shared.status's enum; the migrations keep theirs.
 STATUS_WORD_FOLDERS = ("services", "shared", "cli", "bench")
 STATUS_WORDS = frozenset(Status)
-KNOWN_STATUS_WORDS: dict[str, str] = {
-    "services/tracker/batch_status.py": "issue 18 part 3: the tracker takes shared.status",
-    "services/tracker/batch_watch.py": "issue 18 part 3: the tracker takes shared.status",
-    "services/tracker/fold.py": "issue 18 part 3: the tracker takes shared.status",
-    "services/tracker/tables.py": "issue 18 part 3: the tracker takes shared.status",
-}
+KNOWN_STATUS_WORDS: dict[str, str] = {}
 
 # A number with a unit of time, size or share: a measurement belongs in bench/FINDINGS.md.
 FIGURE_FOLDERS = ("services", "shared")

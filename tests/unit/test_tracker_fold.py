@@ -14,8 +14,8 @@ from services.tracker.fold import (
     Undecodable,
     decode,
     fold,
-    stage_of_topic,
 )
+from services.tracker.letters import stage_of_topic
 from services.tracker.poll_changes import FileChange, PollChanges, file_key, sha256_of
 from services.tracker.service import Tracker, TrackerOptions
 from shared.events import (
@@ -193,14 +193,66 @@ def test_file_start_rows_only_when_enabled() -> None:
     ]  # skipped: no stt start
 
 
-def test_batch_closed_keeps_the_largest_count_and_first_time() -> None:
+def test_the_first_close_decides_the_batch_size() -> None:
+    # Every close of a batch is on its uploads partition: "first" is the same in any
+    # interleaving of the topics, and a second submit cannot reopen the batch (issue 19, 11).
     changes = run(
         BatchClosed(batch_id="b1", file_count=3, closed_at=at(9)),
         BatchClosed(batch_id="b1", file_count=5, closed_at=at(4)),
     )
     touch = changes.batches["b1"]
-    assert (touch.total_files, touch.closed_at) == (5, at(4).replace(tzinfo=None))
+    assert (touch.total_files, touch.closed_at) == (3, at(9).replace(tzinfo=None))
+    assert [count for count, _ in touch.closes] == [3, 5]
     assert not changes.files
+
+
+def test_a_dead_letter_about_a_known_file_gives_it_an_end() -> None:
+    raw = base64.b64encode(encode(completed("denoise", 1))).decode()
+    letter = DeadLetter(
+        source_topic="cofi.ivr.127.0.0.2",
+        partition=0,
+        offset=3,
+        consumer="gpu_stage",
+        error="OverflowError: duration_s",
+        value_b64=raw,
+        at=at(2),
+    )
+    changes = run(letter)
+    f = only_file(changes)
+    assert (f.batch_id, f.file_name, f.terminal_state, f.failed_stage) == (
+        "b1",
+        "a.wav",
+        "failed",
+        "ivr",
+    )
+    assert f.failed_error is not None and "OverflowError" in f.failed_error
+    assert [r.event_type for r in changes.logs.values()] == ["file_error"]
+    # Bytes that are not JSON: the key still names the file on a stage topic.
+    keyed = letter.model_copy(
+        update={"value_b64": "bm90IGpzb24=", "key_b64": base64.b64encode(b"b1/b.wav").decode()}
+    )
+    assert only_file(run(keyed)).key == ("b1", "b.wav")
+    # A letter read from `done` names no stage to fail the file at.
+    assert not run(letter.model_copy(update={"source_topic": "cofi.done"})).files
+
+
+def test_a_huge_key_is_stored_as_a_mark_not_cut() -> None:
+    key = base64.b64encode(b"k" * 70 * 1024).decode()
+    letter = DeadLetter(
+        source_topic="cofi.uploads",
+        partition=0,
+        offset=1,
+        consumer="distributor",
+        error="undecodable",
+        key_b64=key,
+        value_b64="bm90IGpzb24=",
+    )
+    (row,) = run(letter).dead_letters.values()
+    assert row.key_b64 is not None and len(row.key_b64) < 200
+    assert str(len(key)) in row.key_b64 and "sha256" in row.key_b64
+    short = letter.model_copy(update={"key_b64": "YWJj"})
+    (row,) = run(short).dead_letters.values()
+    assert row.key_b64 == "YWJj"
 
 
 def test_undecodable_records_become_dead_letter_rows() -> None:
@@ -309,7 +361,8 @@ def test_dead_letter_events_are_recorded_with_their_stage() -> None:
     # The same record undecodable for the tracker lands on the same row.
     meta = RecordMeta("cofi.ivr.127.0.0.2", 1, 42, 0)
     assert row.letter_key == next(iter(run(decode(meta, b"{")).dead_letters))
-    assert not run(letter).batches  # a dead letter touches no batch
+    # It gives the file it names an end (issue 19, item 3), in its batch.
+    assert only_file(run(letter)).terminal_state == "failed"
 
 
 def test_stage_of_topic() -> None:
