@@ -2,7 +2,9 @@
 
 Attempts carry full requests and responses (an LLM attempt carries the transcript), so an
 hour-long call retried a few times could approach Kafka's message limit. The marker keeps
-the payload's size, digest and head; the file's context still carries the transcript.
+the payload's size, digest and top-level field names, never its text: the stages trim before
+the tracker redacts (`PAYLOAD_REDACT_FIELDS`), so a head of the text would carry the start of
+a transcript past redaction. The file's context still carries the transcript.
 """
 
 import hashlib
@@ -12,7 +14,6 @@ from typing import Any, TypeVar
 from shared.events import Attempt, Event, FileFailed, FileStageCompleted, encode
 
 TRIMMED = "_cofi_trimmed"
-HEAD_CHARS = 512
 E = TypeVar("E", bound=Event)
 
 
@@ -27,7 +28,7 @@ def trim_payload(payload: dict[str, Any] | None, limit: int) -> dict[str, Any] |
         TRIMMED: True,
         "bytes": size,
         "sha256": hashlib.sha256(raw.encode()).hexdigest(),
-        "head": raw[: min(HEAD_CHARS, limit // 4)],
+        "fields": sorted(payload)[:50],
     }
 
 

@@ -32,7 +32,17 @@ class RedactionSettings(BaseSettings):
 
     @property
     def redact_fields(self) -> frozenset[str]:
-        return frozenset(self.payload_redact_fields)
+        return fields_to_redact(self.payload_redact_fields)
+
+
+# Fields that carry what another field names: the LLM's raw answer (kept when it does not
+# parse) speaks about the transcript, so hiding the transcript hides it too.
+CARRIED_BY: dict[str, frozenset[str]] = {"transcript": frozenset({"raw_answer"})}
+
+
+def fields_to_redact(names: list[str] | frozenset[str]) -> frozenset[str]:
+    named = frozenset(names)
+    return named.union(*(CARRIED_BY.get(name, frozenset()) for name in named))
 
 
 def redact_value(value: Any, fields: frozenset[str]) -> Any:

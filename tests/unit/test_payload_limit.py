@@ -68,3 +68,13 @@ def test_small_events_are_encoded_untouched() -> None:
         batch_id="b", file_name="f", stage="denoise", context=FileContext(audio_uri="u")
     )
     assert encode_bounded(event, LIMIT) == encode(event)
+
+
+def test_a_trimmed_payload_keeps_no_text_of_the_call() -> None:
+    from shared.payload_limit import TRIMMED, trim_payload
+
+    secret = "my card number is 4111 1111 1111 1111 " * 100
+    marker = trim_payload({"transcript": secret, "words": 800}, limit=1024)
+    assert marker is not None and marker[TRIMMED] is True
+    assert marker["fields"] == ["transcript", "words"]
+    assert "4111" not in str(marker)
