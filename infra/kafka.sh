@@ -4,7 +4,9 @@
 #   infra/kafka.sh install   fetch the broker's runtime jars into $COFI_CACHE/kafka/lib (once)
 #   infra/kafka.sh start [--sasl-ssl]
 #                            install if needed, format storage once, start the broker, wait until
-#                            ready; --sasl-ssl (or KAFKA_SASL_SSL_PORT) adds a SASL_SSL listener
+#                            ready; --sasl-ssl (or KAFKA_SASL_SSL_PORT) adds a SASL_SSL listener;
+#                            --acls (or KAFKA_ACLS=1) also turns on the StandardAuthorizer, makes
+#                            a SCRAM user per service and applies `python -m cli.acls apply`
 #   infra/kafka.sh stop      SIGTERM the broker, SIGKILL after 30 s
 #   infra/kafka.sh status    print "running" and exit 0 if the broker port answers, else exit 1
 #   infra/kafka.sh wait      wait until a metadata request succeeds (KAFKA_READY_TIMEOUT, default 60 s)
@@ -17,6 +19,8 @@
 # Env: COFI_CACHE (default <repo>/.cache), KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
 #      KAFKA_SASL_SSL_PORT (unset: no SASL_SSL listener; --sasl-ssl: KAFKA_PORT+2),
 #      KAFKA_SASL_USERNAME (cofi), KAFKA_SASL_PASSWORD (cofi-secret), KAFKA_TLS_STORE_PASSWORD,
+#      KAFKA_ACLS (unset), KAFKA_USERS_DIR (a file per service user holding its password;
+#      default $COFI_CACHE/kafka/users, missing ones generated), TOPIC_PREFIX (for the ACLs),
 #      KAFKA_CLUSTER_PORT (29092: node n listens on +2(n-1), its controller on +2(n-1)+1),
 #      KAFKA_CLUSTER_HEAP_OPTS ("-Xms256m -Xmx768m"),
 #      KAFKA_BOOTSTRAP_SERVERS (for `wait`; default 127.0.0.1:$KAFKA_PORT), KAFKA_READY_TIMEOUT (60),
@@ -43,6 +47,7 @@ KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-}"
 KAFKA_SASL_USERNAME="${KAFKA_SASL_USERNAME:-cofi}"
 KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-cofi-secret}"
 KAFKA_TLS_STORE_PASSWORD="${KAFKA_TLS_STORE_PASSWORD:-cofi-store}"
+KAFKA_ACLS="${KAFKA_ACLS:-}"
 KAFKA_CLUSTER_PORT="${KAFKA_CLUSTER_PORT:-29092}"
 KAFKA_CLUSTER_HEAP_OPTS="${KAFKA_CLUSTER_HEAP_OPTS:--Xms256m -Xmx768m}"
 CLUSTER_NODES=(1 2 3)
@@ -62,6 +67,7 @@ CLUSTER_ID_FILE="$KDIR/cluster.id"
 SCRAM_MARKER="$KDIR/scram.user"
 TLS_DIR="$KDIR/tls"
 CLIENT_ENV="$KDIR/sasl-ssl.env"
+USERS_DIR="${KAFKA_USERS_DIR:-$KDIR/users}"
 NODE_ID=1
 NODE_PORT="$KAFKA_PORT"
 NODE_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT"
@@ -152,6 +158,7 @@ log.segment.bytes=1073741824
 EOF
   [[ -n "${CLUSTER_MODE:-}" ]] && cluster_properties "$tmp"
   [[ -n "$NODE_SASL_SSL_PORT" ]] && sasl_ssl_properties "$tmp"
+  [[ -n "$KAFKA_ACLS" ]] && acl_properties "$tmp"
   chmod 600 "$tmp" # the SASL_SSL listener's JAAS line holds the PLAIN user's password
   mv "$tmp" "$PROPS"
 }
@@ -210,6 +217,48 @@ sasl_ssl_properties() { # sasl_ssl_properties FILE: add the SASL_SSL listener (T
   set_prop "$file" "$l.ssl.client.auth" none
 }
 
+acl_properties() { # acl_properties FILE: nothing without an ACL, but for the super users
+  # The PLAINTEXT and CONTROLLER listeners bind the loopback only (127.0.0.1 here; inside the
+  # broker's own container in compose): their principal, ANONYMOUS, is the broker itself and
+  # the local admin. Every client from outside authenticates on SASL_SSL as its own user.
+  echo "# ACLs (--acls): StandardAuthorizer; super users: the admin SCRAM user and the loopback listeners" >>"$1"
+  set_prop "$1" authorizer.class.name org.apache.kafka.metadata.authorizer.StandardAuthorizer
+  set_prop "$1" super.users "User:${KAFKA_SASL_USERNAME};User:ANONYMOUS"
+  set_prop "$1" allow.everyone.if.no.acl.found false
+}
+
+service_users() { # the service users of the ACL plan, one a line
+  (cd "$REPO_ROOT" && "$PYTHON" -m cli.acls users) || die "python -m cli.acls users failed"
+}
+
+ensure_user_passwords() { # a password file per service user: KAFKA_USERS_DIR's, or generated
+  [[ -n "$KAFKA_ACLS" ]] || return 0
+  mkdir -p "$USERS_DIR"
+  chmod 700 "$USERS_DIR"
+  local user
+  for user in $(service_users); do
+    [[ -s "$USERS_DIR/$user" ]] && continue
+    (umask 077; openssl rand -hex 24 >"$USERS_DIR/$user")
+  done
+}
+
+scram_users() { # NAME=PASSWORD of every SCRAM user: the admin, and each service's with --acls
+  printf '%s=%s\n' "$KAFKA_SASL_USERNAME" "$KAFKA_SASL_PASSWORD"
+  [[ -n "$KAFKA_ACLS" ]] || return 0
+  local user
+  for user in $(service_users); do printf '%s=%s\n' "$user" "$(cat "$USERS_DIR/$user")"; done
+}
+
+apply_acls() { # as ANONYMOUS on the loopback PLAINTEXT listener, a super user
+  [[ -n "$KAFKA_ACLS" ]] || return 0
+  local out
+  if ! out="$(cd "$REPO_ROOT" && KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$NODE_PORT" \
+        KAFKA_SECURITY_PROTOCOL=PLAINTEXT "$PYTHON" -m cli.acls apply 2>&1)"; then
+    echo "$out" >&2
+    die "could not apply the ACLs"
+  fi
+}
+
 check_sasl_credentials() {
   [[ "$KAFKA_SASL_USERNAME" =~ ^[A-Za-z0-9._-]+$ ]] \
     || die "KAFKA_SASL_USERNAME may hold only letters, digits, '.', '_' and '-'"
@@ -252,8 +301,8 @@ ensure_tls() { # a CA and the broker's keystore and truststore under $TLS_DIR, m
   mv "$tmp" "$dir"
 }
 
-scram_wanted() { # what the SCRAM marker holds once the user's credentials are in the metadata
-  printf '%s' "$KAFKA_SASL_USERNAME:$KAFKA_SASL_PASSWORD" | sha256sum | cut -d' ' -f1
+scram_wanted() { # what the SCRAM marker holds once the users' credentials are in the metadata
+  scram_users | sha256sum | cut -d' ' -f1
 }
 
 format_storage() {
@@ -267,8 +316,11 @@ format_storage() {
   id="$(cat "$CLUSTER_ID_FILE")"
   if [[ -n "$NODE_SASL_SSL_PORT" ]]; then
     # The SCRAM user goes into the first metadata records (one --add-scram per mechanism).
-    scram=(--add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]"
-           --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USERNAME,password=$KAFKA_SASL_PASSWORD]")
+    local pair
+    while IFS= read -r pair; do
+      scram+=(--add-scram "SCRAM-SHA-256=[name=${pair%%=*},password=${pair#*=}]"
+              --add-scram "SCRAM-SHA-512=[name=${pair%%=*},password=${pair#*=}]")
+    done < <(scram_users)
   fi
   if ! out="$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIB/*" kafka.tools.StorageTool \
         format --cluster-id="$id" -c "$PROPS" --ignore-formatted "${scram[@]}" 2>&1)"; then
@@ -282,15 +334,17 @@ format_storage() {
 ensure_scram_user() { # storage formatted before SASL was on, or another password: alter it live
   [[ -n "$NODE_SASL_SSL_PORT" ]] || return 0
   [[ -f "$SCRAM_MARKER" && "$(cat "$SCRAM_MARKER")" == "$(scram_wanted)" ]] && return 0
-  local out mechanism
-  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do # one per request: the API refuses two
-    if ! out="$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIB/*" kafka.admin.ConfigCommand \
-          --bootstrap-server "127.0.0.1:$NODE_PORT" --alter --entity-type users \
-          --entity-name "$KAFKA_SASL_USERNAME" --add-config "$mechanism=[password=$KAFKA_SASL_PASSWORD]" 2>&1)"; then
-      echo "$out" >&2
-      die "could not set the $mechanism credentials of $KAFKA_SASL_USERNAME"
-    fi
-  done
+  local out mechanism pair
+  while IFS= read -r pair; do
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do # one per request: the API refuses two
+      if ! out="$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIB/*" kafka.admin.ConfigCommand \
+            --bootstrap-server "127.0.0.1:$NODE_PORT" --alter --entity-type users \
+            --entity-name "${pair%%=*}" --add-config "$mechanism=[password=${pair#*=}]" 2>&1)"; then
+        echo "$out" >&2
+        die "could not set the $mechanism credentials of ${pair%%=*}"
+      fi
+    done
+  done < <(scram_users)
   scram_wanted >"$SCRAM_MARKER"
 }
 
@@ -366,6 +420,7 @@ wait_ready() { # wait_ready BOOTSTRAP [PID]
     ensure_scram_user
     sasl_probe "127.0.0.1:$NODE_SASL_SSL_PORT" "$(seconds_left "$deadline")" \
       || die "SASL_SSL listener 127.0.0.1:$NODE_SASL_SSL_PORT refused SCRAM-SHA-512 (log: $LOGFILE)"
+    apply_acls
   fi
 }
 
@@ -373,6 +428,7 @@ prepare_sasl_ssl() {
   [[ -n "$KAFKA_SASL_SSL_PORT" ]] || return 0
   check_sasl_credentials
   ensure_tls
+  ensure_user_passwords
 }
 
 cmd_start() {
@@ -561,10 +617,18 @@ cmd_cluster_status() {
 
 ACTION="${1:-}"
 shift || true
-if [[ "$ACTION" == start && "${1:-}" == --sasl-ssl ]]; then
+SASL_SSL_WANTED=""
+while [[ "$ACTION" == start && "${1:-}" == --* ]]; do
+  case "$1" in
+    --sasl-ssl) SASL_SSL_WANTED=1 ;;
+    --acls) KAFKA_ACLS=1 ;;
+    *) die "unknown option $1" ;;
+  esac
+  shift
+done
+if [[ -n "$SASL_SSL_WANTED$KAFKA_ACLS" ]]; then # the ACLs' users authenticate on SASL_SSL
   KAFKA_SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-$(( KAFKA_PORT + 2 ))}"
   NODE_SASL_SSL_PORT="$KAFKA_SASL_SSL_PORT"
-  shift
 fi
 case "$ACTION" in
   install) lock; cmd_install ;;
@@ -576,5 +640,5 @@ case "$ACTION" in
   cluster-start) cmd_cluster_start "$@" ;;
   cluster-stop) cmd_cluster_stop "$@" ;;
   cluster-status) cmd_cluster_status ;;
-  *) echo "usage: $0 {install|start [--sasl-ssl]|stop|status|wait|client-env|cluster-start [N...]|cluster-stop [N...]|cluster-status}" >&2; exit 2 ;;
+  *) echo "usage: $0 {install|start [--sasl-ssl] [--acls]|stop|status|wait|client-env|cluster-start [N...]|cluster-stop [N...]|cluster-status}" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@ from pathlib import Path
 from pydantic import Field
 
 from shared.audio_uri import AudioUriSettings
+from shared.groups import distributor_group
 from shared.settings import CommonSettings
 
 DEFAULT_RULES = Path(__file__).parent / "triage_rules.json"
@@ -14,4 +15,4 @@ class DistributorSettings(CommonSettings, AudioUriSettings):
 
     @property
     def app_id(self) -> str:
-        return f"{self.topic_prefix}-distributor"
+        return distributor_group(self.topics)

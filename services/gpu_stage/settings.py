@@ -1,6 +1,7 @@
 from pydantic import Field
 
 from shared.audio_uri import AudioUriSettings
+from shared.groups import gpu_stage_group
 from shared.http_transport import HttpTransportName
 from shared.settings import CommonSettings, drain_timeout_field
 
@@ -52,7 +53,7 @@ class GpuStageSettings(CommonSettings, AudioUriSettings):
     )
 
     def group_id(self, stage: str, host: str) -> str:
-        return f"{self.topic_prefix}-{stage}-{host}"
+        return gpu_stage_group(self.topics, stage, host)
 
     def in_flight_per_consumer(self, host: str) -> int:
         """What one consumer may send a host at once: the replicas together never overload it."""

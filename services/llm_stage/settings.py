@@ -2,6 +2,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from shared.groups import llm_stage_group
 from shared.http_transport import HttpTransportName
 from shared.settings import CommonSettings, drain_timeout_field
 
@@ -42,4 +43,4 @@ class LlmStageSettings(CommonSettings):
     )
 
     def group_id(self, stage: str) -> str:
-        return f"{self.topic_prefix}-{stage}"
+        return llm_stage_group(self.topics, stage)

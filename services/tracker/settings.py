@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from shared.database_settings import DatabaseSettings
+from shared.groups import tracker_group
 from shared.settings import CommonSettings
 
 
@@ -72,4 +73,4 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
 
     @property
     def group_id(self) -> str:
-        return self.tracker_group_id or f"{self.topic_prefix}-tracker"
+        return self.tracker_group_id or tracker_group(self.topics)

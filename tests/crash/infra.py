@@ -66,7 +66,8 @@ def _share_jars(cache: Path) -> None:
 @dataclass
 class PrivateKafka:
     """A single-node broker on 39092 with its data under `.cache/crash-kafka`; with
-    `sasl_ssl_port`, also the SASL_SSL listener of `infra/kafka.sh start --sasl-ssl`."""
+    `sasl_ssl_port`, also the SASL_SSL listener of `infra/kafka.sh start --sasl-ssl`; with
+    `acls`, the authorizer and a SCRAM user per service too (`--acls`)."""
 
     cache: Path = CACHE / "crash-kafka"
     port: int = PRIVATE_KAFKA_PORT
@@ -74,6 +75,7 @@ class PrivateKafka:
     sasl_ssl_port: int | None = None
     username: str = "cofi"
     password: str = "cofi-crash-secret"
+    acls: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -96,6 +98,12 @@ class PrivateKafka:
             "KAFKA_SSL_CAFILE": str(self.ca_file),
         }
 
+    def user_env(self, user: str) -> dict[str, str]:
+        """The SASL_SSL settings of one service user (`acls`): its password is the file
+        infra/kafka.sh generated for it."""
+        password = (self.cache / "kafka" / "users" / user).read_text().strip()
+        return self.sasl_env() | {"KAFKA_SASL_USERNAME": user, "KAFKA_SASL_PASSWORD": password}
+
     def _env(self) -> dict[str, str]:
         env = _script_env(
             COFI_CACHE=str(self.cache),
@@ -106,8 +114,17 @@ class PrivateKafka:
             KAFKA_READY_TIMEOUT="120",
             KAFKA_HEAP_OPTS="-Xms128m -Xmx768m",
         )
-        for name in ("KAFKA_SASL_SSL_PORT", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+        for name in (
+            "KAFKA_SASL_SSL_PORT",
+            "KAFKA_SASL_USERNAME",
+            "KAFKA_SASL_PASSWORD",
+            "KAFKA_ACLS",
+            "KAFKA_USERS_DIR",
+            "TOPIC_PREFIX",
+        ):
             env.pop(name, None)
+        if self.acls:
+            env["KAFKA_ACLS"] = "1"
         if self.sasl_ssl_port is not None:
             env |= {
                 "KAFKA_SASL_SSL_PORT": str(self.sasl_ssl_port),

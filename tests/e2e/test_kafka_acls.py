@@ -1,0 +1,157 @@
+"""The broker's ACLs (`infra/kafka.sh start --acls`, plan in `shared.acl_plan`): a client
+without rights is refused, a service with rights does its job.
+
+A private broker (its own ports and cache folder) with the StandardAuthorizer; each service
+authenticates as its own SCRAM user over SASL_SSL. The topics are created, and the transcripts
+written, over the loopback PLAINTEXT listener, whose principal is a super user.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+)
+from pydantic import SecretStr
+
+from shared.acl_plan import UPLOAD, user_of
+from shared.groups import llm_stage_group, tracker_group
+from shared.kafka import make_consumer, make_producer, make_topic_reader
+from shared.kafka_connection import KafkaConnection
+from shared.pipeline import PIPELINE, input_topic
+from shared.topics import Topics
+from tests.crash.infra import CACHE, PrivateKafka
+
+TOPICS = Topics()
+HOST = "gpu-a"
+TRANSCRIPT = b'{"text": "a transcript"}'
+UPLOADED = b"{}"
+# The stages whose input holds a transcript: those after the first one that reads one (stt).
+TRANSCRIPT_TOPICS = [
+    input_topic(row.name, TOPICS, HOST if row.per_host else None)
+    for row in PIPELINE
+    if row.name == "stt" or row.runner == "llm_stage"
+]
+REFUSED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
+
+
+@pytest.fixture(scope="module")
+def acl_kafka() -> Iterator[PrivateKafka]:
+    kafka = PrivateKafka(
+        cache=CACHE / "e2e-acl-kafka",
+        port=26392,
+        controller_port=26393,
+        sasl_ssl_port=26394,
+        acls=True,
+    )
+    kafka.start(fresh=True)
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+def as_user(kafka: PrivateKafka, user: str) -> KafkaConnection:
+    env = kafka.user_env(user)
+    return KafkaConnection(
+        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=user,
+        sasl_password=SecretStr(env["KAFKA_SASL_PASSWORD"]),
+        ssl_cafile=env["KAFKA_SSL_CAFILE"],
+    )
+
+
+@pytest.fixture(scope="module")
+async def topics_with_transcripts(acl_kafka: PrivateKafka) -> AsyncIterator[None]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=acl_kafka.bootstrap)
+    await admin.start()
+    try:
+        names = TOPICS.all_topics([HOST])
+        await admin.create_topics([NewTopic(n, 1, 1) for n in names])
+    finally:
+        await admin.close()
+    producer = make_producer(acl_kafka.bootstrap, "admin")
+    await producer.start()
+    try:
+        for topic in TRANSCRIPT_TOPICS:
+            await producer.send_and_wait(topic, TRANSCRIPT, key=b"b1")
+    finally:
+        await producer.stop()
+    yield
+
+
+async def read_one(consumer: AIOKafkaConsumer, timeout_s: float = 20) -> bytes:
+    """The first record the consumer gets; an authorization error is raised as it comes."""
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        value: bytes = record.value
+                        return value
+    finally:
+        await consumer.stop()
+
+
+async def send(kafka: KafkaConnection, topic: str) -> None:
+    producer = make_producer(kafka, "acl-test")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, UPLOADED, key=b"b1")
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.usefixtures("topics_with_transcripts")
+async def test_the_upload_user_writes_uploads_and_nothing_else(acl_kafka: PrivateKafka) -> None:
+    upload = as_user(acl_kafka, UPLOAD)
+    await send(upload, TOPICS.uploads)
+    for topic in (TOPICS.done, TOPICS.control):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await send(upload, topic)
+    for topic in TRANSCRIPT_TOPICS:
+        with pytest.raises(REFUSED):
+            await read_one(make_topic_reader(upload, topic))
+        stealer = make_consumer(upload, f"{TOPICS.prefix}-steal", "acl-test")
+        stealer.subscribe([topic])
+        with pytest.raises(REFUSED):  # nor through a consumer group
+            await read_one(stealer)
+
+
+@pytest.mark.usefixtures("topics_with_transcripts")
+async def test_a_service_reads_and_writes_its_own_topics_only(acl_kafka: PrivateKafka) -> None:
+    llm = as_user(acl_kafka, user_of("llm_stage"))
+    first_llm = next(row.name for row in PIPELINE if row.runner == "llm_stage")
+    consumer = make_consumer(llm, llm_stage_group(TOPICS, first_llm), "acl-test")
+    consumer.subscribe([input_topic(first_llm, TOPICS)])
+    assert await read_one(consumer) == TRANSCRIPT
+    await send(llm, TOPICS.done)
+    for topic in (TOPICS.control, TOPICS.uploads):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await send(llm, topic)
+    # Another service's group is not its to join, even on a topic it may read.
+    stranger = make_consumer(llm, tracker_group(TOPICS), "acl-test")
+    stranger.subscribe([input_topic(first_llm, TOPICS)])
+    with pytest.raises(REFUSED):
+        await read_one(stranger)
+
+
+@pytest.mark.usefixtures("topics_with_transcripts")
+async def test_the_tracker_reads_every_topic_and_writes_none(acl_kafka: PrivateKafka) -> None:
+    tracker = as_user(acl_kafka, "tracker")
+    consumer = make_consumer(tracker, tracker_group(TOPICS), "acl-test")
+    consumer.subscribe(TOPICS.all_topics([HOST]))
+    # The transcripts, or an upload another test wrote: whichever partition answers first.
+    assert await read_one(consumer) in (TRANSCRIPT, UPLOADED)
+    # Without WRITE on any topic, its producer is refused before it sends (KIP-679).
+    with pytest.raises((TopicAuthorizationFailedError, ClusterAuthorizationFailedError)):
+        await send(tracker, TOPICS.done)
