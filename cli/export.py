@@ -22,8 +22,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.export_rows import COLUMNS, AnswerRow, FileRow, join
-from services.tracker.redaction import redact_payload
 from services.tracker.tables import batch_status, file_distribution, processing_logs
+from shared.redaction import redact_payload
 
 Format = Literal["csv", "parquet"]
 CHUNK = 1000

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.tracker.redaction import REDACTED, redact_payload, redact_value
 from services.tracker.retention import cutoff_for, parse_age
 from services.tracker.settings import TrackerSettings
+from shared.redaction import REDACTED, redact_payload, redact_value
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,29 @@ def test_tracker_settings_read_retention_and_redaction(monkeypatch: pytest.Monke
     s = TrackerSettings()
     assert s.payload_retention_days == 30
     assert s.payload_redact_fields == ["transcript", "messages"]
+
+
+def test_a_dead_letters_json_bytes_are_redacted_and_say_so() -> None:
+    import base64
+    import json
+    from datetime import datetime
+
+    from services.tracker.poll_changes import DeadLetterRow
+    from services.tracker.redaction import redact_letter
+    from shared.redaction import fields_to_redact
+
+    def letter(raw: bytes) -> DeadLetterRow:
+        return DeadLetterRow(
+            "k", "cofi.llm1", 0, 7, "llm1", "llm_stage", "undecodable", "b", "f.wav", None,
+            base64.b64encode(raw).decode(), datetime(2026, 12, 6),
+        )  # fmt: skip
+
+    fields = fields_to_redact(["transcript"])
+    assert fields == {"transcript", "raw_answer"}
+    raw = json.dumps({"context": {"transcript": "card 4111"}, "raw_answer": "card 4111"}).encode()
+    redacted = redact_letter(letter(raw), fields)
+    stored = base64.b64decode(redacted.value_b64)
+    assert b"4111" not in stored and json.loads(stored)["context"]["transcript"] == REDACTED
+    assert "redacted" in redacted.error
+    not_json = letter(b"\x00 not json with transcript")
+    assert redact_letter(not_json, fields) == not_json
