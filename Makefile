@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install install-real lock infra infra-stop chromium screenshots promtool topics demo demo-real test test-broker-loss test-unit lint typecheck check bench bench-real chaos gameday clean
+.PHONY: install install-real lock infra infra-stop chromium screenshots promtool topics demo demo-real test test-broker-loss test-unit images compose-test lint typecheck check bench bench-real chaos gameday clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,16 @@ screenshots: install infra chromium
 # promtool for the alert rules' tests (Debian's prometheus package; once, idempotent).
 promtool:
 	infra/promtool.sh install
+
+# Container images built from Debian's packages (podman, debootstrap: infra/images.sh), once.
+images:
+	infra/images.sh install
+	infra/images.sh build
+
+# docker-compose.yml booted with podman, in full: the compose file's replicas, a larger batch,
+# a GPU-stage replica killed mid-batch (`make test` runs the short form).
+compose-test: install images
+	COMPOSE_TEST_FULL=1 $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_compose_boot.py
 
 infra-stop:
 	infra/kafka.sh stop

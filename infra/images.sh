@@ -89,7 +89,9 @@ customise() { # customise NAME ROOT: the project's files inside the root
       mkdir -p "$root/docker-entrypoint-initdb.d" "$root/run/mysqld"
       chroot "$root" chown mysql:mysql /run/mysqld /var/lib/mysql
       rm -rf "$root"/var/lib/mysql/* ;;
-    prometheus) mkdir -p "$root/prometheus"; chroot "$root" chown nobody:nogroup /prometheus ;;
+    prometheus) mkdir -p "$root/prometheus"; chroot "$root" chown nobody:nogroup /prometheus
+      # Debian's default storage path, on the volume that compose mounts at /prometheus.
+      rm -rf "$root/var/lib/prometheus/metrics2"; ln -s /prometheus "$root/var/lib/prometheus/metrics2" ;;
     alertmanager) mkdir -p "$root/alertmanager"; chroot "$root" chown nobody:nogroup /alertmanager ;;
   esac
 }

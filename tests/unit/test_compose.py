@@ -1,8 +1,8 @@
-"""docker-compose.yml, checked statically (no Docker engine runs here): every command is a real
-`cofi` command, every variable a known setting, and ports, hosts, topics, Prometheus targets
-and Grafana's data source agree with the settings and with each other. The file is read as
-compose reads it: `${VAR:-default}` interpolated (from defaults, or from a given .env), then
-validated against the compose-spec JSON schema; hadolint checks the Dockerfile."""
+"""docker-compose.yml, checked statically (tests/e2e/test_compose_boot.py boots it): every
+command is a real `cofi` command, every variable a known setting, and ports, hosts, topics,
+Prometheus targets and Grafana's data source agree with the settings and with each other. The
+file is read as compose reads it: `${VAR:-default}` interpolated (from defaults, or from a
+given .env), then validated against the compose-spec JSON schema; hadolint checks the Dockerfile."""
 
 import base64
 import importlib.util
@@ -29,6 +29,7 @@ from services.distributor.settings import DistributorSettings
 from services.gpu_stage.settings import GpuStageSettings
 from services.llm_stage.settings import LlmStageSettings
 from services.tracker.settings import TrackerSettings
+from shared.database_settings import DatabaseSettings
 from shared.settings import CommonSettings
 from shared.stages import GPU_STAGES, LLM_STAGES
 from simulator.__main__ import build_parser as simulator_parser
@@ -200,6 +201,9 @@ def test_every_environment_variable_is_a_known_setting() -> None:
             own = SIMULATOR_ENV
         elif target:
             own = env_names(SETTINGS[target[0]])
+        elif service["command"][0] == "submit":
+            # submit checks the batch id against the tracker's tables (cli/batch_ids.py).
+            own = env_names(CommonSettings) | env_names(DatabaseSettings)
         else:
             own = env_names(CommonSettings)
         # Beyond the common block, a service sets only what its own settings read.
