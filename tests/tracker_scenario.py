@@ -46,6 +46,8 @@ HOSTS = ("127.0.0.2", "127.0.0.3")
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 STAGES = tuple(row.name for row in PIPELINE)
 FAIL_AT = STAGES[1:]
+# A moved file's attempts on its new host count from here (above any it made before).
+MOVED_BASE = 9
 TABLES: tuple[tuple[Table, str], ...] = (
     (file_distribution, "fileKey"),
     (batch_status, "batchId"),
@@ -124,7 +126,18 @@ def build_scenario(
                 waves["failed"].append(_failure(batch_id, name, stage, host, bad, at()))
                 sc.attempts |= {(name, stage, a.number) for a in bad}
                 sc.file_errors += 1
-                # The retry goes on numbering where the failed run stopped.
+                # `cofi retry` sends ivr's input back; the retry goes on numbering where the
+                # failed run stopped.
+                waves["denoise"].append(
+                    FileStageCompleted(
+                        batch_id=batch_id,
+                        file_name=name,
+                        stage="denoise",
+                        context=FileContext(audio_uri=f"s3://audio/{name}", host=host),
+                        completed_at=at(),
+                        next_attempt=3,
+                    )
+                )
                 attempts = [_attempt(3, host, ok=True, at=at())]
             if moves and stage == "ivr":
                 bad = [_attempt(k + 1, host, ok=False, at=at()) for k in range(2)]
@@ -147,9 +160,11 @@ def build_scenario(
                 host, assignment = HOSTS[(i + 1) % 2], 1
                 sc.moved[name] = (host, assignment)
                 # It restarts at denoise on the other host, its attempts counting on.
-                ctx = FileContext(audio_uri=f"s3://audio/{name}", host=host, assignment=1)
+                ctx = FileContext(
+                    audio_uri=f"s3://audio/{name}", host=host, assignment=1, attempt_base=MOVED_BASE
+                )
                 for n, redone in enumerate(STAGES[: STAGES.index(stage)]):
-                    again = [_attempt(10, host, ok=True, at=at())] if n else []
+                    again = [_attempt(MOVED_BASE + 1, host, ok=True, at=at())] if n else []
                     waves[redone].append(
                         FileStageCompleted(
                             batch_id=batch_id,
@@ -172,6 +187,7 @@ def build_scenario(
                 audio_uri=f"s3://audio/{name}",
                 host=host,
                 assignment=assignment,
+                attempt_base=MOVED_BASE if assignment else 0,
                 triage=triage,
                 transcript="hello" if stage in ("stt", "llm1", "llm2") else None,
             )

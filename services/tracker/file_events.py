@@ -12,16 +12,21 @@ two polls' is a union and any order of the same events gives the same set:
 - `u`: its upload;
 - `<k>:<stage>`: the stage's `FileStageCompleted` at assignment k (failovers so far);
 - `<k>><stage>`: the hand-back that made assignment k, at `stage` (`FileReassigned`);
-- `<k>!<stage>`: a `FileFailed` at `stage` on assignment k;
-- `<k>*<stage>`: a failure at `stage` on assignment k that a retried input announces (its
-  `next_attempt` > 1), so the file waits for that failure's event too;
+- `<k>!<stage>@<n>`: a `FileFailed` at `stage` on assignment k, its last attempt n;
+- `<k>*<stage>@<n>`: the input `cofi retry` sent back to `stage` on assignment k (its
+  `next_attempt` n above the assignment's first), which announces a failure at `stage`
+  before attempt n: the file waits for that failure's event too, and that failure no
+  longer ends the file (it went on);
+- `<k>^<stage>@<n>`: the stage's event on assignment k came from such a retried input (its
+  first attempt n above the assignment's first): the file waits for that input's event too;
 - `?<stage>`: a dead letter about the file at `stage` (its failure, settled on its own: the
   poison record is the event before it, and it will never be applied).
 
 What a file's end waits for: its upload; at its last assignment every stage of its route
-(done or skipped: those its triage route goes through; failed at S: those before S); at
+(done or skipped: those its triage route goes through; failed at S: those before S, by a
+failure at its last assignment that no retry went on from); at
 each earlier assignment the stages before the stage it was handed back at, and the
-hand-back itself; every failure a retry announced.
+hand-back itself; every retried input a stage ran from, and every failure a retry announced.
 """
 
 from functools import lru_cache
@@ -30,8 +35,9 @@ from typing import Final, NamedTuple
 from shared.pipeline import PIPELINE, TRIAGE, index, skipped_by, spec
 
 UPLOAD: Final = "u"
-_STAGE, _HANDBACK, _FAILURE, _ANNOUNCED, _LETTER = ":", ">", "!", "*", "?"
-_SEPARATORS: Final = (_STAGE, _HANDBACK, _FAILURE, _ANNOUNCED)
+_STAGE, _HANDBACK, _FAILURE, _ANNOUNCED, _RERUN, _LETTER = ":", ">", "!", "*", "^", "?"
+_SEPARATORS: Final = (_STAGE, _HANDBACK, _FAILURE, _ANNOUNCED, _RERUN)
+_AT: Final = "@"
 _ALL: Final = tuple(s.name for s in PIPELINE)
 # Per triage route, the stages a file it sends goes through.
 _ROUTE: Final[dict[str | None, tuple[str, ...]]] = {
@@ -50,12 +56,17 @@ def hand_back(assignment: int, stage: str) -> str:
     return f"{assignment}{_HANDBACK}{stage}"
 
 
-def failure(assignment: int, stage: str) -> str:
-    return f"{assignment}{_FAILURE}{stage}"
+def failure(assignment: int, stage: str, attempt: int) -> str:
+    """A failure whose last attempt is `attempt` (0: it made none)."""
+    return f"{assignment}{_FAILURE}{stage}{_AT}{attempt}"
 
 
-def announced_failure(assignment: int, stage: str) -> str:
-    return f"{assignment}{_ANNOUNCED}{stage}"
+def announced_failure(assignment: int, stage: str, next_attempt: int) -> str:
+    return f"{assignment}{_ANNOUNCED}{stage}{_AT}{next_attempt}"
+
+
+def rerun(assignment: int, stage: str, first_attempt: int) -> str:
+    return f"{assignment}{_RERUN}{stage}{_AT}{first_attempt}"
 
 
 def dead_letter(stage: str) -> str:
@@ -81,12 +92,19 @@ class Progress(NamedTuple):
     ended: bool
 
 
+class _Numbered(NamedTuple):
+    assignment: int
+    stage: str
+    attempt: int
+
+
 class _Parsed(NamedTuple):
     last: int
     stages: dict[int, set[str]]
     hand_backs: dict[int, str]
-    failures: set[tuple[int, str]]
-    announced: set[tuple[int, str]]
+    failures: set[_Numbered]
+    announced: set[_Numbered]
+    reruns: set[_Numbered]
     upload: bool
     letter: bool
 
@@ -94,8 +112,7 @@ class _Parsed(NamedTuple):
 def _parse(events: Events) -> _Parsed:
     stages: dict[int, set[str]] = {}
     hand_backs: dict[int, str] = {}
-    failures: set[tuple[int, str]] = set()
-    announced: set[tuple[int, str]] = set()
+    numbered: dict[str, set[_Numbered]] = {_FAILURE: set(), _ANNOUNCED: set(), _RERUN: set()}
     last = 0
     for token in events:
         for sep in _SEPARATORS:
@@ -112,12 +129,13 @@ def _parse(events: Events) -> _Parsed:
             # Two hand-backs making one assignment: the earlier stage (order-independent).
             known = hand_backs.get(n)
             hand_backs[n] = stage if known is None or index(stage) < index(known) else known
-        elif sep == _FAILURE:
-            failures.add((n, stage))
         else:
-            announced.add((n, stage))
+            name, _, attempt = stage.partition(_AT)
+            numbered[sep].add(_Numbered(n, name, int(attempt) if attempt.isdigit() else 0))
     letter = any(t.startswith(_LETTER) for t in events)
-    return _Parsed(last, stages, hand_backs, failures, announced, UPLOAD in events, letter)
+    upload = UPLOAD in events
+    failures, announced, reruns = numbered[_FAILURE], numbered[_ANNOUNCED], numbered[_RERUN]
+    return _Parsed(last, stages, hand_backs, failures, announced, reruns, upload, letter)
 
 
 def _before(stage: str) -> tuple[str, ...]:
@@ -137,15 +155,26 @@ def progress(
         return Progress(finished, True)
     if terminal not in ("done", "skipped", "failed") or not p.upload:
         return Progress(finished, False)
-    if not p.announced <= p.failures:
-        return Progress(finished, False)
+    if not (p.reruns <= p.announced) or not all(
+        any(f.attempt < a.attempt for f in p.failures if f[:2] == a[:2]) for a in p.announced
+    ):
+        return Progress(finished, False)  # a retried input, or the failure it retries, unread
     if terminal == "failed":
         ended = any(
-            _route_applied(p, k, _before(stage)) for k, stage in p.failures if stage == failed_stage
+            _route_applied(p, f.assignment, _before(f.stage))
+            for f in p.failures
+            if f.stage == failed_stage and _final(p, f)
         )
     else:  # done, or skipped: every stage its triage route goes through
         ended = _route_applied(p, p.last, _ROUTE.get(route, _ALL))
     return Progress(finished, ended)
+
+
+def _final(p: _Parsed, f: _Numbered) -> bool:
+    """A failure ends the file unless the file went on: a retry sent its input back (a later
+    attempt announced), or a hand-back moved it to a later assignment."""
+    retried = any(a[:2] == f[:2] and a.attempt > f.attempt for a in p.announced)
+    return f.assignment == p.last and not retried
 
 
 def _route_applied(p: _Parsed, assignment: int, wanted: tuple[str, ...]) -> bool:

@@ -143,11 +143,17 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
     elif ev.stage == TRIAGE and triage is not None and next_stage(TRIAGE, triage.route) is None:
         terminal = "skipped"  # routed to `done`
     applied = {file_events.stage_event(ctx.assignment, ev.stage)}
+    first = min((a.number for a in ev.attempts), default=0)
+    if first > ctx.attempt_base + 1:
+        # It ran from an input `cofi retry` sent back: wait for that input's event too.
+        applied.add(file_events.rerun(ctx.assignment, ev.stage, first))
     if ev.next_attempt > ctx.attempt_base + 1:
         # `cofi retry` sent this input back after its next stage failed: wait for that failure.
         retried = following(ev.stage)
         if retried is not None:
-            applied.add(file_events.announced_failure(ctx.assignment, retried.name))
+            applied.add(
+                file_events.announced_failure(ctx.assignment, retried.name, ev.next_attempt)
+            )
     changes.add_file(
         FileChange(
             ev.batch_id,
@@ -191,6 +197,7 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
     at = naive_utc(ev.failed_at)
     error = short_text(ev.error, MAX_ERROR)
     host, audio_uri, assignment = _context_of(ev.input_event)
+    last_attempt = max((a.number for a in ev.attempts), default=0)
     changes.add_file(
         FileChange(
             ev.batch_id,
@@ -206,7 +213,7 @@ def _failed(changes: PollChanges, ev: FileFailed) -> None:
             failed_error=error,
             failed_at=at,
             resolutions=failed_from(at, index(ev.stage)),
-            applied_events=frozenset({file_events.failure(assignment, ev.stage)}),
+            applied_events=frozenset({file_events.failure(assignment, ev.stage, last_attempt)}),
         )
     )
     for attempt in ev.attempts:

@@ -1,0 +1,286 @@
+"""The tracker's tables are a function of the topics, whatever the interleaving (issue 19).
+
+Kafka orders records only within a partition. A batch's events are built as the pipeline
+writes them, each on its topic and partition; hypothesis draws any merge of those streams
+that keeps each one's order, and any split into polls. Every such run must give the same
+tables as the events applied in the order they were made, and after every poll a batch that
+reads Complete must have every one of its events applied."""
+
+import asyncio
+import itertools
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from services.tracker.engine import make_engine
+from services.tracker.migrate import migrate
+from services.tracker.tables import batch_status
+from shared.events import (
+    Attempt,
+    BatchClosed,
+    Event,
+    FileContext,
+    FileFailed,
+    FileReassigned,
+    FileStageCompleted,
+    FileUploaded,
+    TriageDecision,
+    file_key,
+)
+from shared.pipeline import PIPELINE, TRIAGE, index, output_topic, previous, spec
+from shared.status import Status
+from shared.topics import Topics
+from tests.tracker_scenario import dump, tracker_for
+
+BATCH = "batch-prop"
+HOSTS = ("127.0.0.2", "127.0.0.3")
+T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+TOPICS = Topics("cofi")
+PARTITIONS = 2
+STAGES = tuple(s.name for s in PIPELINE)
+GPU = tuple(s.name for s in PIPELINE if s.per_host)
+SKIP = next(r for r, to in spec(TRIAGE).routes.items() if to is None)
+TRANSCRIBE = next(r for r, to in spec(TRIAGE).routes.items() if to is not None)
+
+# What happens to a file: done, triaged out, failed at a stage, handed back by its host at a
+# GPU stage (then triaged out or not on the new host), or failed and retried at a stage.
+Fate = tuple[str, str | None, bool]
+FATES: list[Fate] = [
+    ("done", None, False),
+    ("skipped", None, False),
+    *(("failed", s, False) for s in STAGES[1:]),
+    *(("moved", s, skip) for s in GPU for skip in (False, True)),
+    *(("retried", s, False) for s in STAGES[2:]),
+]
+
+
+@dataclass
+class Streams:
+    """Each partition's records, in the order the pipeline wrote them."""
+
+    by_partition: dict[tuple[str, int], list[Event]] = field(default_factory=dict)
+    made: list[Event] = field(default_factory=list)  # every event, in the order made
+    # Events of a `cofi retry`, which someone runs after the file failed, maybe after its
+    # batch read Complete (the retry reopens it): not expected applied before Complete.
+    retries: set[int] = field(default_factory=set)
+    retrying: bool = False
+
+    def add(self, topic: str, key: bytes, event: Event) -> None:
+        partition = sum(key) % PARTITIONS
+        self.by_partition.setdefault((topic, partition), []).append(event)
+        self.made.append(event)
+        if self.retrying:
+            self.retries.add(id(event))
+
+
+def build(fates: Sequence[Fate]) -> Streams:
+    out = Streams()
+    clock = itertools.count()
+
+    def at() -> datetime:
+        return T0 + timedelta(milliseconds=10 * next(clock))
+
+    uploads_key = BATCH.encode()
+    for i, _ in enumerate(fates):
+        name = f"call-{i}.wav"
+        out.add(TOPICS.uploads, uploads_key, _upload(name, at()))
+    out.add(
+        TOPICS.uploads,
+        uploads_key,
+        BatchClosed(batch_id=BATCH, file_count=len(fates), closed_at=T0),
+    )
+    for i, fate in enumerate(fates):
+        _file(out, f"call-{i}.wav", fate, i, at)
+        out.retrying = False
+    return out
+
+
+def _upload(name: str, when: datetime) -> FileUploaded:
+    return FileUploaded(
+        batch_id=BATCH, file_name=name, audio_uri=f"s3://a/{name}", uploaded_at=when
+    )
+
+
+def _file(out: Streams, name: str, fate: Fate, i: int, at: Any) -> None:
+    kind, where, skip_after_move = fate
+    key = file_key(BATCH, name)
+    host, assignment, number = HOSTS[i % 2], 0, 1
+    retried = False
+    stage_index = 0
+    route = SKIP if kind == "skipped" else TRANSCRIBE
+    while stage_index < len(STAGES):
+        stage = STAGES[stage_index]
+        ctx = FileContext(
+            audio_uri=f"s3://a/{name}",
+            host=host,
+            assignment=assignment,
+            attempt_base=number - 1,
+            triage=TriageDecision(route=route, reason="rules")
+            if stage_index >= index(TRIAGE)
+            else None,
+        )
+        if stage == where and kind == "failed":
+            out.add(TOPICS.failed, key, _failure(name, stage, host, ctx, number, at()))
+            return
+        if stage == where and kind == "retried" and not retried:
+            retried = True
+            out.add(TOPICS.failed, key, _failure(name, stage, host, ctx, number, at()))
+            out.retrying = True
+            number += 1
+            before = previous(stage)
+            assert before is not None
+            again = FileStageCompleted(
+                batch_id=BATCH,
+                file_name=name,
+                stage=before.name,
+                context=ctx,
+                completed_at=at(),
+                next_attempt=number,
+            )
+            out.add(_topic_after(before.name, host, route), key, again)
+        if stage == where and kind == "moved" and assignment == 0:
+            out.add(
+                TOPICS.uploads,
+                BATCH.encode(),
+                FileReassigned(
+                    batch_id=BATCH,
+                    file_name=name,
+                    audio_uri=f"s3://a/{name}",
+                    stage=stage,  # type: ignore[arg-type]
+                    from_host=host,
+                    avoid=(host,),
+                    assignment=1,
+                    attempt_base=number,
+                    requested_at=at(),
+                ),
+            )
+            host, assignment, number = HOSTS[(i + 1) % 2], 1, number + 1
+            route = SKIP if skip_after_move else TRANSCRIBE
+            stage_index = 0  # it starts again at distribute on the other host
+            continue
+        attempts = (
+            ()
+            if stage == "distribute"
+            else (Attempt(number=number, host=host, ok=True, started_at=at()),)
+        )
+        done = FileStageCompleted(
+            batch_id=BATCH,
+            file_name=name,
+            stage=stage,  # type: ignore[arg-type]
+            context=ctx.model_copy(update={"attempt_high": number}),
+            attempts=attempts,
+            completed_at=at(),
+            next_attempt=ctx.attempt_base + 1,
+        )
+        out.add(_topic_after(stage, host, route), key, done)
+        if stage == TRIAGE and route == SKIP:
+            return
+        stage_index += 1
+
+
+def _topic_after(stage: str, host: str, route: str) -> str:
+    return output_topic(stage, TOPICS, host, route if spec(stage).routes else None)
+
+
+def _failure(
+    name: str, stage: str, host: str, ctx: FileContext, number: int, when: datetime
+) -> FileFailed:
+    return FileFailed(
+        batch_id=BATCH,
+        file_name=name,
+        stage=stage,  # type: ignore[arg-type]
+        host=host,
+        error_kind="permanent",
+        error=f"{stage} gave up",
+        attempts=(Attempt(number=number, host=host, ok=False, started_at=when, error="422"),),
+        input_event={"context": ctx.model_dump(mode="json")},
+        failed_at=when,
+    )
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> tuple[Streams, list[Event], list[int]]:
+    """A batch, one interleaving of its partitions, and a split into polls."""
+    fates = draw(st.lists(st.sampled_from(FATES), min_size=1, max_size=4))
+    streams = build(fates)
+    queues = {p: list(events) for p, events in streams.by_partition.items()}
+    order: list[Event] = []
+    while queues:
+        partition = draw(st.sampled_from(sorted(queues)))
+        order.append(queues[partition].pop(0))
+        if not queues[partition]:
+            del queues[partition]
+    sizes = draw(st.lists(st.integers(1, 6), min_size=1, max_size=8))
+    return streams, order, sizes
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def _fresh_database(tmp: Path, name: str) -> str:
+    """A migrated SQLite database: the first is migrated, the others are copies of it."""
+    if "db" not in _TEMPLATE:
+        template = tmp / "template.db"
+        asyncio.run(migrate(f"sqlite+aiosqlite:///{template}"))
+        _TEMPLATE["db"] = template
+    path = tmp / name
+    shutil.copyfile(_TEMPLATE["db"], path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def _apply(
+    url: str, events: Sequence[Event], sizes: Sequence[int], expected: set[int] | None
+) -> Any:
+    """Apply `events` in polls of `sizes`; with `expected` (the ids of the events that must
+    be applied when the batch reads Complete), check it after every poll."""
+    engine = make_engine(url)
+    try:
+        tracker = tracker_for(engine, interval=2)
+        poll_sizes = itertools.cycle(sizes)
+        applied = 0
+        while applied < len(events):
+            size = next(poll_sizes)
+            await tracker.apply_events(events[applied : applied + size])  # type: ignore[arg-type]
+            applied = min(len(events), applied + size)
+            if expected is not None:
+                async with engine.connect() as conn:
+                    status = (await conn.execute(select(batch_status.c.status))).scalar()
+                if status == Status.COMPLETE:
+                    unapplied = [e for e in events[applied:] if id(e) in expected]
+                    assert not unapplied, f"Complete with {unapplied} unapplied"
+        return await dump(engine)
+    finally:
+        await engine.dispose()
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(run=runs())
+def test_any_interleaving_gives_the_same_tables_and_no_early_complete(
+    tmp_path_factory: Any, run: tuple[Streams, list[Event], list[int]]
+) -> None:
+    streams, order, sizes = run
+    tmp: Path = tmp_path_factory.mktemp("interleaving")
+    reference_db, run_db = _fresh_database(tmp, "ref.db"), _fresh_database(tmp, "run.db")
+
+    async def both() -> tuple[Any, Any]:
+        reference = await _apply(reference_db, streams.made, [len(streams.made)], None)
+        expected = {id(e) for e in streams.made} - streams.retries
+        shuffled = await _apply(run_db, order, sizes, expected)
+        return reference, shuffled
+
+    reference, shuffled = asyncio.run(both())
+    (batch,) = reference["batchStatus"]
+    assert Status.COMPLETE in batch, "every file ended: the batch completes"
+    for table, rows in reference.items():
+        assert shuffled[table] == rows, f"{table} differs in another interleaving"
