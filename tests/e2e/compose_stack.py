@@ -95,6 +95,14 @@ class Stack:
         )  # fmt: skip
         return sorted(out.split())
 
+    def healthy(self, service: str) -> bool:
+        """Every container of the service passes its healthcheck."""
+        names = self.containers(service)
+        states = [
+            podman("inspect", "--format", "{{.State.Health.Status}}", n).strip() for n in names
+        ]
+        return bool(states) and all(state == "healthy" for state in states)
+
     def sql(self, query: str) -> list[list[str]]:
         """Rows of a query on the stack's database, as the root user inside its container."""
         (db,) = self.containers("mariadb")

@@ -89,6 +89,9 @@ def test_the_compose_stack_boots_and_completes_a_batch_despite_a_killed_replica(
     extra = {"SIM_LATENCY_SCALE": "0.2"}
     with booted(tmp_path, images, scale, extra) as stack:
         assert "grafana" not in stack.services and "tracker" in stack.services
+        # The services' own healthchecks (/readyz) pass, as compose's conditions rely on them.
+        for service in ("tracker", "distributor", KILLED):
+            wait_for(f"{service} to be healthy", lambda s=service: stack.healthy(s) or None, 600)
         batch = f"compose-{uuid.uuid4().hex[:8]}"
         stack.compose(
             "run", "--rm", "-T", "upload-demo", "submit", batch, "--synthetic", str(FILES),
