@@ -47,7 +47,7 @@ async def _scalar(pipeline: RunningPipeline, sql: str, batch: str) -> Any:
 async def _submit(pipeline: RunningPipeline, audio: list[Path]) -> str:
     batch = f"out-{uuid.uuid4().hex[:6]}"
     settings = pipeline.config.settings()
-    await submit(pipeline.config.bootstrap, settings.topics.uploads, batch, audio)
+    await submit(pipeline.config.bootstrap, settings.topics, batch, audio)
     return batch
 
 
