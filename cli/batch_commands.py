@@ -99,7 +99,7 @@ def export(ns: argparse.Namespace) -> int:
         "parquet" if ns.output and ns.output.suffix == ".parquet" else "csv"
     )
     output = ns.output or Path(f"{ns.batch_id}.{fmt}")
-    redact = frozenset(settings(TrackerSettings, ns).payload_redact_fields)
+    redact = settings(TrackerSettings, ns).redact_fields
 
     async def go() -> int:
         tables = engine(ns)

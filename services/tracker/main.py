@@ -23,7 +23,6 @@ from shared.observability.consumers import AiokafkaView
 from shared.observability.health import Heartbeat
 from shared.observability.service import Observability
 from shared.observability.sink import database_ping, observed_sink
-from shared.redaction import fields_to_redact
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.sink_runner import AfterApplyHook, SinkRunner
@@ -71,7 +70,7 @@ async def _track(
             topic_prefix=settings.topic_prefix,
             progress_interval=settings.progress_update_interval,
             log_file_start=settings.log_file_start_events,
-            redact_fields=fields_to_redact(settings.payload_redact_fields),
+            redact_fields=settings.redact_fields,
         ),
     )
     consumer = make_consumer(

@@ -1,16 +1,14 @@
 """The tracker's knobs, read from the environment (nothing is read at import time)."""
 
-from typing import Annotated, Any
-
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field
 
 from shared.database_settings import DatabaseSettings
 from shared.groups import tracker_group
+from shared.redaction import RedactionSettings
 from shared.settings import CommonSettings
 
 
-class TrackerSettings(DatabaseSettings, CommonSettings):
+class TrackerSettings(RedactionSettings, DatabaseSettings, CommonSettings):
     progress_update_interval: int = Field(default=100, ge=1)
     log_file_start_events: bool = False
     tracker_max_batch: int = Field(default=2000, ge=1)
@@ -57,19 +55,6 @@ class TrackerSettings(DatabaseSettings, CommonSettings):
     payload_purge_interval_s: float = Field(
         default=3600, gt=0, description="How often the tracker purges content past retention"
     )
-    payload_redact_fields: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="JSON fields blanked in processing_logs payloads before they are written, "
-        "comma-separated; `transcript,messages` stores no transcript (nor the LLM prompts "
-        "that carry it)",
-    )
-
-    @field_validator("payload_redact_fields", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @property
     def group_id(self) -> str:
