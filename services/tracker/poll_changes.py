@@ -7,6 +7,7 @@ always yields the same key and a redelivered or replayed event is a no-op in the
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
@@ -295,22 +296,8 @@ class PollChanges:
         """Keep, as a dead letter, a close that came after the batch's first with another
         `file_count`."""
         value = {"batch_id": batch_id, "file_count": file_count, "closed_at": at.isoformat()}
-        self.add_dead_letter(
-            DeadLetterRow(
-                letter_key=sha256_of(REJECTED, batch_id, "close", file_count, at),
-                source_topic=REJECTED,
-                source_partition=-1,
-                source_offset=-1,
-                stage=PIPELINE[0].name,
-                consumer="tracker",
-                error=reason,
-                batch_id=batch_id,
-                file_name=None,
-                key_b64=None,
-                value_b64=base64.b64encode(json.dumps(value).encode()).decode(),
-                created_at=at,
-            )
-        )
+        key = sha256_of(REJECTED, batch_id, "close", file_count, at)
+        self.add_dead_letter(_rejection(key, reason, batch_id, None, value, at))
 
     def reject_file(self, key: tuple[str, str], reason: str) -> None:
         """Drop everything this poll says about a file that must not join its batch (an
@@ -321,23 +308,36 @@ class PollChanges:
         self.logs = {k: r for k, r in self.logs.items() if (r.batch_id, r.file_name) != key}
         batch_id, file_name = key
         value = {"batch_id": batch_id, "file_name": file_name, "audio_uri": change.audio_uri}
+        letter_key = sha256_of(REJECTED, batch_id, file_name)
         self.add_dead_letter(
-            DeadLetterRow(
-                letter_key=sha256_of(REJECTED, batch_id, file_name),
-                source_topic=REJECTED,
-                source_partition=-1,
-                source_offset=-1,
-                stage=PIPELINE[0].name,
-                consumer="tracker",
-                error=reason,
-                batch_id=batch_id,
-                file_name=file_name,
-                key_b64=None,
-                value_b64=base64.b64encode(json.dumps(value).encode()).decode(),
-                created_at=change.created_at,
-            )
+            _rejection(letter_key, reason, batch_id, file_name, value, change.created_at)
         )
 
     @property
     def empty(self) -> bool:
         return not (self.files or self.attempts or self.logs or self.dead_letters or self.batches)
+
+
+def _rejection(
+    letter_key: str,
+    reason: str,
+    batch_id: str,
+    file_name: str | None,
+    value: Mapping[str, object],
+    at: datetime,
+) -> DeadLetterRow:
+    """A record the tracker itself refused (no topic offset: the poll merged its events)."""
+    return DeadLetterRow(
+        letter_key=letter_key,
+        source_topic=REJECTED,
+        source_partition=-1,
+        source_offset=-1,
+        stage=PIPELINE[0].name,
+        consumer="tracker",
+        error=reason,
+        batch_id=batch_id,
+        file_name=file_name,
+        key_b64=None,
+        value_b64=base64.b64encode(json.dumps(value).encode()).decode(),
+        created_at=at,
+    )
