@@ -24,7 +24,11 @@ from bench.infra import new_run_id
 from bench.latency import light_load_latency
 from bench.model_chain import ChainConfig, run_chain
 from bench.overhead import Chain, cpu_per_file, message_sizes, overhead_section, timed_batch
-from bench.pipeline import (
+from bench.profiling import profile_section, restart_under_profiler
+from bench.report import RunInfo, Section, figure_table, write_reports
+from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_section
+from bench.run import BenchRun, git_commit, machine, say, show
+from bench.stack import (
     CAPACITY,
     GPU_HOSTS,
     GPU_PORTS,
@@ -35,10 +39,6 @@ from bench.pipeline import (
     cleanup_topics,
     running_pipeline,
 )
-from bench.profiling import profile_section, restart_under_profiler
-from bench.report import RunInfo, Section, figure_table, write_reports
-from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_section
-from bench.run import BenchRun, git_commit, machine, say, show
 from bench.tracker_rate import tracker_throughput
 from bench.tracker_scale import tracker_scale
 from cli.processes import exit_on_sigterm

@@ -22,9 +22,9 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.infra import new_run_id
-from bench.pipeline import GPU_HOSTS, BenchPipeline, Infra, cpu_floor, running_pipeline
 from bench.report import Figure, Section
 from bench.schedule import StageWork, file_stage_work, fluid_bound
+from bench.stack import GPU_HOSTS, BenchPipeline, Infra, cpu_floor, running_pipeline
 from cli.audio import CallLengths
 from shared.call_audio import read_call_header
 from shared.pipeline import PIPELINE

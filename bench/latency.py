@@ -15,8 +15,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench.infra import partitions_of, reader
-from bench.pipeline import BenchPipeline
 from bench.report import Figure, Section
+from bench.stack import BenchPipeline
 from bench.stats import percentile
 from cli.upload import uploads_for
 from shared.events import BatchClosed, encode

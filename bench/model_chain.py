@@ -31,8 +31,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from bench.infra import end_offsets, reader
-from bench.pipeline import shared_usage
 from bench.procfs import usage
+from bench.stack import shared_usage
 from cli.processes import ProcessGroup
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.pipeline import input_topic, output_topic, spec, stages_of
@@ -47,7 +47,7 @@ LLM_MODEL = "cofi-call-analyst"  # the LLM stage's default `LLM_MODEL`
 
 Headers = dict[str, bytes]
 IDLE_S = 3.0  # how long the chain's idle CPU is measured, after the warm-up
-BROKER = "kafka broker"  # its name in `bench.pipeline.shared_usage`
+BROKER = "kafka broker"  # its name in `bench.stack.shared_usage`
 
 
 @dataclass(frozen=True)

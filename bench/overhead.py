@@ -10,8 +10,8 @@ from typing import Protocol
 
 from bench.infra import mean_record_size, reader
 from bench.model_chain import BROKER, IDLE_S, ChainRun
-from bench.pipeline import BenchPipeline, Snapshot, cpu_floor, other_load
 from bench.report import Figure, Section
+from bench.stack import BenchPipeline, Snapshot, cpu_floor, other_load
 from services.dashboard.summary import BatchSummary
 from shared.pipeline import PIPELINE, input_topic
 from shared.topics import Topics

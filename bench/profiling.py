@@ -18,9 +18,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.pipeline import BenchPipeline
 from bench.report import Section
 from bench.service_profile import self_time_by_library
+from bench.stack import BenchPipeline
 
 
 async def restart_under_profiler(

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from bench.overhead import TimedBatch
-from bench.pipeline import BenchPipeline
 from bench.report import Figure, Section
+from bench.stack import BenchPipeline
 from bench.stats import projected_at
 
 NOT_PRODUCT = ("simulator",)

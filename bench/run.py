@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from bench.pipeline import ROOT, Infra
 from bench.report import Section, figure_table
+from bench.stack import ROOT, Infra
 
 
 def say(text: str) -> None:

@@ -22,9 +22,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.infra import end_offsets, fresh_database, reader
-from bench.pipeline import Infra
 from bench.profiling import profiled
 from bench.report import Figure, Section
+from bench.stack import Infra
 from services.tracker.main import run as run_tracker
 from services.tracker.migrate import migrate
 from services.tracker.settings import TrackerSettings

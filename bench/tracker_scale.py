@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.infra import delete_topics, fresh_database, new_run_id
-from bench.pipeline import ROOT, Infra
 from bench.procfs import own_cpu_seconds, pid_from_file, usage
 from bench.report import Figure, Section, figure_table
+from bench.stack import ROOT, Infra
 from services.tracker.main import run as run_tracker
 from services.tracker.settings import TrackerSettings
 from shared.events import (

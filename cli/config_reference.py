@@ -187,7 +187,7 @@ def render() -> str:
         "instead: `<NAME>_FILE=/run/secrets/name` reads `<NAME>` from that file (Docker "
         "secrets; one trailing newline dropped; setting both is an error). "
         "`docker-compose.yml` sets the stack's values from `.env` (see `.env.example`); the "
-        "local demo and the tests set theirs in `cli/pipeline.py`.",
+        "local demo and the tests set theirs in `cli/local_stack.py`.",
         "",
     ]
     for title, cls, run in SECTIONS:

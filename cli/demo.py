@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.audio import CallLengths, make_batch
-from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.local_stack import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
 from cli.upload import submit
 from services.dashboard.summary import BatchSummary, batch_summary, render

@@ -47,7 +47,7 @@ def add(sub: "Subcommands") -> None:
 
 def demo(ns: argparse.Namespace) -> int:
     from cli.demo import run_demo
-    from cli.pipeline import PipelineConfig
+    from cli.local_stack import PipelineConfig
     from cli.processes import exit_on_sigterm
 
     s = settings(TrackerSettings, ns)

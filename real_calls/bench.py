@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.pipeline import PipelineConfig
+from cli.local_stack import PipelineConfig
 from model_host.api import ModelRequest
 from model_host.models import Models
 from model_host.settings import HostSettings

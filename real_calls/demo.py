@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.local_stack import PipelineConfig, create_topics, start_pipeline
 from cli.processes import exit_on_sigterm
 from cli.upload import submit
 from real_calls.outcome import CallOutcome, read_outcomes

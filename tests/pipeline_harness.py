@@ -10,7 +10,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.audio import CallLengths
-from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.local_stack import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
 from services.dashboard.summary import BatchSummary, batch_summary
 from tests.kafka_helpers import wait_until

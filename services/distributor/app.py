@@ -31,7 +31,7 @@ from shared.kafka import make_producer
 from shared.observability.consumers import FaustView
 from shared.observability.service import Observability
 from shared.output import Output
-from shared.runtime.control import CancelledBatches
+from shared.runtime.control import ControlView
 from shared.runtime.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
     )
 
     audio_policy = settings.audio_uri_policy
-    cancelled = CancelledBatches(settings.kafka, topics.control)
+    control = ControlView(settings.kafka, topics.control)
     ledger = UploadLedger()
 
     def upload_router(message: Incoming) -> list[Output]:
@@ -72,10 +72,10 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
             message,
             settings.gpu_hosts,
             topics,
-            cancelled,
+            control.cancelled_batches,
             audio_policy,
             ledger,
-            cancelled.drained_hosts,
+            control.drained_hosts,
         )
 
     async def catch_up(message: Incoming) -> None:
@@ -103,10 +103,10 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
                 await asyncio.sleep(waits.next())
 
     def triage_router(message: Incoming) -> list[Output]:
-        return route_after_lid(message, rules, topics, cancelled)
+        return route_after_lid(message, rules, topics, control.cancelled_batches)
 
     async def follow_cancellations() -> None:
-        await cancelled.run(asyncio.Event())  # runs until the worker cancels its tasks
+        await control.run(asyncio.Event())  # runs until the worker cancels its tasks
 
     observability = Observability(settings, "distributor")
     observability.watch_consumer("distributor", FaustView(app))
@@ -137,7 +137,7 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
 
     def ready() -> Awaitable[bool]:
         # Cancels and drains written before this start count from the first routed record.
-        return cancelled.caught_up(asyncio.Event())
+        return control.caught_up(asyncio.Event())
 
     waiting = observability.metrics.distributor_waits
     app.task(follow_cancellations)

@@ -17,7 +17,7 @@ from shared.logging import configure_logging
 from shared.model_http import ModelApiClient
 from shared.pipeline import stages_of
 from shared.retry import RetryPolicy
-from shared.runtime.control import CancelledBatches
+from shared.runtime.control import ControlView
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.model_stage_wiring import ModelStageWiring
@@ -31,7 +31,7 @@ GPU_STAGES = [row.name for row in stages_of("gpu_stage")]
 class DrainedHosts:
     """Hosts to hand files back from: marked `:down` in GPU_HOSTS, or drained (`cofi drain`)."""
 
-    def __init__(self, settings: GpuStageSettings, control: CancelledBatches) -> None:
+    def __init__(self, settings: GpuStageSettings, control: ControlView) -> None:
         self.down = {h.ip for h in settings.gpu_hosts if h.down}
         self.control = control
 
@@ -76,8 +76,8 @@ def build_runner(
             base_s=settings.gpu_request_timeout_s,
             per_audio_s=settings.gpu_request_timeout_per_audio_s,
         ),
-        cancelled=wiring.cancelled,
-        drained=DrainedHosts(settings, wiring.cancelled),
+        cancelled=wiring.control.cancelled_batches,
+        drained=DrainedHosts(settings, wiring.control),
         metrics=guarded.metrics,
         hosts=settings.gpu_hosts,
         audio_policy=settings.audio_uri_policy,

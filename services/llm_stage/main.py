@@ -70,7 +70,7 @@ async def run(settings: LlmStageSettings, stages: list[LlmStage], stop: asyncio.
                 chat=chat,
                 concurrency=concurrency,
                 breaker=guarded.breaker,
-                cancelled=wiring.cancelled,
+                cancelled=wiring.control.cancelled_batches,
                 host=api_host,
                 metrics=guarded.metrics,
                 max_malformed=settings.llm_malformed_max_attempts,

@@ -25,11 +25,14 @@ from shared.kafka import Kafka, make_topic_reader, start_when_reachable
 log = logging.getLogger(__name__)
 
 
-class CancelledBatches:
+class ControlView:
+    """The batches cancelled and the GPU hosts drained, as read so far from the control
+    topic; both sets are updated in place, so a holder of either sees every later word."""
+
     def __init__(self, kafka: Kafka, topic: str) -> None:
         self.kafka = kafka
         self.topic = topic
-        self.batches: set[str] = set()
+        self.cancelled_batches: set[str] = set()
         # Hosts drained by `cofi drain` (the latest word per host: a drain can be undone).
         self.drained_hosts: set[str] = set()
         self._caught_up = asyncio.Event()
@@ -44,9 +47,6 @@ class CancelledBatches:
             for wait in waits:
                 wait.cancel()
         return self._caught_up.is_set()
-
-    def __contains__(self, batch_id: object) -> bool:
-        return batch_id in self.batches
 
     def apply(self, raw: bytes | None) -> None:
         if raw is None:
@@ -64,9 +64,9 @@ class CancelledBatches:
                 log.info("GPU host %s no longer drained", event.host)
                 self.drained_hosts.discard(event.host)
             return
-        if event.batch_id not in self.batches:
+        if event.batch_id not in self.cancelled_batches:
             log.info("batch %s cancelled: %s", event.batch_id, event.reason or "no reason given")
-        self.batches.add(event.batch_id)
+        self.cancelled_batches.add(event.batch_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         reader = make_topic_reader(self.kafka, self.topic)

@@ -19,7 +19,7 @@ from shared.metrics import StageMetrics
 from shared.model_stage import decoder_for
 from shared.observability.service import Observability
 from shared.pipeline import input_topic
-from shared.runtime.control import CancelledBatches
+from shared.runtime.control import ControlView
 from shared.runtime.publisher import Publisher
 from shared.runtime.stage_runner import Handler, RunnerSettings, StageRunner, Work
 from shared.runtime.stage_service import run_stage_runners
@@ -48,7 +48,7 @@ class ModelStageWiring:
             metrics=self.observability.metrics.publish(service),
         )
         self.observability.readiness.add(f"publisher ({service})", self.publisher.problem)
-        self.cancelled = CancelledBatches(settings.kafka, settings.topics.control)
+        self.control = ControlView(settings.kafka, settings.topics.control)
         self.runners: list[StageRunner[Any]] = []
 
     def guard(
@@ -111,7 +111,7 @@ class ModelStageWiring:
             self.service,
             list(runners) or self.runners,
             self.publisher,
-            self.cancelled,
+            self.control,
             self.observability,
             stop,
         )

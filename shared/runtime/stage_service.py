@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.observability.consumers import AiokafkaView
 from shared.observability.service import Observability
-from shared.runtime.control import CancelledBatches
+from shared.runtime.control import ControlView
 from shared.runtime.publisher import Publisher
 from shared.runtime.stage_runner import StageRunner
 
@@ -21,7 +21,7 @@ async def run_stage_runners(
     service: str,
     runners: Sequence[StageRunner[Any]],
     publisher: Publisher,
-    cancelled: CancelledBatches,
+    control: ControlView,
     observability: Observability,
     stop: asyncio.Event,
 ) -> None:
@@ -34,9 +34,9 @@ async def run_stage_runners(
             return
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(cancelled.run(stop))
+                group.create_task(control.run(stop))
                 # Cancels and drains written before this start count from the first record.
-                if not await cancelled.caught_up(stop):
+                if not await control.caught_up(stop):
                     return
                 for runner in runners:
                     group.create_task(runner.run(stop))

@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cli.audio import CallLengths, file_name, write_corrupt, write_one, write_wav
-from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.local_stack import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup, ServiceProcess, service_argv
 from cli.upload import submit
 from services.dashboard.summary import BatchSummary, batch_summary

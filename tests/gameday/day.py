@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.local_stack import PipelineConfig, create_topics, start_pipeline
 from tests.crash.harness import (
     CRASH_CONTROL_PORT,
     CRASH_LLM_PORT,

@@ -6,7 +6,7 @@ from cli.dead_letters import cancellation, drain
 from shared.events import encode
 from shared.kafka import make_producer
 from shared.provisioning import create_pipeline_topics
-from shared.runtime.control import CancelledBatches
+from shared.runtime.control import ControlView
 from shared.settings import CommonSettings
 from tests.stage_helpers import running
 
@@ -32,13 +32,13 @@ async def test_a_service_learns_every_earlier_cancel_and_drain_before_work_start
         await producer.stop()
     assert cancellation("host:x", "", topics).key != drain("x", True, "", topics).key
 
-    control = CancelledBatches(kafka_bootstrap, topics.control)
+    control = ControlView(kafka_bootstrap, topics.control)
     async with running(control.run):
         started = asyncio.Event()
         assert await asyncio.wait_for(control.caught_up(started), timeout=30)
         # Once caught up, everything written before is known: nothing is started wrongly.
-        assert {f"b{n}" for n in range(300)} <= control.batches
-        assert {"host:x", "legacy"} <= control.batches
+        assert {f"b{n}" for n in range(300)} <= control.cancelled_batches
+        assert {"host:x", "legacy"} <= control.cancelled_batches
         assert control.drained_hosts == {"x"}
 
 
@@ -47,7 +47,7 @@ async def test_an_empty_control_topic_lets_work_start_at_once(
 ) -> None:
     settings = CommonSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
     await create_pipeline_topics(settings)
-    control = CancelledBatches(kafka_bootstrap, settings.topics.control)
+    control = ControlView(kafka_bootstrap, settings.topics.control)
     async with running(control.run):
         assert await asyncio.wait_for(control.caught_up(asyncio.Event()), timeout=30)
-        assert not control.batches and not control.drained_hosts
+        assert not control.cancelled_batches and not control.drained_hosts

@@ -1,6 +1,6 @@
 """The real pipeline for a bench run: every service a process, on the bench's own addresses.
 
-Built on the harness the demo and the end-to-end tests use (`cli.pipeline`); a run gets a
+Built on the harness the demo and the end-to-end tests use (`cli.local_stack`); a run gets a
 fresh topic prefix and a fresh database, and a warm-up batch makes sure every consumer has
 joined its group before anything is timed.
 """
@@ -26,7 +26,7 @@ from bench.procfs import (
     pid_from_file,
     usage,
 )
-from cli.pipeline import PipelineConfig, create_topics, start_pipeline
+from cli.local_stack import PipelineConfig, create_topics, start_pipeline
 from cli.processes import ProcessGroup
 from cli.upload import submit
 from services.dashboard.summary import BatchSummary, batch_summary
