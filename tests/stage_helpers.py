@@ -1,9 +1,10 @@
 """Run one stage service in-process against the simulator, for integration tests."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from shared.events import FileContext, FileStageCompleted, encode, file_key
 from shared.kafka import make_producer
@@ -15,8 +16,8 @@ def stage_input(
     return FileStageCompleted(
         batch_id=batch,
         file_name=path.name,
-        stage=stage,  # type: ignore[arg-type]
-        context=FileContext(audio_uri=path.resolve().as_uri(), host=host, **context),  # type: ignore[arg-type]
+        stage=stage,
+        context=FileContext(audio_uri=path.resolve().as_uri(), host=host, **context),
     )
 
 
@@ -34,7 +35,9 @@ async def produce_events(bootstrap: str, topic: str, events: list[FileStageCompl
 
 
 @asynccontextmanager
-async def running(service: Callable[[asyncio.Event], Awaitable[None]]) -> AsyncIterator[None]:
+async def running(
+    service: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+) -> AsyncIterator[None]:
     """Run a service's `run(..., stop)` as a task; stop it (and surface its errors) on exit."""
     stop = asyncio.Event()
     task = asyncio.create_task(service(stop))

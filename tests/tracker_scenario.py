@@ -218,9 +218,9 @@ def build_scenario(
             at=at(),
         )
     )
-    for stage in ("upload", *STAGES):
-        sc.events += waves[stage]
-        if stage == "lid":
+    for wave in ("upload", *STAGES):
+        sc.events += waves[wave]
+        if wave == "lid":
             sc.events += waves["failed"]  # failures interleave with the stages
     sc.poison.append(
         Undecodable(
@@ -251,7 +251,7 @@ def _failure(
         batch_id=batch_id,
         file_name=name,
         stage=stage,
-        host=host,  # type: ignore[arg-type]
+        host=host,
         error_kind="permanent",
         error=f"{stage} gave up: HTTP 422",
         attempts=tuple(attempts),

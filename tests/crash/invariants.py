@@ -15,31 +15,16 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import text
 
 from services.llm_stage.prompting import caller_ref
+from shared.pipeline import PIPELINE, STATUS_COLUMNS, TRIAGE, skipped_by
 from shared.stages import GPU_STAGES, LLM_STAGES, STAGES
 from tests.crash.harness import ChaosRun, allowed_redundancy
 
-FLAGS = {
-    "denoise": "denoiseDone",
-    "ivr": "ivrDone",
-    "lid": "lidDone",
-    "stt": "sttDone",
-    "llm1": "llm1Done",
-    "llm2": "llm2Done",
-}
-STATUS_COLUMNS = (
-    "dbInsertionStatus",
-    "denoiseStatus",
-    "ivrStatus",
-    "lidStatus",
-    "triagingStatus",
-    "sttStatus",
-    "llm1Status",
-    "llm2Status",
-)
+# Read from the table: a stage's done flag, and the batch's status columns.
+FLAGS = {row.name: row.flag_column for row in PIPELINE if row.flag_column is not None}
 # The stages whose success a file in each terminal state must show in processing_logs.
-LOGGED_STAGES = {
-    "done": set(STAGES),
-    "skipped": {"denoise", "ivr", "lid", "triage"},
+LOGGED_STAGES: dict[str, set[str]] = {
+    "done": set[str](STAGES),
+    "skipped": set[str](STAGES) - {row.name for row in skipped_by(TRIAGE, "skip")},
 }
 
 

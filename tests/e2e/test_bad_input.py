@@ -200,7 +200,8 @@ async def _wait_for_row(engine: AsyncEngine, batch: str) -> Row[Any]:
 
 def _is_letter(value: bytes | None) -> bool:
     try:
-        return json.loads(value or b"").get("type") == "DeadLetter"
+        kind: object = json.loads(value or b"").get("type")
+        return kind == "DeadLetter"
     except ValueError:
         return False
 

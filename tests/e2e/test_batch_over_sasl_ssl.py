@@ -65,7 +65,7 @@ async def test_a_batch_runs_over_sasl_ssl_with_scram_sha_512(
         await submit(settings.kafka, settings.topics, batch, paths)
         summary = await pipeline.wait_finished(batch, timeout_s=240)
         async with pipeline.engine.connect() as conn:
-            states = dict(
+            states: dict[str, int] = dict(
                 (
                     await conn.execute(
                         text(

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import pytest
 
+from shared.stages import GPU_STAGES
 from tests.e2e.compose_stack import (
     Stack,
     booted,
@@ -54,6 +55,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
         time.sleep(2)
 
 
+def healthy(stack: Stack, service: str) -> Callable[[], bool | None]:
+    """A probe for `wait_for`: True once every container of the service is healthy."""
+    return lambda: stack.healthy(service) or None
+
+
 def short_scale(stack_services: list[str]) -> dict[str, int]:
     """One replica per consumer service, two of the stage whose replica is killed."""
     consumers = [s for s in stack_services if s.startswith("gpu-") and s.count("-") == 2]
@@ -84,14 +90,14 @@ def test_the_compose_stack_boots_and_completes_a_batch_despite_a_killed_replica(
         pytest.skip("the images from Debian are not built: make images")
     cache = Path(os.environ.get("COFI_CACHE", Path(__file__).resolve().parents[2] / ".cache"))
     images = build_images(cache)
-    gpu_services = [f"gpu-{h}-{s}" for h in "ab" for s in ("denoise", "ivr", "lid", "stt")]
+    gpu_services = [f"gpu-{h}-{s}" for h in "ab" for s in GPU_STAGES]
     scale = {} if FULL else short_scale(gpu_services)
     extra = {"SIM_LATENCY_SCALE": "0.2"}
     with booted(tmp_path, images, scale, extra) as stack:
         assert "grafana" not in stack.services and "tracker" in stack.services
         # The services' own healthchecks (/readyz) pass, as compose's conditions rely on them.
         for service in ("tracker", "distributor", KILLED):
-            wait_for(f"{service} to be healthy", lambda s=service: stack.healthy(s) or None, 600)
+            wait_for(f"{service} to be healthy", healthy(stack, service), 600)
         batch = f"compose-{uuid.uuid4().hex[:8]}"
         stack.compose(
             "run", "--rm", "-T", "upload-demo", "submit", batch, "--synthetic", str(FILES),

@@ -20,8 +20,8 @@ async def _healthy_stt_rate(
 ) -> float:
     """STT (the bottleneck stage) calls per second on the healthy hosts, while they had work."""
     batch = f"iso-{uuid.uuid4().hex[:6]}"
-    # Real latencies (two-second calls: stt ~145 ms, 4 at a time per host): the model, not the
-    # CPU, is the limit.
+    # Real latencies (two-second calls, 4 at a time per host, the simulator's model times):
+    # the model, not the CPU, is the limit.
     async with running_pipeline(
         prefix,
         db_url,
@@ -64,10 +64,10 @@ async def _healthy_stt_rate(
     if dead:
         assert DEAD not in by_host
         assert dead_files == 0  # failed over to the healthy hosts, not failed
-    rates = []
+    rates: list[float] = []
     for host in HEALTHY:
-        r = by_host[host]
-        rates.append((r.n - 1) / (r.last - r.first).total_seconds())
+        row = by_host[host]
+        rates.append((row.n - 1) / (row.last - row.first).total_seconds())
     return sum(rates)
 
 

@@ -14,8 +14,8 @@ from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 
 from shared.pipeline import PIPELINE
-from tests.gameday.catalogue import FaultKind
 from tests.gameday.day import ActiveFault, Day, utcnow
+from tests.gameday.kinds import FaultKind
 
 # The first fault comes early enough that a 5-minute game day sees two to four.
 FIRST_FAULT_S = (10.0, 60.0)

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ KEY_70K = 70 * 1024
 LONG_NAME = 2000  # characters: past any VARCHAR(255) a dead letter's file name might sit in
 
 
-async def _send(day: Day, records: list[tuple[str, bytes | None, bytes]], what: str) -> None:
+async def _send(day: Day, records: Sequence[tuple[str, bytes | None, bytes]], what: str) -> None:
     """Raw records (topic, key, value), each remembered as injected on purpose."""
     producer = make_producer(day.config.bootstrap, "gameday-hostile")
     await producer.start()

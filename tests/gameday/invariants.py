@@ -207,7 +207,7 @@ def _ends_once(day: Day, inv: Invariant, files: list[Any]) -> None:
 
 
 def _agrees(f: Any) -> bool:
-    flags = {stage: f[column] == 1 for stage, column in FLAG_OF.items()}
+    flags: dict[str, bool] = {stage: f[column] == 1 for stage, column in FLAG_OF.items()}
     state = f["terminalState"]
     if state == "done":
         return all(flags.values())

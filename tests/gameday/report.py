@@ -5,10 +5,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.gameday.catalogue import BY_NAME, FaultKind
+from tests.gameday.catalogue import BY_NAME
 from tests.gameday.day import Day
 from tests.gameday.faults import Monitor
 from tests.gameday.invariants import Invariant
+from tests.gameday.kinds import FaultKind
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ async def test_the_distributor_dead_letters_uris_outside_its_allowlist(
     settings = CommonSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        gpu_hosts=HOST,  # type: ignore[arg-type]
+        gpu_hosts=HOST,
     )
     await create_pipeline_topics(settings)
     topics = settings.topics
@@ -64,10 +64,13 @@ async def test_the_distributor_dead_letters_uris_outside_its_allowlist(
     finally:
         await asyncio.to_thread(group.stop_all)
 
-    failures = {e.file_name: e for e in (any_event.validate_json(r.value) for r in failed)}
+    failures: dict[str, FileFailed] = {}
+    for record in failed:
+        failure = any_event.validate_json(record.value)
+        assert isinstance(failure, FileFailed), failure
+        failures[failure.file_name] = failure
     assert set(failures) == {"metadata.wav", "shadow.wav", "climb.wav"}
     for failure in failures.values():
-        assert isinstance(failure, FileFailed)
         assert (failure.error_kind, failure.host) == ("permanent", None)
         assert failure.error.startswith("not distributed: audio_uri")
     assert "scheme 'http' is not allowed" in failures["metadata.wav"].error

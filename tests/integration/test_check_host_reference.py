@@ -19,7 +19,7 @@ from tests.kafka_helpers import wait_until
 pytestmark = pytest.mark.integration
 
 IP = "127.0.0.5"
-PORTS = {stage: 16110 + i for i, stage in enumerate(GPU_STAGES)}
+PORTS: dict[str, int] = {stage: 16110 + i for i, stage in enumerate(GPU_STAGES)}
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def attempt(
         host=(H1 if i % 2 == 0 else H2) if stage in GPU else None,
         ok=ok,
         error=error,
-        error_kind=kind,  # type: ignore[arg-type]
+        error_kind=kind,
         started_at=T0 + timedelta(minutes=minute_of(stage), seconds=i),
         duration_ms=ms,
     )
@@ -103,7 +103,7 @@ def dash_batch() -> list[TrackedEvent]:
                     FileFailed(
                         batch_id="dash",
                         file_name=name,
-                        stage=stage,  # type: ignore[arg-type]
+                        stage=stage,
                         host=host,
                         error_kind="permanent",
                         error=f"{stage} gave up: HTTP 422 corrupt",
@@ -128,7 +128,7 @@ def dash_batch() -> list[TrackedEvent]:
                 FileStageCompleted(
                     batch_id="dash",
                     file_name=name,
-                    stage=stage,  # type: ignore[arg-type]
+                    stage=stage,
                     context=context,
                     attempts=attempts,
                     completed_at=T0 + timedelta(minutes=minute_of(stage), seconds=i + 1),

@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import tracemalloc
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def _key(*parts: str) -> str:
 async def _seed(engine: AsyncEngine, batch: str, files: int) -> None:
     """A finished batch as the tracker leaves it: a file row and its stages' answers."""
     names = [f"call_{i:06d}.wav" for i in range(files)]
-    answers = {
+    answers: dict[str, Callable[[str], dict[str, object]]] = {
         "ivr": lambda n: {"is_ivr": False, "confidence": 0.6},
         "lid": lambda n: {"language": "en", "confidence": 0.9},
         "stt": lambda n: {"transcript": f"card 4111 1111 1111 1111 in {n} " + "words " * 40},
@@ -60,10 +61,10 @@ async def _seed(engine: AsyncEngine, batch: str, files: int) -> None:
 
 
 @pytest.fixture
-async def engine(mariadb_url: str) -> AsyncEngine:
+async def engine(mariadb_url: str) -> AsyncIterator[AsyncEngine]:
     await migrate(mariadb_url)
     engine = create_async_engine(mariadb_url)
-    yield engine  # type: ignore[misc]
+    yield engine
     await engine.dispose()
 
 

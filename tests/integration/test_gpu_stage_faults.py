@@ -3,6 +3,7 @@ that go down and come back."""
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from services.gpu_stage.main import run
 from services.gpu_stage.settings import GpuStageSettings
 from shared.events import FileFailed, FileReassigned, FileStageCompleted, any_event
 from shared.provisioning import create_pipeline_topics
+from shared.stages import GPU_STAGES
 from simulator.testing import running_simulator, write_corrupt_files, write_wav
 from tests.kafka_helpers import read_topic, wait_until
 from tests.stage_helpers import produce_events, running, stage_input
@@ -22,18 +24,18 @@ def _settings(
 ) -> GpuStageSettings:
     ports = {
         f"{s}_port": int(sim.gpu_url(HOST, s).rsplit(":", 1)[1].split("/")[0])  # type: ignore[attr-defined]
-        for s in ("denoise", "ivr", "lid", "stt")
+        for s in GPU_STAGES
     }
+    values: dict[str, Any] = {**ports, **extra}  # the settings class parses each
     return GpuStageSettings(
         kafka_bootstrap_servers=bootstrap,
         topic_prefix=prefix,
-        gpu_hosts=hosts,  # type: ignore[arg-type]
+        gpu_hosts=hosts,
         gpu_retry_base_delay_s=0.05,
         gpu_retry_max_delay_s=0.2,
         gpu_retry_max_attempts=10,
         gpu_request_timeout_s=2.0,
-        **ports,
-        **extra,  # type: ignore[arg-type]
+        **values,
     )
 
 

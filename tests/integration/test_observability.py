@@ -75,7 +75,7 @@ async def test_gpu_stage_counts_files_requests_retries_dead_letters_in_flight_an
         settings = GpuStageSettings(
             kafka_bootstrap_servers=kafka_bootstrap,
             topic_prefix=topic_prefix,
-            gpu_hosts=f"{HOST}:4",  # type: ignore[arg-type]
+            gpu_hosts=f"{HOST}:4",
             gpu_retry_base_delay_s=0.05,
             gpu_retry_max_delay_s=0.2,
             gpu_retry_max_attempts=10,
@@ -319,7 +319,7 @@ async def test_distributor_process_serves_routing_metrics_and_readiness(
     settings = CommonSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
-        gpu_hosts=hosts,  # type: ignore[arg-type]
+        gpu_hosts=hosts,
     )
     await create_pipeline_topics(settings)
     topics = settings.topics

@@ -69,7 +69,7 @@ async def _finished_batch_agrees(db_url: str) -> None:
         )
         assert [s.stage for s in p.stages] == list(STAGES)
         assert {(s.status, s.ended, s.total) for s in p.stages} == {("Complete", 300, 300)}
-        failed_at = {stage: 0 for stage in STAGES}
+        failed_at: dict[str, int] = {stage: 0 for stage in STAGES}
         for stage in sc.failed_stage.values():
             failed_at[stage] += 1
         assert {s.stage: s.failed_here for s in p.stages} == failed_at

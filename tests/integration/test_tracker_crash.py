@@ -11,6 +11,7 @@ redelivery changed, and nothing of how the broker happened to split records into
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import TypeAlias
 
 import pytest
 from aiokafka.structs import ConsumerRecord
@@ -30,7 +31,7 @@ from tests.tracker_scenario import (
     produce,
 )
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class Killed(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import UniqueConstraint, func, inspect, select, text
 from sqlalchemy.event import listen
 
 from services.tracker import bulk_insert
@@ -100,7 +100,7 @@ async def test_migrations_build_the_schema_of_tables_py(db_url: str) -> None:
         expected = {
             tuple(c.name for c in u.columns)
             for u in table.constraints
-            if u.__class__.__name__ == "UniqueConstraint"
+            if isinstance(u, UniqueConstraint)
         }
         assert expected <= uniques, name
 
@@ -409,7 +409,7 @@ def cancelled_batch() -> tuple[list[TrackedEvent], datetime]:
         return FileStageCompleted(
             batch_id="cancelled",
             file_name=names[i],
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
             context=FileContext(
                 audio_uri=f"s3://{names[i]}",
                 host=HOSTS[i % 2],

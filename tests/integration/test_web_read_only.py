@@ -44,7 +44,7 @@ async def read_only_url(mariadb_url: str) -> AsyncIterator[str]:
 
 
 async def test_the_pages_user_reads_but_cannot_insert(mariadb_url: str, read_only_url: str) -> None:
-    settings = WebSettings(database_url=mariadb_url, web_database_url=read_only_url)  # type: ignore[arg-type]
+    settings = WebSettings(database_url=mariadb_url, web_database_url=read_only_url)
     engine = page_engine(settings)
     bare = create_async_engine(read_only_url)  # the user alone, without read-only sessions
     writer = create_async_engine(mariadb_url)

@@ -3,7 +3,7 @@ from bench.latency import STAGES, gaps_per_hop
 
 def test_each_hop_is_the_time_from_one_stage_end_to_the_next_start() -> None:
     # A file uploaded at 0; every stage starts 10 ms after the previous ended and runs 5 ms.
-    spans = {}
+    spans: dict[str, tuple[float, float]] = {}
     t = 0.0
     for stage in STAGES:
         t += 10

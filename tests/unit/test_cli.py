@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,7 +119,8 @@ def test_a_bad_setting_is_one_line_naming_the_variable_in_the_cli(
     variable: str, value: str, says: str, tmp_path: Path
 ) -> None:
     for args in (("topics",), ("submit", "b1", "--folder", str(ROOT / "docs"))):
-        done = cofi(*args, **{variable: value})
+        setting: dict[str, Any] = {variable: value}  # an environment variable, not cwd/timeout
+        done = cofi(*args, **setting)
         line = one_line_error(done, 2, f"bad setting {variable}", says)
         assert line.startswith(f"cofi {args[0]}: ")
 

@@ -84,7 +84,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "tracker": TrackerSettings,
     "web": WebSettings,
 }
-ALL_SETTINGS = (CommonSettings, *SETTINGS.values())
+ALL_SETTINGS: tuple[type[BaseSettings], ...] = (CommonSettings, *SETTINGS.values())
 SIMULATOR_ENV = {
     *sim_config.PORT_ENV.values(),
     *(name for name, _, _ in sim_config._ENV_SCALARS),
@@ -112,7 +112,9 @@ def env_names(cls: type[BaseSettings]) -> set[str]:
     return names | {f"{name}_FILE" for name in names}
 
 
-def env(service: dict[str, Any]) -> dict[str, str]:
+def env(service: dict[str, Any]) -> dict[str, Any]:
+    """The service's variables as strings (typed Any: they go to settings classes as keyword
+    arguments, which parse them)."""
     return {k: str(v) for k, v in (service.get("environment") or {}).items()}
 
 
@@ -280,12 +282,11 @@ def test_addresses_and_ports_point_at_the_services_that_serve_them() -> None:
 
     web_env = env(SERVICES["web"])
     # A secret's variable names a file that exists only in the container: stand in a value.
-    web = WebSettings(
-        **{
-            k.lower().removesuffix("_file"): "x" if k.endswith("_FILE") else v
-            for k, v in web_env.items()
-        }
-    )
+    web_values: dict[str, Any] = {
+        k.lower().removesuffix("_file"): "x" if k.endswith("_FILE") else v
+        for k, v in web_env.items()
+    }
+    web = WebSettings(**web_values)
     assert web.auth is not None, "the page must ask for a password"
     assert web.web_host == "0.0.0.0"
     assert [p.split(":")[-1] for p in SERVICES["web"]["ports"]] == [str(web.web_port)]
@@ -306,7 +307,7 @@ def _simulator_config(service: dict[str, Any]) -> sim_config.SimConfig:
 
 def _host_path(service: dict[str, Any], container_path: str) -> Path:
     for volume in service.get("volumes", []):
-        source, target, *_ = volume.split(":")
+        source, target, *_ = str(volume).split(":")
         if source.startswith("./") and container_path.startswith(target):
             path = ROOT / source / container_path[len(target) :].lstrip("/")
             assert path.exists(), f"{path} is mounted but missing"
@@ -364,11 +365,12 @@ def test_kafka_runs_kraft_with_the_local_brokers_one_node_settings() -> None:
 
 def listeners(value: str) -> dict[str, str]:
     """`NAME://host:port,...` as {NAME: host:port}."""
-    return dict(item.split("://", 1) for item in value.split(","))  # type: ignore[misc]
+    return dict(item.split("://", 1) for item in value.split(","))
 
 
 def _prometheus() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    config: dict[str, Any] = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    return config
 
 
 def test_every_long_running_service_serves_metrics_and_prometheus_scrapes_it() -> None:
@@ -638,7 +640,10 @@ def compose_spec_schema() -> dict[str, Any]:
     spec = importlib.util.find_spec("check_jsonschema")
     assert spec and spec.submodule_search_locations, "pip install check-jsonschema (dev extra)"
     folder = Path(next(iter(spec.submodule_search_locations)))
-    return json.loads((folder / "builtin_schemas" / "vendor" / "compose-spec.json").read_text())
+    schema: dict[str, Any] = json.loads(
+        (folder / "builtin_schemas" / "vendor" / "compose-spec.json").read_text()
+    )
+    return schema
 
 
 def validate_compose_spec(compose: dict[str, Any]) -> None:
@@ -696,6 +701,7 @@ def test_the_replicas_of_a_stage_never_send_a_host_more_than_its_capacity() -> N
     for name, service in by_target("gpu-stage").items():
         _, args = run_target(service)  # type: ignore[misc]
         host = option(args, "--host")
+        assert host, f"{name}: no --host"
         replicas = service.get("deploy", {}).get("replicas", 1)
         variables = {k.lower(): v for k, v in env(service).items() if not k.endswith("_FILE")}
         stage_settings = GpuStageSettings(**variables)

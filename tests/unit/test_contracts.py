@@ -57,7 +57,7 @@ def _doc() -> dict[str, Any]:
 
 
 def _channel_of(topic: str, doc: dict[str, Any]) -> str:
-    found = []
+    found: list[str] = []
     for cid, channel in doc["channels"].items():
         pattern = re.escape(channel["address"])
         pattern = pattern.replace(r"\{prefix\}", "(?P<prefix>p)").replace(r"\{host\}", ".+")
@@ -117,7 +117,7 @@ def test_the_ordering_and_key_rules_are_stated() -> None:
 
 
 def _samples() -> dict[str, Event]:
-    attempt = Attempt(number=1, host="h", ok=True, started_at=T0, request={"a": 1})  # type: ignore[arg-type]
+    attempt = Attempt(number=1, host="h", ok=True, started_at=T0, request={"a": 1})
     context = FileContext(
         audio_uri="file:///a.wav",
         host="h",

@@ -59,7 +59,7 @@ def test_poison_upload_becomes_a_dead_letter_with_raw_bytes() -> None:
 
 
 def _after_lid(**ctx: object) -> bytes:
-    context = FileContext(audio_uri="file:///a.wav", host="h1", **ctx)  # type: ignore[arg-type]
+    context = FileContext(audio_uri="file:///a.wav", host="h1", **ctx)
     return encode(FileStageCompleted(batch_id="b", file_name="a.wav", stage="lid", context=context))
 
 

@@ -102,7 +102,7 @@ async def test_a_model_answer_past_a_bound_fails_the_file_naming_the_field(
     event = FileStageCompleted(
         batch_id="b",
         file_name="f.wav",
-        stage=before,  # type: ignore[arg-type]
+        stage=before,
         context=FileContext(audio_uri="file:///a.wav", host="h"),
     )
     [out] = await _handler(stage, answer)(event)

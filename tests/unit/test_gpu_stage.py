@@ -21,7 +21,7 @@ def _input(stage: str = "distribute") -> FileStageCompleted:
     return FileStageCompleted(
         batch_id="b",
         file_name="a.wav",
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         context=FileContext(audio_uri="file:///a.wav", host="h1"),
     )
 

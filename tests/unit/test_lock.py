@@ -19,7 +19,7 @@ PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", re.M)
 
 def pins(lock: str) -> dict[str, Version]:
     text = (ROOT / "requirements" / lock).read_text()
-    found = {canonicalize_name(n): Version(v) for n, v in PIN.findall(text)}
+    found: dict[str, Version] = {canonicalize_name(n): Version(v) for n, v in PIN.findall(text)}
     assert found, lock
     blocks = re.split(r"\n(?=[A-Za-z0-9_.\-]+==)", text.split("\n", 2)[2])
     for block in blocks:

@@ -35,7 +35,8 @@ def test_noise_and_a_voice_like_harmonic_sound_are_not_keys() -> None:
     # A 140 Hz voice with its harmonics, gliding: energy spread over many frequencies.
     pitch = 140 + 20 * np.sin(2 * np.pi * 3 * t)
     phase = 2 * np.pi * np.cumsum(pitch) / dtmf.RATE
-    voiced = sum(np.sin(h * phase) / h for h in range(1, 20)).astype(np.float32)
+    harmonics = sum((np.sin(h * phase) / h for h in range(2, 20)), start=np.sin(phase))
+    voiced = harmonics.astype(np.float32)
     assert dtmf.decode(0.2 * voiced) == ""
     assert dtmf.decode(0.1 * rng.standard_normal(dtmf.RATE).astype(np.float32)) == ""
 

@@ -56,7 +56,7 @@ def _attempt(number: int, ok: bool, ms: float, kind: str | None = None) -> Attem
     return Attempt(
         number=number,
         ok=ok,
-        error_kind=kind,  # type: ignore[arg-type]
+        error_kind=kind,
         started_at=datetime.now(UTC),
         duration_ms=ms,
     )

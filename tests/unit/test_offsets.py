@@ -198,7 +198,8 @@ class Life:
     ) -> None:
         self.log, self.capacity, self.max_bytes = log, capacity, max_bytes
         self.durable = durable
-        self.p = PartitionProgress.resume(*(durable or (None, "")), max_bytes)
+        committed, metadata = durable or (None, "")
+        self.p = PartitionProgress.resume(committed, metadata, max_bytes)
         start = durable[0] if durable else log[0]  # the consumer fetches from the commit
         self.cursor = next((i for i, o in enumerate(log) if o >= start), len(log))
         self.done = self.recorded()

@@ -169,7 +169,9 @@ def test_ten_thousand_files_give_a_hundred_progress_rows_per_stage() -> None:
 
 
 def test_milestones_already_logged_are_not_logged_again() -> None:
-    everything = {s.name: LoggedMilestones(True, True, 3) for s in PIPELINE}
+    everything: dict[str, LoggedMilestones] = {
+        s.name: LoggedMilestones(True, True, 3) for s in PIPELINE
+    }
     _, logs = recompute("b", None, closed(3), [done(3)], everything, 1)
     assert logs == []
 
@@ -280,4 +282,5 @@ def test_every_stage_has_its_columns() -> None:
     for s in PIPELINE:
         assert s.status_column in batch_status.c
         assert (s.flag_column is None) != (s.decision_column is None), s
-        assert (s.flag_column or s.decision_column) in file_distribution.c
+        column = s.flag_column or s.decision_column
+        assert column is not None and column in file_distribution.c

@@ -65,7 +65,7 @@ def completed(
     return FileStageCompleted(
         batch_id="b1",
         file_name=file,
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         context=FileContext(audio_uri=f"s3://audio/{file}", host="127.0.0.2", triage=triage),
         attempts=attempts,
         completed_at=at(seconds),
@@ -78,7 +78,7 @@ def failed(
     return FileFailed(
         batch_id="b1",
         file_name=file,
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         host="127.0.0.2",
         error_kind="permanent",
         error="HTTP 422: corrupt audio",
@@ -118,7 +118,7 @@ def test_a_polls_events_for_one_file_merge_into_one_change() -> None:
 
 def test_llm2_is_done_and_triage_skip_is_skipped() -> None:
     done = only_file(run(completed("llm2", 9)))
-    assert (done.terminal_state, done.flags) == ("done", {"llm2Done"})
+    assert (done.terminal_state, done.flags) == ("done", frozenset({"llm2Done"}))
     assert done.finished_at == at(9).replace(tzinfo=None)
     skipped = only_file(run(completed("triage", 5, route="skip")))
     assert (skipped.terminal_state, skipped.triage_route, skipped.triage_rule) == (

@@ -153,7 +153,7 @@ def _file(out: Streams, name: str, fate: Fate, i: int, at: Any) -> None:
                     batch_id=BATCH,
                     file_name=name,
                     audio_uri=f"s3://a/{name}",
-                    stage=stage,  # type: ignore[arg-type]
+                    stage=stage,
                     from_host=host,
                     avoid=(host,),
                     assignment=1,
@@ -173,7 +173,7 @@ def _file(out: Streams, name: str, fate: Fate, i: int, at: Any) -> None:
         done = FileStageCompleted(
             batch_id=BATCH,
             file_name=name,
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
             context=ctx.model_copy(update={"attempt_high": number}),
             attempts=attempts,
             completed_at=at(),
@@ -195,7 +195,7 @@ def _failure(
     return FileFailed(
         batch_id=BATCH,
         file_name=name,
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         host=host,
         error_kind="permanent",
         error=f"{stage} gave up",

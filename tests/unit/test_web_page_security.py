@@ -149,7 +149,7 @@ async def test_the_pages_engine_reads_but_cannot_write_on_sqlite(db_url: str) ->
 def test_the_page_reads_with_its_own_url_when_set() -> None:
     settings = WebSettings(
         database_url="mysql+asyncmy://cofi:cofi@db/cofi",
-        web_database_url="mysql+asyncmy://cofi_ro:ro@db/cofi",  # type: ignore[arg-type]
+        web_database_url="mysql+asyncmy://cofi_ro:ro@db/cofi",
     )
     assert settings.read_database_url == "mysql+asyncmy://cofi_ro:ro@db/cofi"
     assert "cofi_ro:ro" not in repr(settings)  # a secret, never logged
@@ -158,10 +158,10 @@ def test_the_page_reads_with_its_own_url_when_set() -> None:
 
 def test_auth_needs_both_user_and_password() -> None:
     assert WebSettings().auth is None
-    both = WebSettings(web_auth_user="sre", web_auth_password="pw")  # type: ignore[arg-type]
+    both = WebSettings(web_auth_user="sre", web_auth_password="pw")
     assert both.auth == ("sre", "pw") and "pw" not in repr(both)
     with pytest.raises(ValidationError, match="set together"):
-        WebSettings(web_auth_user="sre")  # type: ignore[arg-type]
+        WebSettings(web_auth_user="sre")
 
 
 def test_the_stacks_page_reads_as_a_user_granted_select_only() -> None:
