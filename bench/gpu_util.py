@@ -36,8 +36,9 @@ CAPACITY = 4
 LLM_LATENCY_S = 0.250
 LLM_CONCURRENCY = 32
 # The simulated fleet (16 model slots) must not outrun this machine's 2 cores: at 0.03 the
-# services, simulator and broker needed 80-95% of both cores and every makespan sat on its
-# CPU-bound floor, so the figure measured the machine, not the scheduling (bench/FINDINGS.md).
+# services, simulator and broker kept both cores nearly busy and every makespan sat on its
+# CPU-bound floor, so the figure measured the machine, not the scheduling (bench/FINDINGS.md,
+# "Heavy-tailed audio").
 DEFAULT_SCALE = 0.1
 # (figure name, call lengths, target): constant lengths keep issue 6's figure and target.
 SPREADS: tuple[tuple[str, CallLengths, float | None], ...] = (

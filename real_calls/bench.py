@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from cli.local_stack import PipelineConfig
-from model_host.api import ModelRequest
+from model_host.api import STAGES, ModelRequest
 from model_host.models import Models
 from model_host.settings import HostSettings
 from real_calls.demo import HOST_ENV, host_env, render, run_calls
 from real_calls.scripts import CALLS, CallScript
 from real_calls.synth import make_calls
 from real_calls.wer import corpus_wer, word_error_rate
-
-STAGES = ("denoise", "ivr", "lid", "stt")
 
 
 def stage_rtfs(calls: tuple[CallScript, ...], workdir: Path) -> list[dict[str, Any]]:
