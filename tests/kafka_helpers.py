@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 
 async def read_topic(
@@ -67,3 +67,32 @@ async def wait_until(
             described = what() if callable(what) else what
             raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {described}")
         await asyncio.sleep(interval_s)
+
+
+async def read_to_end(
+    bootstrap: str, topics: list[str], partitions_per_topic: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on `topics` (created with `partitions_per_topic`) up to their end offsets
+    as of now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"crash-check-{uuid.uuid4().hex}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in range(partitions_per_topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        unread = {tp for tp, end in ends.items() if end > 0}
+        while unread:
+            batch = await consumer.getmany(timeout_ms=500)
+            for rs in batch.values():
+                records.extend(rs)
+            unread = {tp for tp in unread if await consumer.position(tp) < ends[tp]}
+        return records
+    finally:
+        await consumer.stop()

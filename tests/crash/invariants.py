@@ -4,20 +4,18 @@ say everything that went wrong at once and the test can assert the list is empty
 
 import json
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import text
 
 from services.llm_stage.prompting import caller_ref
 from shared.pipeline import PIPELINE, STATUS_COLUMNS, TRIAGE, skipped_by
 from shared.stages import GPU_STAGES, LLM_STAGES, STAGES
 from tests.crash.harness import ChaosRun, allowed_redundancy
+from tests.kafka_helpers import read_to_end
 
 # Read from the table: a stage's done flag, and the batch's status columns.
 FLAGS = {row.name: row.flag_column for row in PIPELINE if row.flag_column is not None}
@@ -135,35 +133,6 @@ class Outcome:
             isolation_ratio=report.get("isolation_ratio"),
             ran_at=report.get("ran_at") or ran_at,
         )
-
-
-async def read_to_end(
-    bootstrap: str, topics: list[str], partitions_per_topic: int
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record on `topics` (created with `partitions_per_topic`) up to their end offsets
-    as of now."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=f"crash-check-{uuid.uuid4().hex}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, p) for t in topics for p in range(partitions_per_topic)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        unread = {tp for tp, end in ends.items() if end > 0}
-        while unread:
-            batch = await consumer.getmany(timeout_ms=500)
-            for rs in batch.values():
-                records.extend(rs)
-            unread = {tp for tp in unread if await consumer.position(tp) < ends[tp]}
-        return records
-    finally:
-        await consumer.stop()
 
 
 def _decode(value: bytes | None) -> dict[str, Any] | None:

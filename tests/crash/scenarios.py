@@ -30,9 +30,9 @@ from tests.crash.harness import (
     make_call_audio,
 )
 from tests.crash.infra import CACHE, PrivateCluster, PrivateKafka, PrivateMariaDB, fresh_database
-from tests.crash.invariants import Outcome, check, read_to_end
+from tests.crash.invariants import Outcome, check
 from tests.crash.rebuild import lose_the_database, rebuild_agrees
-from tests.kafka_helpers import wait_until
+from tests.kafka_helpers import read_to_end, wait_until
 
 
 @dataclass

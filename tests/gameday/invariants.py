@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import text
 
 from shared.pipeline import PIPELINE
-from tests.crash.invariants import read_to_end
 from tests.gameday.catalogue import BY_NAME
 from tests.gameday.day import Day
 from tests.gameday.faults import Monitor
 from tests.gameday.rebuild_diff import rebuild_differences
+from tests.kafka_helpers import read_to_end
 
 FLAG_OF = {s.name: s.flag_column for s in PIPELINE if s.flag_column}
 OWN_CONTENT = "undecodable"  # corrupt audio: the one reason an ordinary call may fail
