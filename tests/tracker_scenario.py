@@ -1,9 +1,8 @@
 """A synthetic batch's events and helpers for the tracker's tests: build the events, send
-them through Kafka or straight into a Tracker, dump and compare the tables."""
+them through Kafka or straight into a Tracker, dump the tables (`tests/tracker_expected.py`
+says what they must hold)."""
 
 import asyncio
-import hashlib
-import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -332,94 +331,6 @@ async def wait_until(
         return False
 
     await kafka_helpers.wait_until(holds, timeout_s, what, interval_s=0.2)
-
-
-MILESTONE_ORDER = {"stage_start": 0, "stage_progress": 1, "stage_complete": 2}
-
-
-def assert_expected_tables(
-    sc: Scenario, tables: dict[str, list[tuple[Any, ...]]], n: int = 300, interval: int = 100
-) -> None:
-    fd_cols = [c.name for c in file_distribution.c if c.name != "id"]
-    files = {
-        row[fd_cols.index("file")]: dict(zip(fd_cols, row, strict=True))
-        for row in tables["fileDistribution"]
-    }
-    assert len(files) == n
-    assert Counter(f["terminalState"] for f in files.values()) == sc.terminal
-    for name, f in files.items():
-        assert f["fileKey"] == hashlib.sha256(name.encode()).hexdigest()
-        assert f["batchId"] == sc.batch_id and f["ip"] in HOSTS
-        # `ip` follows the latest assignment, whichever host's events were read first.
-        assert (f["ip"], f["assignment"]) == sc.moved.get(name, (f["ip"], 0)), name
-        assert f["createdAt"] is not None and f["updatedAt"] >= f["createdAt"]
-        if f["terminalState"] == "done":
-            assert [
-                f[c]
-                for c in ("denoiseDone", "ivrDone", "lidDone", "sttDone", "llm1Done", "llm2Done")
-            ] == [1] * 6
-            assert f["triageRoute"] == "stt" and f["finishedAt"] is not None
-        elif f["terminalState"] == "skipped":
-            assert (f["lidDone"], f["sttDone"], f["triageRoute"], f["triageRule"]) == (
-                1,
-                0,
-                "skip",
-                "short-call",
-            )
-        else:
-            stage = sc.failed_stage[name]
-            assert f["failedStage"] == stage and "HTTP 422" in f["failedError"]
-            flags = {s: f[f"{s}Done"] for s in ("denoise", "ivr", "lid", "stt", "llm1", "llm2")}
-            assert flags == {s: int(STAGES.index(s) < STAGES.index(stage)) for s in flags}
-    retried = [
-        f for f in files.values() if f["failedStage"] == "ivr" and f["terminalState"] == "done"
-    ]
-    assert retried, "a file that failed and then succeeded is done"
-
-    bs_cols = [c.name for c in batch_status.c if c.name != "id"]
-    (batch,) = [dict(zip(bs_cols, row, strict=True)) for row in tables["batchStatus"]]
-    assert {batch[c] for c in bs_cols if c.endswith("Status")} == {"Complete"}
-    assert (batch["status"], batch["totalFiles"], batch["knownFiles"]) == ("Complete", n, n)
-    assert (batch["doneFiles"], batch["skippedFiles"], batch["failedFiles"]) == (
-        sc.terminal["done"],
-        sc.terminal["skipped"],
-        sc.terminal["failed"],
-    )
-    assert batch["completedAt"] is not None
-
-    pl_cols = [c.name for c in processing_logs.c if c.name != "id"]
-    logs = [dict(zip(pl_cols, row, strict=True)) for row in tables["processing_logs"]]
-    assert {(r["call_id"], r["stage_name"], r["attempt"]) for r in logs} == sc.attempts
-    assert len(logs) == len(sc.attempts)
-    assert {r["status"] for r in logs} == {"success", "failure"}
-
-    el_cols = [c.name for c in batch_execution_log.c if c.name != "id"]
-    events = [dict(zip(el_cols, row, strict=True)) for row in tables["batchExecutionLog"]]
-    kinds = Counter(r["eventType"] for r in events)
-    assert kinds == {
-        "stage_start": 8,
-        "stage_complete": 8,
-        "stage_progress": 8 * (n // interval),
-        "file_error": sc.file_errors,
-    }
-    progress = sorted(
-        (r["stage"], r["processedFiles"]) for r in events if r["eventType"] == "stage_progress"
-    )
-    assert progress == sorted((s, k) for s in STAGES for k in range(interval, n + 1, interval))
-    # Final milestones (services/tracker/milestones.py): the k-th progress row of a stage is
-    # stamped with the time its (k * interval)-th file got through, so times and counts
-    # grow with k, the start comes first and the completion last; every row knows the total.
-    for stage in STAGES:
-        rows = sorted(
-            (r for r in events if r["stage"] == stage and r["eventType"] != "file_error"),
-            key=lambda r: (MILESTONE_ORDER[r["eventType"]], r["processedFiles"]),
-        )
-        assert [r["eventType"] for r in (rows[0], rows[-1])] == ["stage_start", "stage_complete"]
-        assert {r["totalFiles"] for r in rows} == {n}
-        for a, b in itertools.pairwise(rows):
-            assert a["createdAt"] <= b["createdAt"]
-            assert a["failedFiles"] <= b["failedFiles"] and a["skippedFiles"] <= b["skippedFiles"]
-    assert len(tables["deadLetters"]) == 2
 
 
 # --- through Kafka ----------------------------------------------------------------------

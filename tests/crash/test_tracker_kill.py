@@ -29,15 +29,8 @@ from services.tracker.settings import TrackerSettings
 from shared.settings import GpuHost
 from tests import kafka_helpers
 from tests.database_helpers import fresh_database
-from tests.tracker_scenario import (
-    HOSTS,
-    assert_expected_tables,
-    build_scenario,
-    dump,
-    produce,
-    state,
-    wait_until,
-)
+from tests.tracker_expected import assert_expected_tables
+from tests.tracker_scenario import HOSTS, build_scenario, dump, produce, state, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 2

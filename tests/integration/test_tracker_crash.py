@@ -23,13 +23,8 @@ from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
 from shared.settings import GpuHost
 from tests.database_helpers import fresh_database
-from tests.tracker_scenario import (
-    HOSTS,
-    assert_expected_tables,
-    build_scenario,
-    dump,
-    produce,
-)
+from tests.tracker_expected import assert_expected_tables
+from tests.tracker_scenario import HOSTS, build_scenario, dump, produce
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 

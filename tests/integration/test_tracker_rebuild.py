@@ -11,14 +11,8 @@ from services.tracker.main import run
 from services.tracker.settings import TrackerSettings
 from shared.settings import GpuHost
 from tests.database_helpers import fresh_database
-from tests.tracker_scenario import (
-    HOSTS,
-    assert_expected_tables,
-    build_scenario,
-    dump,
-    produce,
-    wait_until,
-)
+from tests.tracker_expected import assert_expected_tables
+from tests.tracker_scenario import HOSTS, build_scenario, dump, produce, wait_until
 
 
 async def track_everything(settings: TrackerSettings, produced: int) -> None:

@@ -45,11 +45,11 @@ from shared.runtime.sink_runner import SinkRunner
 from shared.settings import GpuHost
 from shared.topics import Topics
 from tests.kafka_helpers import wait_until as wait_until_true
+from tests.tracker_expected import assert_expected_tables
 from tests.tracker_scenario import (
     HOSTS,
     T0,
     apply_in_polls,
-    assert_expected_tables,
     build_scenario,
     dump,
     empty,

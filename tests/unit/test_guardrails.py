@@ -41,7 +41,6 @@ KNOWN_OVERSIZE: dict[str, str] = {
     "tests/unit/test_compose.py": "docker-compose.yml's checks: services, settings, spec",
     "tests/integration/test_tracker_tables.py": "the tracker's tables, one test per rule",
     "tests/integration/test_stage_runner.py": "the stage runner against the broker",
-    "tests/tracker_scenario.py": "the tracker's scripted scenario and its expected tables",
 }
 
 # The product's stage lists come from shared/pipeline.py; shared/stages.py holds their types.

@@ -10,14 +10,8 @@ from typing import Any
 from services.tracker.engine import make_engine
 from services.tracker.fold import TrackedEvent
 from services.tracker.migrate import migrate
-from tests.tracker_scenario import (
-    apply_in_polls,
-    assert_expected_tables,
-    build_scenario,
-    dump,
-    tracked,
-    tracker_for,
-)
+from tests.tracker_expected import assert_expected_tables
+from tests.tracker_scenario import apply_in_polls, build_scenario, dump, tracked, tracker_for
 
 Tables = dict[str, list[tuple[Any, ...]]]
 
