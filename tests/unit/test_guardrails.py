@@ -38,7 +38,6 @@ SIZE_FOLDERS = (
 KNOWN_OVERSIZE: dict[str, str] = {
     "tests/crash/scenarios.py": "the crash scenarios, one function each: a module per kind",
     "tests/crash/harness.py": "the chaos run's processes, batches and waits",
-    "tests/unit/test_compose.py": "docker-compose.yml's checks: services, settings, spec",
     "tests/integration/test_tracker_tables.py": "the tracker's tables, one test per rule",
     "tests/integration/test_stage_runner.py": "the stage runner against the broker",
 }
