@@ -39,7 +39,6 @@ KNOWN_OVERSIZE: dict[str, str] = {
     "tests/crash/scenarios.py": "the crash scenarios, one function each: a module per kind",
     "tests/crash/harness.py": "the chaos run's processes, batches and waits",
     "tests/integration/test_tracker_tables.py": "the tracker's tables, one test per rule",
-    "tests/integration/test_stage_runner.py": "the stage runner against the broker",
 }
 
 # The product's stage lists come from shared/pipeline.py; shared/stages.py holds their types.
