@@ -4,15 +4,13 @@ tables, replays that change nothing, and a round trip through the broker."""
 import asyncio
 import hashlib
 import random
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import UniqueConstraint, func, inspect, select, text
+from sqlalchemy import func, select
 from sqlalchemy.event import listen
 
 from services.tracker import bulk_insert
@@ -23,21 +21,10 @@ from services.tracker.migrate import migrate
 from services.tracker.service import Tracker
 from services.tracker.settings import TrackerSettings
 from services.tracker.tables import (
-    batch_execution_log,
     batch_status,
     dead_letters,
-    file_distribution,
-    metadata,
-    processing_logs,
 )
 from shared.events import (
-    Attempt,
-    BatchCancelled,
-    BatchClosed,
-    FileContext,
-    FileStageCompleted,
-    FileUploaded,
-    TriageDecision,
     encode,
 )
 from shared.kafka import ensure_topics, make_producer
@@ -48,7 +35,6 @@ from tests.kafka_helpers import wait_until as wait_until_true
 from tests.tracker_expected import assert_expected_tables
 from tests.tracker_scenario import (
     HOSTS,
-    T0,
     apply_in_polls,
     build_scenario,
     dump,
@@ -65,172 +51,6 @@ from tests.tracker_scenario import (
 def db_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
-
-
-async def test_migrations_build_the_schema_of_tables_py(db_url: str) -> None:
-    await migrate(db_url)
-    await migrate(db_url)  # a second run is a no-op
-    engine = make_engine(db_url)
-    try:
-        async with engine.connect() as conn:
-            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-
-            def schema(sync_conn: Any) -> dict[str, tuple[set[str], set[tuple[str, ...]]]]:
-                insp = inspect(sync_conn)
-                return {
-                    name: (
-                        {c["name"] for c in insp.get_columns(name)},
-                        {tuple(u["column_names"]) for u in insp.get_unique_constraints(name)}
-                        | {
-                            tuple(i["column_names"])
-                            for i in insp.get_indexes(name)
-                            if i.get("unique")
-                        },
-                    )
-                    for name in metadata.tables
-                }
-
-            found = await conn.run_sync(schema)
-    finally:
-        await engine.dispose()
-    assert version == [("0007",)]
-    for name, table in metadata.tables.items():
-        columns, uniques = found[name]
-        assert columns == {c.name for c in table.c}, name
-        expected = {
-            tuple(c.name for c in u.columns)
-            for u in table.constraints
-            if isinstance(u, UniqueConstraint)
-        }
-        assert expected <= uniques, name
-
-
-async def test_upgrading_an_old_database_keeps_every_row(db_url: str) -> None:
-    await migrate(db_url, "0001")
-    engine = make_engine(db_url)
-    old_files = [
-        ("a.wav", "10.0.0.1", 7, 1),
-        ("b.wav", "10.0.0.2", 7, 0),
-        ("a.wav", "10.0.0.1", 7, 0),
-        ("a.wav", "10.0.0.3", 8, 1),
-    ]  # a duplicate row
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO fileDistribution (file, ip, batchId, ivrDone, lidDone, sttDone, "
-                    "llm1Done, llm2Done) VALUES (:f, :ip, :b, :ivr, 0, 0, 0, 0)"
-                ),
-                [{"f": f, "ip": ip, "b": b, "ivr": ivr} for f, ip, b, ivr in old_files],
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO batchStatus (batchId, dbInsertionStatus, denoiseStatus, status) "
-                    "VALUES (7, 'Complete', 'InProgress', 'dbInsertionDone')"
-                )
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO processing_logs (call_id, batch_id, stage_name, status, "
-                    "error_message, input_payload, output_payload) "
-                    "VALUES ('a.wav', 7, 'ivr', 'failure', 'boom', '{}', NULL)"
-                )
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO batchExecutionLog (batchId, stage, eventType, fileName, status, "
-                    "totalFiles, processedFiles) VALUES (7, 'ivr', 'stage_start', NULL, "
-                    "'started', 3, 0)"
-                )
-            )
-        await engine.dispose()
-        await migrate(db_url, "0002")
-        async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO fileDistribution (file, ip, batchId, denoiseDone) "
-                    "VALUES ('c.wav', '10.0.0.2', 7, 1)"
-                )
-            )
-        await engine.dispose()
-        await migrate(db_url)
-
-        async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        file_distribution.c.id,
-                        file_distribution.c.file,
-                        file_distribution.c.ip,
-                        file_distribution.c.batchId,
-                        file_distribution.c.ivrDone,
-                        file_distribution.c.denoiseDone,
-                        file_distribution.c.fileKey,
-                    ).order_by(file_distribution.c.id)
-                )
-            ).all()
-            batch = (await conn.execute(select(batch_status))).mappings().one()
-            log_rows = (
-                await conn.execute(
-                    select(
-                        processing_logs.c.call_id,
-                        processing_logs.c.batch_id,
-                        processing_logs.c.error_message,
-                    )
-                )
-            ).all()
-            exec_rows = (
-                await conn.execute(
-                    select(batch_execution_log.c.batchId, batch_execution_log.c.status)
-                )
-            ).all()
-        sha = {
-            name: hashlib.sha256(name.encode()).hexdigest() for name in ("a.wav", "b.wav", "c.wav")
-        }
-        assert [tuple(r[1:6]) for r in rows] == [
-            ("a.wav", "10.0.0.1", "7", 1, 0),
-            ("b.wav", "10.0.0.2", "7", 0, 0),
-            ("a.wav", "10.0.0.1", "7", 0, 0),
-            ("a.wav", "10.0.0.3", "8", 1, 0),
-            ("c.wav", "10.0.0.2", "7", 0, 1),
-        ]
-        keys = [r.fileKey for r in rows]
-        assert keys[0] == keys[3] == sha["a.wav"] and keys[1] == sha["b.wav"]
-        assert keys[2] not in sha.values() and len(keys[2]) == 64  # the duplicate's own key
-        assert (
-            batch["batchId"],
-            batch["dbInsertionStatus"],
-            batch["denoiseStatus"],
-            batch["status"],
-        ) == ("7", "Complete", "InProgress", "dbInsertionDone")
-        assert log_rows == [("a.wav", "7", "boom")]
-        assert exec_rows == [("7", "started")]
-
-        # Events for an old file land on its old row.
-        await tracker_for(engine).apply_events(
-            [
-                FileStageCompleted(
-                    batch_id="7",
-                    file_name="b.wav",
-                    stage="lid",
-                    context=FileContext(audio_uri="s3://b.wav", host="10.0.0.9"),
-                    completed_at=T0,
-                )
-            ]
-        )
-        async with engine.connect() as conn:
-            b_rows = (
-                await conn.execute(
-                    select(
-                        file_distribution.c.ip,
-                        file_distribution.c.lidDone,
-                        file_distribution.c.ivrDone,
-                    ).where(file_distribution.c.file == "b.wav")
-                )
-            ).all()
-        assert b_rows == [("10.0.0.2", 1, 0)]
-    finally:
-        await engine.dispose()
 
 
 # --- a whole batch, then replays --------------------------------------------------------
@@ -396,118 +216,6 @@ async def test_each_event_twice_out_of_order_across_partitions(db_url: str) -> N
 
 
 # --- a cancelled batch ------------------------------------------------------------------
-
-
-def cancelled_batch() -> tuple[list[TrackedEvent], datetime]:
-    """30 files: 0-9 done; 10-19 through ivr when the batch is cancelled, except 19, in
-    flight, which goes on to the end; 20-29 uploaded but never distributed. The cancel is
-    read in the middle: before 19's later stages and before the uploads of 25-29."""
-    cancelled_at = T0 + timedelta(minutes=5)
-    names = [f"c-{i:02d}.wav" for i in range(30)]
-
-    def stage_event(i: int, stage: str, minute: float) -> FileStageCompleted:
-        return FileStageCompleted(
-            batch_id="cancelled",
-            file_name=names[i],
-            stage=stage,
-            context=FileContext(
-                audio_uri=f"s3://{names[i]}",
-                host=HOSTS[i % 2],
-                triage=TriageDecision(route="stt") if stage in LATER else None,
-            ),
-            attempts=(Attempt(number=1, ok=True, started_at=T0, host=HOSTS[i % 2]),)
-            if stage != "distribute"
-            else (),
-            completed_at=T0 + timedelta(minutes=minute),
-        )
-
-    early: list[TrackedEvent] = [
-        FileUploaded(batch_id="cancelled", file_name=n, audio_uri=f"s3://{n}", uploaded_at=T0)
-        for n in names[:25]
-    ]
-    early.append(BatchClosed(batch_id="cancelled", file_count=30, closed_at=T0))
-    for i in range(20):
-        stages = ALL_STAGES if i < 10 else ALL_STAGES[:3]
-        early += [stage_event(i, stage, 1 + k * 0.1) for k, stage in enumerate(stages)]
-    late: list[TrackedEvent] = [
-        stage_event(19, stage, 6 + k * 0.1) for k, stage in enumerate(ALL_STAGES[3:])
-    ]
-    late += [
-        FileUploaded(batch_id="cancelled", file_name=n, audio_uri=f"s3://{n}", uploaded_at=T0)
-        for n in names[25:]
-    ]
-    cancel = BatchCancelled(batch_id="cancelled", reason="wrong batch", cancelled_at=cancelled_at)
-    return [*early, cancel, *late], cancelled_at
-
-
-ALL_STAGES = ("distribute", "denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
-LATER = ALL_STAGES[4:]
-
-
-async def test_a_cancelled_batch_ends_its_unfinished_files_cancelled_in_any_order(
-    db_url: str,
-) -> None:
-    await migrate(db_url)
-    events, cancel_time = cancelled_batch()
-    cancelled_at = cancel_time.replace(tzinfo=None)  # stored as naive UTC
-    engine = make_engine(db_url)
-    rng = random.Random(3)
-    try:
-        await apply_in_polls(tracker_for(engine, interval=5), events, lambda: 7)
-        reference = await state(engine)
-        tables = await dump(engine)
-        for _ in range(2):
-            await empty(engine)
-            stream = events + events
-            rng.shuffle(stream)
-            await apply_in_polls(
-                tracker_for(engine, interval=5), stream, lambda: rng.randint(1, 40)
-            )
-            assert await state(engine) == reference
-    finally:
-        await engine.dispose()
-
-    fd_cols = [c.name for c in file_distribution.c if c.name != "id"]
-    files = {
-        row[fd_cols.index("file")]: dict(zip(fd_cols, row, strict=True))
-        for row in tables["fileDistribution"]
-    }
-    ended = Counter(f["terminalState"] for f in files.values())
-    assert ended == {"done": 11, "cancelled": 19}
-    for i in (*range(10, 19), *range(20, 30)):
-        f = files[f"c-{i:02d}.wav"]
-        assert (f["terminalState"], f["finishedAt"]) == ("cancelled", cancelled_at)
-    assert files["c-19.wav"]["terminalState"] == "done"  # in flight: it finished anyway
-    assert files["c-12.wav"]["ivrDone"] == 1 and files["c-12.wav"]["lidDone"] == 0
-
-    bs_cols = [c.name for c in batch_status.c if c.name != "id"]
-    (batch,) = [dict(zip(bs_cols, row, strict=True)) for row in tables["batchStatus"]]
-    assert (batch["status"], batch["cancelledAt"], batch["cancelReason"]) == (
-        "Cancelled",
-        cancelled_at,
-        "wrong batch",
-    )
-    assert (batch["doneFiles"], batch["cancelledFiles"], batch["failedFiles"]) == (11, 19, 0)
-    assert batch["completedAt"] is None
-    # Ten files were never distributed: no stage is Complete, none is shown as failed.
-    assert {batch[c] for c in bs_cols if c.endswith("Status") and c != "status"} == {"InProgress"}
-    kinds = Counter(row[2] for row in tables["batchExecutionLog"])
-    assert kinds["stage_complete"] == 0 and kinds["file_error"] == 0
-
-
-async def test_a_cancel_after_the_last_file_leaves_the_batch_complete(db_url: str) -> None:
-    await migrate(db_url)
-    sc = build_scenario(n=100)
-    late = BatchCancelled(
-        batch_id=sc.batch_id, reason="too late", cancelled_at=T0 + timedelta(days=1)
-    )
-    engine = make_engine(db_url)
-    try:
-        await apply_in_polls(tracker_for(engine), [*tracked(sc), late], lambda: 300)
-        tables = await dump(engine)
-    finally:
-        await engine.dispose()
-    assert_expected_tables(sc, tables, n=100)
 
 
 async def test_two_trackers_sharing_the_work_agree_with_one(db_url: str) -> None:

@@ -38,7 +38,6 @@ SIZE_FOLDERS = (
 KNOWN_OVERSIZE: dict[str, str] = {
     "tests/crash/scenarios.py": "the crash scenarios, one function each: a module per kind",
     "tests/crash/harness.py": "the chaos run's processes, batches and waits",
-    "tests/integration/test_tracker_tables.py": "the tracker's tables, one test per rule",
 }
 
 # The product's stage lists come from shared/pipeline.py; shared/stages.py holds their types.
