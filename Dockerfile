@@ -5,19 +5,21 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# The locked dependencies first, in a layer of their own: a change to the project's code
+# rebuilds only the layers below (the project itself, installed without dependencies).
+# Every dependency pinned with its hash (requirements/services.lock, `make lock`), cryptography
+# among them: MySQL 8's caching_sha2_password needs RSA on a first, uncached login without TLS.
 COPY requirements/services.lock requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/services.lock \
+    && useradd --create-home --uid 10001 cofi
+COPY pyproject.toml README.md ./
 COPY shared shared
 COPY services services
 COPY simulator simulator
 COPY cli cli
-# Every dependency pinned with its hash (requirements/services.lock, `make lock`), cryptography
-# among them: MySQL 8's caching_sha2_password needs RSA on a first, uncached login without TLS.
 # /app is the distributor's working directory (faust keeps its table data there) and
 # /data/audio the audio volume; a named volume takes the owner of the image's directory.
-RUN pip install --no-cache-dir --require-hashes -r requirements/services.lock \
-    && pip install --no-cache-dir --no-deps . \
-    && useradd --create-home --uid 10001 cofi \
+RUN pip install --no-cache-dir --no-deps . \
     && mkdir -p /data/audio && chown cofi:cofi /app /data/audio
 USER 10001
 # The commit the image was built from, for cofi_build_info (compose passes COFI_COMMIT).
