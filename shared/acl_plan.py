@@ -18,7 +18,8 @@ from shared.pipeline import PIPELINE, Runner, StageSpec, input_topic, output_top
 from shared.topics import Topics
 
 ResourceType = Literal["topic", "group"]
-Operation = Literal["READ", "WRITE"]
+# DESCRIBE alone: seeing a group's committed offsets without the right to join it.
+Operation = Literal["READ", "WRITE", "DESCRIBE"]
 # What stands for the host in a per-host name; the ACL covers every host by the prefix before it.
 _ANY_HOST: Final = "\x00"
 
@@ -119,11 +120,16 @@ def _tracker_grants(topics: Topics) -> set[Grant]:
 
 
 def _operator_grants(topics: Topics) -> set[Grant]:
-    """`cofi upload`, `cancel`, `drain` and the dead-letter tools; `cofi topics` creates topics
-    as the broker's admin user, not as this one."""
-    return {Grant(OPERATOR, "WRITE", _topic(t)) for t in (topics.uploads, topics.control)} | {
-        Grant(OPERATOR, "READ", _topic(t)) for t in (topics.failed, topics.control)
-    }
+    """`cofi upload`, `submit`, `cancel`, `drain` and the dead-letter tools; `cofi topics`
+    creates topics as the broker's admin user, not as this one. `submit` refuses a batch id
+    already used: it reads the uploads past the tracker group's committed offsets
+    (cli/batch_ids.py), which it may see but not join."""
+    reads = (topics.uploads, topics.failed, topics.control)
+    return (
+        {Grant(OPERATOR, "WRITE", _topic(t)) for t in (topics.uploads, topics.control)}
+        | {Grant(OPERATOR, "READ", _topic(t)) for t in reads}
+        | {Grant(OPERATOR, "DESCRIBE", _group(tracker_group(topics)))}
+    )
 
 
 def plan(topics: Topics) -> list[Grant]:

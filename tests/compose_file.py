@@ -101,6 +101,15 @@ def env(service: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) for k, v in (service.get("environment") or {}).items()}
 
 
+def settings_kwargs(variables: dict[str, Any]) -> dict[str, Any]:
+    """Variables as a settings class's keywords; a secret's `<NAME>_FILE` names a file that
+    exists only in the container: a value stands in for it."""
+    return {
+        k.lower().removesuffix("_file"): "x" if k.endswith("_FILE") else v
+        for k, v in variables.items()
+    }
+
+
 def cofi_services() -> dict[str, dict[str, Any]]:
     return {n: s for n, s in SERVICES.items() if s.get("image") == COFI_IMAGE}
 

@@ -4,7 +4,10 @@ The simulator profile's stack comes up (Kafka, MariaDB, topics, migrate, tracker
 every GPU-stage and LLM consumer, the progress page, Prometheus, Alertmanager, the simulated GPU
 hosts and LLM; not Grafana, which Debian does not package), a batch is submitted from a
 container on the audio volume, one of a GPU stage's replicas is killed mid-batch, the batch
-completes in the tables, and the stack is torn down with its volumes.
+completes in the tables, and the stack is torn down with its volumes. The stack is locked down:
+every service logs in to Kafka as its own SCRAM user under the ACLs, and the upload system's
+user, outside the network on the published SASL_SSL listener, is refused reading a transcript,
+writing `done` or writing `control`.
 
 `make test` runs the short form (one replica per consumer, two for the killed stage, a small
 batch) once the images are built (`make images`); `make compose-test` the full one (COMPOSE_TEST_FULL=1: the compose file's replicas and
@@ -13,6 +16,7 @@ a larger batch).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -21,8 +25,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from pydantic import SecretStr
 
+from shared.acl_plan import UPLOAD
+from shared.kafka_connection import KafkaConnection
 from shared.stages import GPU_STAGES
+from shared.topics import Topics
 from tests.e2e.compose_stack import (
     Stack,
     booted,
@@ -31,6 +39,7 @@ from tests.e2e.compose_stack import (
     missing_tools,
     podman,
 )
+from tests.e2e.kafka_refusals import upload_user_is_refused_all_but_uploads
 
 pytestmark = [
     pytest.mark.e2e,
@@ -82,6 +91,18 @@ def complete(stack: Stack, batch: str) -> dict[str, str] | None:
     return row if row and row["status"] == "Complete" else None
 
 
+def as_upload_system(stack: Stack) -> KafkaConnection:
+    """The upload system's login on the published EXTERNAL listener (SASL_SSL)."""
+    return KafkaConnection(
+        bootstrap_servers=f"localhost:{stack.env['KAFKA_EXTERNAL_PORT']}",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=UPLOAD,
+        sasl_password=SecretStr((stack.secrets / "kafka_upload").read_text().strip()),
+        ssl_cafile=str(stack.secrets / "kafka_ca.pem"),
+    )
+
+
 def test_the_compose_stack_boots_and_completes_a_batch_despite_a_killed_replica(
     tmp_path: Path,
 ) -> None:
@@ -123,3 +144,6 @@ def test_the_compose_stack_boots_and_completes_a_batch_despite_a_killed_replica(
         assert unfinished == [["0"]], unfinished
         rows = stack.sql(f"SELECT COUNT(*) FROM fileDistribution WHERE batchId = '{batch}'")
         assert rows == [[str(FILES)]], rows
+        # After the batch: the upload user's one accepted write is an invalid event.
+        refused = upload_user_is_refused_all_but_uploads(as_upload_system(stack), Topics(), "gpu-a")
+        asyncio.run(refused)

@@ -6,38 +6,41 @@ authenticates as its own SCRAM user over SASL_SSL. The topics are created, and t
 written, over the loopback PLAINTEXT listener, whose principal is a super user.
 """
 
-import asyncio
+import shutil
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
+    KafkaConnectionError,
     TopicAuthorizationFailedError,
 )
 from pydantic import SecretStr
 
-from shared.acl_plan import UPLOAD, user_of
+from cli.acls import apply
+from cli.kafka_users import passwords, secret_name
+from shared.acl_plan import OPERATOR, UPLOAD, plan, user_of, users
 from shared.groups import llm_stage_group, tracker_group
-from shared.kafka import make_consumer, make_producer, make_topic_reader
+from shared.kafka import make_consumer, make_producer
 from shared.kafka_connection import KafkaConnection
 from shared.pipeline import PIPELINE, input_topic
 from shared.topics import Topics
 from tests.crash.infra import CACHE, PrivateKafka
+from tests.e2e.kafka_refusals import (
+    REFUSED,
+    UPLOADED,
+    read_one,
+    send,
+    transcript_topics,
+    upload_user_is_refused_all_but_uploads,
+)
 
 TOPICS = Topics()
 HOST = "gpu-a"
 TRANSCRIPT = b'{"text": "a transcript"}'
-UPLOADED = b"{}"
-# The stages whose input holds a transcript: those after the first one that reads one (stt).
-TRANSCRIPT_TOPICS = [
-    input_topic(row.name, TOPICS, HOST if row.per_host else None)
-    for row in PIPELINE
-    if row.name == "stt" or row.runner == "llm_stage"
-]
-REFUSED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError)
+TRANSCRIPT_TOPICS = transcript_topics(TOPICS, HOST)
 
 
 @pytest.fixture(scope="module")
@@ -87,44 +90,9 @@ async def topics_with_transcripts(acl_kafka: PrivateKafka) -> AsyncIterator[None
     yield
 
 
-async def read_one(consumer: AIOKafkaConsumer, timeout_s: float = 20) -> bytes:
-    """The first record the consumer gets; an authorization error is raised as it comes."""
-    await consumer.start()
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        value: bytes = record.value
-                        return value
-    finally:
-        await consumer.stop()
-
-
-async def send(kafka: KafkaConnection, topic: str) -> None:
-    producer = make_producer(kafka, "acl-test")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, UPLOADED, key=b"b1")
-    finally:
-        await producer.stop()
-
-
 @pytest.mark.usefixtures("topics_with_transcripts")
 async def test_the_upload_user_writes_uploads_and_nothing_else(acl_kafka: PrivateKafka) -> None:
-    upload = as_user(acl_kafka, UPLOAD)
-    await send(upload, TOPICS.uploads)
-    for topic in (TOPICS.done, TOPICS.control):
-        with pytest.raises(TopicAuthorizationFailedError):
-            await send(upload, topic)
-    for topic in TRANSCRIPT_TOPICS:
-        with pytest.raises(REFUSED):
-            await read_one(make_topic_reader(upload, topic))
-        stealer = make_consumer(upload, f"{TOPICS.prefix}-steal", "acl-test")
-        stealer.subscribe([topic])
-        with pytest.raises(REFUSED):  # nor through a consumer group
-            await read_one(stealer)
+    await upload_user_is_refused_all_but_uploads(as_user(acl_kafka, UPLOAD), TOPICS, HOST)
 
 
 @pytest.mark.usefixtures("topics_with_transcripts")
@@ -155,3 +123,21 @@ async def test_the_tracker_reads_every_topic_and_writes_none(acl_kafka: PrivateK
     # Without WRITE on any topic, its producer is refused before it sends (KIP-679).
     with pytest.raises((TopicAuthorizationFailedError, ClusterAuthorizationFailedError)):
         await send(tracker, TOPICS.done)
+
+
+@pytest.mark.usefixtures("topics_with_transcripts")
+async def test_setup_makes_each_user_with_the_password_of_its_file(
+    acl_kafka: PrivateKafka, tmp_path: Path
+) -> None:
+    """`python -m cli.acls setup` (compose's kafka-acls step): the operator's password is
+    changed in its file, and the new one logs in where the old one no longer does."""
+    for user in users():
+        shutil.copy(acl_kafka.cache / "kafka" / "users" / user, tmp_path / secret_name(user))
+    old = as_user(acl_kafka, OPERATOR)
+    (tmp_path / secret_name(OPERATOR)).write_text("a-new-operator-password\n")
+    await apply(KafkaConnection(bootstrap_servers=acl_kafka.bootstrap), plan(TOPICS),
+                passwords(tmp_path, users()))  # fmt: skip
+    new = old.model_copy(update={"sasl_password": SecretStr("a-new-operator-password")})
+    await send(new, TOPICS.control)
+    with pytest.raises(KafkaConnectionError):  # aiokafka's word for a failed SASL login
+        await send(old, TOPICS.control)

@@ -48,7 +48,9 @@ def test_each_stage_runner_reads_its_input_and_writes_where_its_files_go(host: s
     for row in PIPELINE:
         user = user_of(row.runner)
         source = input_topic(row.name, TOPICS, host)
-        assert users_who("READ", source) == {user, TRACKER}, source
+        # `cofi submit` (the operator) reads the uploads too: is a batch id new?
+        readers = {user, TRACKER} | ({OPERATOR} if source == TOPICS.uploads else set())
+        assert users_who("READ", source) == readers, source
         for route in routes(row):
             target = output_topic(row.name, TOPICS, host, route)
             assert granted(PLAN, user, "WRITE", "topic", target), (user, target)
@@ -81,6 +83,15 @@ def test_each_service_may_join_its_own_groups_only(host: str) -> None:
     for user, groups in own.items():
         for group in every_group:
             assert granted(PLAN, user, "READ", "group", group) == (group in groups), (user, group)
+
+
+def test_the_operator_sees_the_trackers_offsets_without_joining_its_group() -> None:
+    """`cofi submit` checks the uploads the tracker has not applied yet (cli/batch_ids.py)."""
+    group = tracker_group(TOPICS)
+    assert granted(PLAN, OPERATOR, "DESCRIBE", "group", group)
+    assert not granted(PLAN, OPERATOR, "READ", "group", group)
+    assert granted(PLAN, OPERATOR, "READ", "topic", TOPICS.uploads)
+    assert users_who("READ", TOPICS.uploads) == {"distributor", TRACKER, OPERATOR}
 
 
 def test_the_tracker_reads_every_topic_and_writes_none() -> None:

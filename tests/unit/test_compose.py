@@ -43,6 +43,7 @@ from tests.compose_file import (
     one_shot,
     option,
     run_target,
+    settings_kwargs,
 )
 
 
@@ -51,6 +52,11 @@ def test_every_cofi_command_is_a_real_command_or_service_module() -> None:
     for name, service in cofi_services().items():
         command = service["command"]
         assert isinstance(command, list) and command, f"{name}: command must be a list"
+        if "entrypoint" in service:  # a module of the image's own, not the cofi command
+            python, flag, module = service["entrypoint"]
+            assert (python, flag) == ("python", "-m"), f"{name}: {service['entrypoint']}"
+            assert importlib.util.find_spec(module) is not None, f"{name}: no module {module}"
+            continue
         target = run_target(service)
         if target is None:
             try:
@@ -135,10 +141,10 @@ def test_the_shared_settings_parse_and_every_gpu_host_has_a_consumer_per_stage()
 
 def test_each_service_reads_the_same_topics_the_topics_step_creates() -> None:
     topics_step = next(s for s in cofi_services().values() if s["command"] == ["topics"])
-    created = CommonSettings(**{k.lower(): v for k, v in env(topics_step).items()})
+    created = CommonSettings(**settings_kwargs(env(topics_step)))
     names = created.topics.all_topics(created.host_ips)
     for name, service in cofi_services().items():
-        mine = CommonSettings(**{k.lower(): v for k, v in env(service).items()})
+        mine = CommonSettings(**settings_kwargs(env(service)))
         assert (mine.topic_prefix, mine.host_ips, mine.stage_partitions) == (
             created.topic_prefix,
             created.host_ips,
@@ -155,7 +161,7 @@ def test_addresses_and_ports_point_at_the_services_that_serve_them() -> None:
     settings = common()
     shared = COMPOSE["x-cofi-env"]
     advertised = listeners(env(SERVICES["kafka"])["KAFKA_ADVERTISED_LISTENERS"])
-    assert settings.kafka_bootstrap_servers == advertised["PLAINTEXT"]
+    assert settings.kafka_bootstrap_servers == advertised["INTERNAL"]
 
     db = make_url(shared["DATABASE_URL"])
     mariadb = env(SERVICES["mariadb"])
@@ -227,7 +233,10 @@ def test_the_migration_runs_before_the_tracker_and_the_page() -> None:
     for name in ("kafka", "mariadb"):
         assert SERVICES[name]["healthcheck"]["test"], f"{name} has no healthcheck"
     assert SERVICES["migrate"]["depends_on"]["mariadb"]["condition"] == "service_healthy"
-    assert SERVICES["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert SERVICES["kafka-acls"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert one_shot(SERVICES["kafka-acls"])
+    condition = SERVICES["topics"]["depends_on"]["kafka-acls"]["condition"]
+    assert condition == "service_completed_successfully"
 
 
 def test_kafka_runs_kraft_with_the_local_brokers_one_node_settings() -> None:
@@ -239,6 +248,13 @@ def test_kafka_runs_kraft_with_the_local_brokers_one_node_settings() -> None:
     local = dict(re.findall(r"^([a-z][a-z.]+)=(.*)$", script, re.MULTILINE))
     props = {k.removeprefix("KAFKA_").lower().replace("_", "."): v for k, v in kafka.items()}
     props.pop("cluster.id")
+    # The authorizer's, as `infra/kafka.sh start --acls` sets them (its acl_properties).
+    acls = dict(re.findall(r'^  set_prop "\$1" ([a-z.]+) (\S+)$', script, re.MULTILINE))
+    for key in ("authorizer.class.name", "allow.everyone.if.no.acl.found"):
+        assert props.pop(key) == acls[key].strip('"'), key
+    # The listeners' logins and TLS: tests/unit/test_compose_kafka.py.
+    security = {k for k in props if k.startswith(("listener.name.", "sasl.", "super.users"))}
+    props = {k: v for k, v in props.items() if k not in security}
     unknown = set(props) - set(local)
     assert not unknown, f"compose sets Kafka properties the local broker does not: {unknown}"
     addresses = {
@@ -246,7 +262,8 @@ def test_kafka_runs_kraft_with_the_local_brokers_one_node_settings() -> None:
         "advertised.listeners",
         "controller.quorum.voters",
         "log.dirs",
-        "listener.security.protocol.map",  # compose adds the EXTERNAL listener
+        "listener.security.protocol.map",  # compose's listeners log in (SASL)
+        "inter.broker.listener.name",
     }
     differ = {k for k in set(props) - addresses if props[k] != local[k]}
     assert not differ, {k: (props[k], local[k]) for k in differ}
@@ -286,7 +303,7 @@ def test_every_long_running_service_serves_metrics_and_prometheus_scrapes_it() -
     }
     assert set(scraped) == expected
     for name in expected:
-        settings = CommonSettings(**{k.lower(): v for k, v in env(SERVICES[name]).items()})
+        settings = CommonSettings(**settings_kwargs(env(SERVICES[name])))
         assert settings.metrics_port == scraped[name], f"{name}: scraped on another port"
         assert settings.metrics_host == "0.0.0.0", f"{name}: metrics only on loopback"
     prometheus = SERVICES["prometheus"]

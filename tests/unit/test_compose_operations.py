@@ -36,6 +36,7 @@ from tests.compose_file import (
     one_shot,
     option,
     run_target,
+    settings_kwargs,
 )
 
 
@@ -185,21 +186,6 @@ def test_docker_waits_longer_than_the_stages_drain_before_it_kills_them() -> Non
         assert grace >= drain + 10, f"{name}: stop_grace_period {grace}s, drain {drain}s"
 
 
-def test_kafka_has_a_listener_for_the_upload_system_outside_the_network() -> None:
-    kafka = env(SERVICES["kafka"])
-    bound = listeners(kafka["KAFKA_LISTENERS"])
-    advertised = listeners(kafka["KAFKA_ADVERTISED_LISTENERS"])
-    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    assert set(bound) == {"PLAINTEXT", "CONTROLLER", "EXTERNAL"}
-    assert set(advertised) == {"PLAINTEXT", "EXTERNAL"}
-    assert set(protocols) == set(bound)
-    host, port = advertised["EXTERNAL"].rsplit(":", 1)
-    container_port = bound["EXTERNAL"].rsplit(":", 1)[1]
-    assert (host, port) == ("localhost", "9094")
-    assert f"127.0.0.1:{port}:{container_port}" in SERVICES["kafka"]["ports"]
-    assert kafka["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
-
-
 def test_compose_runs_the_database_engine_the_tests_run() -> None:
     images = {str(s.get("image", "")).split(":")[0] for s in SERVICES.values()}
     assert "mysql" not in images
@@ -274,7 +260,7 @@ def test_hadolint_passes_the_dockerfile() -> None:
 
 def test_the_topics_fit_the_stacks_single_broker() -> None:
     topics_step = next(s for s in cofi_services().values() if s["command"] == ["topics"])
-    settings = CommonSettings(**{k.lower(): v for k, v in env(topics_step).items()})
+    settings = CommonSettings(**settings_kwargs(env(topics_step)))
     brokers = 1  # the kafka service is one KRaft node
     assert settings.topic_replication_factor <= brokers
     assert settings.topic_min_insync_replicas <= settings.topic_replication_factor
@@ -294,8 +280,7 @@ def test_the_replicas_of_a_stage_never_send_a_host_more_than_its_capacity() -> N
         host = option(args, "--host")
         assert host, f"{name}: no --host"
         replicas = service.get("deploy", {}).get("replicas", 1)
-        variables = {k.lower(): v for k, v in env(service).items() if not k.endswith("_FILE")}
-        stage_settings = GpuStageSettings(**variables)
+        stage_settings = GpuStageSettings(**settings_kwargs(env(service)))
         assert stage_settings.gpu_stage_replicas == replicas, f"{name}: GPU_STAGE_REPLICAS"
         per_consumer = stage_settings.in_flight_per_consumer(host)
         assert replicas * per_consumer <= settings.host(host).capacity, name
