@@ -12,7 +12,8 @@
 #   infra/kafka.sh wait      wait until a metadata request succeeds (KAFKA_READY_TIMEOUT, default 60 s)
 #   infra/kafka.sh client-env
 #                            print the KAFKA_* settings a client needs for the SASL_SSL listener
-#   infra/kafka.sh cluster-start [N...]   start the 3-node cluster (or only nodes N), wait until ready
+#   infra/kafka.sh cluster-start [N...]   start the 3-node cluster (or only nodes N), wait until ready;
+#                                         KAFKA_ACLS=1: the authorizer, users and ACLs as `start --acls`
 #   infra/kafka.sh cluster-stop [N...]    SIGTERM every node (or only nodes N), SIGKILL after 30 s
 #   infra/kafka.sh cluster-status         one line per node: "node N running|stopped pid port"
 #
@@ -249,10 +250,10 @@ scram_users() { # NAME=PASSWORD of every SCRAM user: the admin, and each service
   for user in $(service_users); do printf '%s=%s\n' "$user" "$(cat "$USERS_DIR/$user")"; done
 }
 
-apply_acls() { # as ANONYMOUS on the loopback PLAINTEXT listener, a super user
+apply_acls() { # apply_acls [BOOTSTRAP]: as ANONYMOUS on the loopback PLAINTEXT listener, a super user
   [[ -n "$KAFKA_ACLS" ]] || return 0
-  local out
-  if ! out="$(cd "$REPO_ROOT" && KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$NODE_PORT" \
+  local out bootstrap="${1:-127.0.0.1:$NODE_PORT}"
+  if ! out="$(cd "$REPO_ROOT" && KAFKA_BOOTSTRAP_SERVERS="$bootstrap" \
         KAFKA_SECURITY_PROTOCOL=PLAINTEXT "$PYTHON" -m cli.acls apply 2>&1)"; then
     echo "$out" >&2
     die "could not apply the ACLs"
@@ -582,6 +583,9 @@ cmd_cluster_start() {
         || die "node $n: SASL_SSL listener refused SCRAM-SHA-512 (log: $LOGFILE)"
     fi
   done
+  # The ACLs live in the cluster's metadata: applied once, through any node.
+  [[ -n "$NODE_SASL_SSL_PORT" ]] && apply_acls "$(cluster_bootstrap)"
+  return 0
 }
 
 cmd_cluster_stop() {
