@@ -22,6 +22,7 @@ from services.tracker.poll_changes import (
     FileChange,
     LogRow,
     PollChanges,
+    UploadSeen,
     naive_utc,
     sha256_of,
 )
@@ -106,13 +107,15 @@ _UPLOADED: Final = frozenset({file_events.UPLOAD})
 
 def _uploaded(changes: PollChanges, ev: FileUploaded, log_file_start: bool) -> None:
     at = naive_utc(ev.uploaded_at)
+    batch = changes.touch(ev.batch_id, at)
+    batch.uploads.append(UploadSeen(ev.file_name, at, ev.audio_uri, bool(batch.closes)))
     changes.add_file(
         FileChange(
             ev.batch_id, ev.file_name, at, at, audio_uri=ev.audio_uri, applied_events=_UPLOADED
         )
     )
     if log_file_start:
-        changes.add_log(_file_start(ev.batch_id, "distribute", ev.file_name, at))
+        changes.add_log(_file_start(ev.batch_id, "distribute", ev.file_name, at, 0))
 
 
 def _reassigned(changes: PollChanges, ev: FileReassigned) -> None:
@@ -182,7 +185,9 @@ def _stage_completed(changes: PollChanges, ev: FileStageCompleted, log_file_star
     if log_file_start and terminal is None:
         entered = following(ev.stage)  # the stage the file enters next
         if entered is not None:
-            changes.add_log(_file_start(ev.batch_id, entered.name, ev.file_name, at))
+            changes.add_log(
+                _file_start(ev.batch_id, entered.name, ev.file_name, at, ctx.assignment)
+            )
 
 
 def _triage_attempt(ev: FileStageCompleted) -> int:
@@ -268,9 +273,13 @@ def _attempt_row(batch_id: str, file_name: str, stage: str, a: Attempt) -> Attem
     )
 
 
-def _file_start(batch_id: str, stage: str, file_name: str, at: datetime) -> LogRow:
+def _file_start(batch_id: str, stage: str, file_name: str, at: datetime, assignment: int) -> LogRow:
+    """A file entering a stage, once per assignment: a failed-over file enters its stages
+    again on its new host, and that is a row of its own rather than whichever of the two
+    was applied first (the first assignment keeps the key rows had before failover did)."""
+    identity = (batch_id, stage, FILE_START, file_name, *((assignment,) if assignment else ()))
     return LogRow(
-        event_key=sha256_of(batch_id, stage, FILE_START, file_name),
+        event_key=sha256_of(*identity),
         batch_id=batch_id,
         stage=stage,
         event_type=FILE_START,

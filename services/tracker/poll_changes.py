@@ -226,6 +226,17 @@ class DeadLetterRow:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class UploadSeen:
+    """A `FileUploaded` as its batch's uploads partition ordered it (poll_plan.py
+    `decide_uploads` accepts or rejects it in that order)."""
+
+    file_name: str
+    uploaded_at: datetime
+    audio_uri: str
+    after_close: bool  # a close of the batch came before it in this poll
+
+
 @dataclass
 class BatchTouch:
     """What a poll says about a batch itself: when it was seen and whether it was closed."""
@@ -237,6 +248,7 @@ class BatchTouch:
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
     closes: list[tuple[int, datetime]] = field(default_factory=list)  # in partition order
+    uploads: list[UploadSeen] = field(default_factory=list)  # in partition order
 
     def see(self, at: datetime) -> None:
         self.first_at = min(self.first_at, at)
@@ -299,19 +311,23 @@ class PollChanges:
         key = sha256_of(REJECTED, batch_id, "close", file_count, at)
         self.add_dead_letter(_rejection(key, reason, batch_id, None, value, at))
 
-    def reject_file(self, key: tuple[str, str], reason: str) -> None:
+    def reject_upload(self, upload: UploadSeen, batch_id: str, reason: str) -> None:
         """Drop everything this poll says about a file that must not join its batch (an
         upload beyond the batch's `file_count` after it closed) and keep why, as a dead
-        letter keyed by the file (no offset: the poll merged its events)."""
-        change = self.files.pop(key)
+        letter keyed by the file and stamped with the upload's own time and URI (no offset:
+        the poll merged its events), so any split into polls writes the same letter."""
+        self.drop_file((batch_id, upload.file_name))
+        value = {"batch_id": batch_id, "file_name": upload.file_name, "audio_uri": upload.audio_uri}
+        letter_key = sha256_of(REJECTED, batch_id, upload.file_name)
+        self.add_dead_letter(
+            _rejection(letter_key, reason, batch_id, upload.file_name, value, upload.uploaded_at)
+        )
+
+    def drop_file(self, key: tuple[str, str]) -> None:
+        """Forget the file's row, attempts and per-file log rows of this poll."""
+        self.files.pop(key, None)
         self.attempts = {k: a for k, a in self.attempts.items() if (a.batch_id, a.call_id) != key}
         self.logs = {k: r for k, r in self.logs.items() if (r.batch_id, r.file_name) != key}
-        batch_id, file_name = key
-        value = {"batch_id": batch_id, "file_name": file_name, "audio_uri": change.audio_uri}
-        letter_key = sha256_of(REJECTED, batch_id, file_name)
-        self.add_dead_letter(
-            _rejection(letter_key, reason, batch_id, file_name, value, change.created_at)
-        )
 
     @property
     def empty(self) -> bool:

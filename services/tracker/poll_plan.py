@@ -3,8 +3,10 @@
 The store (store.py) loads rows under the poll's batches' locks and writes what this module
 plans; every rule lives here:
 
-- late uploads: a file new to a closed batch that already has its `file_count` files is
-  rejected (`crowded`, then `reject_late_files`);
+- late uploads: an upload after the close of a batch that already has its `file_count`
+  uploaded files is rejected, decided in the uploads partition's order; a file seen before
+  its upload is provisional, and dropped (its rows deleted) once the batch is full
+  (`decide_uploads`, `provisional`, `forget`);
 - the file rows that change: the poll's changes merged into the rows read
   (`FileChange.merge`), a cancelled batch's cancel applied, unchanged rows left out
   (`plan_files`); the batches' signature counts move with exactly those rows, so a replayed
@@ -28,15 +30,18 @@ from services.tracker.batch_status import (
     logged_before,
     recompute,
 )
+from services.tracker.file_events import UPLOAD
 from services.tracker.milestones import FileResolutions, StageToFinalize, final_milestones
-from services.tracker.poll_changes import FileChange, LogRow, PollChanges, file_key
+from services.tracker.poll_changes import FileChange, LogRow, PollChanges
 from services.tracker.resolutions import Resolution, Resolutions, decode_resolutions
 from services.tracker.signatures import (
     SignatureKey,
     count_signatures,
     encode_counts,
     file_signature,
+    provisional_files,
     signature_key,
+    uploaded_files,
 )
 from shared.pipeline import PIPELINE
 
@@ -51,14 +56,6 @@ class Touched:
     # Stage positions where some file's resolution changed; -1: some file's upload time.
     resolutions: set[int] = field(default_factory=set)
     finishes: bool = False  # some file's finishedAt changed
-
-
-class Crowded(NamedTuple):
-    """A closed batch the poll names more new files for than it has room left."""
-
-    total: int
-    room: int
-    files: list[FileChange]
 
 
 def reject_closes(changes: PollChanges, existing: Mapping[str, BatchStatusRow]) -> None:
@@ -78,42 +75,76 @@ def reject_closes(changes: PollChanges, existing: Mapping[str, BatchStatusRow]) 
                 )
 
 
-def crowded(changes: PollChanges, existing: Mapping[str, BatchStatusRow]) -> dict[str, Crowded]:
-    """The batches whose poll files may not all fit: only for these does the store look up
-    which of the files it already knows."""
-    out: dict[str, Crowded] = {}
-    per_batch: dict[str, list[FileChange]] = {}
-    for change in changes.files.values():
-        per_batch.setdefault(change.batch_id, []).append(change)
-    for batch_id, files in per_batch.items():
-        old = existing.get(batch_id)
-        total = old.total_files if old and old.total_files is not None else None
+def decide_uploads(
+    changes: PollChanges,
+    existing: Mapping[str, BatchStatusRow],
+    counts: Mapping[str, Counts],
+    old_rows: Mapping[FileId, FileChange],
+) -> set[str]:
+    """Accept or reject the poll's uploads in their partition's order, and drop the files a
+    full batch can no longer take; return the batches whose provisional rows (files seen only
+    by events after their upload) must go too (the store reads and deletes them, `forget`).
+
+    A batch's uploads and closes share one partition (key: the batch id), so the decision is
+    a function of that partition alone, whatever the other partitions do: an upload that
+    comes after a close, when the batch already has its `file_count` uploaded files, is
+    rejected (a dead letter says why). A file counts only once its upload is applied; one
+    whose later events came first is provisional (its row is written, not counted toward
+    the size) until its upload is accepted, or dropped once the batch is full."""
+    scan: set[str] = set()
+    for batch_id, touch in changes.batches.items():
+        old = existing[batch_id]
+        total = old.total_files if old.total_files is not None else touch.total_files
         if total is None:
-            total = changes.batches[batch_id].total_files
-        if total is None:
+            continue  # not closed: every upload is accepted
+        uploaded = uploaded_files(counts[batch_id])
+        accepted: set[str] = set()
+        for upload in touch.uploads:
+            name = upload.file_name
+            if name in accepted or _has_upload(old_rows.get((batch_id, name))):
+                continue  # a repeated upload of a file it has
+            if (old.total_files is not None or upload.after_close) and uploaded >= total:
+                changes.reject_upload(
+                    upload,
+                    batch_id,
+                    f"rejected: uploaded after batch {batch_id} closed with its {total} files",
+                )
+                continue
+            accepted.add(name)
+            uploaded += 1
+        if uploaded < total:
             continue
-        room = total - (old.known_files if old else 0)
-        if len(files) > room:
-            out[batch_id] = Crowded(total, room, files)
-    return out
+        # Full: a file without an accepted upload can only be rejected when it comes.
+        for key in [k for k in changes.files if k[0] == batch_id]:
+            if key[1] not in accepted and not _has_upload(old_rows.get(key)):
+                changes.drop_file(key)
+        if provisional_files(counts[batch_id]):
+            scan.add(batch_id)
+    return scan
 
 
-def reject_late_files(
-    changes: PollChanges, crowded: Mapping[str, Crowded], known: set[tuple[str, str]]
-) -> None:
-    """Reject the files new to a full closed batch (`known`: its (batch, fileKey) pairs the
-    table has): none of their events are written and a dead letter says why. Among a poll's
-    new files the earliest fill what room is left."""
-    for batch_id, (total, room, files) in crowded.items():
-        new = sorted(
-            (c for c in files if (batch_id, file_key(c.file_name)) not in known),
-            key=lambda c: (c.created_at, c.file_name),
-        )
-        for change in new[max(0, room) :]:
-            changes.reject_file(
-                change.key,
-                f"rejected: uploaded after batch {batch_id} closed with its {total} files",
-            )
+def _has_upload(row: FileChange | None) -> bool:
+    # A row the previous version wrote (no events kept) was counted when written.
+    return row is not None and (row.applied_events is None or UPLOAD in row.applied_events)
+
+
+def provisional(rows: Sequence[FileChange], changes: PollChanges) -> list[FileChange]:
+    """Of a full batch's rows, those to delete: no upload applied, and not in the poll (a
+    poll file of a full batch kept this far has its accepted upload)."""
+    return [r for r in rows if not _has_upload(r) and r.key not in changes.files]
+
+
+def forget(rows: Sequence[FileChange], counts: dict[str, Counts]) -> dict[str, Touched]:
+    """Take deleted provisional rows out of their batches' counts."""
+    touched: dict[str, Touched] = {}
+    for row in rows:
+        batch = counts[row.batch_id]
+        key = signature_key(file_signature(row))
+        batch[key] = batch.get(key, 0) - 1
+        t = touched.setdefault(row.batch_id, Touched())
+        t.resolutions.update(range(-1, len(PIPELINE)))
+        t.finishes = True
+    return touched
 
 
 def plan_files(

@@ -54,6 +54,9 @@ class FileSignature:
     # Every event of the file's route applied (file_events.py): only then does its end
     # resolve the last stage, so the batch is not Complete with events of it unread.
     ended: bool = True
+    # Its upload is applied: only such files count toward the batch's `file_count`
+    # (poll_plan.py `decide_uploads`); a file seen only by later events is provisional.
+    uploaded: bool = True
 
     @cached_property  # asked for every stage of every signature on each poll
     def reached(self) -> int:
@@ -102,7 +105,14 @@ def file_signature(c: FileChange) -> FileSignature:
             c.applied_events, c.terminal_state, c.failed_stage, c.triage_route
         )
         return FileSignature(
-            1, finished, c.triage_route, c.terminal_state, c.failed_stage, None, ended
+            1,
+            finished,
+            c.triage_route,
+            c.terminal_state,
+            c.failed_stage,
+            None,
+            ended,
+            file_events.UPLOAD in c.applied_events,
         )
     return FileSignature(
         1,
@@ -141,18 +151,41 @@ class SignatureKey(NamedTuple):
     terminal_state: str | None
     failed_stage: str | None
     ended: bool
+    uploaded: bool = True
 
 
 def signature_key(sig: FileSignature) -> SignatureKey:
     return SignatureKey(
-        sig.finished, sig.triage_route, sig.terminal_state, sig.failed_stage, sig.ended
+        sig.finished,
+        sig.triage_route,
+        sig.terminal_state,
+        sig.failed_stage,
+        sig.ended,
+        sig.uploaded,
     )
+
+
+def uploaded_files(counts: Mapping[SignatureKey, int]) -> int:
+    """How many of the batch's files have their upload applied."""
+    return sum(n for k, n in counts.items() if k.uploaded)
+
+
+def provisional_files(counts: Mapping[SignatureKey, int]) -> int:
+    """How many of the batch's files are known only by events after their upload."""
+    return sum(n for k, n in counts.items() if not k.uploaded)
 
 
 def count_signatures(counts: Mapping[SignatureKey, int]) -> list[FileSignature]:
     return [
         FileSignature(
-            n, k.finished, k.triage_route, k.terminal_state, k.failed_stage, None, k.ended
+            n,
+            k.finished,
+            k.triage_route,
+            k.terminal_state,
+            k.failed_stage,
+            None,
+            k.ended,
+            k.uploaded,
         )
         for k, n in counts.items()
         if n
@@ -162,7 +195,8 @@ def count_signatures(counts: Mapping[SignatureKey, int]) -> list[FileSignature]:
 def encode_counts(signatures: Iterable[FileSignature]) -> str:
     """The batch's signature counts as JSON text, in a fixed order (the same counts give the
     same text): `[["01101000", route, terminal, failedStage, count], ...]`, with a sixth
-    element 0 for files whose end is not settled yet."""
+    element 0 for files whose end is not settled yet (1 if settled but a seventh follows),
+    and a seventh, 0, for files whose upload is not applied yet."""
     merged: dict[SignatureKey, int] = {}
     for sig in signatures:
         key = signature_key(sig)
@@ -175,24 +209,32 @@ def encode_counts(signatures: Iterable[FileSignature]) -> str:
             k.failed_stage or "",
             n,
             k.ended,
+            k.uploaded,
         )
         for k, n in merged.items()
         if n
     )
     return json.dumps(
         [
-            [m, r or None, t or None, f or None, n, *(() if ended else (0,))]
-            for m, r, t, f, n, ended in entries
+            [m, r or None, t or None, f or None, n, *_marks(ended, uploaded)]
+            for m, r, t, f, n, ended, uploaded in entries
         ]
     )
 
 
+def _marks(ended: bool, uploaded: bool) -> tuple[int, ...]:
+    if not uploaded:
+        return (int(ended), 0)
+    return () if ended else (0,)
+
+
 def decode_counts(text: str) -> dict[SignatureKey, int]:
     out: dict[SignatureKey, int] = {}
-    for marks, route, terminal, failed, n, *ended in json.loads(text):
-        settled = not ended or bool(ended[0])
+    for marks, route, terminal, failed, n, *extra in json.loads(text):
+        settled = not extra or bool(extra[0])
+        uploaded = len(extra) < 2 or bool(extra[1])
         finished = frozenset(s.name for s, m in zip(PIPELINE, marks, strict=True) if m == "1")
         if terminal == "done" and settled:
             finished = ALL_STAGES  # a settled done file went through every stage
-        out[SignatureKey(finished, route, terminal, failed, settled)] = int(n)
+        out[SignatureKey(finished, route, terminal, failed, settled, uploaded)] = int(n)
     return out

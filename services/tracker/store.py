@@ -10,7 +10,7 @@ what needs every file of a batch reads them, once per change that can move it (p
 statements go to the driver precompiled (bulk_insert.py).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 
@@ -57,13 +57,18 @@ async def apply_changes(
     batch_ids = sorted(changes.batches)
     existing = await _lock_batches(conn, changes, batch_ids, mysql)
     plan.reject_closes(changes, existing)
-    full = plan.crowded(changes, existing)
-    if full:
-        plan.reject_late_files(changes, full, await _known_files(conn, full))
     before = await counts_before(conn, existing)
     counts = {b: dict(c) for b, c in before.items()}
     old_rows = await _read_files(conn, changes) if changes.files else {}
+    full = plan.decide_uploads(changes, existing, counts, old_rows)
+    dropped = plan.provisional(await _batch_rows(conn, full), changes) if full else []
+    await _delete_files(conn, dropped)
+    gone = plan.forget(dropped, counts)
     files, touched = plan.plan_files(changes, old_rows, counts, plan.cancels(changes, existing))
+    for batch_id, moved in gone.items():
+        mine = touched.setdefault(batch_id, plan.Touched())
+        mine.resolutions |= moved.resolutions
+        mine.finishes = True
     await execute_many(
         conn,
         "upsert fileDistribution",
@@ -184,16 +189,33 @@ async def _lock_batches(
     return existing
 
 
-async def _known_files(
-    conn: AsyncConnection, crowded: Mapping[str, plan.Crowded]
-) -> set[tuple[str, str]]:
-    """Which of the crowded batches' poll files the table already has (batch, fileKey)."""
+async def _batch_rows(conn: AsyncConnection, batch_ids: set[str]) -> list[FileChange]:
+    """Every row of the batches (only for a full batch that still has provisional files)."""
     t = file_distribution
-    names = {file_key(c.file_name) for full in crowded.values() for c in full.files}
-    query = select(t.c.batchId, t.c.fileKey).where(
-        t.c.batchId.in_(sorted(crowded)), t.c.fileKey.in_(sorted(names))
+    query = select(*(t.c[name] for name in FILE_READ_COLUMNS)).where(
+        t.c.batchId.in_(sorted(batch_ids))
     )
-    return {(row.batchId, row.fileKey) for row in await conn.execute(query)}
+    return [file_change(row) for row in await conn.execute(query)]
+
+
+async def _delete_files(conn: AsyncConnection, rows: Sequence[FileChange]) -> None:
+    """Delete provisional files a full batch rejects, with their attempts and log rows: the
+    tables then hold what they would had the upload's rejection been read first."""
+    if not rows:
+        return
+    keys = [{"batch": r.batch_id, "key": file_key(r.file_name), "name": r.file_name} for r in rows]
+    f, p, log = file_distribution, processing_logs, batch_execution_log
+    await conn.execute(
+        delete(f).where(f.c.batchId == bindparam("batch"), f.c.fileKey == bindparam("key")), keys
+    )
+    await conn.execute(
+        delete(p).where(p.c.batch_id == bindparam("batch"), p.c.call_id == bindparam("name")),
+        keys,
+    )
+    await conn.execute(
+        delete(log).where(log.c.batchId == bindparam("batch"), log.c.fileName == bindparam("name")),
+        keys,
+    )
 
 
 def _new_batch_rows(changes: PollChanges, batch_ids: list[str]) -> list[Params]:
