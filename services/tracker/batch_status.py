@@ -59,6 +59,9 @@ class StageTally:
     skipped: int = 0
     failed: int = 0
     cancelled: int = 0
+    # Files seen only by events after their upload: not counted in `known` (they may be
+    # late files the batch rejects once its uploads are read), but they must resolve too.
+    provisional: int = 0
 
     @property
     def resolved(self) -> int:
@@ -68,9 +71,12 @@ class StageTally:
 
 def tally(signatures: Iterable[FileSignature], position: int) -> StageTally:
     counts = dict.fromkeys(("finished", "skipped", "failed", "cancelled", "pending"), 0)
-    known = entered = 0
+    known = entered = provisional = 0
     for sig in signatures:
-        known += sig.count
+        if sig.uploaded:
+            known += sig.count
+        else:
+            provisional += sig.count
         counts[sig.outcome(position)] += sig.count
         entered += sig.count if sig.entered(position) else 0
     return StageTally(
@@ -80,11 +86,12 @@ def tally(signatures: Iterable[FileSignature], position: int) -> StageTally:
         counts["skipped"],
         counts["failed"],
         counts["cancelled"],
+        provisional,
     )
 
 
 def stage_status(t: StageTally, total_files: int | None) -> str:
-    if total_files is not None and t.known >= total_files and t.resolved == t.known:
+    if total_files is not None and t.known >= total_files and t.resolved == t.known + t.provisional:
         return COMPLETE
     return IN_PROGRESS if t.entered > 0 else PENDING
 
