@@ -73,6 +73,13 @@ def dead_letter(stage: str) -> str:
     return f"{_LETTER}{stage}"
 
 
+def has_upload(events: Events | None) -> bool:
+    """Its upload is applied (None: a row the previous version wrote, counted when written).
+    An upload record the tracker read as poison on the uploads partition counts too (fold.py
+    gives it the upload's token): it is the file's upload, and no other will come."""
+    return events is None or UPLOAD in events
+
+
 def encode_events(events: Events | None) -> str | None:
     return None if events is None else ",".join(sorted(events))
 

@@ -5,6 +5,7 @@ store writes one row per file per poll whatever the number of events.
 """
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -88,16 +89,25 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
             at = naive_utc(event.cancelled_at)
             changes.touch(event.batch_id, at).cancel(at, short_text(event.reason, MAX_ERROR))
         else:
-            _letter(changes, undecodable_row(event, topic_prefix))
+            row = undecodable_row(event, topic_prefix)
+            _letter(changes, row, upload=event.meta.topic == f"{topic_prefix}.uploads")
     return changes
 
 
-def _letter(changes: PollChanges, row: DeadLetterRow) -> None:
-    """Keep the letter; the file it names, if any, ends failed (letters.py)."""
+def _letter(changes: PollChanges, row: DeadLetterRow, *, upload: bool = False) -> None:
+    """Keep the letter; the file it names, if any, ends failed (letters.py). A poison record
+    the tracker reads on the uploads partition is also the file's upload: it counts toward
+    the batch's size in that partition's order, as a readable upload would."""
     changes.add_dead_letter(row)
     failure = letter_failure(row)
     if failure is not None:
         change, log = failure
+        if upload:
+            events = (change.applied_events or frozenset()) | _UPLOADED
+            change = replace(change, applied_events=events)
+            batch = changes.touch(change.batch_id, change.created_at)
+            seen = UploadSeen(change.file_name, change.created_at, None, bool(batch.closes))
+            batch.uploads.append(seen)
         changes.add_file(change)
         changes.add_log(log)
 

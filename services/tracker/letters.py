@@ -19,6 +19,7 @@ from typing import Final, NamedTuple
 from services.tracker import file_events
 from services.tracker.poll_changes import (
     FILE_ERROR,
+    TRACKER_CONSUMER,
     DeadLetterRow,
     FileChange,
     LogRow,
@@ -36,8 +37,6 @@ from services.tracker.storable import (
 )
 from shared.events import DeadLetter
 from shared.pipeline import BY_NAME, PIPELINE, index
-
-TRACKER_CONSUMER: Final = "tracker"
 
 # The stage that reads a topic, by the topic's first name after the prefix: the first stage
 # reads the uploads, every other one the topic named after it (per host or not).
@@ -135,8 +134,11 @@ def letter_failure(row: DeadLetterRow) -> tuple[FileChange, LogRow] | None:
         resolutions=failed_from(at, index(row.stage)),
         applied_events=frozenset({file_events.dead_letter(row.stage)}),
     )
+    # The tracker's own reading of a poison record and its stage's dead letter about the
+    # same record say different things; each is its own row, so neither is first-applied-wins.
+    own = (TRACKER_CONSUMER,) if row.consumer == TRACKER_CONSUMER else ()
     log = LogRow(
-        event_key=sha256_of(row.batch_id, row.stage, FILE_ERROR, row.file_name),
+        event_key=sha256_of(row.batch_id, row.stage, FILE_ERROR, row.file_name, *own),
         batch_id=row.batch_id,
         stage=row.stage,
         event_type=FILE_ERROR,

@@ -25,6 +25,9 @@ STAGE_PROGRESS = "stage_progress"
 STAGE_COMPLETE = "stage_complete"
 FILE_ERROR = "file_error"
 FILE_START = "file_start"
+# The `consumer` of the dead letters the tracker writes itself (a record it cannot read, an
+# upload it rejects).
+TRACKER_CONSUMER: Final = "tracker"
 # The `sourceTopic` of a rejected upload's dead letter (it has no offset of its own).
 REJECTED = "rejected-upload"
 
@@ -233,7 +236,7 @@ class UploadSeen:
 
     file_name: str
     uploaded_at: datetime
-    audio_uri: str
+    audio_uri: str | None  # None: an upload record that is poison
     after_close: bool  # a close of the batch came before it in this poll
 
 
@@ -302,7 +305,11 @@ class PollChanges:
         self.logs.setdefault(row.event_key, row)
 
     def add_dead_letter(self, row: DeadLetterRow) -> None:
-        self.dead_letters.setdefault(row.letter_key, row)
+        """The owning stage's letter about a record outranks the tracker's own reading of it
+        (whichever is read first; store.py replaces a stored one the same way)."""
+        old = self.dead_letters.get(row.letter_key)
+        if old is None or (old.consumer == TRACKER_CONSUMER != row.consumer):
+            self.dead_letters[row.letter_key] = row
 
     def reject_close(self, batch_id: str, file_count: int, at: datetime, reason: str) -> None:
         """Keep, as a dead letter, a close that came after the batch's first with another
@@ -349,7 +356,7 @@ def _rejection(
         source_partition=-1,
         source_offset=-1,
         stage=PIPELINE[0].name,
-        consumer="tracker",
+        consumer=TRACKER_CONSUMER,
         error=reason,
         batch_id=batch_id,
         file_name=file_name,

@@ -30,7 +30,7 @@ from services.tracker.batch_status import (
     logged_before,
     recompute,
 )
-from services.tracker.file_events import UPLOAD
+from services.tracker.file_events import has_upload
 from services.tracker.milestones import FileResolutions, StageToFinalize, final_milestones
 from services.tracker.poll_changes import FileChange, LogRow, PollChanges
 from services.tracker.resolutions import Resolution, Resolutions, decode_resolutions
@@ -115,8 +115,10 @@ def decide_uploads(
         if uploaded < total:
             continue
         # Full: a file without an accepted upload can only be rejected when it comes.
-        for key in [k for k in changes.files if k[0] == batch_id]:
-            if key[1] not in accepted and not _has_upload(old_rows.get(key)):
+        for key, change in list(changes.files.items()):
+            if key[0] != batch_id or key[1] in accepted or has_upload(change.applied_events):
+                continue
+            if not _has_upload(old_rows.get(key)):
                 changes.drop_file(key)
         if provisional_files(counts[batch_id]):
             scan.add(batch_id)
@@ -125,7 +127,7 @@ def decide_uploads(
 
 def _has_upload(row: FileChange | None) -> bool:
     # A row the previous version wrote (no events kept) was counted when written.
-    return row is not None and (row.applied_events is None or UPLOAD in row.applied_events)
+    return row is not None and has_upload(row.applied_events)
 
 
 def provisional(rows: Sequence[FileChange], changes: PollChanges) -> list[FileChange]:

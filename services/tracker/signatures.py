@@ -112,7 +112,7 @@ def file_signature(c: FileChange) -> FileSignature:
             c.failed_stage,
             None,
             ended,
-            file_events.UPLOAD in c.applied_events,
+            file_events.has_upload(c.applied_events),
         )
     return FileSignature(
         1,

@@ -32,6 +32,7 @@ from services.tracker.columns import (
 )
 from services.tracker.poll_changes import (
     STAGE_PROGRESS,
+    TRACKER_CONSUMER,
     FileChange,
     LogRow,
     PollChanges,
@@ -82,6 +83,7 @@ async def apply_changes(
     await insert_ignore(
         conn, processing_logs, [ATTEMPT.params(a) for a in changes.attempts.values()], mysql
     )
+    await _replace_own_letters(conn, changes)
     await insert_ignore(
         conn, dead_letters, [DEAD_LETTER.params(d) for d in changes.dead_letters.values()], mysql
     )
@@ -130,6 +132,22 @@ async def apply_changes(
                 t.c.processedFiles > bindparam("above"),
             ),
             stale,
+        )
+
+
+async def _replace_own_letters(conn: AsyncConnection, changes: PollChanges) -> None:
+    """A stage's dead letter about a record replaces the tracker's own reading of it, so the
+    row does not depend on which of the two was applied first."""
+    keys = [
+        {"key": d.letter_key}
+        for d in changes.dead_letters.values()
+        if d.consumer != TRACKER_CONSUMER
+    ]
+    if keys:
+        t = dead_letters
+        await conn.execute(
+            delete(t).where(t.c.letterKey == bindparam("key"), t.c.consumer == TRACKER_CONSUMER),
+            keys,
         )
 
 

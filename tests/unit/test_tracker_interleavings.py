@@ -12,7 +12,10 @@ close anywhere among the uploads, a cancel on the control topic, and redelivered
 (a copy later in the same partition); the tracker logs `file_start` rows too."""
 
 import asyncio
+import base64
+import dataclasses
 import itertools
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from services.tracker.engine import make_engine
+from services.tracker.fold import RecordMeta, TrackedEvent, Undecodable
 from services.tracker.migrate import migrate
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.tables import batch_status
@@ -32,7 +36,7 @@ from shared.events import (
     Attempt,
     BatchCancelled,
     BatchClosed,
-    Event,
+    DeadLetter,
     FileContext,
     FileFailed,
     FileReassigned,
@@ -46,6 +50,7 @@ from shared.status import Status
 from shared.topics import Topics
 from tests.tracker_scenario import dump
 
+Tracked = TrackedEvent  # an event, or a record the tracker cannot read
 BATCH = "batch-prop"
 HOSTS = ("127.0.0.2", "127.0.0.3")
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
@@ -72,8 +77,8 @@ FATES: list[Fate] = [
 class Streams:
     """Each partition's records, in the order the pipeline wrote them."""
 
-    by_partition: dict[tuple[str, int], list[Event]] = field(default_factory=dict)
-    made: list[Event] = field(default_factory=list)  # every event, in the order made
+    by_partition: dict[tuple[str, int], list[Tracked]] = field(default_factory=dict)
+    made: list[Tracked] = field(default_factory=list)  # every event, in the order made
     # Events of a `cofi retry`, which someone runs after the file failed, maybe after its
     # batch read Complete (the retry reopens it): not expected applied before Complete.
     retries: set[int] = field(default_factory=set)
@@ -83,7 +88,7 @@ class Streams:
     extra: set[int] = field(default_factory=set)
     late: bool = False
 
-    def add(self, topic: str, key: bytes, event: Event) -> None:
+    def add(self, topic: str, key: bytes, event: Tracked) -> None:
         partition = sum(key) % PARTITIONS
         self.by_partition.setdefault((topic, partition), []).append(event)
         self.made.append(event)
@@ -95,7 +100,7 @@ class Streams:
     def redeliver(self, partition: tuple[str, int], position: int) -> None:
         """A copy of the partition's record at `position`, delivered again later on it."""
         stream = self.by_partition[partition]
-        copy = stream[position].model_copy()
+        copy = _copy(stream[position])
         stream.insert(min(len(stream), position + 2), copy)
         self.made.append(copy)
         self.extra.add(id(copy))
@@ -112,6 +117,7 @@ class Batch:
     late: int
     cancel_after: int | None
     redelivered: tuple[tuple[int, int], ...]
+    poison: bool = False  # one upload is a poison record (the batch's file_count counts it)
 
 
 def build(batch: Batch) -> Streams:
@@ -123,12 +129,15 @@ def build(batch: Batch) -> Streams:
 
     uploads_key = BATCH.encode()
     fates = batch.fates
+    count = len(fates) + batch.poison
+    if batch.poison:
+        _poison(out, at())
     for i, _ in enumerate(fates):
         if i == batch.close_after:
-            out.add(TOPICS.uploads, uploads_key, _close(len(fates), at()))
+            out.add(TOPICS.uploads, uploads_key, _close(count, at()))
         out.add(TOPICS.uploads, uploads_key, _upload(f"call-{i}.wav", at()))
     if batch.close_after >= len(fates):
-        out.add(TOPICS.uploads, uploads_key, _close(len(fates), at()))
+        out.add(TOPICS.uploads, uploads_key, _close(count, at()))
     out.late = True  # beyond file_count: rejected, although the stages run them once
     for j in range(batch.late):
         out.add(TOPICS.uploads, uploads_key, _upload(f"late-{j}.wav", at()))
@@ -145,6 +154,36 @@ def build(batch: Batch) -> Streams:
         partition = partitions[(which + n) % len(partitions)]
         out.redeliver(partition, position % len(out.by_partition[partition]))
     return out
+
+
+def _poison(out: Streams, when: datetime) -> None:
+    """An upload no one can read: the tracker reads it on the uploads partition, and the
+    distributor's dead letter about the same record comes on `failed`, in any order; the file
+    it names ends failed. The letter is not expected before Complete: the record it is about
+    is (the tracker's own reading of it)."""
+    raw = json.dumps(
+        {"type": "FileUploaded", "batch_id": BATCH, "file_name": "poison.wav", "audio_uri": 5}
+    ).encode()
+    partition = sum(BATCH.encode()) % PARTITIONS
+    meta = RecordMeta(TOPICS.uploads, partition, 9, int(when.timestamp() * 1000), BATCH.encode())
+    out.add(TOPICS.uploads, BATCH.encode(), Undecodable(meta, raw, "undecodable: audio_uri"))
+    letter = DeadLetter(
+        source_topic=TOPICS.uploads,
+        partition=partition,
+        offset=9,
+        consumer="distributor",
+        error="audio_uri is not a string",
+        key_b64=base64.b64encode(BATCH.encode()).decode(),
+        value_b64=base64.b64encode(raw).decode(),
+        at=when,
+    )
+    late, out.late = out.late, True
+    out.add(TOPICS.failed, file_key(BATCH, "poison.wav"), letter)
+    out.late = late
+
+
+def _copy(event: Tracked) -> Tracked:
+    return dataclasses.replace(event) if isinstance(event, Undecodable) else event.model_copy()
 
 
 def _close(count: int, when: datetime) -> BatchClosed:
@@ -259,7 +298,7 @@ def _failure(
 
 
 @st.composite
-def runs(draw: st.DrawFn) -> tuple[Streams, list[Event], list[int]]:
+def runs(draw: st.DrawFn) -> tuple[Streams, list[Tracked], list[int]]:
     """A batch, one interleaving of its partitions, and a split into polls."""
     fates = tuple(draw(st.lists(st.sampled_from(FATES), min_size=1, max_size=4)))
     batch = Batch(
@@ -270,10 +309,11 @@ def runs(draw: st.DrawFn) -> tuple[Streams, list[Event], list[int]]:
         redelivered=tuple(
             draw(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), max_size=3))
         ),
+        poison=draw(st.booleans()),
     )
     streams = build(batch)
     queues = {p: list(events) for p, events in streams.by_partition.items()}
-    order: list[Event] = []
+    order: list[Tracked] = []
     while queues:
         partition = draw(st.sampled_from(sorted(queues)))
         order.append(queues[partition].pop(0))
@@ -298,7 +338,7 @@ def _fresh_database(tmp: Path, name: str) -> str:
 
 
 async def _apply(
-    url: str, events: Sequence[Event], sizes: Sequence[int], expected: set[int] | None
+    url: str, events: Sequence[Tracked], sizes: Sequence[int], expected: set[int] | None
 ) -> Any:
     """Apply `events` in polls of `sizes`; with `expected` (the ids of the events that must
     be applied when the batch reads Complete), check it after every poll."""
@@ -310,7 +350,7 @@ async def _apply(
         applied = 0
         while applied < len(events):
             size = next(poll_sizes)
-            await tracker.apply_events(events[applied : applied + size])  # type: ignore[arg-type]
+            await tracker.apply_events(events[applied : applied + size])
             applied = min(len(events), applied + size)
             if expected is not None:
                 async with engine.connect() as conn:
@@ -330,7 +370,7 @@ async def _apply(
 )
 @given(run=runs())
 def test_any_interleaving_gives_the_same_tables_and_no_early_complete(
-    tmp_path_factory: Any, run: tuple[Streams, list[Event], list[int]]
+    tmp_path_factory: Any, run: tuple[Streams, list[Tracked], list[int]]
 ) -> None:
     streams, order, sizes = run
     tmp: Path = tmp_path_factory.mktemp("interleaving")
