@@ -57,7 +57,7 @@ def _differ(table: Any, ours: dict[str, list[Any]], theirs: dict[str, list[Any]]
         return ""
     names = [c.name for c in table.c if c.name != "id"]
     if len(a) != len(b):
-        return f"{table.name}: {len(a)} rows, the rebuild {len(b)}"
+        return f"{table.name}: {len(a)} rows, the rebuild {len(b)}{_rows_apart(a, b)}"
     columns: dict[str, int] = {}
     example: dict[str, str] = {}
     for mine, rebuilt in zip(a, b, strict=True):
@@ -67,3 +67,13 @@ def _differ(table: Any, ours: dict[str, list[Any]], theirs: dict[str, list[Any]]
                 example.setdefault(name, f"{str(x)[:60]!r} vs {str(y)[:60]!r}")
     said = ", ".join(f"{n} in {k} rows (e.g. {example[n]})" for n, k in columns.items())
     return f"{table.name}: {said}"
+
+
+def _rows_apart(ours: list[Any], theirs: list[Any]) -> str:
+    """A few rows found on one side only, so that a count that differs names its rows (as
+    text: a JSON column's value is a list, which a set cannot hold)."""
+    mine, rebuilt = [repr(r) for r in ours], [repr(r) for r in theirs]
+    in_mine, in_rebuilt = set(mine), set(rebuilt)
+    shown = [f"only in the tables: {r[:240]}" for r in mine if r not in in_rebuilt][:3]
+    shown += [f"only in the rebuild: {r[:240]}" for r in rebuilt if r not in in_mine][:3]
+    return "; " + "; ".join(shown) if shown else ""
