@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from cli.processes import exit_on_sigterm
-from tests.crash.harness import ChaosSettings, Infra, make_audio
+from tests.crash.audio import make_audio
+from tests.crash.harness import ChaosSettings
 from tests.crash.infra import CACHE, REPO, PrivateCluster, PrivateKafka, PrivateMariaDB
 from tests.crash.invariants import Outcome
+from tests.crash.lifecycle import Infra
 from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
 
 

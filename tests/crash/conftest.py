@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash.harness import ChaosSettings, Infra, make_audio
+from tests.crash.audio import make_audio
+from tests.crash.harness import ChaosSettings
 from tests.crash.infra import CACHE, PrivateCluster, PrivateKafka, PrivateMariaDB
+from tests.crash.lifecycle import Infra
 from tests.crash.scenarios import Breakables
 
 

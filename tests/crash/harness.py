@@ -1,7 +1,8 @@
 """Run the whole pipeline as processes, break it while a batch runs, and watch it recover.
 
 A `ChaosRun` is one batch on one freshly started pipeline (simulator, tracker, distributor,
-one gpu-stage process per host, llm-stage), on its own topics and its own database. Scenarios
+one gpu-stage process per host, llm-stage), on its own topics and its own database
+(`lifecycle.chaos_run` starts and ends one; `faults.Fault` records what was done). Scenarios
 (`tests/crash/scenarios.py`) drive faults through it: kill and restart services, stop the
 broker or the database, scale consumers, inject faults into the simulator, inject poison
 messages. Faults are scheduled by the batch's progress as the tracker's tables show it, never
@@ -11,31 +12,22 @@ by wall-clock sleeps; `invariants.check` then says what was lost or duplicated.
 import asyncio
 import json
 import logging
-import os
-import shutil
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cli.audio import CallLengths, file_name, write_corrupt, write_one, write_wav
-from cli.local_stack import PipelineConfig, create_topics, start_pipeline
+from cli.local_stack import PipelineConfig
 from cli.processes import ProcessGroup, ServiceProcess, service_argv
-from cli.upload import submit
 from services.dashboard.summary import BatchSummary, batch_summary
-from shared.pipeline import PIPELINE
 from shared.stages import GPU_STAGES
 from shared.topics import Topics
+from tests.crash.faults import DISTRIBUTOR_COMMIT_EVERY, Fault
 from tests.kafka_helpers import wait_until
 
 log = logging.getLogger(__name__)
@@ -51,9 +43,6 @@ CRASH_PORTS = {
 CRASH_LLM_PORT = 28000
 CRASH_CONTROL_PORT = 25099
 LLM_MAX_CONCURRENCY = 8
-
-# The stages whose files the scenarios count (services/dashboard/summary.py reads them).
-PROGRESS_STAGES = tuple(s.name for s in PIPELINE)
 
 
 @dataclass(frozen=True)
@@ -77,95 +66,6 @@ class ChaosSettings:
     @property
     def gpu_hosts(self) -> str:
         return ",".join(f"{h}:{self.capacity}" for h in self.hosts)
-
-
-def make_audio(folder: Path, count: int, corrupt: int = 0, short: int = 0) -> list[Path]:
-    """`count` WAV files (`corrupt` undecodable, `short` under a second), written quickly:
-    a few distinct recordings, copied, since the simulator's outputs hash the file's name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    templates = folder / "_templates"
-    templates.mkdir(exist_ok=True)
-    normal = [templates / f"normal_{i}.wav" for i in range(8)]
-    for i, path in enumerate(normal):
-        if not path.exists():
-            write_wav(path, 2.0, tone_hz=200 + 40 * i, seed=i)
-    short_src = templates / "short.wav"
-    if not short_src.exists():
-        write_wav(short_src, 0.4, tone_hz=300, seed=99)
-    paths = []
-    for i in range(count):
-        path = folder / f"call_{i:06d}.wav"
-        if not path.exists():
-            if i < corrupt:
-                write_corrupt(path, seed=i)
-            elif i < corrupt + short:
-                shutil.copyfile(short_src, path)
-            else:
-                shutil.copyfile(normal[i % len(normal)], path)
-        paths.append(path)
-    return paths
-
-
-def make_call_audio(
-    folder: Path, count: int, corrupt: int, short: int, lengths: CallLengths
-) -> list[Path]:
-    """`count` calls of heavy-tailed `lengths` as `cofi submit --synthetic` writes them, kept
-    under `folder` for the next run (a `.complete` marker once all are written)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / file_name(i) for i in range(count)]
-    if not (folder / ".complete").exists():
-        for i, length_s in enumerate(lengths.draw(count)):
-            if not paths[i].exists():
-                write_one(folder, i, length_s, corrupt, short)
-        (folder / ".complete").touch()
-    return paths
-
-
-DISTRIBUTOR_COMMIT_EVERY = 8  # services/distributor/app.py broker_commit_every
-
-
-@dataclass
-class Fault:
-    """Something a scenario did to the running system, and when (by the batch's progress)."""
-
-    what: str
-    at_progress: str
-    seconds: float
-    # Records the fault may make a stage redo: a killed consumer's in-flight bound (its
-    # `max_in_flight`), or duplicates injected on purpose.
-    windows: dict[str, int] = field(default_factory=dict)
-    # Files already in a terminal state then: a fault after the last one is not mid-batch.
-    terminal: int = 0
-    # Model calls the simulator was serving at the fault, per stage (when a scenario asks).
-    in_flight: dict[str, int] = field(default_factory=dict)
-    # A step that may come after the batch has finished: a fault's end or progress observed
-    # under it (a broker or the database back; only the fault itself must be mid-batch, and how
-    # long a killed JVM's log recovery takes is no test of the pipeline), or a fault that
-    # belongs after the batch (an upload after it completed).
-    may_follow_batch: bool = False
-
-    @property
-    def in_flight_bound(self) -> int:
-        return sum(self.windows.values())
-
-
-def allowed_redundancy(faults: list[Fault]) -> dict[str, int]:
-    """Model calls each stage may redo: the windows of every fault at it or upstream of it.
-    GPU stages by name; `llm` for llm1 and llm2 together (the simulator counts them so)."""
-    upto: dict[str, int] = {}
-    total = 0
-    # In flow order: a record redone at one stage may be redone by every later one too (its
-    # first run's output was already published, so the next stage gets it twice).
-    for stage in PROGRESS_STAGES:
-        total += sum(f.windows.get(stage, 0) for f in faults)
-        upto[stage] = total
-    return {
-        "denoise": upto["denoise"],
-        "ivr": upto["ivr"],
-        "lid": upto["lid"],
-        "stt": upto["stt"],
-        "llm": upto["llm1"] + upto["llm2"],
-    }
 
 
 class ServiceDied(AssertionError):
@@ -430,94 +330,3 @@ def stage_count(summary: BatchSummary, stage: str) -> int:
         if line.stage == stage:
             return line.done + line.failed
     raise KeyError(stage)
-
-
-@dataclass(frozen=True)
-class Infra:
-    """Where a scenario's pipeline runs: a broker and a MariaDB server to create its database on."""
-
-    bootstrap: str
-    mariadb_server_url: str
-
-
-@asynccontextmanager
-async def chaos_run(
-    scenario: str,
-    settings: ChaosSettings,
-    infra: Infra,
-    database_url: str,
-    paths: list[Path],
-    log_dir: Path,
-    extra_env: dict[str, str] | None = None,
-    before_submit: Callable[[ChaosRun], Awaitable[None]] | None = None,
-) -> AsyncIterator[ChaosRun]:
-    """Start the pipeline, submit the batch, yield the run; stop every service afterwards."""
-    from services.tracker.migrate import migrate
-
-    prefix = f"c{uuid.uuid4().hex[:11]}"
-    # Two crash suites on one machine (two worktrees): give one CRASH_PORT_OFFSET=1000.
-    offset = int(os.environ.get("CRASH_PORT_OFFSET", "0"))
-    config = PipelineConfig(
-        bootstrap=infra.bootstrap,
-        topic_prefix=prefix,
-        gpu_hosts=settings.gpu_hosts,
-        database_url=database_url,
-        llm_port=CRASH_LLM_PORT + offset,
-        control_port=CRASH_CONTROL_PORT + offset,
-        latency_scale=settings.latency_scale,
-        extra_env={
-            **{name: str(int(port) + offset) for name, port in CRASH_PORTS.items()},
-            "LLM_MAX_CONCURRENCY": str(LLM_MAX_CONCURRENCY),
-            # faust keeps its (memory-only) table folder here instead of the repository root.
-            "F_DATADIR": str(log_dir / "distributor-data"),
-            **(extra_env or {}),
-        },
-    )
-    await create_topics(config)
-    await migrate(database_url)
-    async with AsyncExitStack() as stack:
-        # Last: thousands of leftover test topics are what ran the shared broker out of heap.
-        stack.push_async_callback(delete_topics, config)
-        group = await asyncio.to_thread(start_pipeline, config, log_dir)
-        stack.push_async_callback(asyncio.to_thread, group.stop_all)
-        engine = create_async_engine(database_url, pool_pre_ping=True)
-        stack.push_async_callback(engine.dispose)
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
-        batch_id = f"{scenario[:40]}-{uuid.uuid4().hex[:6]}"
-        run = ChaosRun(scenario, settings, config, group, engine, http, batch_id, paths)
-        if before_submit is not None:
-            await before_submit(run)
-        run.started = time.monotonic()
-        await submit(infra.bootstrap, run.topics, batch_id, paths)
-        sampler = asyncio.create_task(_sample_progress(run, log_dir / "progress.tsv"))
-        stack.callback(sampler.cancel)
-        yield run
-
-
-async def delete_topics(config: PipelineConfig) -> None:
-    settings = config.settings()
-    names = settings.topics.all_topics(settings.host_ips)
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, request_timeout_ms=60_000)
-    try:
-        await admin.start()
-        await admin.delete_topics(names, timeout_ms=60_000)
-    except KafkaError as exc:  # a leftover topic is untidy, not a failed scenario
-        log.warning("could not delete the topics of %s: %s", config.topic_prefix, exc)
-    finally:
-        await admin.close()
-
-
-async def _sample_progress(run: ChaosRun, path: Path) -> None:
-    """Two lines a second of the batch's progress, to read a scenario's timeline afterwards
-    and to measure its longest pause (`ChaosRun.longest_pause`)."""
-    with path.open("w") as out:
-        out.write("seconds\t" + "\t".join(PROGRESS_STAGES) + "\tterminal\n")
-        while True:
-            summary = await run.summary()
-            if summary is not None:
-                counts = [stage_count(summary, s) for s in (*PROGRESS_STAGES, "terminal")]
-                elapsed = time.monotonic() - run.started
-                run.terminal_samples.append((elapsed, counts[-1], stage_count(summary, "llm2")))
-                out.write(f"{elapsed:.1f}\t" + "\t".join(map(str, counts)) + "\n")
-                out.flush()
-            await asyncio.sleep(0.5)

@@ -14,7 +14,8 @@ from sqlalchemy import text
 from services.llm_stage.prompting import caller_ref
 from shared.pipeline import PIPELINE, STATUS_COLUMNS, TRIAGE, skipped_by
 from shared.stages import GPU_STAGES, LLM_STAGES, STAGES
-from tests.crash.harness import ChaosRun, allowed_redundancy
+from tests.crash.faults import allowed_redundancy
+from tests.crash.harness import ChaosRun
 from tests.kafka_helpers import read_to_end
 
 # Read from the table: a stage's done flag, and the batch's status columns.

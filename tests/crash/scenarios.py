@@ -20,17 +20,12 @@ from services.tracker.letters import stage_of_topic
 from shared.events import BatchClosed, FileUploaded, encode
 from shared.kafka import make_producer
 from shared.stages import GPU_STAGES
+from tests.crash.audio import make_call_audio
 from tests.crash.cluster import describe_quorum, leaders, wait_fully_replicated
-from tests.crash.harness import (
-    ChaosRun,
-    ChaosSettings,
-    Infra,
-    ServiceDied,
-    chaos_run,
-    make_call_audio,
-)
+from tests.crash.harness import ChaosRun, ChaosSettings, ServiceDied
 from tests.crash.infra import CACHE, PrivateCluster, PrivateKafka, PrivateMariaDB, fresh_database
 from tests.crash.invariants import Outcome, check
+from tests.crash.lifecycle import Infra, chaos_run
 from tests.crash.rebuild import lose_the_database, rebuild_agrees
 from tests.kafka_helpers import read_to_end, wait_until
 

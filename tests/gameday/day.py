@@ -30,8 +30,8 @@ from tests.crash.harness import (
     LLM_MAX_CONCURRENCY,
     ChaosRun,
     ChaosSettings,
-    delete_topics,
 )
+from tests.crash.lifecycle import delete_topics
 from tests.crash.scenarios import Breakables
 
 # Service ports of their own (the crash suite's plus this), so a game day and a crash test

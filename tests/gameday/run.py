@@ -13,7 +13,7 @@ from typing import Literal
 
 from aiokafka import AIOKafkaConsumer
 
-from tests.crash.harness import ChaosSettings, Infra
+from tests.crash.harness import ChaosSettings
 from tests.crash.infra import (
     CACHE,
     REPO,
@@ -22,6 +22,7 @@ from tests.crash.infra import (
     PrivateMariaDB,
     fresh_database,
 )
+from tests.crash.lifecycle import Infra
 from tests.crash.scenarios import Breakables
 from tests.gameday.catalogue import eligible
 from tests.gameday.day import Day, pipeline

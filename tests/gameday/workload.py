@@ -13,7 +13,7 @@ from cli.dead_letters import cancellation, plan_retry, publish, read_dead_letter
 from cli.upload import submit
 from shared.events import FileUploaded, encode
 from shared.kafka import make_producer
-from tests.crash.harness import make_call_audio
+from tests.crash.audio import make_call_audio
 from tests.crash.infra import CACHE
 from tests.gameday.day import Batch, Day
 
