@@ -27,7 +27,8 @@ from tests.crash.harness import ChaosSettings
 from tests.crash.infra import CACHE, REPO, PrivateCluster, PrivateKafka, PrivateMariaDB
 from tests.crash.invariants import Outcome
 from tests.crash.lifecycle import Infra
-from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
+from tests.crash.scenario import Breakables
+from tests.crash.scenarios import SCENARIOS, run_scenario
 
 
 async def run_all(names: list[str], settings: ChaosSettings, workdir: Path) -> list[Outcome]:

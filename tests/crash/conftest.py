@@ -15,7 +15,7 @@ from tests.crash.audio import make_audio
 from tests.crash.harness import ChaosSettings
 from tests.crash.infra import CACHE, PrivateCluster, PrivateKafka, PrivateMariaDB
 from tests.crash.lifecycle import Infra
-from tests.crash.scenarios import Breakables
+from tests.crash.scenario import Breakables
 
 
 @pytest.fixture(scope="session")

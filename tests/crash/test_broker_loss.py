@@ -17,7 +17,8 @@ import pytest
 from tests.crash.harness import ChaosSettings
 from tests.crash.infra import PrivateCluster
 from tests.crash.invariants import Outcome
-from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
+from tests.crash.scenario import Breakables
+from tests.crash.scenarios import SCENARIOS, run_scenario
 
 
 async def _run(

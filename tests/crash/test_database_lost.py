@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from tests.crash.harness import ChaosSettings
-from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
+from tests.crash.scenario import Breakables
+from tests.crash.scenarios import SCENARIOS, run_scenario
 
 
 async def test_database_lost_mid_batch_a_fresh_tracker_rebuilds_the_same_tables(

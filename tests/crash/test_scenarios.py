@@ -13,7 +13,8 @@ from pathlib import Path
 from tests.crash.harness import ChaosSettings
 from tests.crash.infra import PrivateKafka, PrivateMariaDB
 from tests.crash.invariants import Outcome
-from tests.crash.scenarios import SCENARIOS, Breakables, run_scenario
+from tests.crash.scenario import Breakables
+from tests.crash.scenarios import SCENARIOS, run_scenario
 
 
 async def _run(

@@ -32,7 +32,7 @@ from tests.crash.harness import (
     ChaosSettings,
 )
 from tests.crash.lifecycle import delete_topics
-from tests.crash.scenarios import Breakables
+from tests.crash.scenario import Breakables
 
 # Service ports of their own (the crash suite's plus this), so a game day and a crash test
 # on one machine do not collide.

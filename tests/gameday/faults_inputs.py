@@ -21,7 +21,7 @@ from cli.dead_letters import cancellation, drain, publish
 from cli.upload import submit
 from shared.events import BatchClosed, FileUploaded, encode
 from shared.kafka import make_producer
-from tests.crash.scenarios import POISON
+from tests.crash.scenarios_inputs import POISON
 from tests.gameday.day import Batch, Day
 
 Ctx = dict[str, Any]

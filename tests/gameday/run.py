@@ -23,7 +23,7 @@ from tests.crash.infra import (
     fresh_database,
 )
 from tests.crash.lifecycle import Infra
-from tests.crash.scenarios import Breakables
+from tests.crash.scenario import Breakables
 from tests.gameday.catalogue import eligible
 from tests.gameday.day import Day, pipeline
 from tests.gameday.faults import Monitor, fault_loop
