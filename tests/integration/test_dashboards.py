@@ -35,12 +35,16 @@ from shared.events import (
     FileUploaded,
     TriageDecision,
 )
+from shared.pipeline import PIPELINE, TRIAGE
+from shared.stages import GPU_STAGES
 from tests.tracker_scenario import apply_in_polls, build_scenario, tracked, tracker_for
 
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 H1, H2 = "127.0.0.2", "127.0.0.3"
-STAGES = ("denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2")
-GPU = ("denoise", "ivr", "lid", "stt")
+STAGES = tuple(row.name for row in PIPELINE[1:])  # every stage after distribute
+GPU = GPU_STAGES
+# A file's context carries triage's decision from triage on.
+DECIDED = STAGES[STAGES.index(TRIAGE) :]
 
 
 @pytest.fixture(params=["mariadb", "sqlite"])
@@ -87,7 +91,7 @@ def dash_batch() -> list[TrackedEvent]:
             context = FileContext(
                 audio_uri=f"s3://{name}",
                 host=host,
-                triage=triage if stage not in ("distribute", "denoise", "ivr", "lid") else None,
+                triage=triage if stage in DECIDED else None,
             )
             failures: list[Attempt] = []
             if (i, stage) in ((1, "denoise"), (3, "ivr")):
