@@ -20,6 +20,7 @@ from shared.events import (
     file_key,
 )
 from shared.kafka import make_producer
+from shared.stages import GPU_STAGES
 from tests.kafka_helpers import read_topic, wait_until
 from tests.pipeline_harness import running_pipeline
 
@@ -77,11 +78,7 @@ async def test_poison_on_every_topic_and_awkward_files_leave_the_batch_complete(
             topics.triage,
             topics.llm("llm1"),
             topics.llm("llm2"),
-            *(
-                topics.gpu(s, h)
-                for s in ("denoise", "ivr", "lid", "stt")
-                for h in settings.host_ips
-            ),
+            *(topics.gpu(s, h) for s in GPU_STAGES for h in settings.host_ips),
         ]
         tracker_only = [topics.done, topics.failed, topics.control]
         await _produce(

@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from cli.audio import make_batch
 from cli.upload import submit
+from shared.stages import STAGES
 from tests.pipeline_harness import running_pipeline
 
 FILES, CORRUPT, SHORT = 500, 5, 5
@@ -98,15 +99,7 @@ async def test_a_batch_flows_from_upload_to_the_tracker_tables(
 
     # One processing_logs row per attempt, for every stage that ran.
     assert len({r["attemptKey"] for r in logs}) == len(logs)
-    assert {r["stage_name"] for r in logs} >= {
-        "denoise",
-        "ivr",
-        "lid",
-        "triage",
-        "stt",
-        "llm1",
-        "llm2",
-    }
+    assert {r["stage_name"] for r in logs} >= set(STAGES)
 
     # batchStatus: every stage Complete, the batch finished.
     for column in (
@@ -125,7 +118,7 @@ async def test_a_batch_flows_from_upload_to_the_tracker_tables(
 
     # batchExecutionLog: start, progress and complete events for each stage.
     seen = {(stage, kind): n for stage, kind, n in events}
-    for stage in ("denoise", "ivr", "lid", "triage", "stt", "llm1", "llm2"):
+    for stage in STAGES:
         assert seen.get((stage, "stage_start")) == 1, stage
         assert seen.get((stage, "stage_complete")) == 1, stage
         assert seen.get((stage, "stage_progress"), 0) >= 1, stage

@@ -9,6 +9,7 @@ from services.llm_stage.main import run
 from services.llm_stage.settings import LlmStageSettings
 from shared.events import FileFailed, FileStageCompleted, any_event
 from shared.provisioning import create_pipeline_topics
+from shared.stages import LLM_STAGES
 from simulator.testing import running_simulator
 from tests.kafka_helpers import read_topic, wait_until
 from tests.stage_helpers import produce_events, running, stage_input
@@ -52,7 +53,7 @@ async def test_llm_max_concurrency_holds_across_both_stages_of_a_process(
         )
         await create_pipeline_topics(settings)
         await produce_events(kafka_bootstrap, settings.topics.llm("llm1"), _after_stt(40, tmp_path))
-        async with running(lambda stop: run(settings, ["llm1", "llm2"], stop)):
+        async with running(lambda stop: run(settings, list(LLM_STAGES), stop)):
             done = await read_topic(
                 kafka_bootstrap, [settings.topics.done], lambda rs: len(rs) >= 40, timeout_s=90
             )
@@ -113,7 +114,7 @@ async def test_a_revoked_key_pauses_the_llm_stages_until_it_works_again_and_fail
         await create_pipeline_topics(settings)
         await produce_events(kafka_bootstrap, settings.topics.llm("llm1"), _after_stt(20, tmp_path))
         with caplog.at_level(logging.INFO):
-            async with running(lambda stop: run(settings, ["llm1", "llm2"], stop)):
+            async with running(lambda stop: run(settings, list(LLM_STAGES), stop)):
                 await wait_until(lambda: "circuit open (auth)" in caplog.text)
                 await wait_until(lambda: "paused: taking no new records" in caplog.text)
                 await sim.set_llm_faults(unauthorized=False)

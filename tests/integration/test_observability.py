@@ -37,6 +37,7 @@ from shared.observability.consumers import AiokafkaView
 from shared.observability.service import Observability
 from shared.provisioning import create_pipeline_topics
 from shared.settings import CommonSettings
+from shared.stages import GPU_STAGES, LLM_STAGES
 from simulator.testing import running_simulator, write_corrupt_files, write_wav
 from tests.kafka_helpers import read_topic
 from tests.metrics_helpers import Scrape, free_metrics_port, get, scrape_until, status_until
@@ -68,10 +69,7 @@ async def test_gpu_stage_counts_files_requests_retries_dead_letters_in_flight_an
     url = f"http://127.0.0.1:{port}"
     async with running_simulator(latency_scale=1.0, error_rate=0.3, seed=3) as sim:
         await sim.set_faults(host=HOST, stage="denoise", latency_s=0.3)
-        ports = {
-            f"{s}_port": int(urlsplit(sim.gpu_url(HOST, s)).port or 0)
-            for s in ("denoise", "ivr", "lid", "stt")
-        }
+        ports = {f"{s}_port": int(urlsplit(sim.gpu_url(HOST, s)).port or 0) for s in GPU_STAGES}
         settings = GpuStageSettings(
             kafka_bootstrap_servers=kafka_bootstrap,
             topic_prefix=topic_prefix,
@@ -181,18 +179,18 @@ async def test_llm_stages_report_per_stage_with_the_llm_api_as_host(
         ]
         await produce_events(kafka_bootstrap, settings.topics.llm("llm1"), events)
         api_host = urlsplit(api).netloc
-        async with running(lambda stop: run_llm_stage(settings, ["llm1", "llm2"], stop)):
+        async with running(lambda stop: run_llm_stage(settings, list(LLM_STAGES), stop)):
             await read_topic(kafka_bootstrap, [settings.topics.done], lambda rs: len(rs) >= 3)
             final = await scrape_until(
                 url,
                 lambda s: all(
                     s.get("cofi_files_total", stage=st, host=api_host, outcome="done") == 3
-                    for st in ("llm1", "llm2")
+                    for st in LLM_STAGES
                 ),
                 what="three files done by each LLM stage",
             )
             ready = await status_until(url, "/readyz", 200)
-    for stage in ("llm1", "llm2"):
+    for stage in LLM_STAGES:
         labels = {"stage": stage, "host": api_host}
         assert final.get("cofi_model_request_seconds_count", **labels, outcome="ok") == 3
         assert final.get("cofi_in_flight", **labels) == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.stages import GPU_STAGES
 from simulator import Simulator
 from simulator.testing import running_simulator, write_corrupt_files, write_wav
 from tests.kafka_helpers import wait_until
@@ -40,7 +41,7 @@ def body(path: Path | str, name: str = "call-1.wav") -> dict[str, object]:
     return {"batch_id": "b1", "file_name": name, "audio_uri": uri, "inputs": {}}
 
 
-@pytest.mark.parametrize("stage", ["denoise", "ivr", "lid", "stt"])
+@pytest.mark.parametrize("stage", GPU_STAGES)
 async def test_each_stage_answers_deterministically(
     sim: Simulator, client: httpx.AsyncClient, wav: Path, stage: str
 ) -> None:
@@ -127,7 +128,7 @@ async def test_error_rate_one_is_503_on_that_host_only(
     sim: Simulator, client: httpx.AsyncClient, wav: Path
 ) -> None:
     await sim.set_faults(H3, None, error_rate=1.0)
-    for stage in ("denoise", "ivr", "lid", "stt"):
+    for stage in GPU_STAGES:
         bad = await client.post(sim.gpu_url(H3, stage), json=body(wav))
         assert bad.status_code == 503 and "error" in bad.json()
         assert (await client.post(sim.gpu_url(H2, stage), json=body(wav))).status_code == 200
