@@ -125,6 +125,9 @@ class BatchMetrics:
     def open_batches(self, last_progress: Mapping[str, float]) -> None:
         """Every open batch and when it last moved (Unix seconds); batches not named closed."""
 
+    def completed(self, seconds: float) -> None:
+        """A batch completed, `seconds` after its first event (the batch completion SLO)."""
+
 
 class Metrics:
     """One service process's metrics, in a registry of its own.
@@ -164,6 +167,14 @@ class Metrics:
             "cofi_batch_last_progress_timestamp_seconds",
             "When an open batch last moved (its batchStatus.updatedAt, an event time)",
             ["batch"],
+            registry=r,
+        )
+        self.batch_completion = Histogram(
+            "cofi_batch_completion_seconds",
+            "From a batch's first event to its completion (batchStatus createdAt to "
+            "completedAt), observed once per batch as the tracker sees it complete",
+            # The objective's threshold (deploy/prometheus/alerts.yml, 4 h) is one of them.
+            buckets=(600, 1800, 3600, 7200, 14400, 28800, 86400),
             registry=r,
         )
         self.batches_open = Gauge(
@@ -363,3 +374,6 @@ class _BatchMetrics(BatchMetrics):
             self.metrics.batch_last_progress.labels(batch).set(at)
         self.reported = set(last_progress)
         self.metrics.batches_open.set(len(last_progress))
+
+    def completed(self, seconds: float) -> None:
+        self.metrics.batch_completion.observe(max(seconds, 0.0))
