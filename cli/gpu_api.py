@@ -69,9 +69,11 @@ CIRCUIT = (
 MALFORMED = (
     "a 200 that is not what the contract accepts (not a JSON object, a field missing, "
     'a field of another JSON type such as `"false"` for `is_ivr` or `null` for '
-    "`transcript`) is a host defect. It is transient, like a 5xx: retried, then the file "
-    "fails with a reason naming the file, the stage, the host and the field. Unlike a 5xx "
-    "it does not open the circuit (the host answered): fix the host, then `cofi retry`"
+    "`transcript`) is a host defect, never the file's: retried like a 5xx and logged naming "
+    "the file, the stage, the host and the field; 3 in a row open the host's circuit "
+    "(`malformed`), and a file whose retries end on one waits for the circuit instead of "
+    "failing. A host that keeps answering so past `GPU_HOST_FAILOVER_DEADLINE_S` has its "
+    "files failed over to another host: no file fails for it"
 )
 
 

@@ -21,11 +21,14 @@ How a call's outcome reads (`BreakerPolicy`):
 - a refused connection: `unreachable_after` in a row;
 - 429: `throttled_after` in a row (the dependency pacing every caller: pause, not spin);
 - 5xx and timeouts: `storm_after` in a row;
+- a 200 that breaks the contract (`CallOutcome.defect`, a GPU host's answer of the wrong
+  types): `malformed_after` in a row (`malformed`), logged naming the host and the field;
 - a 404 (or 410) with the same message on two different files in a row (a missing route;
   a missing audio file names the file, so its message differs).
 
 A file whose retries run out on an answer that says the dependency is unavailable (a
-refused connection, 429, 502, 503, 504; `unavailable`) does not fail either: that says
+refused connection, 429, 502, 503, 504; `unavailable`), or on a malformed answer (the
+dependency's defect), does not fail either: that says
 nothing about the file, so the circuit opens and the file waits (for at least the
 Retry-After the dependency asked for). A 500 or a timeout may be the file's own doing
 (a model that crashes or hangs on it): the file fails once its retries are spent, unless
@@ -50,7 +53,7 @@ log = logging.getLogger(__name__)
 
 # Why a circuit is open, as the label of `cofi_stage_circuit_open`.
 OpenReason = Literal[
-    "auth", "unreachable", "server_errors", "not_found", "rate_limited", "unavailable"
+    "auth", "unreachable", "server_errors", "not_found", "rate_limited", "unavailable", "malformed"
 ]
 AUTH_STATUSES = frozenset({401, 403, 407})
 NOT_FOUND_STATUSES = frozenset({404, 410})
@@ -65,6 +68,7 @@ class BreakerPolicy:
     unreachable_after: int = 3
     storm_after: int = 10
     throttled_after: int = 10
+    malformed_after: int = 3
     first_probe_s: float = 0.5
     max_probe_s: float = 10.0
     # Closed for less than this before opening again: the same outage (`opened_at` is kept).
@@ -78,6 +82,8 @@ def unavailable(outcome: CallOutcome) -> OpenReason | None:
         return None
     if outcome.unreachable:
         return "unreachable"
+    if outcome.defect:
+        return "malformed"
     if outcome.status == 429:
         return "rate_limited"
     if outcome.status in UNAVAILABLE_STATUSES:
@@ -100,9 +106,12 @@ def judge(
 
 
 def _about_the_file(outcome: CallOutcome) -> bool:
-    """Success, or an answer below 500 other than 429: whatever it says is about the file."""
+    """Success, or an answer below 500 other than 429 that keeps the contract: whatever it
+    says is about the file."""
     if outcome.ok:
         return True
+    if outcome.defect:
+        return False
     return outcome.status is not None and outcome.status < 500 and outcome.status != 429
 
 
@@ -135,6 +144,7 @@ class CircuitBreaker:
         self._unreachable_run = 0
         self._storm_run = 0
         self._throttle_run = 0
+        self._malformed_run = 0
         self._last_not_found: tuple[str, str] | None = None
         self._next_late_trial = 0.0
         # No trial before this (a Retry-After the dependency asked for).
@@ -170,6 +180,7 @@ class CircuitBreaker:
         if reason is None and _about_the_file(outcome):
             # The dependency answered (success, a 422, a malformed answer): it works.
             self._unreachable_run = self._storm_run = self._throttle_run = 0
+            self._malformed_run = 0
             self._last_not_found = None
             if outcome.status in NOT_FOUND_STATUSES and outcome.error:
                 self._last_not_found = (outcome.error, file)
@@ -179,6 +190,16 @@ class CircuitBreaker:
             self._unreachable_run += 1
             if self._unreachable_run >= self.policy.unreachable_after:
                 reason = "unreachable"
+        elif outcome.defect:
+            self._malformed_run += 1
+            log.warning(
+                "malformed answer (%d in a row): %s",
+                self._malformed_run,
+                (outcome.error or "")[:300],
+                extra=fields(stage=self.stage, host=self.host),
+            )
+            if self._malformed_run >= self.policy.malformed_after:
+                reason = "malformed"
         elif outcome.status == 429:
             self._throttle_run += 1
             if self._throttle_run >= self.policy.throttled_after:

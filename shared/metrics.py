@@ -217,8 +217,8 @@ class Metrics:
         self.circuit_open = Gauge(
             "cofi_stage_circuit_open",
             "1 while a stage's dependency is judged broken and the stage is paused, by reason "
-            "(auth, unreachable, server_errors, not_found, rate_limited, unavailable); 0 once it "
-            "closed",
+            "(auth, unreachable, server_errors, not_found, rate_limited, unavailable, "
+            "malformed); 0 once it closed",
             ["stage", "host", "reason"],
             registry=r,
         )

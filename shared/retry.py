@@ -43,6 +43,10 @@ class CallOutcome:
     status: int | None = None
     # Not about this file: the dependency is broken (shared/breaker.py); stop retrying.
     systemic: bool = False
+    # The dependency answered 200 but broke its contract (a GPU host's answer of the wrong
+    # types): the dependency's defect, never the file's. The breaker counts it like a 5xx and
+    # a file whose retries end on it waits instead of failing.
+    defect: bool = False
 
     @property
     def ok(self) -> bool:

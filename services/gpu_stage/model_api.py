@@ -31,13 +31,16 @@ async def probe(client: ModelApiClient, url: str) -> bool:
 
 
 def _malformed(stage: str, url: str, request: dict[str, object], why: str) -> CallOutcome:
-    """A 200 that breaks the contract is a host defect, transient like a 5xx: retried, then
-    the file fails with this reason (docs/gpu-model-api.md, "Accepted answers, exactly")."""
+    """A 200 that breaks the contract is the host's defect, never the file's: retried like a
+    5xx, counted against the host's circuit (`defect`), and a file whose retries end on it
+    waits for the circuit or fails over, it never fails (docs/gpu-model-api.md, "Accepted
+    answers, exactly")."""
     file = f"{request.get('batch_id')}/{request.get('file_name')}"
     return CallOutcome(
         error_kind="transient",
         error=f"malformed {stage} answer from {url} for {file}: {why}",
         status=200,
+        defect=True,
     )
 
 

@@ -198,9 +198,11 @@ def test_the_error_table_comes_from_the_real_client() -> None:
     assert opens["404"] == (2, True)  # a missing route, not a missing file
     assert opens["422"] == (None, False)
     assert opens["429"] == (10, False)  # the host pacing every caller: the stage pauses
-    # Refused, 429, 503, 504: the host unavailable, never the file: spent retries wait.
+    assert opens["200, anything else"] == (3, False)
+    # Refused, 429, 503, 504: the host unavailable, never the file; a malformed 200: the
+    # host's defect, never the file's. Spent retries on any of them wait.
     waits = {a.what for a in gpu_api.answers() if a.waits}
-    assert waits == {"429", "503", "504", "connection refused or reset"}
+    assert waits == {"200, anything else", "429", "503", "504", "connection refused or reset"}
 
 
 def _event(stage: str) -> FileStageCompleted:

@@ -11,8 +11,8 @@ from services.gpu_stage import exchange
 from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.model_api import call_model
 from services.gpu_stage.model_contract import RESPONSES, UnknownStage, parse_answer
-from shared.breaker import CircuitBreaker
-from shared.events import FileContext, FileFailed, FileStageCompleted
+from shared.breaker import BreakerPolicy, CircuitBreaker
+from shared.events import FileContext, FileStageCompleted
 from shared.model_http import ModelApiClient
 from shared.retry import CallOutcome, RetryPolicy
 from shared.stages import GPU_STAGES
@@ -123,22 +123,25 @@ def test_every_gpu_stage_has_an_answer_model_whose_fields_are_context_fields() -
         assert set(model.model_fields) <= set(FileContext.model_fields)
 
 
-async def test_a_host_answering_false_as_a_string_fails_the_file_after_its_retries() -> None:
+async def test_a_host_answering_false_as_a_string_opens_its_circuit_and_the_file_waits() -> None:
+    """A malformed answer is the host's defect: the file's retries end on it, the circuit
+    opens (`malformed`), and once the host answers properly the file goes on; it never fails."""
     calls = 0
 
     def answer(request: httpx.Request) -> httpx.Response:
         nonlocal calls
         calls += 1
-        return httpx.Response(200, json={"is_ivr": "false"})
+        return httpx.Response(200, json={"is_ivr": "false" if calls <= 4 else False})
 
     policy = RetryPolicy(max_attempts=3, base_delay_s=0.0, max_delay_s=0.0)
+    breaker = CircuitBreaker("ivr", "10.0.0.7", BreakerPolicy(first_probe_s=0.01, max_probe_s=0.05))
     async with ModelApiClient(httpx.MockTransport(answer)) as client:
         handler = GpuStageHandler(
             stage="ivr",
             host="10.0.0.7",
             topics=Topics("c"),
             policy=policy,
-            breaker=CircuitBreaker("ivr", "10.0.0.7"),
+            breaker=breaker,
             call_model=lambda request, timeout_s: call_model(
                 client, URL, request, timeout_s, stage="ivr"
             ),
@@ -147,13 +150,15 @@ async def test_a_host_answering_false_as_a_string_fails_the_file_after_its_retri
             batch_id="b1", file_name="call-9.wav", stage="denoise", context=CONTEXT
         )
         [out] = await handler(event)
-    failed = out.event
-    assert isinstance(failed, FileFailed)
-    assert (failed.stage, failed.error_kind, calls) == ("ivr", "transient", 3)
+    done = out.event
+    assert isinstance(done, FileStageCompleted) and done.stage == "ivr", done
+    assert calls == 5 and not breaker.is_open
+    failed = [a for a in done.attempts if not a.ok]
+    assert len(failed) == 4
     assert "malformed ivr answer from http://10.0.0.7:5011/v1/ivr for b1/call-9.wav" in (
-        failed.error
+        failed[0].error or ""
     )
-    assert "is_ivr" in failed.error
+    assert "is_ivr" in (failed[0].error or "")
 
 
 def test_check_host_finds_each_stages_port() -> None:
