@@ -10,7 +10,6 @@ with the failure counted. A file that finishes anyway later still ends done or s
 
 import base64
 import binascii
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +30,6 @@ from services.tracker.storable import (
     MAX_BATCH_ID,
     MAX_ERROR,
     MAX_FILE_NAME,
-    MAX_KEY_B64,
     MAX_SHORT,
     short_text,
 )
@@ -86,7 +84,7 @@ def dead_letter_row(ev: DeadLetter, topic_prefix: str) -> DeadLetterRow:
         error=short_text(ev.error, MAX_ERROR),
         batch_id=batch_id,
         file_name=file_name,
-        key_b64=bounded_b64(ev.key_b64),
+        key_b64=ev.key_b64,
         value_b64=ev.value_b64,
         created_at=naive_utc(ev.at),
     )
@@ -108,7 +106,7 @@ def undecodable_row(u: Undecodable, topic_prefix: str) -> DeadLetterRow:
         error=u.error,
         batch_id=batch_id,
         file_name=file_name,
-        key_b64=bounded_b64(base64.b64encode(meta.key).decode() if meta.key is not None else None),
+        key_b64=base64.b64encode(meta.key).decode() if meta.key is not None else None,
         value_b64=base64.b64encode(u.value or b"").decode(),
         created_at=datetime.fromtimestamp(meta.timestamp_ms / 1000, UTC).replace(tzinfo=None),
     )
@@ -155,15 +153,6 @@ def stage_of_topic(topic: str, topic_prefix: str) -> str | None:
         return None
     head = topic[len(topic_prefix) + 1 :].split(".", 1)[0]
     return STAGE_OF_TOPIC_HEAD.get(head)
-
-
-def bounded_b64(text: str | None) -> str | None:
-    """Base64 text that fits its TEXT column whole, or a mark that says what it was (its
-    length and sha256): never cut silently, never a write that fails."""
-    if text is None or len(text) <= MAX_KEY_B64:
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    return f"[not stored: {len(text)} base64 characters, sha256 {digest}]"
 
 
 def _ids(raw: bytes | None, key: bytes | None) -> tuple[str | None, str | None]:

@@ -22,8 +22,6 @@ MAX_ERROR: Final = 4000
 MAX_URI: Final = 8192
 MAX_INT: Final = 2**31 - 1
 MAX_BIGINT: Final = 2**63 - 1
-# Base64 kept whole in a TEXT column (65,535 bytes); longer is stored as a mark (letters.py).
-MAX_KEY_B64: Final = 16_384
 # A naive time is taken as UTC, as the store does; pydantic compares in UTC. Defaults are the
 # shared models' (an overridden field would otherwise lose its default).
 MIN_TIME: Final = datetime(1971, 1, 1, tzinfo=UTC)

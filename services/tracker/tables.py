@@ -157,7 +157,7 @@ dead_letters = Table(
     Column("error", Text),
     Column("batchId", String(64)),  # best effort: read from the raw bytes if they are JSON
     Column("fileName", Text),
-    Column("keyB64", Text),
+    Column("keyB64", LongText),  # LONGTEXT since 0008: a key of any size, whole
     Column("valueB64", LongText),
     Column("createdAt", Timestamp),
     UniqueConstraint("letterKey", name="uq_deadLetters_letterKey"),
