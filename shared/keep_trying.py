@@ -64,4 +64,6 @@ async def keep_trying(
 
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-    return text if len(text) <= 300 else text[:300] + "..."
+    # A summary for a log line or a dead letter's reason (its raw bytes are kept whole):
+    # a long one says how long it was.
+    return text if len(text) <= 300 else f"{text[:300]} [cut: {len(text)} characters]"

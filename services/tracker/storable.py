@@ -18,7 +18,9 @@ from shared import events
 MAX_BATCH_ID: Final = 64
 MAX_FILE_NAME: Final = 4096
 MAX_SHORT: Final = 255
-MAX_ERROR: Final = 4000
+# Errors and reasons are stored whole up to this: 4 bytes a character (utf8mb4) still fits a
+# TEXT column (65,535 bytes), so a strict-mode MariaDB never refuses the write.
+MAX_ERROR: Final = 16_000
 MAX_URI: Final = 8192
 MAX_INT: Final = 2**31 - 1
 MAX_BIGINT: Final = 2**63 - 1
@@ -111,8 +113,14 @@ storable_event: TypeAdapter[StorableEvent] = TypeAdapter(
 
 
 def short_text(text: str, limit: int) -> str:
-    """Text cut to its column's limit, and marked so: never cut without saying."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """Text that fits its column, whole; past the column's bound, the head that fits and a
+    mark that says how long the text was (never cut without saying, never a write that a
+    strict-mode database refuses). The whole text stays in the event on its topic."""
+    if len(text) <= limit:
+        return text
+    mark = f" [cut: {len(text)} characters, the first {{}} kept]"
+    keep = limit - len(mark.format(limit))
+    return text[:keep] + mark.format(keep)
 
 
 def short_opt(text: str | None) -> str | None:

@@ -234,4 +234,6 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _short(exc: BaseException) -> str:
     text = str(exc).replace("\n", " ")
-    return text if len(text) <= 300 else text[:300] + "..."
+    # A summary for a log line or a dead letter's reason (its raw bytes are kept whole):
+    # a long one says how long it was.
+    return text if len(text) <= 300 else f"{text[:300]} [cut: {len(text)} characters]"

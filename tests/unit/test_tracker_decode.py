@@ -155,9 +155,14 @@ def test_a_cancel_touches_its_batch_with_the_first_cancellation() -> None:
         assert (touch.cancelled_at, touch.cancel_reason) == (at(5).replace(tzinfo=None), "first")
         assert touch.total_files is None
     long_reason = BatchCancelled(batch_id="b1", reason="x" * 10_000, cancelled_at=at(1))
-    assert decodes_as_sent(long_reason)  # the reason is cut to fit, not refused
+    assert decodes_as_sent(long_reason)  # a long reason is kept whole, not refused
     touch = fold([long_reason], topic_prefix="cofi", log_file_start=False).batches["b1"]
-    assert touch.cancel_reason is not None and len(touch.cancel_reason) == 4000
+    assert touch.cancel_reason == "x" * 10_000
+    huge = BatchCancelled(batch_id="b1", reason="x" * 40_000, cancelled_at=at(1))
+    touch = fold([huge], topic_prefix="cofi", log_file_start=False).batches["b1"]
+    reason = touch.cancel_reason
+    assert reason is not None and len(reason) == 16_000  # past TEXT: marked, never bare
+    assert reason.endswith("[cut: 40000 characters, the first 15954 kept]"), reason[-60:]
 
 
 async def test_a_tombstone_on_the_control_topic_is_skipped_not_dead_lettered() -> None:
