@@ -50,7 +50,6 @@ def latest_failures(
 def retry_output(failure: FileFailed, topics: Topics, reroute: bool = False) -> Output:
     """The failed stage's input again, with attempt numbers continuing after the last one;
     with `reroute`, a GPU-stage failure is handed to the distributor for another host."""
-    next_attempt = max((a.number for a in failure.attempts), default=0) + 1
     key = file_key(failure.batch_id, failure.file_name)
     kind = failure.input_event.get("type")
     if kind == "FileUploaded":
@@ -61,9 +60,15 @@ def retry_output(failure: FileFailed, topics: Topics, reroute: bool = False) -> 
         # (drained and `:down` hosts stay excluded by the distributor's own state).
         moved = FileReassigned.model_validate(failure.input_event).model_copy(update={"avoid": ()})
         return Output(topics.uploads, failure.batch_id.encode(), moved)
-    event = FileStageCompleted.model_validate(failure.input_event).model_copy(
-        update={"next_attempt": next_attempt}
+    event = FileStageCompleted.model_validate(failure.input_event)
+    # A failure with no attempts (refused before any call, or ended by a dead letter) still
+    # continues after every number the file used: an attempt's identity is its number, so a
+    # reused one would make the retry's attempt rows no-ops in processing_logs.
+    last = max(
+        (a.number for a in failure.attempts),
+        default=max(event.next_attempt - 1, event.context.attempt_high),
     )
+    event = event.model_copy(update={"next_attempt": last + 1})
     if reroute and failure.host is not None and pipeline.spec(failure.stage).per_host:
         return Output(topics.uploads, failure.batch_id.encode(), _rerouted(failure, event))
     host = event.context.host

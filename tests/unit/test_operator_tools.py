@@ -72,6 +72,19 @@ def test_retry_takes_the_latest_failure_and_skips_finished_files_and_other_batch
     assert plan_retry(failures, TOPICS, "b", stage="denoise", finished=["d"]).outputs == []
 
 
+def test_a_failure_with_no_attempts_retries_after_every_number_the_file_used() -> None:
+    failure = _failure("a", "stt", 0)
+    event = FileStageCompleted.model_validate(failure.input_event)
+    context = event.context.model_copy(update={"attempt_high": 6})
+    failure = failure.model_copy(
+        update={
+            "input_event": event.model_copy(update={"context": context}).model_dump(mode="json")
+        }
+    )
+    [out] = plan_retry([failure], TOPICS, "b").outputs
+    assert isinstance(out.event, FileStageCompleted) and out.event.next_attempt == 7
+
+
 def test_a_file_that_failed_distribution_is_uploaded_again() -> None:
     upload = FileUploaded(batch_id="b", file_name="a", audio_uri="u")
     failure = FileFailed(
