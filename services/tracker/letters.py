@@ -132,11 +132,14 @@ def letter_failure(row: DeadLetterRow) -> tuple[FileChange, LogRow] | None:
         resolutions=failed_from(at, index(row.stage)),
         applied_events=frozenset({file_events.dead_letter(row.stage)}),
     )
-    # The tracker's own reading of a poison record and its stage's dead letter about the
-    # same record say different things; each is its own row, so neither is first-applied-wins.
+    # A row per letter: the tracker's own reading of a poison record and its stage's dead
+    # letter about it say different things, and poison records on several hosts' topics can
+    # name the same file; one row for them all would be first-applied-wins.
     own = (TRACKER_CONSUMER,) if row.consumer == TRACKER_CONSUMER else ()
     log = LogRow(
-        event_key=sha256_of(row.batch_id, row.stage, FILE_ERROR, row.file_name, *own),
+        event_key=sha256_of(
+            row.batch_id, row.stage, FILE_ERROR, row.file_name, row.letter_key, *own
+        ),
         batch_id=row.batch_id,
         stage=row.stage,
         event_type=FILE_ERROR,
