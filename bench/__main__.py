@@ -1,6 +1,8 @@
-"""`python -m bench` (`make bench`): every figure of issue 6, printed and written to reports/.
+"""`python -m bench` (`make bench`): every figure of issues 6 and 21, printed and written to
+reports/.
 
-Order: the realistic-latency run (figure 2) first, then the instant-model pipeline that
+Order: the GPU hosts per control-plane core (issue 21's headline, `bench.fleet_cost`) first,
+then the realistic-latency run (figure 2), then the instant-model pipeline that
 serves figures 1, 3, 4, 5 and 6 in one set of processes (figure 1's bare chain calls its
 simulator between its first batch and figure 3). Memory batches go on while the time budget
 allows (`--budget-s`).
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.audio_cache import cached_audio
+from bench.fleet_cost import HOST_COUNTS, REPEATS, fleet_section, measure_fleet
 from bench.gpu_util import DEFAULT_SCALE as GPU_SCALE
 from bench.gpu_util import SPREADS, gpu_utilization
 from bench.infra import new_run_id
@@ -45,7 +48,7 @@ from cli.processes import exit_on_sigterm
 from services.llm_stage.settings import LlmStageSettings
 from shared.stages import GPU_STAGES
 
-FIGURES = ("gpu", "overhead", "tracker", "latency", "memory")
+FIGURES = ("hosts", "gpu", "overhead", "tracker", "latency", "memory")
 AUDIO_CACHE = ROOT / ".cache" / "bench" / "audio"
 CHAIN_RUNS = 3
 LLM_CONCURRENCY = LlmStageSettings.model_fields["llm_max_concurrency"].default
@@ -65,6 +68,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--gpu-sigmas",
         default="",
         help="GPU run: only the batches of these call-length spreads (e.g. 1.0; default all)",
+    )
+    p.add_argument(
+        "--hosts-files", type=int, default=500, help="files of each batch of the hosts figure"
+    )
+    p.add_argument(
+        "--hosts-counts",
+        default=",".join(map(str, HOST_COUNTS)),
+        help="hosts figure: simulated fleet sizes (default %(default)s; 64 if the machine allows)",
+    )
+    p.add_argument(
+        "--hosts-repeats", type=int, default=REPEATS, help="hosts figure: idle windows and batches"
     )
     p.add_argument("--latency-files", type=int, default=300, help="files of the latency run")
     p.add_argument("--interval-ms", type=float, default=100, help="latency run: upload interval")
@@ -121,7 +135,7 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
             "BENCH_DATABASE_URL", "mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi"
         ),
     )
-    count = max(args.files, args.gpu_files, args.latency_files)
+    count = max(args.files, args.gpu_files, args.latency_files, args.hosts_files)
     say(
         f"run {run_id}; audio: {count:,} calls (lognormal lengths) in .cache/bench/audio "
         "(generated once per distribution)"
@@ -131,6 +145,9 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
     say(f"logs in {run.artifacts}")
     sections: list[Section] = []
     try:
+        if "hosts" in only:
+            sections.append(await hosts_per_core(run))
+            show(sections[-1])
         if "gpu" in only:
             say(
                 f"figure 2: {len(SPREADS)} batches of {args.gpu_files:,} files at realistic "
@@ -166,6 +183,34 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
     finally:
         await cleanup_topics(infra, run.prefixes)
     return sections
+
+
+async def hosts_per_core(run: BenchRun) -> Section:
+    """Issue 21's headline: a pipeline per fleet size, idle windows and sigma-1.0 batches."""
+    args = run.args
+    counts = [int(x) for x in args.hosts_counts.split(",") if x.strip()]
+    lengths = next(lengths for _, lengths, _ in SPREADS if lengths.sigma == 1.0)
+    paths = await asyncio.to_thread(cached_audio, AUDIO_CACHE, args.hosts_files, lengths)
+    by_hosts = {}
+    for hosts in counts:
+        say(
+            f"figure 1: {hosts} simulated hosts, {args.hosts_repeats} idle windows and batches "
+            f"of {args.hosts_files:,} files (sigma 1.0)"
+        )
+        # Enough warm-up files that every host's consumers have had a record.
+        warmup = run.paths[: max(len(run.warmup), 2 * hosts)]
+        by_hosts[hosts] = await measure_fleet(
+            run.infra,
+            run.prefix(f"h{hosts}"),
+            hosts,
+            paths,
+            warmup,
+            run.artifacts / f"hosts-{hosts}",
+            run.env,
+            repeats=args.hosts_repeats,
+            say=say,
+        )
+    return fleet_section(by_hosts, run.env)
 
 
 async def bare_chain(run: BenchRun, pipeline: BenchPipeline, sizes: dict[str, int]) -> Chain:

@@ -24,7 +24,14 @@ from sqlalchemy import text
 from bench.infra import new_run_id
 from bench.report import Figure, Section
 from bench.schedule import StageWork, file_stage_work, fluid_bound
-from bench.stack import GPU_HOSTS, BenchPipeline, Infra, cpu_floor, running_pipeline
+from bench.stack import (
+    GPU_HOSTS,
+    BenchPipeline,
+    Infra,
+    Snapshot,
+    cpu_floor,
+    running_pipeline,
+)
 from cli.audio import CallLengths
 from shared.call_audio import read_call_header
 from shared.pipeline import PIPELINE
@@ -81,6 +88,8 @@ class BatchRun:
     host_work: dict[str, float]  # GPU seconds per host
     cpu_floor_s: float
     cpu_text: str
+    before: Snapshot
+    after: Snapshot
 
     @property
     def bound_s(self) -> float:
@@ -116,6 +125,7 @@ async def run_batch(
     target: float | None,
     paths: Sequence[Path],
     scale: float,
+    hosts: Sequence[str] = GPU_HOSTS,
 ) -> BatchRun:
     call_s = {p.name: read_call_header(p).call_s for p in paths}
     batch_id = f"{prefix}-{new_run_id()}"
@@ -126,15 +136,17 @@ async def run_batch(
     after = pipeline.snapshot()
     floor, floor_text = cpu_floor(before, after, len(paths))
     per_file = []
-    host_work = {h: 0.0 for h in GPU_HOSTS}
+    host_work = {h: 0.0 for h in hosts}
     for file, host, stages in await file_rows(pipeline, batch_id):
         times = model_times(call_s[file], scale)
         per_file.append((stages, [times[s] for s in stages]))
         host_work[host] = host_work.get(host, 0.0) + sum(times[s] for s in stages if s in STAGES)
-    capacity: dict[str, int] = {s: len(GPU_HOSTS) * CAPACITY for s in STAGES}
+    capacity: dict[str, int] = {s: len(hosts) * CAPACITY for s in STAGES}
     capacity.update(dict.fromkeys(LLM_STAGES, LLM_CONCURRENCY))
     works, longest = file_stage_work(per_file, capacity)
-    return BatchRun(name, lengths, target, makespan, works, longest, host_work, floor, floor_text)
+    return BatchRun(
+        name, lengths, target, makespan, works, longest, host_work, floor, floor_text, before, after
+    )
 
 
 async def gpu_utilization(

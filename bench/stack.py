@@ -185,8 +185,15 @@ class BenchPipeline:
         )
 
 
-def gpu_hosts_spec(capacity: int) -> str:
-    return ",".join(f"{h}:{capacity}" for h in GPU_HOSTS)
+def gpu_hosts_spec(capacity: int, hosts: Sequence[str] = GPU_HOSTS) -> str:
+    return ",".join(f"{h}:{capacity}" for h in hosts)
+
+
+def fleet_hosts(count: int) -> tuple[str, ...]:
+    """`count` simulated GPU hosts on loopback addresses, the bench's four first."""
+    if not 1 <= count <= 250:
+        raise ValueError(f"{count} GPU hosts: the bench's loopback range holds 1 to 250")
+    return tuple(f"127.0.2.{2 + i}" for i in range(count))
 
 
 @asynccontextmanager
@@ -200,6 +207,7 @@ async def running_pipeline(
     capacity: int = CAPACITY,
     extra_env: dict[str, str] | None = None,
     simulator_config: dict[str, object] | None = None,
+    hosts: Sequence[str] = GPU_HOSTS,
 ) -> AsyncIterator[BenchPipeline]:
     env = dict(GPU_PORTS, **(extra_env or {}))
     if simulator_config is not None:
@@ -211,7 +219,7 @@ async def running_pipeline(
         config = PipelineConfig(
             bootstrap=infra.bootstrap,
             topic_prefix=prefix,
-            gpu_hosts=gpu_hosts_spec(capacity),
+            gpu_hosts=gpu_hosts_spec(capacity, hosts),
             database_url=url,
             llm_port=LLM_PORT,
             control_port=CONTROL_PORT,
