@@ -1,6 +1,5 @@
 """Wiring: settings → read-only engine → dashboard reader → aiohttp app, until SIGTERM."""
 
-import asyncio
 import logging
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.dashboard.app import make_app
 from services.dashboard.queries import DashboardReader
 from services.dashboard.settings import WebSettings
+from shared import event_loop
 from shared.logging import configure_logging
 from shared.observability.service import Observability
 from shared.observability.sink import database_ping
@@ -90,4 +90,4 @@ def main(argv: list[str] | None = None) -> None:
     ).parse_args(argv)
     settings = load_settings(WebSettings, "cofi run web")
     configure_logging(settings.log_level, settings.log_json, service="web")
-    asyncio.run(serve(settings))
+    event_loop.run(serve(settings))

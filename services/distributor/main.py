@@ -6,6 +6,7 @@ import faust
 
 from services.distributor.app import create_app
 from services.distributor.settings import DistributorSettings
+from shared import event_loop
 from shared.logging import configure_logging
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.settings_env import load_settings, service_parser
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     keep_large_buffers_out_of_the_heap()
     settings = load_settings(DistributorSettings, "cofi run distributor")
     configure_logging(settings.log_level, settings.log_json, service="distributor")
+    # Before the app and its worker make their loop: faust runs on the loop this installs.
+    event_loop.install()
     app = create_app(settings)
     # Keep our JSON log lines: left to itself, faust's worker replaces the root logger's
     # handlers with its own plain-text ones when it starts.

@@ -10,6 +10,7 @@ from services.gpu_stage.exchange import CallTimeouts
 from services.gpu_stage.handler import GpuStageHandler
 from services.gpu_stage.model_api import call_model, health_url, probe, stage_url
 from services.gpu_stage.settings import GpuStageSettings
+from shared import event_loop
 from shared.breaker import CircuitBreaker
 from shared.events import FileStageCompleted
 from shared.http_transport import model_api_transport
@@ -160,4 +161,4 @@ def main(argv: list[str] | None = None) -> None:
     async def _main() -> None:
         await run(settings, cast(list[GpuStage], stages), hosts, stop_event_on_signals())
 
-    asyncio.run(_main())
+    event_loop.run(_main())

@@ -11,6 +11,7 @@ from services.llm_stage.chat_api import complete, probe
 from services.llm_stage.handler import LlmStageHandler
 from services.llm_stage.prompting import load_templates
 from services.llm_stage.settings import LlmStageSettings
+from shared import event_loop
 from shared.http_transport import model_api_transport
 from shared.logging import configure_logging
 from shared.model_http import ModelApiClient
@@ -107,4 +108,4 @@ def main(argv: list[str] | None = None) -> None:
     async def _main() -> None:
         await run(settings, cast(list[LlmStage], stages), stop_event_on_signals())
 
-    asyncio.run(_main())
+    event_loop.run(_main())

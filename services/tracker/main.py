@@ -17,6 +17,7 @@ from services.tracker.migrate import migrate
 from services.tracker.retention import purge_periodically
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
+from shared import event_loop
 from shared.kafka import make_consumer
 from shared.logging import configure_logging
 from shared.observability.consumers import AiokafkaView
@@ -145,6 +146,6 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_json, service="tracker")
     logging.getLogger("asyncmy").addFilter(_DuplicateEntryFilter())
     if args.action == "migrate":
-        asyncio.run(migrate(settings.resolved_database_url, wait_s=settings.database_wait_s))
+        event_loop.run(migrate(settings.resolved_database_url, wait_s=settings.database_wait_s))
     else:
-        asyncio.run(_serve(settings))
+        event_loop.run(_serve(settings))
