@@ -211,6 +211,17 @@ class CommonSettings(FileAwareSettings):
         ),
     )
 
+    consumer_idle_fetch_wait_ms: int = Field(
+        default=2_000,
+        ge=0,
+        le=30_000,
+        description=(
+            "A GPU or LLM stage consumer with nothing fetched or held for 2 s asks the broker "
+            "again this often instead of its short poll (a record still ends the wait at "
+            "once); 0 keeps the short poll"
+        ),
+    )
+
     _parse_hosts = field_validator("gpu_hosts", mode="before")(parse_gpu_hosts)
 
     @field_validator("gpu_hosts")

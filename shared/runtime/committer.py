@@ -2,9 +2,11 @@
 
 Each commit of a partition is its low-water mark with the finished offsets above it in the
 commit's metadata (`offsets.PartitionProgress`, `offset_metadata`). A commit is made when
-asked (every slot held, records skipped), at least every `interval_s` (which also records the
-other finishes and retries a failed commit), for the revoked partitions on a rebalance, and
-at shutdown. A commit frees the slots of the records it recorded (`slot_freed`).
+asked (every slot held, records skipped), at least every `interval_s` while records finish
+or arrive (which also records the other finishes and retries a failed commit), for the
+revoked partitions on a rebalance, and at shutdown. A commit frees the slots of the records
+it recorded (`slot_freed`). With nothing finished or fetched since the last commit, the loop
+sleeps until something is (`touch`): an idle consumer makes no wake-ups for it.
 """
 
 import asyncio
@@ -30,6 +32,8 @@ class Committer:
         self.progress: dict[TopicPartition, PartitionProgress] = {}
         self.slot_freed = asyncio.Event()
         self.wanted = asyncio.Event()
+        # Set when a record finished or was fetched since the last commit (or it failed).
+        self.changed = asyncio.Event()
         self._lock = asyncio.Lock()
 
     def unrecorded(self) -> int:
@@ -38,17 +42,27 @@ class Committer:
 
     def want(self) -> None:
         """Commit soon, without waiting for the interval."""
+        self.changed.set()
         self.wanted.set()
 
+    def touch(self) -> None:
+        """Progress moved (a record finished or was fetched): commit within the interval."""
+        self.changed.set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Commit when asked and at least every `interval_s`, until `stop`."""
+        """Commit when asked and at least every `interval_s` while progress moves, until
+        `stop` (or until cancelled while it sleeps)."""
         while not stop.is_set():
+            await self.changed.wait()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wanted.wait(), self.interval_s)
             self.wanted.clear()
-            await self.commit()
+            self.changed.clear()
+            if not await self.commit():
+                self.changed.set()  # failed: try again after the interval
 
-    async def commit(self, only: set[TopicPartition] | None = None) -> None:
+    async def commit(self, only: set[TopicPartition] | None = None) -> bool:
+        """Commit what moved; False if the broker refused (the caller tries again)."""
         async with self._lock:
             assigned = self.consumer.assignment()
             commits: dict[TopicPartition, tuple[PartitionProgress, Commit]] = {
@@ -57,7 +71,7 @@ class Committer:
                 if (only is None or tp in only) and tp in assigned and (c := p.commit())
             }
             if not commits:
-                return
+                return True
             try:
                 await self.consumer.commit(
                     {
@@ -69,10 +83,11 @@ class Committer:
                 log.warning(
                     "offset commit failed (will retry): %s", exc, extra=fields(service=self.name)
                 )
-                return
+                return False
             for progress, commit in commits.values():
                 progress.mark_committed(commit)
             self.slot_freed.set()
+            return True
 
     async def commit_revoked(self, revoked: set[TopicPartition]) -> None:
         """Commit the revoked partitions (their records finished or given up on), then

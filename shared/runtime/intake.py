@@ -11,6 +11,7 @@ polled, so the group keeps this consumer.
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -20,6 +21,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from shared.logging import fields
 from shared.runtime.committer import Committer
+from shared.runtime.idle_poll import IdlePoll
 from shared.runtime.offsets import Admit, PartitionProgress
 from shared.runtime.ports import Consumer, Record
 from shared.runtime.start_order import StartQueue
@@ -59,6 +61,8 @@ class IntakeRules(Generic[M]):
     should_pause: Callable[[], bool] | None = None
     # With every slot held and room to fetch ahead, look for records again this often.
     recheck_s: float = 0.2
+    # The broker's fetch wait once idle (`idle_poll`); 0 keeps the consumer's own.
+    idle_fetch_wait_ms: int = 0
 
 
 class Intake(Generic[M]):
@@ -81,6 +85,7 @@ class Intake(Generic[M]):
         self.skipped_count = 0  # records a predecessor had finished (the commit's metadata)
         self.revocations = 0
         self._partitions_paused = False
+        self.idle_poll = IdlePoll(consumer, time.monotonic, idle_ms=rules.idle_fetch_wait_ms)
 
     @property
     def progress(self) -> dict[TopicPartition, PartitionProgress]:
@@ -110,6 +115,7 @@ class Intake(Generic[M]):
                     # look-ahead from what the fetcher already holds.
                     timeout_ms = 200 if free > 0 else 0
                     batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
+                    self.idle_poll.polled(bool(batch) or held() > 0 or bool(self.waiting))
                     if batch:
                         await self.admit(batch)
                     if batch or free > 0:
@@ -151,6 +157,7 @@ class Intake(Generic[M]):
                 return
             if revocations != self.revocations:
                 return  # a rebalance came meanwhile: the new assignment fetches from commits
+        self.committer.touch()  # a gap in the offsets may move a low-water mark
         for tp, records in batch.items():
             progress = self.progress.get(tp)
             if progress is None:

@@ -61,6 +61,8 @@ class RunnerSettings:
     drain_timeout_s: float = 30.0
     # The broker's `offset.metadata.max.bytes`: the longest metadata a commit may carry.
     offset_metadata_max_bytes: int = 4096
+    # The fetch wait once the consumer is idle (`idle_poll`); 0 keeps its own.
+    idle_fetch_wait_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class StageRunner(Generic[M]):
             priority=work.priority,
             should_pause=work.paused,
             recheck_s=settings.commit_interval_s,
+            idle_fetch_wait_ms=settings.idle_fetch_wait_ms,
         )
         # The default reads the coordinator of an aiokafka consumer (private API).
         read = read_committed or partial(committed_with_metadata, cast(AIOKafkaConsumer, consumer))
@@ -168,6 +171,7 @@ class StageRunner(Generic[M]):
         if not await self.publisher.publish(outputs, record, self.name):
             self.metrics.dead_lettered("publish_refused")
         fetched.progress.finish(record.offset)
+        self.committer.touch()
         self.finished_count += 1
 
     async def _outputs_for(self, record: Record, message: M | Undecodable) -> Sequence[Output]:
