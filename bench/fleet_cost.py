@@ -20,7 +20,7 @@ host at real speed are projected the same way (they serve other runs on this mac
 import asyncio
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.gpu_util import CAPACITY, LLM_CONCURRENCY, run_batch, simulator_config
@@ -55,6 +55,10 @@ def shared_cpu(before: Snapshot, after: Snapshot) -> dict[str, float]:
     }
 
 
+def services_cpu(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    return {n: u.cpu_s - before.services[n].cpu_s for n, u in after.services.items()}
+
+
 def control_plane_cpu(before: Snapshot, after: Snapshot) -> float:
     return cpu_used(
         {n: u.cpu_s for n, u in before.services.items()},
@@ -77,6 +81,17 @@ class Repeat:
     batch_shared_s: Mapping[str, float]
     utilization: float  # figure 2's ratio for this batch
     other_load: float  # share of the machine other work used during the batch
+    # Per process (a GPU host's stages are one): idle CPU per second, CPU during the batch.
+    idle_services_per_s: Mapping[str, float] = field(default_factory=dict)
+    batch_services_s: Mapping[str, float] = field(default_factory=dict)
+
+    def service_work_per_file_s(self, name: str) -> float:
+        return work_per_file(
+            self.batch_services_s.get(name, 0.0),
+            self.idle_services_per_s.get(name, 0.0),
+            self.makespan_s,
+            self.files,
+        )
 
     @property
     def work_per_file_s(self) -> float:
@@ -133,9 +148,12 @@ async def measure_fleet(
     repeats: int = REPEATS,
     idle_s: float = IDLE_S,
     say: Callable[[str], None] = print,
+    scale: float | None = None,
 ) -> list[Repeat]:
+    """`scale`: the model times' latency scale (default `fleet_scale`; 0, instant models,
+    measures work per file in a backlog, and no projection)."""
     names = fleet_hosts(hosts)
-    scale = fleet_scale(hosts)
+    scale = fleet_scale(hosts) if scale is None else scale
     results: list[Repeat] = []
     async with running_pipeline(
         infra,
@@ -177,12 +195,16 @@ async def measure_fleet(
                 batch_shared_s=shared_cpu(batch.before, batch.after),
                 utilization=batch.utilization,
                 other_load=other_load(batch.before, batch.after),
+                idle_services_per_s={
+                    k: v / seconds for k, v in services_cpu(before, after).items()
+                },
+                batch_services_s=services_cpu(batch.before, batch.after),
             )
+            projected = f", {repeat.hosts_per_core:.0f} hosts per core" if scale else ""
             say(
                 f"    {hosts} hosts, repeat {n + 1}: idle {idle * 1000:.0f} ms/s, work "
                 f"{repeat.work_per_file_s * 1000:.2f} ms per file, makespan "
-                f"{repeat.makespan_s:.1f} s, {repeat.hosts_per_core:.0f} hosts per core "
-                f"(other load {repeat.other_load:.0%})"
+                f"{repeat.makespan_s:.1f} s{projected} (other load {repeat.other_load:.0%})"
             )
             results.append(repeat)
     return results

@@ -27,11 +27,22 @@ def side_line(name: str, repeats: Sequence[Repeat]) -> str:
         mid, low, high = spread(values)
         return f"{mid:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
+    per_core = (
+        f"{show([r.hosts_per_core for r in repeats], 0)} hosts per core, "
+        if all(r.scale for r in repeats)
+        else ""
+    )
+    services = sorted({n for r in repeats for n in r.batch_services_s if n != "simulator"})
+    per_service = "; ".join(
+        f"{n} idle {show([r.idle_services_per_s.get(n, 0) * 1000 for r in repeats], 1)} ms/s, "
+        f"work {show([r.service_work_per_file_s(n) * 1000 for r in repeats], 2)} ms per file"
+        for n in services
+    )
     return (
         f"{name}: idle {show([r.idle_cpu_per_s * 1000 for r in repeats], 0)} ms/s, "
         f"work {show([r.work_per_file_s * 1000 for r in repeats], 2)} ms per file, "
-        f"{show([r.hosts_per_core for r in repeats], 0)} hosts per core, "
-        f"other load {show([r.other_load * 100 for r in repeats], 0)} %"
+        f"{per_core}makespan {show([r.makespan_s for r in repeats], 1)} s, "
+        f"other load {show([r.other_load * 100 for r in repeats], 0)} %\n  {per_service}"
     )
 
 
@@ -67,6 +78,7 @@ async def ab(args: argparse.Namespace) -> None:
                     repeats=1,
                     idle_s=args.idle_s,
                     say=say,
+                    scale=args.scale,
                 )
     finally:
         await cleanup_topics(infra, prefixes)
@@ -83,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--files", type=int, default=120)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--idle-s", type=float, default=15.0)
+    p.add_argument(
+        "--scale", type=float, default=None, help="model latency scale (0: instant, a backlog)"
+    )
     args = p.parse_args(argv)
     exit_on_sigterm()  # a stopped run stops its pipeline too
     asyncio.run(ab(args))
