@@ -5,6 +5,7 @@ import logging
 import faust
 
 from services.distributor.app import create_app
+from services.distributor.producer import skip_unprinted_commit_tables
 from services.distributor.settings import DistributorSettings
 from shared import event_loop
 from shared.logging import configure_logging
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_json, service="distributor")
     # Before the app and its worker make their loop: faust runs on the loop this installs.
     event_loop.install()
+    skip_unprinted_commit_tables()
     app = create_app(settings)
     # Keep our JSON log lines: left to itself, faust's worker replaces the root logger's
     # handlers with its own plain-text ones when it starts.

@@ -7,11 +7,14 @@ lost acknowledgement duplicates nothing (docs: ARCHITECTURE.md, "Delivery semant
 """
 
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers.aiokafka import Producer
+from faust.utils import terminal
 
 from shared.kafka_connection import KafkaConnection
 
@@ -42,3 +45,25 @@ def faust_options(kafka: KafkaConnection) -> dict[str, Any]:
     elif kafka.uses_tls:
         options["broker_credentials"] = SSLCredentials(kafka.ssl_context())
     return options
+
+
+class _TableWhenPrinted:
+    """faust's commit log table, formatted only if a handler prints it."""
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __str__(self) -> str:
+        return str(terminal.logtable(*self.args, **self.kwargs))
+
+
+def _logtable_when_printed(*args: Any, **kwargs: Any) -> _TableWhenPrinted:
+    return _TableWhenPrinted(args, kwargs)
+
+
+def skip_unprinted_commit_tables() -> None:
+    """faust's consumer formats a table of the offsets on every commit for a "dev" log line
+    no handler prints (bench/FINDINGS.md, issue 21); make it format on demand instead."""
+    faust_consumer.terminal = SimpleNamespace(  # type: ignore[attr-defined,assignment]
+        logtable=_logtable_when_printed
+    )

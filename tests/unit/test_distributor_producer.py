@@ -68,3 +68,23 @@ async def test_a_routed_message_returns_only_once_its_outputs_are_acknowledged()
     await asyncio.wait_for(routing, timeout=10)
     assert [json.loads(s.value or b"")["file_name"] for s in made[0].sent] == ["a.wav"]
     assert publisher.problem() is None
+
+
+def test_faust_formats_its_commit_table_only_when_printed() -> None:
+    from faust.transport import consumer as faust_consumer
+    from faust.utils import terminal
+
+    from services.distributor.producer import skip_unprinted_commit_tables
+
+    before = faust_consumer.terminal
+    try:
+        skip_unprinted_commit_tables()
+        table = faust_consumer.terminal.logtable(
+            [("tp", "1")], title="Commit Offsets", headers=["TP", "Offset"]
+        )
+        assert not isinstance(table, str)  # nothing formatted yet
+        assert str(table) == terminal.logtable(
+            [("tp", "1")], title="Commit Offsets", headers=["TP", "Offset"]
+        )
+    finally:
+        faust_consumer.terminal = before
