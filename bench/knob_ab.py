@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from bench.audio_cache import cached_audio
 from bench.fleet_cost import Repeat, measure_fleet, spread
 from bench.infra import new_run_id
-from bench.pipeline import ROOT, Infra, cleanup_topics
 from bench.run import say
+from bench.stack import ROOT, Infra, cleanup_topics
 from cli.audio import CallLengths
 from cli.processes import exit_on_sigterm
 

@@ -54,8 +54,8 @@ async def test_a_restart_after_a_hard_stop_redoes_only_the_unfinished_records(
         await wait_until(lambda: len(first_did) == 18, what="all but the two stuck records")
         await wait_until(lambda: first.held() == 2, what="their finish committed")
 
-        async def no_commit(only: set[TopicPartition] | None = None) -> None:
-            return None
+        async def no_commit(only: set[TopicPartition] | None = None) -> bool:
+            return True  # as if nothing were left to commit
 
         first.committer.commit = no_commit  # type: ignore[method-assign]  # dead: commits nothing more
         stop.set()
@@ -205,8 +205,8 @@ async def test_a_crash_redoes_at_most_max_in_flight_records(
     try:
         await wait_until(dead.is_set, what="150 records through")
 
-        async def no_commit(only: set[TopicPartition] | None = None) -> None:
-            return None
+        async def no_commit(only: set[TopicPartition] | None = None) -> bool:
+            return True  # as if nothing were left to commit
 
         first.committer.commit = no_commit  # type: ignore[method-assign]
         stop.set()

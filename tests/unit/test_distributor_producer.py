@@ -76,10 +76,10 @@ def test_faust_formats_its_commit_table_only_when_printed() -> None:
 
     from services.distributor.producer import skip_unprinted_commit_tables
 
-    before = faust_consumer.terminal
+    before = faust_consumer.__dict__["terminal"]
     try:
         skip_unprinted_commit_tables()
-        table = faust_consumer.terminal.logtable(
+        table = faust_consumer.__dict__["terminal"].logtable(
             [("tp", "1")], title="Commit Offsets", headers=["TP", "Offset"]
         )
         assert not isinstance(table, str)  # nothing formatted yet
@@ -87,4 +87,4 @@ def test_faust_formats_its_commit_table_only_when_printed() -> None:
             [("tp", "1")], title="Commit Offsets", headers=["TP", "Offset"]
         )
     finally:
-        faust_consumer.terminal = before
+        faust_consumer.__dict__["terminal"] = before
