@@ -70,7 +70,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="GPU run: only the batches of these call-length spreads (e.g. 1.0; default all)",
     )
     p.add_argument(
-        "--hosts-files", type=int, default=500, help="files of each batch of the hosts figure"
+        "--hosts-files",
+        type=int,
+        default=50,
+        help="hosts figure: files per simulated host in each batch (default %(default)s)",
     )
     p.add_argument(
         "--hosts-counts",
@@ -135,7 +138,7 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
             "BENCH_DATABASE_URL", "mysql+asyncmy://cofi:cofi@127.0.0.1:3306/cofi"
         ),
     )
-    count = max(args.files, args.gpu_files, args.latency_files, args.hosts_files)
+    count = max(args.files, args.gpu_files, args.latency_files)
     say(
         f"run {run_id}; audio: {count:,} calls (lognormal lengths) in .cache/bench/audio "
         "(generated once per distribution)"
@@ -190,12 +193,15 @@ async def hosts_per_core(run: BenchRun) -> Section:
     args = run.args
     counts = [int(x) for x in args.hosts_counts.split(",") if x.strip()]
     lengths = next(lengths for _, lengths, _ in SPREADS if lengths.sigma == 1.0)
-    paths = await asyncio.to_thread(cached_audio, AUDIO_CACHE, args.hosts_files, lengths)
     by_hosts = {}
     for hosts in counts:
+        # Batches in proportion to the fleet, so that filling and draining it stay a small
+        # part of each batch.
+        files = args.hosts_files * hosts
+        paths = await asyncio.to_thread(cached_audio, AUDIO_CACHE, files, lengths)
         say(
             f"figure 1: {hosts} simulated hosts, {args.hosts_repeats} idle windows and batches "
-            f"of {args.hosts_files:,} files (sigma 1.0)"
+            f"of {files:,} files (sigma 1.0)"
         )
         # Enough warm-up files that every host's consumers have had a record.
         warmup = run.paths[: max(len(run.warmup), 2 * hosts)]

@@ -10,9 +10,10 @@ simulator stands in for the GPUs and the LLM API and is left out. For each fleet
    simulated fleet's file rate the same at every size, so each size sees the same load;
    work per file = (CPU during the batch - idle rate x makespan) / files.
 
-Projection to real model speed: the fleet at scale 1.0 finishes files x scale / makespan files
-per second; the control plane then needs idle + work per file x that rate CPU seconds per
-second, so one core feeds hosts / that many hosts. The median over the repetitions is the
+Projection to real model speed: the fleet kept busy at scale 1.0 finishes files x scale /
+(its busiest stage's model time over its slots) files per second; the control plane then
+needs idle + work per file x that rate CPU seconds per second, so one core feeds hosts /
+that many hosts. The median over the repetitions is the
 figure; the spread (lowest, highest) is shown beside it. The broker's and MariaDB's CPU per
 host at real speed are projected the same way (they serve other runs on this machine too).
 """
@@ -81,6 +82,9 @@ class Repeat:
     batch_shared_s: Mapping[str, float]
     utilization: float  # figure 2's ratio for this batch
     other_load: float  # share of the machine other work used during the batch
+    # The busiest stage's model time over its slots across the fleet (figure 2's fluid bound
+    # without the longest file's path), at the batch's scale; 0: unknown.
+    neck_busy_s: float = 0.0
     # Per process (a GPU host's stages are one): idle CPU per second, CPU during the batch.
     idle_services_per_s: Mapping[str, float] = field(default_factory=dict)
     batch_services_s: Mapping[str, float] = field(default_factory=dict)
@@ -99,8 +103,11 @@ class Repeat:
 
     @property
     def real_files_per_s(self) -> float:
-        """Files per second the same fleet finishes with every model time at a real GPU's."""
-        return self.files * self.scale / self.makespan_s
+        """Files per second the same fleet finishes, kept busy, with every model time at a
+        real GPU's: its busiest stage's pace (a batch's own makespan adds filling and
+        draining the fleet, which a small batch on many hosts is mostly made of)."""
+        busy_s = self.neck_busy_s or self.makespan_s
+        return self.files * self.scale / busy_s
 
     @property
     def hosts_per_core(self) -> float:
@@ -191,6 +198,7 @@ async def measure_fleet(
                 idle_shared_per_s=idle_shared,
                 files=len(paths),
                 makespan_s=batch.makespan_s,
+                neck_busy_s=max((w.busy_s for w in batch.works), default=0.0),
                 batch_cpu_s=control_plane_cpu(batch.before, batch.after),
                 batch_shared_s=shared_cpu(batch.before, batch.after),
                 utilization=batch.utilization,
@@ -252,7 +260,8 @@ def fleet_section(by_hosts: Mapping[int, Sequence[Repeat]], env: Mapping[str, st
         f"window of {IDLE_S:g} s and a batch of {files:,} files with call lengths lognormal "
         f"sigma {SIGMA:g}. Control plane: every service but the simulator. Work per file = "
         f"(CPU during the batch - idle CPU per second x makespan) / files; real files per "
-        f"second = files x latency scale / makespan; hosts per core = hosts / (idle + work per "
+        f"second = files x latency scale / the busiest stage's model time over its slots (the "
+        f"fleet kept busy); hosts per core = hosts / (idle + work per "
         f"file x real files per second). The broker and MariaDB serve every run on this "
         f"machine, so their share includes other work."
         + (f" Knobs: {', '.join(f'{k}={v}' for k, v in env.items())}." if env else ""),

@@ -1,5 +1,7 @@
 """The arithmetic of issue 21's headline figure (bench.fleet_cost): GPU hosts per core."""
 
+import dataclasses
+
 import pytest
 
 from bench.fleet_cost import Repeat, fleet_scale, hosts_per_core, spread, work_per_file
@@ -37,6 +39,9 @@ def test_a_repeat_projects_its_batch_to_real_model_speed() -> None:
         other_load=0.3,
     )
     assert repeat.real_files_per_s == pytest.approx(1.0)  # 100 files x 0.1 / 10 s
+    # Kept busy, the fleet's pace is its busiest stage's, not the batch's fill and drain.
+    paced = dataclasses.replace(repeat, neck_busy_s=5.0)
+    assert paced.real_files_per_s == pytest.approx(2.0)
     assert repeat.work_per_file_s == pytest.approx(0.01)
     assert repeat.hosts_per_core == pytest.approx(4 / (0.1 + 0.01))
     assert repeat.shared_per_host("kafka broker") == pytest.approx((0.05 + 0.01) / 4)
