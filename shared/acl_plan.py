@@ -123,10 +123,14 @@ def _operator_grants(topics: Topics) -> set[Grant]:
     """`cofi upload`, `submit`, `cancel`, `drain` and the dead-letter tools; `cofi topics`
     creates topics as the broker's admin user, not as this one. `submit` refuses a batch id
     already used: it reads the uploads past the tracker group's committed offsets
-    (cli/batch_ids.py), which it may see but not join."""
+    (cli/batch_ids.py), which it may see but not join. `retry` sends failed files, and dead
+    letters' raw bytes, back to the input of the stage they failed in (cli/dead_letters.py,
+    cli/replay.py)."""
     reads = (topics.uploads, topics.failed, topics.control)
+    writes = {_topic(t) for t in (topics.uploads, topics.control)}
+    writes |= {_stage_input(row, topics) for row in PIPELINE}
     return (
-        {Grant(OPERATOR, "WRITE", _topic(t)) for t in (topics.uploads, topics.control)}
+        {Grant(OPERATOR, "WRITE", r) for r in writes}
         | {Grant(OPERATOR, "READ", _topic(t)) for t in reads}
         | {Grant(OPERATOR, "DESCRIBE", _group(tracker_group(topics)))}
     )

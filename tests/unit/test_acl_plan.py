@@ -94,6 +94,14 @@ def test_the_operator_sees_the_trackers_offsets_without_joining_its_group() -> N
     assert users_who("READ", TOPICS.uploads) == {"distributor", TRACKER, OPERATOR}
 
 
+@pytest.mark.parametrize("host", HOSTS)
+def test_the_operator_may_send_failed_files_back_to_any_stages_input(host: str) -> None:
+    """`cofi retry` (cli/dead_letters.py) and the dead letters' replay (cli/replay.py)."""
+    for row in PIPELINE:
+        assert granted(PLAN, OPERATOR, "WRITE", "topic", input_topic(row.name, TOPICS, host))
+    assert not granted(PLAN, OPERATOR, "WRITE", "topic", TOPICS.done)
+
+
 def test_the_tracker_reads_every_topic_and_writes_none() -> None:
     for topic in TOPICS.all_topics(HOSTS):
         assert granted(PLAN, TRACKER, "READ", "topic", topic), topic
