@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 IDLE_AFTER_S = 2.0
+IDLE_GETMANY_MS = 1_000
 _ATTRIBUTE = "_fetch_max_wait_ms"
 
 
@@ -55,6 +56,11 @@ class IdlePoll:
                 return  # already polls at least this long
             self._set_wait(self.idle_ms)
             self.idle = True
+
+    def getmany_timeout_ms(self, busy_ms: int) -> int:
+        """How long a poll waits here for records: up to a second once idle (a record ends
+        the wait at once either way; what waits longer is a stop or a pause check)."""
+        return max(busy_ms, IDLE_GETMANY_MS) if self.idle else busy_ms
 
     def _set_wait(self, wait_ms: int) -> None:
         fetcher = self._fetcher()

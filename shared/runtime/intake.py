@@ -113,7 +113,7 @@ class Intake(Generic[M]):
                 if room > 0:
                     # With a slot free, wait a moment for records; with none, only top up the
                     # look-ahead from what the fetcher already holds.
-                    timeout_ms = 200 if free > 0 else 0
+                    timeout_ms = self.idle_poll.getmany_timeout_ms(200) if free > 0 else 0
                     batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
                     self.idle_poll.polled(bool(batch) or held() > 0 or bool(self.waiting))
                     if batch:

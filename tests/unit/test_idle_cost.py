@@ -101,3 +101,14 @@ async def test_the_commit_loop_sleeps_until_a_record_finishes() -> None:
     assert group.commits[TP].offset == 1
     stop.set()
     task.cancel()
+
+
+def test_an_idle_consumer_waits_longer_in_each_poll_here_too() -> None:
+    consumer, clock = Polled(100), Clock()
+    poll = IdlePoll(consumer, clock, idle_ms=2000, after_s=2.0)
+    assert poll.getmany_timeout_ms(200) == 200
+    clock.now = 3.0
+    poll.polled(busy=False)
+    assert poll.getmany_timeout_ms(200) == 1000
+    poll.polled(busy=True)
+    assert poll.getmany_timeout_ms(200) == 200
