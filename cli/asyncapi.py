@@ -21,6 +21,7 @@ from shared.events import (
     BatchCancelled,
     BatchClosed,
     DeadLetter,
+    DeadLetterReplayed,
     FileFailed,
     FileReassigned,
     FileStageCompleted,
@@ -48,6 +49,7 @@ EVENTS: tuple[type[BaseModel], ...] = (
     FileStageCompleted,
     FileFailed,
     DeadLetter,
+    DeadLetterReplayed,
     BatchCancelled,
     HostDrained,
 )
@@ -154,11 +156,20 @@ def channels() -> list[Channel]:
                 f"attempt and the input it had; key {FILE_KEY}. `DeadLetter`: a record no "
                 "consumer could decode, with its raw bytes in base64 and its source "
                 "topic/partition/offset; key: the source record's key (may be absent). "
+                "`DeadLetterReplayed`: `cofi retry` sent a letter's raw bytes back, written in "
+                "the letter's own partition after it; the tracker stamps the letter's row "
+                "`replayedAt` and a later `cofi retry` does not replay it again. "
                 "`cofi retry` reads this topic from the beginning."
             ),
-            messages=("FileFailed", "DeadLetter"),
-            producers=("distributor", "gpu_stage", "llm_stage"),
+            messages=("FileFailed", "DeadLetter", "DeadLetterReplayed"),
+            producers=("distributor", "gpu_stage", "llm_stage", "cofi retry"),
             consumers=("tracker", "cofi retry"),
+            sends=(
+                ("distributor", ("FileFailed", "DeadLetter")),
+                ("gpu_stage", ("FileFailed", "DeadLetter")),
+                ("llm_stage", ("FileFailed", "DeadLetter")),
+                ("cofi retry", ("DeadLetterReplayed",)),
+            ),
         ),
         Channel(
             id="control",
@@ -208,6 +219,8 @@ def _messages(schemas: dict[str, Any]) -> dict[str, Any]:
         "FileReassigned": BATCH_KEY,
         "FileFailed": FILE_KEY,
         "DeadLetter": "the poison record's own key (may be absent)",
+        "DeadLetterReplayed": "the replayed letter's key (may be absent); its partition is "
+        "the letter's own",
         "BatchCancelled": CANCEL_KEY,
         "HostDrained": HOST_KEY,
     }

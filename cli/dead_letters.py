@@ -11,6 +11,7 @@ from shared import pipeline
 from shared.events import (
     BatchCancelled,
     DeadLetter,
+    DeadLetterReplayed,
     FileFailed,
     FileReassigned,
     FileStageCompleted,
@@ -128,6 +129,11 @@ class DeadLetterTopic:
 
     failures: list[FileFailed] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
+    # A letter's origin (topic, partition, offset) -> its own partition on this topic, where
+    # its `DeadLetterReplayed` goes (after it, so the tracker always has its row).
+    partitions: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    # Origins of the letters a `cofi retry` already replayed.
+    replayed: set[tuple[str, int, int]] = field(default_factory=set)
 
 
 async def read_dead_letter_topic(bootstrap: Kafka, topic: str) -> DeadLetterTopic:
@@ -152,27 +158,50 @@ async def read_dead_letter_topic(bootstrap: Kafka, topic: str) -> DeadLetterTopi
                         continue  # not ours to replay: nothing names its origin
                     if isinstance(event, FileFailed):
                         found.failures.append(event)
+                    elif isinstance(event, DeadLetterReplayed):
+                        found.replayed.add((event.source_topic, event.partition, event.offset))
                     else:
                         found.letters.append(event)
+                        origin = (event.source_topic, event.partition, event.offset)
+                        found.partitions.setdefault(origin, record.partition)
     finally:
         await reader.stop()
 
 
-_dead_letter_topic: TypeAdapter[FileFailed | DeadLetter] = TypeAdapter(
-    Annotated[FileFailed | DeadLetter, Field(discriminator="type")]
+_dead_letter_topic: TypeAdapter[FileFailed | DeadLetter | DeadLetterReplayed] = TypeAdapter(
+    Annotated[FileFailed | DeadLetter | DeadLetterReplayed, Field(discriminator="type")]
 )
 
 
+@dataclass(frozen=True)
+class Mark:
+    """A `DeadLetterReplayed` for the dead-letter topic, pinned to its letter's partition."""
+
+    topic: str
+    partition: int
+    key: bytes | None
+    event: DeadLetterReplayed
+
+
 async def publish(
-    bootstrap: Kafka, outputs: list[Output], raw: Iterable[tuple[str, bytes | None, bytes]] = ()
+    bootstrap: Kafka,
+    outputs: list[Output],
+    raw: Iterable[tuple[str, bytes | None, bytes]] = (),
+    marks: Iterable[Mark] = (),
 ) -> None:
-    """Send the events of `outputs`, and `raw` (topic, key, value) as they are; returns once
-    the broker acknowledged every one."""
+    """Send the events of `outputs`, and `raw` (topic, key, value) as they are; then, once
+    the broker acknowledged every one, the `marks` saying which letters were replayed (a
+    crash in between replays a letter again next time, never marks one not replayed)."""
     producer = make_producer(bootstrap, "cofi-operator")
     try:
         await producer.start()
         acks = [await producer.send(o.topic, encode(o.event), key=o.key) for o in outputs]
         acks += [await producer.send(topic, value, key=key) for topic, key, value in raw]
+        await asyncio.gather(*acks)
+        acks = [
+            await producer.send(m.topic, encode(m.event), key=m.key, partition=m.partition)
+            for m in marks
+        ]
         await asyncio.gather(*acks)
     finally:
         await producer.stop()

@@ -4,17 +4,19 @@ A dead letter (`DeadLetter` on the dead-letter topic) keeps the raw bytes of a m
 consumer could not decode or handle, with the topic, partition and offset it came from. Once
 the cause is fixed (a newer schema, a handler bug), the same bytes go back to the same topic
 under the same key; a letter that still does not decode is reported with the reason, and
-stays where it is.
+stays where it is. A letter replayed once is not replayed again: `cofi retry` writes a
+`DeadLetterReplayed` naming its origin on the dead-letter topic, and reads them back.
 """
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from shared.events import DeadLetter, any_event
+from cli.dead_letters import Mark
+from shared.events import DeadLetter, DeadLetterReplayed, any_event
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,42 @@ class Replay:
     key: bytes | None
     value: bytes
     about: str  # the file (or the letter's origin) in the operator's words
+    letter: DeadLetter
 
 
 @dataclass(frozen=True)
 class ReplayPlan:
     replays: list[Replay]
     skipped: list[str]
+    already: list[str]  # letters an earlier `cofi retry` replayed
+
+
+def origin_of(letter: DeadLetter) -> tuple[str, int, int]:
+    return (letter.source_topic, letter.partition, letter.offset)
+
+
+def replay_marks(
+    replays: Iterable[Replay],
+    partitions: Mapping[tuple[str, int, int], int],
+    topic: str,
+    batch_id: str,
+) -> list[Mark]:
+    """One `DeadLetterReplayed` per replayed letter, for its own partition of the dead-letter
+    topic `topic` (`partitions`: where each letter was read)."""
+    return [
+        Mark(
+            topic,
+            partitions[origin_of(r.letter)],
+            r.key,
+            DeadLetterReplayed(
+                source_topic=r.letter.source_topic,
+                partition=r.letter.partition,
+                offset=r.letter.offset,
+                batch_id=batch_id,
+            ),
+        )
+        for r in replays
+    ]
 
 
 def origin(letter: DeadLetter) -> str:
@@ -53,17 +85,21 @@ def plan_replays(
     batch_id: str,
     file_name: str | None = None,
     finished: Iterable[str] = (),
+    replayed: Iterable[tuple[str, int, int]] = (),
 ) -> ReplayPlan:
-    """The batch's dead letters that now decode, to send back; why the others are not."""
+    """The batch's dead letters that now decode and were never replayed, to send back; why
+    the others are not."""
     done = set(finished)
+    before = set(replayed)
     replays: list[Replay] = []
     skipped: list[str] = []
+    already: list[str] = []
     seen: set[tuple[str, int, int]] = set()
     for letter in letters:
-        where = (letter.source_topic, letter.partition, letter.offset)
-        if where in seen or not of_batch(letter, batch_id):
+        at = origin_of(letter)
+        if at in seen or not of_batch(letter, batch_id):
             continue
-        seen.add(where)
+        seen.add(at)
         try:
             value = base64.b64decode(letter.value_b64, validate=True)
             event = any_event.validate_json(value)
@@ -76,11 +112,14 @@ def plan_replays(
         about = name if isinstance(name, str) else f"{event.type} {origin(letter)}"
         if file_name is not None and name != file_name:
             continue
+        if at in before:
+            already.append(f"{about}: already replayed (dead letter {origin(letter)})")
+            continue
         if name in done:
             skipped.append(f"{about}: already finished (dead letter {origin(letter)})")
             continue
-        replays.append(Replay(letter.source_topic, _key(letter), value, about))
-    return ReplayPlan(replays, skipped)
+        replays.append(Replay(letter.source_topic, _key(letter), value, about, letter))
+    return ReplayPlan(replays, skipped, already)
 
 
 def _first_line(exc: Exception) -> str:

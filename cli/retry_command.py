@@ -60,7 +60,7 @@ async def _finished_files(ns: argparse.Namespace) -> list[str]:
 
 def retry(ns: argparse.Namespace) -> int:
     from cli.dead_letters import plan_retry, publish, read_dead_letter_topic
-    from cli.replay import plan_replays
+    from cli.replay import plan_replays, replay_marks
 
     s = settings(TrackerSettings, ns)
 
@@ -71,9 +71,11 @@ def retry(ns: argparse.Namespace) -> int:
         plan = plan_retry(
             found.failures, s.topics, ns.batch_id, ns.stage, ns.file, finished, reroute=ns.reroute
         )
-        replay = plan_replays([] if ns.stage else found.letters, ns.batch_id, ns.file, finished)
+        letters = [] if ns.stage else found.letters
+        replay = plan_replays(letters, ns.batch_id, ns.file, finished, found.replayed)
         raw = [(r.topic, r.key, r.value) for r in replay.replays]
-        await publish(s.kafka, plan.outputs, raw)
+        marks = replay_marks(replay.replays, found.partitions, s.topics.failed, ns.batch_id)
+        await publish(s.kafka, plan.outputs, raw, marks)
         return {
             "batch_id": ns.batch_id,
             "sent": [
@@ -82,6 +84,12 @@ def retry(ns: argparse.Namespace) -> int:
             ],
             "replayed": [{"file": r.about, "topic": r.topic} for r in replay.replays],
             "not_retried": plan.skipped + replay.skipped,
+            "already_replayed": replay.already,
+            "dead_letters": {
+                "replayed": len(replay.replays),
+                "skipped": len(replay.skipped) + len(replay.already),
+                "already_replayed": len(replay.already),
+            },
         }
 
     done = asyncio.run(go())
@@ -94,4 +102,7 @@ def retry(ns: argparse.Namespace) -> int:
     print(f"sent {len(done['sent'])} files of batch {ns.batch_id} back to {where}")
     if done["replayed"]:
         print(f"replayed {len(done['replayed'])} dead letters of batch {ns.batch_id}")
+    if done["already_replayed"]:
+        n = len(done["already_replayed"])
+        print(f"skipped {n} dead letters of batch {ns.batch_id}: replayed by an earlier retry")
     return Exit.OK

@@ -125,9 +125,10 @@ def _operator_grants(topics: Topics) -> set[Grant]:
     already used: it reads the uploads past the tracker group's committed offsets
     (cli/batch_ids.py), which it may see but not join. `retry` sends failed files, and dead
     letters' raw bytes, back to the input of the stage they failed in (cli/dead_letters.py,
-    cli/replay.py)."""
+    cli/replay.py), and writes a `DeadLetterReplayed` per replayed letter on the dead-letter
+    topic."""
     reads = (topics.uploads, topics.failed, topics.control)
-    writes = {_topic(t) for t in (topics.uploads, topics.control)}
+    writes = {_topic(t) for t in (topics.uploads, topics.control, topics.failed)}
     writes |= {_stage_input(row, topics) for row in PIPELINE}
     return (
         {Grant(OPERATOR, "WRITE", r) for r in writes}

@@ -214,6 +214,20 @@ class DeadLetter(Event):
     at: datetime = Field(default_factory=utcnow)
 
 
+class DeadLetterReplayed(Event):
+    """`cofi retry` sent a dead letter's raw bytes back to their topic. Written on the
+    dead-letter topic, in the letter's own partition (so it always follows the letter): the
+    tracker stamps the letter's row `replayedAt`, and a later `cofi retry` skips the letter.
+    It names the letter by its origin, as `DeadLetter` does."""
+
+    type: Literal["DeadLetterReplayed"] = "DeadLetterReplayed"
+    source_topic: str
+    partition: int
+    offset: int
+    batch_id: str
+    replayed_at: datetime = Field(default_factory=utcnow)
+
+
 class HostDrained(Event):
     """An operator drained a GPU host (`cofi drain`), or undid it (`drained=False`): its
     consumers hand every file back for re-assignment (compacted control topic, key
@@ -244,6 +258,7 @@ PipelineEvent = (
     | FileStageCompleted
     | FileFailed
     | DeadLetter
+    | DeadLetterReplayed
     | BatchCancelled
     | FileReassigned
     | HostDrained

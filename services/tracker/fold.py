@@ -34,6 +34,7 @@ from shared.events import (
     BatchCancelled,
     BatchClosed,
     DeadLetter,
+    DeadLetterReplayed,
     FileFailed,
     FileReassigned,
     FileStageCompleted,
@@ -79,6 +80,11 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
             _failed(changes, event)
         elif isinstance(event, DeadLetter):
             _letter(changes, dead_letter_row(event, topic_prefix))
+        elif isinstance(event, DeadLetterReplayed):
+            # Written in the letter's own partition, after it: its row exists by now. The
+            # first replay of a letter stamps it, in any split of the topics into polls.
+            key = sha256_of(event.source_topic, event.partition, event.offset)
+            changes.replays.setdefault(key, naive_utc(event.replayed_at))
         elif isinstance(event, FileReassigned):
             _reassigned(changes, event)
         elif isinstance(event, HostDrained):

@@ -281,6 +281,8 @@ class PollChanges:
     logs: dict[str, LogRow] = field(default_factory=dict)
     dead_letters: dict[str, DeadLetterRow] = field(default_factory=dict)
     batches: dict[str, BatchTouch] = field(default_factory=dict)
+    # letterKey -> when `cofi retry` replayed that dead letter (the first replay in order)
+    replays: dict[str, datetime] = field(default_factory=dict)
 
     def touch(self, batch_id: str, at: datetime) -> BatchTouch:
         batch = self.batches.get(batch_id)
@@ -338,7 +340,10 @@ class PollChanges:
 
     @property
     def empty(self) -> bool:
-        return not (self.files or self.attempts or self.logs or self.dead_letters or self.batches)
+        return (
+            not (self.files or self.attempts or self.logs or self.dead_letters or self.batches)
+            and not self.replays
+        )
 
 
 def _rejection(

@@ -78,6 +78,13 @@ class DeadLetter(events.DeadLetter):
     at: Time = Field(default_factory=events.utcnow)
 
 
+class DeadLetterReplayed(events.DeadLetterReplayed):
+    partition: Count
+    offset: Annotated[int, Field(ge=0, le=MAX_BIGINT)]
+    batch_id: BatchId
+    replayed_at: Time = Field(default_factory=events.utcnow)
+
+
 class BatchCancelled(events.BatchCancelled):
     cancelled_at: Time = Field(default_factory=events.utcnow)
 
@@ -102,6 +109,7 @@ StorableEvent = (
     | FileStageCompleted
     | FileFailed
     | DeadLetter
+    | DeadLetterReplayed
     | BatchCancelled
     | FileReassigned
     | HostDrained

@@ -87,6 +87,7 @@ async def apply_changes(
     await insert_ignore(
         conn, dead_letters, [DEAD_LETTER.params(d) for d in changes.dead_letters.values()], mysql
     )
+    await _stamp_replays(conn, changes)
     await insert_ignore(
         conn, batch_execution_log, [LOG.params(r) for r in changes.logs.values()], mysql
     )
@@ -148,6 +149,18 @@ async def _replace_own_letters(conn: AsyncConnection, changes: PollChanges) -> N
         await conn.execute(
             delete(t).where(t.c.letterKey == bindparam("key"), t.c.consumer == TRACKER_CONSUMER),
             keys,
+        )
+
+
+async def _stamp_replays(conn: AsyncConnection, changes: PollChanges) -> None:
+    """`replayedAt` of each letter `cofi retry` replayed: the first replay's time, kept."""
+    if changes.replays:
+        t = dead_letters
+        await conn.execute(
+            update(t)
+            .where(t.c.letterKey == bindparam("key"), t.c.replayedAt.is_(None))
+            .values(replayedAt=bindparam("at")),
+            [{"key": k, "at": at} for k, at in changes.replays.items()],
         )
 
 

@@ -160,6 +160,8 @@ dead_letters = Table(
     Column("keyB64", LongText),  # LONGTEXT since 0008: a key of any size, whole
     Column("valueB64", LongText),
     Column("createdAt", Timestamp),
+    # Since 0009: when `cofi retry` replayed the letter (its `DeadLetterReplayed` event).
+    Column("replayedAt", Timestamp),
     UniqueConstraint("letterKey", name="uq_deadLetters_letterKey"),
     Index("ix_deadLetters_batchId", "batchId"),
 )

@@ -100,6 +100,8 @@ def test_the_operator_may_send_failed_files_back_to_any_stages_input(host: str) 
     for row in PIPELINE:
         assert granted(PLAN, OPERATOR, "WRITE", "topic", input_topic(row.name, TOPICS, host))
     assert not granted(PLAN, OPERATOR, "WRITE", "topic", TOPICS.done)
+    # Each replayed letter's `DeadLetterReplayed`, so a second retry skips it.
+    assert granted(PLAN, OPERATOR, "WRITE", "topic", TOPICS.failed)
 
 
 def test_the_tracker_reads_every_topic_and_writes_none() -> None:
