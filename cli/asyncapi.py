@@ -156,9 +156,11 @@ def channels() -> list[Channel]:
                 f"attempt and the input it had; key {FILE_KEY}. `DeadLetter`: a record no "
                 "consumer could decode, with its raw bytes in base64 and its source "
                 "topic/partition/offset; key: the source record's key (may be absent). "
-                "`DeadLetterReplayed`: `cofi retry` sent a letter's raw bytes back, written in "
-                "the letter's own partition after it; the tracker stamps the letter's row "
-                "`replayedAt` and a later `cofi retry` does not replay it again. "
+                "`DeadLetterReplayed`: `cofi retry` sent a letter's raw bytes back (named by "
+                "the letter's origin), or a `FileFailed`'s input (named by that record's own "
+                "topic/partition/offset), written in that record's partition after it; the "
+                "tracker stamps a letter's row `replayedAt` and a later `cofi retry` does not "
+                "send either back again. "
                 "`cofi retry` reads this topic from the beginning."
             ),
             messages=("FileFailed", "DeadLetter", "DeadLetterReplayed"),
@@ -219,8 +221,8 @@ def _messages(schemas: dict[str, Any]) -> dict[str, Any]:
         "FileReassigned": BATCH_KEY,
         "FileFailed": FILE_KEY,
         "DeadLetter": "the poison record's own key (may be absent)",
-        "DeadLetterReplayed": "the replayed letter's key (may be absent); its partition is "
-        "the letter's own",
+        "DeadLetterReplayed": "the replayed letter's key (may be absent), or the retried "
+        "file's key; its partition is the named record's own",
         "BatchCancelled": CANCEL_KEY,
         "HostDrained": HOST_KEY,
     }

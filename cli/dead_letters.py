@@ -1,7 +1,7 @@
 """Operator tools: send failed files back to their stage, drain a host, cancel a batch."""
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -29,23 +29,44 @@ from shared.topics import Topics
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A `DeadLetterReplayed` for the dead-letter topic, pinned to the partition of the
+    record it names (a letter, or a `FileFailed`), so it always follows that record."""
+
+    topic: str
+    partition: int
+    key: bytes | None
+    event: DeadLetterReplayed
+
+
+@dataclass(frozen=True)
 class RetryPlan:
     outputs: list[Output]
-    skipped: list[str]  # why some dead letters were not sent back
+    skipped: list[str]  # why some failed files were not sent back
+    already: list[str] = field(default_factory=list)  # failures an earlier retry sent back
+    marks: list[Mark] = field(default_factory=list)  # one per failure sent back
+
+
+Where = tuple[int, int]  # a record's (partition, offset) on the dead-letter topic
 
 
 def latest_failures(
-    failures: Iterable[FileFailed], batch_id: str, stage: str | None, file_name: str | None
-) -> list[FileFailed]:
-    """The last failure of each file of the batch (a file may have failed, been retried, ...)."""
-    latest: dict[str, FileFailed] = {}
-    for failure in failures:
+    failures: Iterable[FileFailed],
+    batch_id: str,
+    stage: str | None,
+    file_name: str | None,
+    at: Sequence[Where] = (),
+) -> list[tuple[FileFailed, Where | None]]:
+    """The last failure of each file of the batch (a file may have failed, been retried, ...),
+    with where its record is (`at`, in the order of `failures`; unknown when not given)."""
+    latest: dict[str, tuple[FileFailed, Where | None]] = {}
+    for n, failure in enumerate(failures):
         if failure.batch_id != batch_id:
             continue
         if file_name is not None and failure.file_name != file_name:
             continue
-        latest[failure.file_name] = failure
-    return [f for f in latest.values() if stage is None or f.stage == stage]
+        latest[failure.file_name] = (failure, at[n] if n < len(at) else None)
+    return [(f, w) for f, w in latest.values() if stage is None or f.stage == stage]
 
 
 def retry_output(failure: FileFailed, topics: Topics, reroute: bool = False) -> Output:
@@ -109,18 +130,41 @@ def plan_retry(
     file_name: str | None = None,
     finished: Iterable[str] = (),
     reroute: bool = False,
+    at: Sequence[Where] = (),
+    retried: Iterable[tuple[str, int, int]] = (),
 ) -> RetryPlan:
+    """Each file's last failure back to its stage, once: a failure whose record (`at`, on
+    `topics.failed`) a `DeadLetterReplayed` names (`retried`) was sent back by an earlier
+    retry and is skipped; each one sent back gets its mark. A later failure of the same file
+    is a new record, so it is retried again."""
     done = set(finished)
-    outputs, skipped = [], []
-    for failure in latest_failures(failures, batch_id, stage, file_name):
-        if failure.file_name in done:
-            skipped.append(f"{failure.file_name}: already finished")
+    before = set(retried)
+    plan = RetryPlan([], [])
+    for failure, where in latest_failures(failures, batch_id, stage, file_name, at):
+        name = failure.file_name
+        if name in done:
+            plan.skipped.append(f"{name}: already finished")
+            continue
+        if where is not None and (topics.failed, *where) in before:
+            plan.already.append(f"{name}: already retried (failed at {failure.stage})")
             continue
         try:
-            outputs.append(retry_output(failure, topics, reroute))
+            plan.outputs.append(retry_output(failure, topics, reroute))
         except (ValidationError, ValueError) as exc:
-            skipped.append(f"{failure.file_name}: {exc}")
-    return RetryPlan(outputs, skipped)
+            plan.skipped.append(f"{name}: {exc}")
+            continue
+        if where is not None:
+            plan.marks.append(_retried_mark(failure, topics.failed, where))
+    return plan
+
+
+def _retried_mark(failure: FileFailed, topic: str, where: Where) -> Mark:
+    """The mark naming the `FileFailed` record itself (this topic, its partition, offset)."""
+    partition, offset = where
+    event = DeadLetterReplayed(
+        source_topic=topic, partition=partition, offset=offset, batch_id=failure.batch_id
+    )
+    return Mark(topic, partition, file_key(failure.batch_id, failure.file_name), event)
 
 
 @dataclass
@@ -128,11 +172,13 @@ class DeadLetterTopic:
     """What the dead-letter topic holds: stages' last words on files, and poison messages."""
 
     failures: list[FileFailed] = field(default_factory=list)
+    failed_at: list[Where] = field(default_factory=list)  # each failure's record, in order
     letters: list[DeadLetter] = field(default_factory=list)
     # A letter's origin (topic, partition, offset) -> its own partition on this topic, where
     # its `DeadLetterReplayed` goes (after it, so the tracker always has its row).
     partitions: dict[tuple[str, int, int], int] = field(default_factory=dict)
-    # Origins of the letters a `cofi retry` already replayed.
+    # Origins of the letters a `cofi retry` already replayed, and the `FileFailed` records
+    # (this topic, partition, offset) it already sent back.
     replayed: set[tuple[str, int, int]] = field(default_factory=set)
 
 
@@ -158,6 +204,7 @@ async def read_dead_letter_topic(bootstrap: Kafka, topic: str) -> DeadLetterTopi
                         continue  # not ours to replay: nothing names its origin
                     if isinstance(event, FileFailed):
                         found.failures.append(event)
+                        found.failed_at.append((record.partition, record.offset))
                     elif isinstance(event, DeadLetterReplayed):
                         found.replayed.add((event.source_topic, event.partition, event.offset))
                     else:
@@ -173,16 +220,6 @@ _dead_letter_topic: TypeAdapter[FileFailed | DeadLetter | DeadLetterReplayed] = 
 )
 
 
-@dataclass(frozen=True)
-class Mark:
-    """A `DeadLetterReplayed` for the dead-letter topic, pinned to its letter's partition."""
-
-    topic: str
-    partition: int
-    key: bytes | None
-    event: DeadLetterReplayed
-
-
 async def publish(
     bootstrap: Kafka,
     outputs: list[Output],
@@ -190,8 +227,8 @@ async def publish(
     marks: Iterable[Mark] = (),
 ) -> None:
     """Send the events of `outputs`, and `raw` (topic, key, value) as they are; then, once
-    the broker acknowledged every one, the `marks` saying which letters were replayed (a
-    crash in between replays a letter again next time, never marks one not replayed)."""
+    the broker acknowledged every one, the `marks` saying which letters and failures were
+    sent back (a crash in between sends one again next time, never marks one not sent)."""
     producer = make_producer(bootstrap, "cofi-operator")
     try:
         await producer.start()

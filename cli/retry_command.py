@@ -69,13 +69,21 @@ def retry(ns: argparse.Namespace) -> int:
         finished = await _finished_files(ns)
         found = await read_dead_letter_topic(s.kafka, s.topics.failed)
         plan = plan_retry(
-            found.failures, s.topics, ns.batch_id, ns.stage, ns.file, finished, reroute=ns.reroute
+            found.failures,
+            s.topics,
+            ns.batch_id,
+            ns.stage,
+            ns.file,
+            finished,
+            reroute=ns.reroute,
+            at=found.failed_at,
+            retried=found.replayed,
         )
         letters = [] if ns.stage else found.letters
         replay = plan_replays(letters, ns.batch_id, ns.file, finished, found.replayed)
         raw = [(r.topic, r.key, r.value) for r in replay.replays]
         marks = replay_marks(replay.replays, found.partitions, s.topics.failed, ns.batch_id)
-        await publish(s.kafka, plan.outputs, raw, marks)
+        await publish(s.kafka, plan.outputs, raw, plan.marks + marks)
         return {
             "batch_id": ns.batch_id,
             "sent": [
@@ -84,6 +92,12 @@ def retry(ns: argparse.Namespace) -> int:
             ],
             "replayed": [{"file": r.about, "topic": r.topic} for r in replay.replays],
             "not_retried": plan.skipped + replay.skipped,
+            "already_retried": plan.already,
+            "failed_files": {
+                "sent": len(plan.outputs),
+                "skipped": len(plan.skipped) + len(plan.already),
+                "already_retried": len(plan.already),
+            },
             "already_replayed": replay.already,
             "dead_letters": {
                 "replayed": len(replay.replays),
@@ -100,6 +114,9 @@ def retry(ns: argparse.Namespace) -> int:
         print(f"not retried: {reason}", file=sys.stderr)
     where = "the distributor for another host" if ns.reroute else "their stage"
     print(f"sent {len(done['sent'])} files of batch {ns.batch_id} back to {where}")
+    if done["already_retried"]:
+        n = len(done["already_retried"])
+        print(f"skipped {n} failed files of batch {ns.batch_id}: sent back by an earlier retry")
     if done["replayed"]:
         print(f"replayed {len(done['replayed'])} dead letters of batch {ns.batch_id}")
     if done["already_replayed"]:

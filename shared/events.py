@@ -215,10 +215,13 @@ class DeadLetter(Event):
 
 
 class DeadLetterReplayed(Event):
-    """`cofi retry` sent a dead letter's raw bytes back to their topic. Written on the
-    dead-letter topic, in the letter's own partition (so it always follows the letter): the
-    tracker stamps the letter's row `replayedAt`, and a later `cofi retry` skips the letter.
-    It names the letter by its origin, as `DeadLetter` does."""
+    """`cofi retry` sent a record of the dead-letter topic back, once. Written on the
+    dead-letter topic, in the partition of the record it names (so it always follows it):
+    - a dead letter, named by its origin as `DeadLetter` does: its raw bytes were replayed;
+      the tracker stamps the letter's row `replayedAt`;
+    - a `FileFailed`, named by its own record here (the dead-letter topic, its partition and
+      offset): the failed stage's input was sent again (no row to stamp).
+    A later `cofi retry` skips what one names; a new failure of the file is a new record."""
 
     type: Literal["DeadLetterReplayed"] = "DeadLetterReplayed"
     source_topic: str

@@ -82,7 +82,8 @@ def fold(events: Iterable[TrackedEvent], *, topic_prefix: str, log_file_start: b
             _letter(changes, dead_letter_row(event, topic_prefix))
         elif isinstance(event, DeadLetterReplayed):
             # Written in the letter's own partition, after it: its row exists by now. The
-            # first replay of a letter stamps it, in any split of the topics into polls.
+            # first replay of a letter stamps it, in any split of the topics into polls. One
+            # naming a retried `FileFailed` matches no letter's row and stamps nothing.
             key = sha256_of(event.source_topic, event.partition, event.offset)
             changes.replays.setdefault(key, naive_utc(event.replayed_at))
         elif isinstance(event, FileReassigned):
