@@ -36,6 +36,12 @@ def add(sub: "Subcommands") -> None:
         help="GPU-stage failures: hand the files to the distributor for another host (they "
         "restart at denoise there) instead of their own host",
     )
+    p.add_argument(
+        "--again",
+        action="store_true",
+        help="also send back the failures and dead letters an earlier retry already sent (a "
+        "retried file that never ended: without it, each is sent back once)",
+    )
     json_option(p)
     p.set_defaults(func=retry)
 
@@ -68,6 +74,7 @@ def retry(ns: argparse.Namespace) -> int:
         await require_known(ns)
         finished = await _finished_files(ns)
         found = await read_dead_letter_topic(s.kafka, s.topics.failed)
+        retried = set() if ns.again else found.replayed
         plan = plan_retry(
             found.failures,
             s.topics,
@@ -77,10 +84,10 @@ def retry(ns: argparse.Namespace) -> int:
             finished,
             reroute=ns.reroute,
             at=found.failed_at,
-            retried=found.replayed,
+            retried=retried,
         )
         letters = [] if ns.stage else found.letters
-        replay = plan_replays(letters, ns.batch_id, ns.file, finished, found.replayed)
+        replay = plan_replays(letters, ns.batch_id, ns.file, finished, retried)
         raw = [(r.topic, r.key, r.value) for r in replay.replays]
         marks = replay_marks(replay.replays, found.partitions, s.topics.failed, ns.batch_id)
         await publish(s.kafka, plan.outputs, raw, plan.marks + marks)

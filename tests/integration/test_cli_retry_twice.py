@@ -2,7 +2,8 @@
 first run writes a `DeadLetterReplayed` after each record it acted on (the letter, the
 `FileFailed`), in that record's partition; the tracker stamps the letter's row `replayedAt`;
 the second run reads the marks and sends nothing; a rebuild from the topics writes the same
-tables (real Kafka and MariaDB, `cofi` as a subprocess)."""
+tables; `--again` sends them back once more (real Kafka and MariaDB, `cofi` as a
+subprocess)."""
 
 import asyncio
 import json
@@ -180,3 +181,12 @@ async def test_retry_twice_replays_a_dead_letter_and_a_failed_file_once_and_a_re
         )
         await track_everything(rebuilt, 8)
         assert await dump_tables(rebuild_url) == tables
+
+    # An operator whose retried file never ended sends it back again on purpose.
+    forced = await asyncio.to_thread(cofi, "retry", BATCH, "--again", "--json", **env)
+    assert forced.returncode == 0, forced.stderr
+    repeat = json.loads(forced.stdout)
+    assert repeat["dead_letters"] == {"replayed": 1, "skipped": 0, "already_replayed": 0}
+    assert repeat["failed_files"] == {"sent": 1, "skipped": 0, "already_retried": 0}
+    assert await _end_offset(kafka_bootstrap, topics.triage) == 2
+    assert await _end_offset(kafka_bootstrap, llm1) == 2
