@@ -98,8 +98,9 @@ test-unit: install install-real promtool
 
 # The broker-loss scenarios take 5-7 minutes each on a 3-node cluster: `make test` runs
 # broker_leader_killed, `make test-broker-loss` all three, `make chaos` all three at 10,000 files.
+# The 30 slowest tests are listed last: the suite's budget is 35 minutes on a fresh machine.
 test: install install-real check infra chromium promtool
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow_cluster" tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30 -m "not slow_cluster" tests
 
 test-broker-loss: install infra
 	$(PY) -m pytest -q -p no:cacheprovider tests/crash/test_broker_loss.py
