@@ -379,6 +379,11 @@ def test_any_interleaving_gives_the_same_tables_and_no_early_complete(
     async def both() -> tuple[Any, Any]:
         reference = await _apply(reference_db, streams.made, [len(streams.made)], None)
         expected = {id(e) for e in streams.made} - streams.retries - streams.extra
+        (row,) = reference["batchStatus"]
+        if Status.COMPLETE in row:
+            # A cancel that came after every file finished every stage changes nothing (the
+            # batch stays Complete): the tracker cannot wait for it, nor need to.
+            expected -= {id(e) for e in streams.made if isinstance(e, BatchCancelled)}
         shuffled = await _apply(run_db, order, sizes, expected)
         return reference, shuffled
 
