@@ -22,16 +22,11 @@ class AckWindow:
             raise ValueError(f"an ack window of {size}: at least 1")
         self.size = size
         self.tasks: set[asyncio.Task[None]] = set()
-        self.failure: BaseException | None = None
         self._room = asyncio.Semaphore(size)
 
     async def add(self, publish: Coroutine[Any, Any, None]) -> None:
-        """Start `publish` once fewer than `size` run (the agent waits here, not per event).
-        Raises what a publish in the background raised: its event can never be acknowledged,
-        so its partition would commit no further, and the agent must crash and be redone
-        rather than stall in silence."""
+        """Start `publish` once fewer than `size` run (the agent waits here, not per event)."""
         try:
-            self._raise_failure()
             await self._room.acquire()
         except BaseException:
             publish.close()
@@ -45,23 +40,15 @@ class AckWindow:
         self._room.release()
         if not task.cancelled() and task.exception() is not None:
             # The publisher never raises for a refused output (it dead-letters): this is a
-            # bug. The event stays unacknowledged, so no commit passes it; the agent raises it
-            # on its next event or when it stops.
+            # bug. The event stays unacknowledged, so no commit passes it.
             log.error("publishing a routed event failed", exc_info=task.exception())
-            self.failure = self.failure or task.exception()
-
-    def _raise_failure(self) -> None:
-        if self.failure is not None:
-            raise RuntimeError("a routed event's publish failed") from self.failure
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Let the running publishes finish (bounded), then cancel what is left."""
         if not self.tasks:
-            self._raise_failure()
             return
         _, pending = await asyncio.wait(set(self.tasks), timeout=timeout_s)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-        self._raise_failure()

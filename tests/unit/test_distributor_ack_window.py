@@ -2,7 +2,6 @@
 time, and a stopping agent lets them finish (services/distributor/ack_window.py)."""
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -52,28 +51,3 @@ async def test_drain_cancels_what_outlasts_its_timeout() -> None:
 def test_a_window_holds_at_least_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         AckWindow(0)
-
-
-async def test_a_publish_that_raises_crashes_the_agent_on_its_next_event() -> None:
-    """Its event is never acknowledged, so its partition would commit no further: the agent
-    must crash (and be redone) rather than route on past a stalled partition."""
-    window = AckWindow(4)
-
-    async def broken() -> None:
-        raise KeyError("a bug")
-
-    async def fine() -> None:
-        return None
-
-    await window.add(broken())
-    await asyncio.wait_for(_until(lambda: not window.tasks), 1)
-    with pytest.raises(RuntimeError, match="publish failed") as raised:
-        await window.add(fine())
-    assert isinstance(raised.value.__cause__, KeyError)
-    with pytest.raises(RuntimeError, match="publish failed"):
-        await window.drain()
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    while not condition():
-        await asyncio.sleep(0.001)
