@@ -1,13 +1,10 @@
 """The faust-streaming app: two routing agents, one event at a time each.
 
 Agents run with concurrency 1 and never raise (every failure becomes a dead letter). Each
-routes its events in order and publishes through the stages' `Publisher` (payload limit,
-retries, a refusal dead-lettered, a producer broken for good replaced). Acknowledgements are
-manual (`stream.noack()`): an event is acknowledged to faust only once the broker
-acknowledged its outputs, while the agent routes the next ones (up to
-`DISTRIBUTOR_MAX_UNACKED` awaiting acks: `AckWindow`), and faust commits a partition only up
-to its first event not acknowledged, so no commit passes an event whose outputs were not
-written.
+publishes through the stages' `Publisher` (payload limit, retries, a refusal dead-lettered,
+a producer broken for good replaced) and returns only once the broker acknowledged the
+event's outputs, so faust's ack-in-finally never acknowledges, and its commit never passes,
+an event whose outputs were not written.
 """
 
 import asyncio
@@ -15,7 +12,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from services.distributor.ack_window import AckWindow
 from services.distributor.assignment import UploadLedger
 from services.distributor.ledger_replay import replay_partition
 from services.distributor.producer import DistributorApp, faust_options
@@ -157,20 +153,9 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
         uploads,
         ready,
         waiting,
-        settings.distributor_max_unacked,
         catch_up,
     )
-    _agent(
-        app,
-        publisher,
-        topics.triage,
-        "triage",
-        triage_router,
-        triage,
-        ready,
-        waiting,
-        settings.distributor_max_unacked,
-    )
+    _agent(app, publisher, topics.triage, "triage", triage_router, triage, ready, waiting)
     return app
 
 
@@ -183,32 +168,16 @@ def _agent(
     report: RoutingReport,
     ready: Callable[[], Awaitable[bool]],
     waiting: Callable[[bool], None],
-    max_unacked: int,
     prepare: Callable[[Incoming], Awaitable[None]] | None = None,
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
     async def agent(stream: Any) -> None:
         await ready()
-        manual = stream.noack()
-        window = AckWindow(max_unacked)
-        try:
-            async for event in manual.events():
-                msg = event.message
-                incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-                outputs = await route_ready(incoming, router, prepare, waiting)
-
-                async def publish_then_ack(
-                    event: Any = event, incoming: Incoming = incoming, outputs: Any = outputs
-                ) -> None:
-                    await publish_routed(incoming, outputs, name, publisher, report)
-                    await manual.ack(event)
-
-                await window.add(publish_then_ack())
-        finally:
-            # A stopping worker lets the routed events' acks come in (bounded), so that its
-            # last commit covers them; what is cut off is routed again by the next owner.
-            await window.drain()
+        async for event in stream.events():
+            msg = event.message
+            incoming = Incoming(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+            await route_one(incoming, name, router, publisher, report, prepare, waiting)
 
     agent.__name__ = name
     app.agent(topic, name=name, concurrency=1)(agent)
@@ -224,32 +193,11 @@ async def route_one(
     waiting: Callable[[bool], None] = lambda _: None,
 ) -> None:
     """Route one message; return only once the broker acknowledged its outputs (or, if it
-    refused them, the message's dead letter). While no GPU host may take it, it waits
-    (`waiting(True)`), never fails."""
-    outputs = await route_ready(incoming, router, prepare, waiting)
-    await publish_routed(incoming, outputs, name, publisher, report)
-
-
-async def route_ready(
-    incoming: Incoming,
-    router: Router,
-    prepare: Callable[[Incoming], Awaitable[None]] | None,
-    waiting: Callable[[bool], None],
-) -> list[Output]:
-    """The message's outputs, decided in the partition's order (the ledger's placements)."""
+    refused them, the message's dead letter): faust acknowledges the event after this.
+    While no GPU host may take it, it waits (`waiting(True)`), never fails."""
     if prepare is not None:
         await prepare(incoming)
-    return await route_when_a_host_may_take_it(router, incoming, waiting)
-
-
-async def publish_routed(
-    incoming: Incoming,
-    outputs: list[Output],
-    name: str,
-    publisher: Publisher,
-    report: RoutingReport,
-) -> None:
-    """Publish and wait for the broker's ack (or, if it refused them, the dead letter's)."""
+    outputs = await route_when_a_host_may_take_it(router, incoming, waiting)
     if await publisher.publish(outputs, incoming, f"distributor:{name}"):
         report.routed(incoming, outputs)
     else:

@@ -12,13 +12,6 @@ DEFAULT_RULES = Path(__file__).parent / "triage_rules.json"
 class DistributorSettings(CommonSettings, AudioUriSettings):
     triage_rules_path: Path = DEFAULT_RULES
     distributor_commit_interval_s: float = Field(default=0.5, gt=0)
-    distributor_max_unacked: int = Field(
-        default=8,
-        ge=1,
-        le=1000,
-        description="Routed events per agent whose outputs may await the broker's ack while "
-        "the next ones are routed (1: one at a time); a kill -9 may redo these too",
-    )
 
     @property
     def app_id(self) -> str:

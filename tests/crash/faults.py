@@ -2,15 +2,12 @@
 
 from dataclasses import dataclass, field
 
-from services.distributor.settings import DistributorSettings
 from shared.pipeline import PIPELINE
 from shared.stages import GPU_STAGES, LLM_STAGES
 
 # The stages whose files the scenarios count (services/dashboard/summary.py reads them).
 PROGRESS_STAGES = tuple(s.name for s in PIPELINE)
 DISTRIBUTOR_COMMIT_EVERY = 8  # services/distributor/app.py broker_commit_every
-# Routed events whose publishes may await their acks, per agent (services/distributor/ack_window.py).
-DISTRIBUTOR_MAX_UNACKED: int = DistributorSettings.model_fields["distributor_max_unacked"].default
 
 
 @dataclass

@@ -27,7 +27,7 @@ from cli.processes import ProcessGroup, ServiceProcess, service_argv
 from services.dashboard.summary import BatchSummary, batch_summary
 from shared.stages import GPU_STAGES
 from shared.topics import Topics
-from tests.crash.faults import DISTRIBUTOR_COMMIT_EVERY, DISTRIBUTOR_MAX_UNACKED, Fault
+from tests.crash.faults import DISTRIBUTOR_COMMIT_EVERY, Fault
 from tests.kafka_helpers import wait_until
 
 log = logging.getLogger(__name__)
@@ -244,9 +244,8 @@ class ChaosRun:
             return {"llm1": 2 * LLM_MAX_CONCURRENCY, "llm2": 2 * LLM_MAX_CONCURRENCY}
         if service == "distributor":
             # faust commits every DISTRIBUTOR_COMMIT_EVERY acknowledged events, checked as
-            # events arrive: allow one more batch acknowledged while a commit is under way,
-            # and the routed events whose publishes await their acks (the ack window).
-            both = 2 * DISTRIBUTOR_COMMIT_EVERY + DISTRIBUTOR_MAX_UNACKED
+            # events arrive: allow one more batch acknowledged while a commit is under way.
+            both = 2 * DISTRIBUTOR_COMMIT_EVERY
             return {"distribute": both, "triage": both}
         return {}
 
