@@ -14,12 +14,8 @@ from tests.gameday.run import GameDaySettings, run_game_day
 
 # Invariants broken by a defect that is found, filed and not fixed yet: the run still reports
 # them, every other invariant must hold, and the test says xfail instead of pass. Remove an
-# entry with its fix.
-KNOWN_OPEN = {
-    "tables_equal_rebuild": "issue 19 item 8: late uploads and dead letters are decided "
-    "in the topics' order now, but a 5-minute game day (seed 3, shared infra) still found "
-    "one batchExecutionLog row more in the rebuild, cause not found",
-}
+# entry with its fix. None today.
+KNOWN_OPEN: dict[str, str] = {}
 
 
 async def test_a_five_minute_game_day_keeps_every_invariant() -> None:
