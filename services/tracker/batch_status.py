@@ -19,10 +19,10 @@ through anyway (a cancel that came too late), in which case it is Complete.
 Every value of the `batchStatus` row is a function of the files' rows, so any order of the
 same events gives the same row. The counts come from `batchStatus.fileCounts`, which the
 store moves with each file row a poll changes (never a recount of the batch). The milestones
-`recompute` logs are provisional: their `createdAt`, `totalFiles`, `failedFiles` and
-`skippedFiles` are what the poll that crossed them knew. When a stage completes, the store
-rewrites them from the events alone (milestones.py), so the final rows do not depend on the
-order of consumption.
+`recompute` logs are stamped with what the poll that crossed them knew: the store writes
+them only for a batch whose files a previous version wrote (no resolutions kept); otherwise
+every milestone comes from the files' resolutions by one rule (milestones.py), while the
+stage runs (live_milestones.py) as when it completes.
 """
 
 from collections.abc import Iterable, Mapping
@@ -131,6 +131,8 @@ class BatchStatusRow:
     # How many files of the batch have each signature (`encode_counts`): kept up to date from
     # each poll's file changes, so a poll never recounts the batch.
     file_counts: str | None = None
+    # What tells a kept index of the batch's resolutions from a stale one (resolution_index.py).
+    resolutions_digest: int | None = None
 
     @property
     def cancelled(self) -> bool:

@@ -1,10 +1,9 @@
 """A stage's milestones as a function of its files' resolutions alone: pure, no I/O.
 
-While a stage runs, the tracker logs its `stage_start` and `stage_progress` rows as a poll's
-counts cross them (batch_status.py), stamped with what that poll knew: provisional, since
-another order of the same events crosses them in other polls. When the stage is Complete
-(or its batch cancelled), `final_milestones` rewrites every milestone of the stage from the
-files' *resolutions*, so the rows no longer depend on the order of consumption:
+One rule stamps a stage's `stage_start`, `stage_progress` and `stage_complete` rows, so they
+do not depend on the order of consumption: a completed (or cancelled) stage's from every file
+of the batch (poll_plan.py `settle`), a running stage's after every poll from the batch's
+kept index (live_milestones.py):
 
 - a file's resolution for a stage is the earliest event that got it through the stage one
   way or another: finishing it or a later stage (`finished`), triage routing it out before it
@@ -21,9 +20,10 @@ files' *resolutions*, so the rows no longer depend on the order of consumption:
 - `totalFiles` is the batch's size (`BatchClosed.file_count`) on every row.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from services.tracker.batch_status import COMPLETE, IN_PROGRESS
 from services.tracker.poll_changes import (
@@ -33,23 +33,14 @@ from services.tracker.poll_changes import (
     LogRow,
     sha256_of,
 )
+from services.tracker.resolution_index import BatchIndex
 from services.tracker.resolutions import (
     FAILED,
     FINISHED,
     SKIPPED,
-    Resolution,
-    Resolutions,
     resolution_time,
 )
 from shared.pipeline import PIPELINE
-
-
-@dataclass(frozen=True)
-class FileResolutions:
-    """What the rule needs of one file: when it was first seen, and its resolutions."""
-
-    created_at: datetime | None
-    resolutions: Resolutions
 
 
 @dataclass(frozen=True)
@@ -59,49 +50,53 @@ class StageToFinalize:
     complete: bool
 
 
-def final_milestones(
+def stage_milestones(
     batch_id: str,
     stages: Iterable[StageToFinalize],
-    files: Sequence[FileResolutions],
+    files: BatchIndex,
     *,
     total_files: int | None,
     closed_at: datetime | None,
     interval: int,
+    unmoved: Mapping[int, int] | None = None,
 ) -> tuple[list[LogRow], dict[str, int]]:
     """The stages' milestone rows, and per stage how many files resolved it (the progress
-    rows above that count must not exist)."""
+    rows above that count must not exist). A stage that is not `complete` gets its start and
+    progress rows only: what a running stage shows (live_milestones.py). `unmoved`: per
+    stage position, a count of first resolutions known unchanged; the progress rows within
+    it are the caller's already, and left out."""
     rows: list[LogRow] = []
     resolved: dict[str, int] = {}
     for stage in stages:
         name = PIPELINE[stage.position].name
-        ordered = sorted(_at(files, stage.position))
+        ordered = files.ordered(stage.position)
         resolved[name] = len(ordered)
         if stage.started:
-            start = _start_time(files, stage.position, ordered)
+            start = _start_time(files, stage.position)
             if start is not None:
                 rows.append(
                     _row(batch_id, name, STAGE_START, start, total_files, IN_PROGRESS, 0, 0, 0)
                 )
-        failed = skipped = 0
-        for i, r in enumerate(ordered, start=1):
-            failed += r[-1] == FAILED
-            skipped += r[-1] == SKIPPED
-            if i % interval == 0:
-                rows.append(
-                    _row(
-                        batch_id,
-                        name,
-                        STAGE_PROGRESS,
-                        resolution_time(r),
-                        total_files,
-                        IN_PROGRESS,
-                        i,
-                        failed,
-                        skipped,
-                        key_part=i,
-                    )
+        known = (unmoved or {}).get(stage.position, 0)
+        for i in range(known // interval * interval + interval, len(ordered) + 1, interval):
+            rows.append(
+                _row(
+                    batch_id,
+                    name,
+                    STAGE_PROGRESS,
+                    resolution_time(ordered[i - 1]),
+                    total_files,
+                    IN_PROGRESS,
+                    i,
+                    files.among_first(stage.position, i, FAILED),
+                    files.among_first(stage.position, i, SKIPPED),
+                    key_part=i,
                 )
+            )
         if stage.complete:
+            n = len(ordered)
+            failed = files.among_first(stage.position, n, FAILED) if n else 0
+            skipped = files.among_first(stage.position, n, SKIPPED) if n else 0
             last = resolution_time(ordered[-1]) if ordered else None
             end = _latest(last, closed_at)
             if end is not None:
@@ -121,24 +116,16 @@ def final_milestones(
     return rows, resolved
 
 
-def _at(files: Sequence[FileResolutions], position: int) -> Iterable[Resolution]:
-    for f in files:
-        if len(f.resolutions) > position:
-            r = f.resolutions[position]
-            if r is not None:
-                yield r
-
-
-def _start_time(
-    files: Sequence[FileResolutions], position: int, ordered: list[Resolution]
-) -> datetime | None:
+def _start_time(files: BatchIndex, position: int) -> datetime | None:
+    ordered = files.ordered(position)
     candidates: list[datetime] = [resolution_time(ordered[0])] if ordered else []
     if position == 0:
-        candidates += [f.created_at for f in files if f.created_at is not None]
+        first = files.first_seen()
+        candidates += [first] if first is not None else []
     else:
-        finished = [r for r in _at(files, position - 1) if r[-1] == FINISHED]
-        if finished:
-            candidates.append(resolution_time(min(finished)))
+        finished = next((r for r in files.ordered(position - 1) if r[-1] == FINISHED), None)
+        if finished is not None:
+            candidates.append(resolution_time(finished))
     return min(candidates, default=None)
 
 
@@ -146,6 +133,14 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None or b is None:
         return a if b is None else b
     return max(a, b)
+
+
+@lru_cache(maxsize=1 << 16)
+def _key(batch_id: str, stage: str, event_type: str, key_part: int | None) -> str:
+    # A running stage's rows are stamped again after every poll: their keys, never new.
+    if key_part is None:
+        return sha256_of(batch_id, stage, event_type)
+    return sha256_of(batch_id, stage, event_type, key_part)
 
 
 def _row(
@@ -160,13 +155,8 @@ def _row(
     skipped: int,
     key_part: int | None = None,
 ) -> LogRow:
-    key = (
-        sha256_of(batch_id, stage, event_type)
-        if key_part is None
-        else sha256_of(batch_id, stage, event_type, key_part)
-    )
     return LogRow(
-        event_key=key,
+        event_key=_key(batch_id, stage, event_type, key_part),
         batch_id=batch_id,
         stage=stage,
         event_type=event_type,

@@ -31,8 +31,9 @@ from services.tracker.batch_status import (
     recompute,
 )
 from services.tracker.file_events import has_upload
-from services.tracker.milestones import FileResolutions, StageToFinalize, final_milestones
+from services.tracker.milestones import StageToFinalize, stage_milestones
 from services.tracker.poll_changes import FileChange, LogRow, PollChanges
+from services.tracker.resolution_index import BatchIndex, IndexedFile
 from services.tracker.resolutions import Resolution, Resolutions, decode_resolutions
 from services.tracker.signatures import (
     SignatureKey,
@@ -244,6 +245,7 @@ class BatchPlan:
     row: BatchStatusRow
     provisional: list[LogRow]
     stages: list[StageToFinalize]  # stages whose final milestones are (re)written
+    running: list[StageToFinalize]  # stages whose milestones are live (live_milestones.py)
     completion_moved: bool  # `completedAt` must be (re)computed from every file
 
     @property
@@ -281,18 +283,24 @@ def plan_batch(
             )
         )
     ]
+    running = [
+        StageToFinalize(position, now[s.name].started, complete=False)
+        for position, s in enumerate(PIPELINE)
+        if not row.cancelled and not now[s.name].completed
+    ]
     complete = row.status == COMPLETE
     completion_moved = complete and (
         old.status != COMPLETE or touched.finishes or row.closed_at != old.closed_at
     )
     if not completion_moved:
         row = replace(row, completed_at=old.completed_at if complete else None)
-    return BatchPlan(old, row, logs, stages, completion_moved)
+    return BatchPlan(old, row, logs, stages, running, completion_moved)
 
 
 class BatchFile(NamedTuple):
     """What `settle` reads of each file of a batch."""
 
+    key: str
     created_at: datetime | None
     finished_at: datetime | None
     resolutions: str | None
@@ -310,12 +318,18 @@ def settle(
         row = replace(row, completed_at=latest(last_finish, row.closed_at) or row.updated_at)
     if not plan.stages or any(f.resolutions is None for f in files):
         return row, [], {}  # files the previous version wrote have no resolutions: left as is
-    finals, resolved = final_milestones(
+    finals, resolved = stage_milestones(
         row.batch_id,
         plan.stages,
-        [FileResolutions(f.created_at, decode_resolutions(f.resolutions)) for f in files],
+        batch_index(files),
         total_files=row.total_files,
         closed_at=row.closed_at,
         interval=interval,
     )
     return row, finals, resolved
+
+
+def batch_index(files: Sequence[BatchFile]) -> BatchIndex:
+    return BatchIndex(
+        IndexedFile(f.key, f.created_at, decode_resolutions(f.resolutions)) for f in files
+    )

@@ -8,6 +8,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.tracker.fold import RecordMeta, TrackedEvent, Undecodable, decode, fold
+from services.tracker.live_milestones import LiveMilestones
 from services.tracker.redaction import redact_changes
 from services.tracker.store import apply_changes
 from shared.logging import fields
@@ -29,6 +30,8 @@ class Tracker:
     def __init__(self, engine: AsyncEngine, options: TrackerOptions) -> None:
         self.engine = engine
         self.options = options
+        # The open batches' resolutions between polls (live_milestones.py).
+        self.live = LiveMilestones()
 
     async def apply_records(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """SinkRunner's `apply`: raises if the database did not commit (the runner retries)."""
@@ -61,5 +64,14 @@ class Tracker:
         if changes.empty:
             return
         redact_changes(changes, self.options.redact_fields)
-        async with self.engine.begin() as conn:
-            await apply_changes(conn, changes, progress_interval=self.options.progress_interval)
+        try:
+            async with self.engine.begin() as conn:
+                await apply_changes(
+                    conn,
+                    changes,
+                    progress_interval=self.options.progress_interval,
+                    live=self.live,
+                )
+        except BaseException:
+            self.live.clear()  # it moved with writes that were rolled back
+            raise

@@ -11,13 +11,16 @@ statements go to the driver precompiled (bulk_insert.py).
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from typing import Final
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.tracker import poll_plan as plan
+from services.tracker.batch_locks import lock_batches
 from services.tracker.batch_status import BatchStatusRow
 from services.tracker.bulk_insert import Params, execute_many, insert_ignore
 from services.tracker.columns import (
@@ -26,12 +29,20 @@ from services.tracker.columns import (
     FILE_READ_COLUMNS,
     LOG,
     batch_params,
-    batch_row,
     file_change,
     file_params,
 )
+from services.tracker.live_milestones import LiveMilestones
+from services.tracker.live_writes import (
+    LiveWrites,
+    carry,
+    delete_replaced,
+    plan_live,
+    read_batch_files,
+)
 from services.tracker.poll_changes import (
     STAGE_PROGRESS,
+    STAGE_START,
     TRACKER_CONSUMER,
     FileChange,
     LogRow,
@@ -39,24 +50,31 @@ from services.tracker.poll_changes import (
     file_key,
 )
 from services.tracker.signature_counts import counts_before
-from services.tracker.signatures import encode_counts
 from services.tracker.tables import (
     batch_execution_log,
-    batch_status,
     dead_letters,
     file_distribution,
     processing_logs,
 )
 from services.tracker.upserts import batch_upsert, file_upsert, log_upsert
 
+LIVE_TYPES: Final = (STAGE_START, STAGE_PROGRESS)
+
 
 async def apply_changes(
-    conn: AsyncConnection, changes: PollChanges, *, progress_interval: int
+    conn: AsyncConnection,
+    changes: PollChanges,
+    *,
+    progress_interval: int,
+    live: LiveMilestones | None = None,
 ) -> None:
-    """Apply one poll's changes inside the caller's transaction: load, plan, save."""
+    """Apply one poll's changes inside the caller's transaction: load, plan, save. `live`
+    keeps the batches' resolutions between polls (without it, a running batch's files are
+    read in each poll)."""
+    live = live if live is not None else LiveMilestones()
     mysql = conn.dialect.name in ("mysql", "mariadb")
     batch_ids = sorted(changes.batches)
-    existing = await _lock_batches(conn, changes, batch_ids, mysql)
+    existing = await lock_batches(conn, changes, batch_ids, mysql)
     plan.reject_closes(changes, existing)
     before = await counts_before(conn, existing)
     counts = {b: dict(c) for b, c in before.items()}
@@ -66,6 +84,7 @@ async def apply_changes(
     await _delete_files(conn, dropped)
     gone = plan.forget(dropped, counts)
     files, touched = plan.plan_files(changes, old_rows, counts, plan.cancels(changes, existing))
+    digests = carry(live, existing, old_rows, dropped, files)
     for batch_id, moved in gone.items():
         mine = touched.setdefault(batch_id, plan.Touched())
         mine.resolutions |= moved.resolutions
@@ -92,6 +111,7 @@ async def apply_changes(
         conn, batch_execution_log, [LOG.params(r) for r in changes.logs.values()], mysql
     )
     rows: list[BatchStatusRow] = []
+    running = LiveWrites()
     provisional: list[LogRow] = []
     final: list[LogRow] = []
     stale: list[Params] = []
@@ -105,12 +125,20 @@ async def apply_changes(
             progress_interval,
         )
         row, finals, resolved = batch.row, list[LogRow](), dict[str, int]()
-        if batch.needs_files:
-            everyone = await _batch_files(conn, batch_id)
+        everyone = await read_batch_files(conn, batch_id) if batch.needs_files else None
+        if everyone is not None:
             row, finals, resolved = plan.settle(batch, everyone, progress_interval)
-        rows.append(row)
+        digest = await plan_live(
+            conn, live, batch, row, digests[batch_id], everyone, progress_interval, running
+        )
+        rows.append(replace(row, resolutions_digest=digest))
         final_keys = {r.event_key for r in finals}
-        provisional += [r for r in batch.provisional if r.event_key not in final_keys]
+        provisional += [
+            r
+            for r in batch.provisional
+            if r.event_key not in final_keys
+            and not (batch_id in running.batches and r.event_type in LIVE_TYPES)
+        ]
         final += finals
         stale += [
             {"batch": batch_id, "stage": stage, "above": n // progress_interval * progress_interval}
@@ -118,10 +146,15 @@ async def apply_changes(
         ]
     params = [batch_params(r) for r in rows]
     await execute_many(conn, "upsert batchStatus", partial(batch_upsert, mysql), params)
-    # Provisional milestones never overwrite (a replay logs nothing new); final ones do.
+    # Provisional milestones (of a batch a previous version wrote) never overwrite; live
+    # and final ones do.
     await insert_ignore(conn, batch_execution_log, [LOG.params(r) for r in provisional], mysql)
+    await delete_replaced(conn, running)
     await execute_many(
-        conn, "upsert batchExecutionLog", partial(log_upsert, mysql), [LOG.params(r) for r in final]
+        conn,
+        "upsert batchExecutionLog",
+        partial(log_upsert, mysql),
+        [LOG.params(r) for r in (*running.rows, *final)],
     )
     if stale:
         t = batch_execution_log
@@ -181,45 +214,6 @@ async def _read_files(
     return found
 
 
-async def _batch_files(conn: AsyncConnection, batch_id: str) -> list[plan.BatchFile]:
-    t = file_distribution
-    query = select(t.c.createdAt, t.c.finishedAt, t.c.stageResolutions).where(
-        t.c.batchId == batch_id
-    )
-    return [plan.BatchFile(r[0], r[1], r[2]) for r in await conn.execute(query)]
-
-
-async def _lock_batches(
-    conn: AsyncConnection, changes: PollChanges, batch_ids: list[str], mysql: bool
-) -> dict[str, BatchStatusRow]:
-    """Make sure the touched batches have a row and lock them, in a fixed order.
-
-    Two tracker instances (partitions split across a consumer group) may touch one batch at
-    once; holding its batchStatus row lock from before the file writes until the commit
-    makes their recounts see each other's files.
-
-    MySQL: the rows are read (and locked) first and only the missing ones inserted: a batch
-    has a row after its first poll, and an INSERT IGNORE that hits it costs a statement and a
-    SHOW WARNINGS round trip in every poll. A row another instance inserts between the read
-    and the insert is ignored by the insert and locked by the second read.
-
-    SQLite has no row locks but a single writer: the insert comes first so that the
-    transaction holds the write lock before it reads, and two instances' polls run one after
-    the other (a read first would let both read, then write over each other's counts).
-    """
-    if not batch_ids:
-        return {}
-    if not mysql:
-        await insert_ignore(conn, batch_status, _new_batch_rows(changes, batch_ids), mysql)
-        return await _select_for_update(conn, batch_ids)
-    existing = await _select_for_update(conn, batch_ids)
-    missing = [b for b in batch_ids if b not in existing]
-    if missing:
-        await insert_ignore(conn, batch_status, _new_batch_rows(changes, missing), mysql)
-        existing.update(await _select_for_update(conn, missing))
-    return existing
-
-
 async def _batch_rows(conn: AsyncConnection, batch_ids: set[str]) -> list[FileChange]:
     """Every row of the batches (only for a full batch that still has provisional files)."""
     t = file_distribution
@@ -247,30 +241,6 @@ async def _delete_files(conn: AsyncConnection, rows: Sequence[FileChange]) -> No
         delete(log).where(log.c.batchId == bindparam("batch"), log.c.fileName == bindparam("name")),
         keys,
     )
-
-
-def _new_batch_rows(changes: PollChanges, batch_ids: list[str]) -> list[Params]:
-    return [
-        {
-            "batchId": b,
-            "createdAt": changes.batches[b].first_at,
-            "updatedAt": changes.batches[b].last_at,
-            "fileCounts": encode_counts(()),  # no files yet
-        }
-        for b in batch_ids
-    ]
-
-
-async def _select_for_update(
-    conn: AsyncConnection, batch_ids: list[str]
-) -> dict[str, BatchStatusRow]:
-    query = (
-        select(batch_status)
-        .where(batch_status.c.batchId.in_(batch_ids))
-        .order_by(batch_status.c.batchId)
-        .with_for_update()
-    )
-    return {row.batchId: batch_row(row._mapping) for row in await conn.execute(query)}
 
 
 async def _cancel_unfinished_files(

@@ -98,6 +98,8 @@ batch_status = Table(
     Column("cancelReason", Text),
     # Added by 0005: the batch's files counted per signature (batch_status.py encode_counts).
     Column("fileCounts", Text),
+    # Added by 0010: the XOR of its files' resolution hashes (resolution_index.py).
+    Column("resolutionsDigest", BigInteger),
     UniqueConstraint("batchId", name="uq_batchStatus_batchId"),
 )
 

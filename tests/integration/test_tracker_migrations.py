@@ -58,7 +58,7 @@ async def test_migrations_build_the_schema_of_tables_py(db_url: str) -> None:
             found = await conn.run_sync(schema)
     finally:
         await engine.dispose()
-    assert version == [("0009",)]
+    assert version == [("0010",)]
     for name, table in metadata.tables.items():
         columns, uniques = found[name]
         assert columns == {c.name for c in table.c}, name

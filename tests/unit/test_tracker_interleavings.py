@@ -326,7 +326,7 @@ def runs(draw: st.DrawFn) -> tuple[Streams, list[Tracked], list[int]]:
 _TEMPLATE: dict[str, Path] = {}
 
 
-def _fresh_database(tmp: Path, name: str) -> str:
+def fresh_database(tmp: Path, name: str) -> str:
     """A migrated SQLite database: the first is migrated, the others are copies of it."""
     if "db" not in _TEMPLATE:
         template = tmp / "template.db"
@@ -337,20 +337,25 @@ def _fresh_database(tmp: Path, name: str) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-async def _apply(
-    url: str, events: Sequence[Tracked], sizes: Sequence[int], expected: set[int] | None
+async def apply_in_polls(
+    url: str,
+    events: Sequence[Tracked],
+    sizes: Sequence[int],
+    expected: set[int] | None,
+    instances: int = 1,
 ) -> Any:
-    """Apply `events` in polls of `sizes`; with `expected` (the ids of the events that must
-    be applied when the batch reads Complete), check it after every poll."""
+    """Apply `events` in polls of `sizes`, by turns of `instances` trackers on the one
+    database; with `expected` (the ids of the events that must be applied when the batch
+    reads Complete), check it after every poll."""
     engine = make_engine(url)
     try:
         options = TrackerOptions(topic_prefix="cofi", progress_interval=2, log_file_start=True)
-        tracker = Tracker(engine, options)
+        trackers = itertools.cycle([Tracker(engine, options) for _ in range(instances)])
         poll_sizes = itertools.cycle(sizes)
         applied = 0
         while applied < len(events):
             size = next(poll_sizes)
-            await tracker.apply_events(events[applied : applied + size])
+            await next(trackers).apply_events(events[applied : applied + size])
             applied = min(len(events), applied + size)
             if expected is not None:
                 async with engine.connect() as conn:
@@ -374,17 +379,17 @@ def test_any_interleaving_gives_the_same_tables_and_no_early_complete(
 ) -> None:
     streams, order, sizes = run
     tmp: Path = tmp_path_factory.mktemp("interleaving")
-    reference_db, run_db = _fresh_database(tmp, "ref.db"), _fresh_database(tmp, "run.db")
+    reference_db, run_db = fresh_database(tmp, "ref.db"), fresh_database(tmp, "run.db")
 
     async def both() -> tuple[Any, Any]:
-        reference = await _apply(reference_db, streams.made, [len(streams.made)], None)
+        reference = await apply_in_polls(reference_db, streams.made, [len(streams.made)], None)
         expected = {id(e) for e in streams.made} - streams.retries - streams.extra
         (row,) = reference["batchStatus"]
         if Status.COMPLETE in row:
             # A cancel that came after every file finished every stage changes nothing (the
             # batch stays Complete): the tracker cannot wait for it, nor need to.
             expected -= {id(e) for e in streams.made if isinstance(e, BatchCancelled)}
-        shuffled = await _apply(run_db, order, sizes, expected)
+        shuffled = await apply_in_polls(run_db, order, sizes, expected)
         return reference, shuffled
 
     reference, shuffled = asyncio.run(both())
