@@ -224,6 +224,30 @@ PANELS: tuple[Panel, ...] = (
         "timeseries",
     ),
     (
+        "Batch completion time, first event to Complete (over a day)",
+        [
+            (
+                f"p{round(q * 100)}",
+                f"histogram_quantile({q}, sum by (le) "
+                "(increase(cofi_batch_completion_seconds_bucket[1d])))",
+            )
+            for q in (0.5, 0.95)
+        ],
+        "s",
+        (0, 69, 12, 8),
+        "timeseries",
+    ),
+    (
+        "SLOs: failed files and batches over 4 h (ratio, 1 h)",
+        [
+            ("files failed", "max(cofi:file_failure_ratio:rate1h)"),
+            ("batches over 4 h", "max(cofi:batch_slow_ratio:rate1h)"),
+        ],
+        "percentunit",
+        (12, 69, 12, 8),
+        "timeseries",
+    ),
+    (
         "Versions running",
         [
             (

@@ -27,7 +27,8 @@ def test_its_panels_read_the_provisioned_prometheus() -> None:
         assert panel["datasource"] == DATASOURCE, panel["title"]
         assert all(t["datasource"] == DATASOURCE for t in panel["targets"]), panel["title"]
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for wanted in ("lag per gpu host", "in flight", "latency", "dead letters", "tracker write"):
+    for wanted in ("lag per gpu host", "in flight", "latency", "dead letters", "tracker write",
+                   "batch completion time", "slos"):  # fmt: skip
         assert wanted in titles, wanted
 
 
