@@ -137,7 +137,9 @@ def known_series() -> set[str]:
 def series_in(expr: str) -> set[str]:
     """The cofi metric and recording-rule names an expression reads."""
     expr = re.sub(r'"[^"]*"', '""', expr)  # label values are not metric names
-    return set(re.findall(r"(?<![\w:])(cofi[_:][a-z0-9_:]+|up|process_[a-z_]+)\b(?=\s*[{\[)])", expr))
+    return set(
+        re.findall(r"(?<![\w:])(cofi[_:][a-z0-9_:]+|up|process_[a-z_]+)\b(?=\s*[{\[)])", expr)
+    )
 
 
 def test_alerts_use_only_metrics_that_cofi_exports() -> None:
