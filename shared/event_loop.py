@@ -1,8 +1,12 @@
-"""The event loop every service's main runs on: uvloop when it is installed, else asyncio's.
+"""The event loop every service's main runs on: asyncio's, or uvloop on request.
 
-uvloop makes each Kafka request and HTTP call cheaper in CPU (bench/FINDINGS.md, issue 21):
-the control plane's cost is mostly loop plumbing around small requests. `COFI_EVENT_LOOP=asyncio`
-keeps the standard loop (an A/B measurement, or a platform uvloop does not build on).
+uvloop makes each Kafka request and HTTP call cheaper in CPU (bench/FINDINGS.md, issue 21),
+but it is not the default: with it, aiokafka does not survive a broker's kill -9. A write on a
+transport the broker closed raises uvloop's RuntimeError ("unable to perform operation on
+<TCPTransport closed=True ...>") out of `getmany`, where asyncio's loop raises the
+ConnectionError aiokafka handles; a stage then exits, or hangs with its consumers never
+rejoining (tests/crash `kill_broker`, 4 runs of 4 on 2026-12-07). `COFI_EVENT_LOOP=uvloop`
+chooses it anyway (an A/B measurement).
 """
 
 import asyncio
@@ -16,8 +20,9 @@ ENV = "COFI_EVENT_LOOP"
 
 
 def loop_factory(env: dict[str, str] | None = None) -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's `new_event_loop`, unless the environment asks for asyncio or uvloop is absent."""
-    choice = (os.environ if env is None else env).get(ENV, "uvloop").strip().lower()
+    """asyncio's `new_event_loop`, or uvloop's if the environment asks for it (and it is
+    installed)."""
+    choice = (os.environ if env is None else env).get(ENV, "asyncio").strip().lower()
     if choice not in ("uvloop", "asyncio"):
         raise ValueError(f"{ENV}={choice!r}: choose uvloop or asyncio")
     if choice == "uvloop":

@@ -1,4 +1,5 @@
-"""Every service's main runs on uvloop when it is installed (shared/event_loop.py)."""
+"""Every service's main runs on asyncio's loop, and on uvloop only on request
+(shared/event_loop.py says why)."""
 
 import asyncio
 
@@ -12,13 +13,14 @@ async def loop_type() -> type:
     return type(asyncio.get_running_loop())
 
 
-def test_uvloop_by_default() -> None:
-    assert event_loop.loop_factory({}) is uvloop.new_event_loop
-    assert issubclass(event_loop.run(loop_type()), uvloop.Loop)
+def test_the_standard_loop_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(event_loop.ENV, raising=False)
+    assert event_loop.loop_factory({}) is asyncio.new_event_loop
+    assert not issubclass(event_loop.run(loop_type()), uvloop.Loop)
 
 
-def test_the_standard_loop_on_request() -> None:
-    assert event_loop.loop_factory({event_loop.ENV: "asyncio"}) is asyncio.new_event_loop
+def test_uvloop_on_request() -> None:
+    assert event_loop.loop_factory({event_loop.ENV: "uvloop"}) is uvloop.new_event_loop
 
 
 def test_an_unknown_loop_is_refused() -> None:
@@ -26,7 +28,8 @@ def test_an_unknown_loop_is_refused() -> None:
         event_loop.loop_factory({event_loop.ENV: "trio"})
 
 
-def test_install_makes_new_loops_uvloop() -> None:
+def test_install_makes_new_loops_uvloop_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(event_loop.ENV, "uvloop")
     before = asyncio.get_event_loop_policy()
     try:
         event_loop.install()
