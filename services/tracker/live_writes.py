@@ -4,6 +4,7 @@ kept indexes moved with the poll's files, the running stages' rows to write and 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +23,9 @@ from services.tracker.poll_plan import BatchFile, BatchPlan, FileId, batch_index
 from services.tracker.resolution_index import IndexedFile, moved_digest
 from services.tracker.tables import batch_execution_log, file_distribution
 from shared.pipeline import PIPELINE
+
+# The milestones a running stage's rows are (stage_complete waits for the stage's end).
+LIVE_TYPES: Final = (STAGE_START, STAGE_PROGRESS)
 
 
 def indexed(c: FileChange) -> IndexedFile:
@@ -136,7 +140,7 @@ async def delete_replaced(conn: AsyncConnection, writes: LiveWrites) -> None:
             delete(t).where(
                 t.c.batchId == batch_id,
                 t.c.stage.in_(stages),
-                t.c.eventType.in_((STAGE_START, STAGE_PROGRESS)),
+                t.c.eventType.in_(LIVE_TYPES),
             )
         )
     if writes.gone:

@@ -14,7 +14,7 @@ is read again from the table.
 """
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Any, NamedTuple
@@ -86,29 +86,25 @@ class BatchIndex:
         self.drop(f.key)
         f = f._replace(created_at=naive_utc(f.created_at))
         self._files[f.key] = f
-        for position, r in enumerate(f.resolutions):
-            if r is not None:
-                self._moved(position, r)
-                insort(self._by_stage[position], r)
-                if r[-1] in self._by_kind:
-                    insort(self._by_kind[r[-1]][position], r)
-        if f.created_at is not None:
-            insort(self._created, f.created_at)
+        self._file(f, insort)
         self.digest ^= file_digest(f)
 
     def drop(self, key: str) -> None:
         old = self._files.pop(key, None)
-        if old is None:
-            return
-        for position, r in enumerate(old.resolutions):
+        if old is not None:
+            self._file(old, _remove)
+            self.digest ^= file_digest(old)
+
+    def _file(self, f: IndexedFile, change: Callable[[list[Any], Any], None]) -> None:
+        """Insert (`insort`) or remove (`_remove`) the file's values in every ordered list."""
+        for position, r in enumerate(f.resolutions):
             if r is not None:
                 self._moved(position, r)
-                _remove(self._by_stage[position], r)
+                change(self._by_stage[position], r)
                 if r[-1] in self._by_kind:
-                    _remove(self._by_kind[r[-1]][position], r)
-        if old.created_at is not None:
-            _remove(self._created, old.created_at)
-        self.digest ^= file_digest(old)
+                    change(self._by_kind[r[-1]][position], r)
+        if f.created_at is not None:
+            change(self._created, f.created_at)
 
     def _moved(self, position: int, r: Resolution) -> None:
         self._low[position] = min(self._low[position], bisect_left(self._by_stage[position], r))

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from typing import Final
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,6 +33,7 @@ from services.tracker.columns import (
 )
 from services.tracker.live_milestones import LiveMilestones
 from services.tracker.live_writes import (
+    LIVE_TYPES,
     LiveWrites,
     carry,
     delete_replaced,
@@ -42,7 +42,6 @@ from services.tracker.live_writes import (
 )
 from services.tracker.poll_changes import (
     STAGE_PROGRESS,
-    STAGE_START,
     TRACKER_CONSUMER,
     FileChange,
     LogRow,
@@ -57,8 +56,6 @@ from services.tracker.tables import (
     processing_logs,
 )
 from services.tracker.upserts import batch_upsert, file_upsert, log_upsert
-
-LIVE_TYPES: Final = (STAGE_START, STAGE_PROGRESS)
 
 
 async def apply_changes(
