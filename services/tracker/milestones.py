@@ -116,6 +116,21 @@ def stage_milestones(
     return rows, resolved
 
 
+def absent_milestones(
+    batch_id: str, stages: Iterable[StageToFinalize], rows: Iterable[LogRow]
+) -> list[str]:
+    """The eventKeys of the stages' start and complete rows that the rule no longer gives
+    (`rows`, from `stage_milestones`): a stage counted as started while a late file was
+    still taken for one of the batch's, say, is not started once the close says otherwise."""
+    given = {r.event_key for r in rows}
+    return [
+        key
+        for stage in stages
+        for event_type in (STAGE_START, STAGE_COMPLETE)
+        if (key := _key(batch_id, PIPELINE[stage.position].name, event_type, None)) not in given
+    ]
+
+
 def _start_time(files: BatchIndex, position: int) -> datetime | None:
     ordered = files.ordered(position)
     candidates: list[datetime] = [resolution_time(ordered[0])] if ordered else []

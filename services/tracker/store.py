@@ -40,6 +40,7 @@ from services.tracker.live_writes import (
     plan_live,
     read_batch_files,
 )
+from services.tracker.milestones import absent_milestones
 from services.tracker.poll_changes import (
     STAGE_PROGRESS,
     TRACKER_CONSUMER,
@@ -112,6 +113,7 @@ async def apply_changes(
     provisional: list[LogRow] = []
     final: list[LogRow] = []
     stale: list[Params] = []
+    absent: list[str] = []  # eventKeys of final milestones the rule no longer gives
     for batch_id in batch_ids:
         batch = plan.plan_batch(
             existing[batch_id],
@@ -137,6 +139,8 @@ async def apply_changes(
             and not (batch_id in running.batches and r.event_type in LIVE_TYPES)
         ]
         final += finals
+        if resolved:
+            absent += absent_milestones(batch_id, batch.stages, finals)
         stale += [
             {"batch": batch_id, "stage": stage, "above": n // progress_interval * progress_interval}
             for stage, n in resolved.items()
@@ -147,6 +151,9 @@ async def apply_changes(
     # and final ones do.
     await insert_ignore(conn, batch_execution_log, [LOG.params(r) for r in provisional], mysql)
     await delete_replaced(conn, running)
+    if absent:
+        t = batch_execution_log
+        await conn.execute(delete(t).where(t.c.eventKey.in_(absent)))
     await execute_many(
         conn,
         "upsert batchExecutionLog",

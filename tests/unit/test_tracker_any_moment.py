@@ -12,10 +12,14 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.events import BatchCancelled, FileUploaded
+from shared.topics import Topics
 from tests.unit.test_tracker_interleavings import (
+    Batch,
     Streams,
     Tracked,
     apply_in_polls,
+    build,
     fresh_database,
     runs,
 )
@@ -51,3 +55,51 @@ def test_any_moment_the_tables_are_a_function_of_what_was_applied(
     reference, shuffled = asyncio.run(both())
     for table, rows in reference.items():
         assert shuffled[table] == rows, f"{table} differs at the same moment"
+
+
+def test_a_stage_a_late_file_started_is_not_started_once_the_close_says_it_is_late(
+    tmp_path: Path,
+) -> None:
+    """Found by the test above: in a cancelled batch, a late file's events applied before the
+    close count it as one of the batch's, so its stages read started; once the close says
+    the batch has two files, a stage neither of them reached has no `stage_start` row."""
+    streams = build(
+        Batch(
+            fates=(("failed", "denoise", False), ("done", None, False)),
+            close_after=0,
+            late=1,
+            cancel_after=0,
+            redelivered=(),
+        )
+    )
+    uploads = Topics("cofi").uploads
+    cancel = [e for e in streams.made if isinstance(e, BatchCancelled)]
+    late_stages = [
+        e
+        for (topic, _), stream in streams.by_partition.items()
+        if topic != uploads
+        for e in stream
+        if getattr(e, "file_name", "") == "late-0.wav"
+    ]
+    up_to_the_late_upload = [
+        e for (topic, _), stream in streams.by_partition.items() if topic == uploads for e in stream
+    ]
+    on_time = up_to_the_late_upload[
+        : next(
+            i
+            for i, e in enumerate(up_to_the_late_upload)
+            if isinstance(e, FileUploaded) and e.file_name == "late-0.wav"
+        )
+    ]
+    applied = [*cancel, *late_stages, *on_time]
+    chosen = {id(e) for e in applied}
+    made = [e for e in streams.made if id(e) in chosen]
+    reference_db = fresh_database(tmp_path, "ref.db")
+    run_db = fresh_database(tmp_path, "run.db")
+
+    async def both() -> tuple[Any, Any]:
+        reference = await apply_in_polls(reference_db, made, [len(made)], None)
+        return reference, await apply_in_polls(run_db, applied, [1], None)
+
+    reference, one_by_one = asyncio.run(both())
+    assert one_by_one["batchExecutionLog"] == reference["batchExecutionLog"]
