@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 export TOPIC_REPLICATION_FACTOR ?= 1
 export TOPIC_MIN_INSYNC_REPLICAS ?= 1
 
-.PHONY: install install-real lock infra infra-stop chromium screenshots promtool topics demo demo-real test test-broker-loss test-unit images compose-test lint typecheck check bench bench-real chaos gameday clean
+.PHONY: install install-real lock infra infra-stop chromium screenshots promtool topics demo demo-real test test-broker-loss test-unit images images-background compose-test lint typecheck check bench bench-real chaos gameday clean
 
 install: $(VENV)/.installed
 
@@ -61,6 +61,11 @@ images:
 	infra/images.sh install
 	infra/images.sh build
 
+# The same, and the cofi image, niced in the background: `make test` starts it first and runs
+# the compose boot test last, which waits for it (infra/images.sh background).
+images-background:
+	infra/images.sh background
+
 # docker-compose.yml booted with podman, in full: the compose file's replicas, a larger batch,
 # a GPU-stage replica killed mid-batch (`make test` runs the short form).
 compose-test: install images
@@ -99,7 +104,7 @@ test-unit: install install-real promtool
 # The broker-loss scenarios take 5-7 minutes each on a 3-node cluster: `make test` runs
 # broker_leader_killed, `make test-broker-loss` all three, `make chaos` all three at 10,000 files.
 # The 30 slowest tests are listed last: the suite's budget is 35 minutes on a fresh machine.
-test: install install-real check infra chromium promtool
+test: images-background install install-real check infra chromium promtool
 	$(PY) -m pytest -q -p no:cacheprovider --durations=30 -m "not slow_cluster" tests
 
 test-broker-loss: install infra

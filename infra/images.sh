@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Container images built here from Debian's packages, for a machine that reaches Debian's mirror
-# but no container registry: debootstrap a bookworm root, add the project's entrypoints, then
-# `podman import`. Each image is built once: an existing image, or its cached root tarball
-# under $COFI_CACHE/images, is reused (idempotent).
+# but no container registry: debootstrap one bookworm root with every image's packages and the
+# project's entrypoints, `podman import` it once, and derive each image from it by its
+# entrypoint and user (one debootstrap instead of five: minutes that `make test` cannot spare).
+# Each image is built once: an existing image, or the cached root tarball under
+# $COFI_CACHE/images, is reused (idempotent).
 #
 #   infra/images.sh install           apt-get install podman, runc, aardvark-dns, debootstrap and
 #                                     docker-compose where podman or debootstrap is missing
 #   infra/images.sh build [NAME...]   build the images (default: all); NAME is one of
 #                                     base kafka mariadb prometheus alertmanager
+#   infra/images.sh app               the cofi image (the Dockerfile on the base image) as
+#                                     docker-compose.yml names it, cofi:latest
+#   infra/images.sh background        install, build and app, niced, in the background (`make
+#                                     test` starts it first; the compose boot test waits for it):
+#                                     its state in $COFI_CACHE/images/build.status (running, ok
+#                                     or failed), its output in build.log
 #   infra/images.sh env               print the compose variables that select these images
 #   infra/images.sh list              print every image's name and whether it exists
 #
-# base: python3.11 with pip in a venv on PATH (the Dockerfile's BASE_IMAGE); kafka: Debian's
+# base: python3 with pip in a venv on PATH (the Dockerfile's BASE_IMAGE); kafka: Debian's
 # openjdk-17 plus the broker jars of infra/kafka.sh install; mariadb: Debian's mariadb-server with
 # an entrypoint doing what the official image's does for docker-compose.yml; prometheus and
 # alertmanager: Debian's packages. Grafana is not in Debian: the stack here runs without it.
@@ -49,7 +57,7 @@ packages() { # the Debian packages of each image, beyond debootstrap's minbase
   esac
 }
 
-changes() { # podman import --change lines: what the official image's Dockerfile would set
+changes() { # Containerfile lines on the shared root: what the official image's Dockerfile sets
   case "$1" in
     base) printf '%s\n' "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
       "ENV LANG=C.UTF-8" 'CMD ["python3"]' ;;
@@ -96,17 +104,23 @@ customise() { # customise NAME ROOT: the project's files inside the root
   esac
 }
 
-build_root() { # build_root NAME TARBALL: debootstrap, customise, tar (kept as the cache)
-  local name="$1" tarball="$2" root
+all_packages() { # every image's packages, for the one root they share
+  local name list=()
+  for name in "${ALL[@]}"; do list+=("$(packages "$name")"); done
+  (IFS=,; echo "${list[*]}")
+}
+
+build_root() { # build_root TARBALL: debootstrap, customise for every image, tar (the cache)
+  local tarball="$1" root name
   command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
-  root="$(mktemp -d "$IMAGES_DIR/root-$name.XXXXXX")"
+  root="$(mktemp -d "$IMAGES_DIR/root.XXXXXX")"
   BUILD_ROOT="$root"
-  echo "images.sh: debootstrap $DEBIAN_SUITE for $name" >&2
-  debootstrap --variant=minbase --include="$(packages "$name")" --cache-dir="$IMAGES_DIR/debs" \
-    "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" >"$IMAGES_DIR/debootstrap-$name.log" 2>&1 \
-    || die "debootstrap failed for $name (see $IMAGES_DIR/debootstrap-$name.log)"
+  echo "images.sh: debootstrap $DEBIAN_SUITE with $(all_packages)" >&2
+  debootstrap --variant=minbase --include="$(all_packages)" --cache-dir="$IMAGES_DIR/debs" \
+    "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" >"$IMAGES_DIR/debootstrap.log" 2>&1 \
+    || die "debootstrap failed (see $IMAGES_DIR/debootstrap.log)"
   mount -t proc proc "$root/proc"
-  customise "$name" "$root"
+  for name in "${ALL[@]}"; do customise "$name" "$root"; done
   umount "$root/proc"
   # Only what a container needs: no package lists or caches.
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
@@ -123,15 +137,28 @@ cleanup() { # the root being built, if any (also when a step fails)
 }
 trap cleanup EXIT
 
-build_one() {
-  local name="$1" image tarball args=()
+ROOT_IMAGE="localhost/cofi-root:$DEBIAN_SUITE"
+
+import_root() { # the shared root as an image, built and imported once (under a lock)
+  local tarball="$IMAGES_DIR/root-$DEBIAN_SUITE.tar"
+  exec 8>"$IMAGES_DIR/.lock-root"; flock 8
+  if ! podman image exists "$ROOT_IMAGE"; then
+    # Not `[[ ]] || build_root`: errexit is off in such a list, and a failed step must stop it.
+    if [[ ! -f "$tarball" ]]; then build_root "$tarball"; fi
+    podman import --quiet "$tarball" "$ROOT_IMAGE" >/dev/null
+  fi
+  exec 8>&-
+}
+
+build_one() { # an image: the shared root with the image's entrypoint, user and environment
+  local name="$1" image context
   image="$(image_name "$name")"
   if podman image exists "$image"; then echo "images.sh: $image exists" >&2; return 0; fi
-  tarball="$IMAGES_DIR/$name-$DEBIAN_SUITE.tar"
-  # Not `[[ ]] || build_root`: errexit is off in such a list, and a failed step must stop the build.
-  if [[ ! -f "$tarball" ]]; then build_root "$name" "$tarball"; fi
-  while IFS= read -r change; do args+=(--change "$change"); done < <(changes "$name")
-  podman import --quiet "${args[@]}" "$tarball" "$image" >/dev/null
+  import_root
+  context="$(mktemp -d)"
+  { echo "FROM $ROOT_IMAGE"; changes "$name"; } >"$context/Containerfile"
+  podman build --pull=never --quiet -t "$image" "$context" >/dev/null
+  rm -rf "$context"
   echo "images.sh: built $image" >&2
 }
 
@@ -146,12 +173,41 @@ cmd_build() {
   done
 }
 
+cmd_app() { # what `docker-compose build` makes of the Dockerfile (the same arguments): its layers
+  # are then in podman's cache, and the boot's build only checks them
+  cmd_build base
+  podman build --pull=never --quiet --build-arg "BASE_IMAGE=$(image_name base)" \
+    --build-arg "COFI_COMMIT=${COFI_COMMIT:-unknown}" \
+    -t docker.io/library/cofi:latest "$REPO_ROOT" >/dev/null
+  echo "images.sh: built docker.io/library/cofi:latest" >&2
+}
+
+cmd_background() {
+  local status="$IMAGES_DIR/build.status"
+  echo running >"$status"
+  # Niced, and detached from make's output: the test suite runs meanwhile.
+  setsid nohup nice -n 19 bash -c '
+    if "$0" install && "$0" build && "$0" app; then echo ok >"$1"; else echo failed >"$1"; fi
+  ' "$INFRA_DIR/images.sh" "$status" >"$IMAGES_DIR/build.log" 2>&1 </dev/null &
+  echo "images.sh: building the images in the background (log: $IMAGES_DIR/build.log)" >&2
+}
+
 cmd_install() {
   command -v podman >/dev/null && command -v debootstrap >/dev/null && command -v docker-compose >/dev/null \
     && return 0
   [[ "$(id -u)" == 0 ]] || die "installing podman needs root"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc aardvark-dns debootstrap \
-    docker-compose >"$IMAGES_DIR/apt.log" 2>&1 || die "apt-get install failed (see $IMAGES_DIR/apt.log)"
+  local log="$IMAGES_DIR/apt.log" rc=0
+  # Other installs (mariadb.sh, chromium.sh) may hold dpkg's lock meanwhile: wait for it.
+  apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q podman runc \
+      aardvark-dns debootstrap docker-compose >>"$log" 2>&1
+  }
+  apt_install || rc=$?
+  if [[ "$rc" != 0 ]]; then
+    apt-get -o DPkg::Lock::Timeout=900 update -q >>"$log" 2>&1 || true
+    rc=0; apt_install || rc=$?
+  fi
+  [[ "$rc" == 0 ]] || die "apt-get install failed (see $log)"
 }
 
 cmd_env() {
@@ -173,7 +229,9 @@ cmd_list() {
 case "${1:-}" in
   install) cmd_install ;;
   build) shift; cmd_build "$@" ;;
+  app) cmd_app ;;
+  background) cmd_background ;;
   env) cmd_env ;;
   list) cmd_list ;;
-  *) die "usage: infra/images.sh install | build [NAME...] | env | list" ;;
+  *) die "usage: infra/images.sh install | build [NAME...] | app | background | env | list" ;;
 esac

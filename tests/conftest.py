@@ -28,6 +28,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for layer in ("unit", "integration", "e2e", "crash", "gameday"):
             if f"tests/{layer}/" in str(item.fspath).replace(os.sep, "/"):
                 item.add_marker(getattr(pytest.mark, layer))
+    # Last: `make test` builds the compose stack's images in the background meanwhile.
+    items.sort(key=lambda item: item.get_closest_marker("compose") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,18 @@ def images_built() -> bool:
     return out.returncode == 0 and "missing" not in out.stdout
 
 
+def background_build(cache: Path) -> str | None:
+    """The state of the images' background build that `make test` starts (`infra/images.sh
+    background`): running, ok or failed; None if none was started."""
+    status = cache / "images" / "build.status"
+    return status.read_text().strip() if status.exists() else None
+
+
+def background_log(cache: Path, lines: int = 30) -> str:
+    log = cache / "images" / "build.log"
+    return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else "(no log)"
+
+
 def build_images(cache: Path) -> dict[str, str]:
     """The Debian-built images (cached: built once), as compose variables."""
     env = {**podman_env(), "COFI_CACHE": str(cache)}

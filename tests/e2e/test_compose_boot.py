@@ -33,6 +33,8 @@ from shared.stages import GPU_STAGES
 from shared.topics import Topics
 from tests.e2e.compose_stack import (
     Stack,
+    background_build,
+    background_log,
     booted,
     build_images,
     images_built,
@@ -41,11 +43,7 @@ from tests.e2e.compose_stack import (
 )
 from tests.e2e.kafka_refusals import upload_user_is_refused_all_but_uploads
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.compose,
-    pytest.mark.skipif(bool(missing_tools()), reason=f"needs {', '.join(missing_tools())}"),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.compose]
 
 FULL = os.environ.get("COMPOSE_TEST_FULL") == "1"
 FILES = 120 if FULL else 16
@@ -62,6 +60,12 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
             return found
         assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
         time.sleep(2)
+
+
+def built_or_failed(cache: Path) -> str | None:
+    """A probe for `wait_for`: the background build's end state, once it has one."""
+    state = background_build(cache)
+    return None if state == "running" else state
 
 
 def healthy(stack: Stack, service: str) -> Callable[[], bool | None]:
@@ -106,10 +110,16 @@ def as_upload_system(stack: Stack) -> KafkaConnection:
 def test_the_compose_stack_boots_and_completes_a_batch_despite_a_killed_replica(
     tmp_path: Path,
 ) -> None:
-    if not FULL and not images_built():
-        # Building them (debootstrap) takes longer than `make test` can give: `make images` once.
-        pytest.skip("the images from Debian are not built: make images")
     cache = Path(os.environ.get("COFI_CACHE", Path(__file__).resolve().parents[2] / ".cache"))
+    if background_build(cache) is not None:
+        # `make test` builds the images while the rest of the suite runs, and runs this last.
+        state = wait_for("the images' background build", lambda: built_or_failed(cache), 2400)
+        assert state == "ok", f"the images' build failed:\n{background_log(cache)}"
+    elif missing_tools():
+        pytest.skip(f"needs {', '.join(missing_tools())}")
+    elif not FULL and not images_built():
+        # Building them (debootstrap) takes minutes: `make images` once, or `make test`.
+        pytest.skip("the images from Debian are not built: make images")
     images = build_images(cache)
     gpu_services = [f"gpu-{h}-{s}" for h in "ab" for s in GPU_STAGES]
     scale = {} if FULL else short_scale(gpu_services)
