@@ -13,7 +13,7 @@ DESCRIBE, and WRITE on a topic lets the idempotent producer start (KIP-679).
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from shared.groups import distributor_group, gpu_stage_group, llm_stage_group, tracker_group
+from shared.groups import stage_group, tracker_group
 from shared.pipeline import PIPELINE, Runner, StageSpec, input_topic, output_topic, stages_of
 from shared.topics import Topics
 
@@ -89,11 +89,7 @@ def _stage_outputs(row: StageSpec, topics: Topics) -> set[Resource]:
 
 
 def _group_of(row: StageSpec, topics: Topics) -> Resource:
-    if row.runner == "distributor":
-        return _group(distributor_group(topics))
-    if row.runner == "gpu_stage":
-        return _group(gpu_stage_group(topics, row.name, _ANY_HOST))
-    return _group(llm_stage_group(topics, row.name))
+    return _group(stage_group(row, topics, _ANY_HOST))
 
 
 def _runner_grants(runner: Runner, topics: Topics) -> set[Grant]:
@@ -113,10 +109,16 @@ def _runner_grants(runner: Runner, topics: Topics) -> set[Grant]:
 
 
 def _tracker_grants(topics: Topics) -> set[Grant]:
+    """Every topic, its own group; and the stages' groups' committed offsets, which it exports
+    as their lag (shared/observability/group_lag.py) so that a dead consumer's lag still
+    shows."""
     read = {_stage_input(row, topics) for row in PIPELINE}
     read |= {_topic(t) for t in (topics.done, topics.failed, topics.control)}
     read.add(_group(tracker_group(topics)))
-    return {Grant(TRACKER, "READ", r) for r in read}
+    watched = {_group_of(row, topics) for row in PIPELINE}
+    return {Grant(TRACKER, "READ", r) for r in read} | {
+        Grant(TRACKER, "DESCRIBE", g) for g in watched
+    }
 
 
 def _operator_grants(topics: Topics) -> set[Grant]:

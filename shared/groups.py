@@ -1,5 +1,7 @@
-"""Every consumer group's name, in one place: the services join them, the ACL plan grants them."""
+"""Every consumer group's name, in one place: the services join them, the ACL plan grants them,
+the tracker watches their committed offsets (shared/observability/group_lag.py)."""
 
+from shared.pipeline import PIPELINE, StageSpec, input_topic
 from shared.topics import Topics
 
 
@@ -18,3 +20,22 @@ def llm_stage_group(topics: Topics, stage: str) -> str:
 
 def tracker_group(topics: Topics) -> str:
     return f"{topics.prefix}-tracker"
+
+
+def stage_group(row: StageSpec, topics: Topics, host: str) -> str:
+    """The group whose consumers run the stage (`host`: the GPU host, for a per-host stage)."""
+    if row.runner == "distributor":
+        return distributor_group(topics)
+    if row.runner == "gpu_stage":
+        return gpu_stage_group(topics, row.name, host)
+    return llm_stage_group(topics, row.name)
+
+
+def stage_groups(topics: Topics, hosts: list[str]) -> dict[str, list[str]]:
+    """Every stage's consumer group in the deployment and the input topics it commits on."""
+    groups: dict[str, list[str]] = {}
+    for row in PIPELINE:
+        for host in hosts if row.per_host else [""]:
+            group = stage_group(row, topics, host)
+            groups.setdefault(group, []).append(input_topic(row.name, topics, host or None))
+    return groups

@@ -18,9 +18,11 @@ from services.tracker.retention import purge_periodically
 from services.tracker.service import Tracker, TrackerOptions
 from services.tracker.settings import TrackerSettings
 from shared import event_loop
-from shared.kafka import make_consumer
+from shared.groups import stage_groups
+from shared.kafka import make_admin, make_consumer
 from shared.logging import configure_logging
 from shared.observability.consumers import AiokafkaView
+from shared.observability.group_lag import GroupLagGauges, StartedOnDemand, group_lag_probe
 from shared.observability.health import Heartbeat
 from shared.observability.service import Observability
 from shared.observability.sink import database_ping, observed_sink
@@ -94,18 +96,28 @@ async def _track(
         after_apply=after_apply,
     )
     observability.watch_consumer("tracker", AiokafkaView(consumer))
+    admin = StartedOnDemand(make_admin(settings.kafka))
+    groups = stage_groups(settings.topics, settings.host_ips)
+    gauges = GroupLagGauges(observability.metrics.registry)
+    lag = group_lag_probe(
+        admin, consumer, groups, gauges, ready=lambda: bool(consumer.assignment())
+    )
+    observability.refresh("stage groups' lag", lag)
     log.info("tracker consuming %s as group %s", ", ".join(topics), settings.group_id)
-    if settings.payload_retention_days or settings.batch_retention_days:
-        purge = purge_periodically(
-            engine,
-            _days(settings.payload_retention_days),
-            settings.payload_purge_interval_s,
-            stop,
-            batches_older_than=_days(settings.batch_retention_days),
-        )
-        await asyncio.gather(runner.run(stop), purge)
-    else:
-        await runner.run(stop)
+    try:
+        if settings.payload_retention_days or settings.batch_retention_days:
+            purge = purge_periodically(
+                engine,
+                _days(settings.payload_retention_days),
+                settings.payload_purge_interval_s,
+                stop,
+                batches_older_than=_days(settings.batch_retention_days),
+            )
+            await asyncio.gather(runner.run(stop), purge)
+        else:
+            await runner.run(stop)
+    finally:
+        await admin.close()
 
 
 def _days(days: float) -> timedelta | None:

@@ -3,7 +3,13 @@
 import pytest
 
 from shared.acl_plan import OPERATOR, TRACKER, UPLOAD, Operation, granted, plan, user_of, users
-from shared.groups import distributor_group, gpu_stage_group, llm_stage_group, tracker_group
+from shared.groups import (
+    distributor_group,
+    gpu_stage_group,
+    llm_stage_group,
+    stage_groups,
+    tracker_group,
+)
 from shared.pipeline import PIPELINE, StageSpec, input_topic, output_topic
 from shared.topics import Topics
 
@@ -114,3 +120,11 @@ def test_a_prefixed_grant_covers_its_prefix_only() -> None:
     stt = [g for g in PLAN if g.user == "gpu-stage" and g.resource.name.startswith("cofi.stt")]
     assert stt and all(g.resource.prefixed and g.resource.name.endswith(".") for g in stt)
     assert not granted(PLAN, "gpu-stage", "READ", "topic", "cofi.sttx")
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_the_tracker_sees_every_stage_groups_offsets_without_joining_them(host: str) -> None:
+    """Its export of the groups' lag from the broker (shared/observability/group_lag.py)."""
+    for group in stage_groups(TOPICS, [host]):
+        assert granted(PLAN, TRACKER, "DESCRIBE", "group", group), group
+        assert not granted(PLAN, TRACKER, "READ", "group", group), group

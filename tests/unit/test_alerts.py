@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from shared.metrics import Metrics
+from shared.observability.group_lag import GroupLagGauges
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -125,7 +126,9 @@ def known_series() -> set[str]:
     """What an expression may read: cofi's metrics (every sample name), the recording rules,
     Prometheus' own series, and the metric alerted on before the code exports it."""
     exported = set()
-    for family in Metrics().registry.collect():
+    registry = Metrics().registry
+    GroupLagGauges(registry)  # the tracker's export of the stage groups' committed offsets
+    for family in registry.collect():
         exported |= {sample.name for sample in family.samples} | {family.name}
         if family.type == "histogram":  # a labelled one has no samples before its first use
             exported |= {f"{family.name}_{suffix}" for suffix in ("bucket", "count", "sum")}
