@@ -64,7 +64,9 @@ class ProcessGroup:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env},
+                # faust keeps a folder of table data in its working directory (the
+                # repository's root here): beside the run's logs instead, unless set.
+                env={"F_DATADIR": str(self.log_dir / f"{name}-data"), **os.environ, **self.env},
                 cwd=Path(__file__).resolve().parent.parent,
             )
         proc = ServiceProcess(name, argv, log_path, popen)

@@ -65,53 +65,22 @@ async def _finished_files(ns: argparse.Namespace) -> list[str]:
 
 
 def retry(ns: argparse.Namespace) -> int:
-    from cli.dead_letters import plan_retry, publish, read_dead_letter_topic
-    from cli.replay import plan_replays, replay_marks
+    from cli.retry_batch import retry_batch
 
     s = settings(TrackerSettings, ns)
 
     async def go() -> dict[str, Any]:
         await require_known(ns)
-        finished = await _finished_files(ns)
-        found = await read_dead_letter_topic(s.kafka, s.topics.failed)
-        retried = set() if ns.again else found.replayed
-        plan = plan_retry(
-            found.failures,
+        return await retry_batch(
+            s.kafka,
             s.topics,
             ns.batch_id,
-            ns.stage,
-            ns.file,
-            finished,
+            stage=ns.stage,
+            file=ns.file,
+            finished=await _finished_files(ns),
             reroute=ns.reroute,
-            at=found.failed_at,
-            retried=retried,
+            again=ns.again,
         )
-        letters = [] if ns.stage else found.letters
-        replay = plan_replays(letters, ns.batch_id, ns.file, finished, retried)
-        raw = [(r.topic, r.key, r.value) for r in replay.replays]
-        marks = replay_marks(replay.replays, found.partitions, s.topics.failed, ns.batch_id)
-        await publish(s.kafka, plan.outputs, raw, plan.marks + marks)
-        return {
-            "batch_id": ns.batch_id,
-            "sent": [
-                {"file": getattr(o.event, "file_name", None), "topic": o.topic}
-                for o in plan.outputs
-            ],
-            "replayed": [{"file": r.about, "topic": r.topic} for r in replay.replays],
-            "not_retried": plan.skipped + replay.skipped,
-            "already_retried": plan.already,
-            "failed_files": {
-                "sent": len(plan.outputs),
-                "skipped": len(plan.skipped) + len(plan.already),
-                "already_retried": len(plan.already),
-            },
-            "already_replayed": replay.already,
-            "dead_letters": {
-                "replayed": len(replay.replays),
-                "skipped": len(replay.skipped) + len(replay.already),
-                "already_replayed": len(replay.already),
-            },
-        }
 
     done = asyncio.run(go())
     if ns.json:

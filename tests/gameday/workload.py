@@ -9,7 +9,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from cli.audio import CallLengths
-from cli.dead_letters import cancellation, plan_retry, publish, read_dead_letter_topic
+from cli.dead_letters import cancellation, publish
+from cli.retry_batch import retry_batch
 from cli.upload import submit
 from shared.events import FileUploaded, encode
 from shared.kafka import make_producer
@@ -94,12 +95,10 @@ async def _follow_plan(day: Day, batch: Batch, paths: list[Path], delay: float) 
         finally:
             await producer.stop()
     elif batch.plan == "retry":
-        # What `cofi retry BATCH` does: the batch's dead-lettered files back to their stage.
-        found = await read_dead_letter_topic(day.config.bootstrap, day.run.topics.failed)
-        plan = plan_retry(found.failures, day.run.topics, batch.batch_id)
-        batch.retried = len(plan.outputs)
-        day.step("workload", f"cofi retry {batch.batch_id} ({len(plan.outputs)} files)")
-        await publish(day.config.bootstrap, plan.outputs)
+        # What `cofi retry BATCH` does, through the same function.
+        done = await retry_batch(day.config.bootstrap, day.run.topics, batch.batch_id)
+        batch.retried = len(done["sent"])
+        day.step("workload", f"cofi retry {batch.batch_id} ({batch.retried} files)")
 
 
 async def batch_state(day: Day, batch_id: str) -> str:
