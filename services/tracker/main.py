@@ -102,7 +102,7 @@ async def _track(
     lag = group_lag_probe(
         admin, consumer, groups, gauges, ready=lambda: bool(consumer.assignment())
     )
-    observability.refresh("stage groups' lag", lag)
+    observability.refresh("stage groups' lag", lag, settings.group_lag_refresh_s)
     log.info("tracker consuming %s as group %s", ", ".join(topics), settings.group_id)
     try:
         if settings.payload_retention_days or settings.batch_retention_days:

@@ -29,6 +29,12 @@ class TrackerSettings(RedactionSettings, DatabaseSettings, CommonSettings):
         description="Longest a fetch waits for TRACKER_FETCH_MIN_BYTES: how far the tables "
         "may lag a quiet pipeline",
     )
+    group_lag_refresh_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the stage groups' lag is read from the broker (one request "
+        "per group: GPU hosts x GPU stages + 3)",
+    )
     # Empty means "<topic_prefix>-tracker"; a second tracker over the same topics sets its own.
     tracker_group_id: str = ""
     # Apply the Alembic migrations before consuming (one tracker per deployment should).

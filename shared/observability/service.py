@@ -91,9 +91,12 @@ class Observability:
         self._add_probe(lambda: keep_beating(ping, database, self.refresh_s))
         return database
 
-    def refresh(self, name: str, call: Callable[[], Awaitable[None]]) -> None:
-        """Call every refresh period while serving, for metrics only (readiness ignores it)."""
-        self._add_probe(lambda: keep_refreshing(name, call, self.refresh_s))
+    def refresh(
+        self, name: str, call: Callable[[], Awaitable[None]], every_s: float | None = None
+    ) -> None:
+        """Call every `every_s` (default: the refresh period) while serving, for metrics only
+        (readiness ignores it)."""
+        self._add_probe(lambda: keep_refreshing(name, call, every_s or self.refresh_s))
 
     def _heartbeat(self, what: str) -> Heartbeat:
         heartbeat = Heartbeat(what, max_age_s=self.refresh_s * STALE_AFTER_REFRESHES)

@@ -51,6 +51,7 @@ async def test_the_tracker_exports_a_dead_groups_lag_from_its_committed_offsets(
         database_url=mariadb_url,
         metrics_port=port,
         metrics_refresh_s=REFRESH_S,
+        group_lag_refresh_s=REFRESH_S,
     )
     await create_pipeline_topics(settings)
     topic = input_topic("llm1", settings.topics)
