@@ -19,8 +19,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.audio_cache import cached_audio
-from bench.fleet_cost import HOST_COUNTS, REPEATS, fleet_section, measure_fleet
+from bench.audio_cache import AUDIO_CACHE, cached_audio
+from bench.fleet_check import WINDOW_S
+from bench.fleet_cost import HOST_COUNTS, REPEATS
+from bench.fleet_figure import hosts_per_core
 from bench.gpu_util import DEFAULT_SCALE as GPU_SCALE
 from bench.gpu_util import SPREADS, gpu_utilization
 from bench.infra import new_run_id
@@ -49,7 +51,6 @@ from services.llm_stage.settings import LlmStageSettings
 from shared.stages import GPU_STAGES
 
 FIGURES = ("hosts", "gpu", "overhead", "tracker", "latency", "memory")
-AUDIO_CACHE = ROOT / ".cache" / "bench" / "audio"
 CHAIN_RUNS = 3
 LLM_CONCURRENCY = LlmStageSettings.model_fields["llm_max_concurrency"].default
 
@@ -82,6 +83,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--hosts-repeats", type=int, default=REPEATS, help="hosts figure: idle windows and batches"
+    )
+    p.add_argument(
+        "--hosts-check",
+        default="4",
+        help="hosts figure: fleet sizes also measured at real model speed (default %(default)s; "
+        "empty: none)",
+    )
+    p.add_argument(
+        "--hosts-check-s",
+        type=float,
+        default=WINDOW_S,
+        help="hosts figure: the real-speed window, seconds (default %(default)g)",
     )
     p.add_argument("--latency-files", type=int, default=300, help="files of the latency run")
     p.add_argument("--interval-ms", type=float, default=100, help="latency run: upload interval")
@@ -186,37 +199,6 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
     finally:
         await cleanup_topics(infra, run.prefixes)
     return sections
-
-
-async def hosts_per_core(run: BenchRun) -> Section:
-    """Issue 21's headline: a pipeline per fleet size, idle windows and sigma-1.0 batches."""
-    args = run.args
-    counts = [int(x) for x in args.hosts_counts.split(",") if x.strip()]
-    lengths = next(lengths for _, lengths, _ in SPREADS if lengths.sigma == 1.0)
-    by_hosts = {}
-    for hosts in counts:
-        # Batches in proportion to the fleet, so that filling and draining it stay a small
-        # part of each batch.
-        files = args.hosts_files * hosts
-        paths = await asyncio.to_thread(cached_audio, AUDIO_CACHE, files, lengths)
-        say(
-            f"figure 1: {hosts} simulated hosts, {args.hosts_repeats} idle windows and batches "
-            f"of {files:,} files (sigma 1.0)"
-        )
-        # Enough warm-up files that every host's consumers have had a record.
-        warmup = run.paths[: max(len(run.warmup), 2 * hosts)]
-        by_hosts[hosts] = await measure_fleet(
-            run.infra,
-            run.prefix(f"h{hosts}"),
-            hosts,
-            paths,
-            warmup,
-            run.artifacts / f"hosts-{hosts}",
-            run.env,
-            repeats=args.hosts_repeats,
-            say=say,
-        )
-    return fleet_section(by_hosts, run.env)
 
 
 async def bare_chain(run: BenchRun, pipeline: BenchPipeline, sizes: dict[str, int]) -> Chain:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from cli.audio import CallLengths, file_name, write_one
 
+# The bench's cache of generated call audio, shared by its runs.
+AUDIO_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench" / "audio"
+
 
 def _write(args: tuple[Path, int, float]) -> None:
     folder, i, length_s = args

@@ -23,6 +23,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.gpu_util import CAPACITY, LLM_CONCURRENCY, run_batch, simulator_config
 from bench.overhead import cpu_used
@@ -30,6 +31,9 @@ from bench.report import Figure, Section
 from bench.resources import NOT_PRODUCT
 from bench.stack import GPU_HOSTS, Infra, Snapshot, fleet_hosts, other_load, running_pipeline
 from cli.audio import CallLengths
+
+if TYPE_CHECKING:
+    from bench.fleet_check import Check  # it imports this module
 
 HOST_COUNTS = (4, 16)
 REPEATS = 3
@@ -218,7 +222,11 @@ async def measure_fleet(
     return results
 
 
-def fleet_section(by_hosts: Mapping[int, Sequence[Repeat]], env: Mapping[str, str]) -> Section:
+def fleet_section(
+    by_hosts: Mapping[int, Sequence[Repeat]],
+    env: Mapping[str, str],
+    checks: Mapping[int, "Check"] | None = None,
+) -> Section:
     figures: list[Figure] = []
     rows = [
         "| hosts | scale | hosts per core (median, spread) | idle ms/s | work ms per file | "
@@ -252,7 +260,40 @@ def fleet_section(by_hosts: Mapping[int, Sequence[Repeat]], env: Mapping[str, st
             f"{utilization:.3f} | {load:.0%} |"
         )
     files = next((r[0].files for r in by_hosts.values() if r), 0)
+    checked = []
+    for hosts, check in sorted((checks or {}).items()):
+        figures.append(
+            Figure.at_least(
+                f"{FIGURE}, {hosts} simulated hosts, measured at real speed",
+                check.hosts_per_core,
+                "hosts",
+                TARGET_HOSTS_PER_CORE,
+            )
+        )
+        checked.append(
+            f"Measured at real model speed (latency scale 1.0), {hosts} hosts: the control "
+            f"plane used {check.cpu_per_s * 1000:.0f} ms/s over {check.window_s:.0f} s while the "
+            f"fleet, kept busy, ended {check.files_per_s:.2f} files/s: "
+            f"**{check.hosts_per_core:.0f} hosts per core** (other load "
+            f"{check.other_load:.0%}; `bench/fleet_check.py`). Per process, ms/s: "
+            + ", ".join(
+                f"{name} {cpu * 1000:.1f}" for name, cpu in per_process(check.services_per_s)
+            )
+            + "."
+        )
     section = Section("1. GPU hosts per control-plane core", figures)
+    per_service = [
+        "",
+        "Per process (median of the repeats; a GPU-stage process serves one host's stages):",
+        "",
+        "| hosts | process | idle ms/s | work ms per file |",
+        "|---:|---|---:|---:|",
+        *(
+            f"| {hosts} | {name} | {idle:.1f} | {work:.2f} |"
+            for hosts, repeats in sorted(by_hosts.items())
+            for name, idle, work in service_rows(repeats)
+        ),
+    ]
     section.details = [
         f"Target >= {TARGET_HOSTS_PER_CORE:g} hosts per core, stretch "
         f"{STRETCH_HOSTS_PER_CORE:g}. Each fleet size: one pipeline (capacity {CAPACITY} per "
@@ -267,5 +308,32 @@ def fleet_section(by_hosts: Mapping[int, Sequence[Repeat]], env: Mapping[str, st
         + (f" Knobs: {', '.join(f'{k}={v}' for k, v in env.items())}." if env else ""),
         "",
         *rows,
+        *(["", *checked] if checked else []),
+        *per_service,
     ]
     return section
+
+
+def per_process(cpu_per_s: Mapping[str, float]) -> list[tuple[str, float]]:
+    """The control plane's processes, the GPU-stage processes as their mean."""
+    names = sorted(n for n in cpu_per_s if n != "simulator")
+    gpu = [cpu_per_s[n] for n in names if n.startswith("gpu")]
+    rows = [(n, cpu_per_s[n]) for n in names if not n.startswith("gpu")]
+    return rows + ([(f"gpu_stage (mean of {len(gpu)})", sum(gpu) / len(gpu))] if gpu else [])
+
+
+def service_rows(repeats: Sequence[Repeat]) -> list[tuple[str, float, float]]:
+    """(process, idle ms/s, work ms per file) of the control plane's processes, the GPU-stage
+    processes as one row (the mean of one)."""
+    names = sorted({n for r in repeats for n in r.batch_services_s if n != "simulator"})
+    gpu = [n for n in names if n.startswith("gpu")]
+    rows = []
+    for label, group in [(n, [n]) for n in names if n not in gpu] + [
+        (f"gpu_stage (mean of {len(gpu)})", gpu)
+    ]:
+        if not group:
+            continue
+        idle = [sum(r.idle_services_per_s.get(n, 0.0) for n in group) / len(group) for r in repeats]
+        work = [sum(r.service_work_per_file_s(n) for n in group) / len(group) for r in repeats]
+        rows.append((label, spread(idle)[0] * 1000, spread(work)[0] * 1000))
+    return rows

@@ -11,15 +11,13 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-from bench.audio_cache import cached_audio
+from bench.audio_cache import AUDIO_CACHE, cached_audio
 from bench.fleet_cost import Repeat, measure_fleet, spread
 from bench.infra import new_run_id
 from bench.run import say
 from bench.stack import ROOT, Infra, cleanup_topics
 from cli.audio import CallLengths
 from cli.processes import exit_on_sigterm
-
-AUDIO_CACHE = ROOT / ".cache" / "bench" / "audio"
 
 
 def side_line(name: str, repeats: Sequence[Repeat]) -> str:

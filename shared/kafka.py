@@ -214,6 +214,9 @@ def make_topic_reader(kafka: Kafka, topic: str) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         metadata_max_age_ms=5_000,
+        # The fetcher's periodic wake-ups find a control topic idle nearly always;
+        # a record still ends the wait at once.
+        consumer_timeout_ms=1_000,
     )
 
 

@@ -75,7 +75,7 @@ class ControlView:
         ends: dict[TopicPartition, int] | None = None
         try:
             while not stop.is_set():
-                batch = await reader.getmany(timeout_ms=500)
+                batch = await reader.getmany(timeout_ms=1_000)
                 for records in batch.values():
                     for record in records:
                         self.apply(record.value)

@@ -1,14 +1,23 @@
-"""A consumer's long poll, lengthened while it has nothing to do.
+"""A consumer's long poll: short only while records wait on the broker for it.
 
-An idle consumer asks the broker again every `fetch_max_wait_ms`: the GPU stages poll short
-(a drained partition's look-ahead waits for the others' poll to return), which is most of an
-idle control plane's CPU (bench/FINDINGS.md, issue 21). With no record fetched and none held
-for `after_s`, the consumer's next fetches wait `idle_ms` instead (0: never). No record waits
-longer for it: a fetch asks for one byte (`fetch_min_bytes`), so the broker answers as soon
-as a record arrives, and the first fetch that brings one puts the short poll back.
+A consumer asks the broker again every `fetch_max_wait_ms`, and aiokafka's fetcher wakes on its
+own timer besides: most of a control plane's CPU at a GPU's real speed (bench/FINDINGS.md, issue
+21). The wait matters for one reason only: aiokafka keeps one fetch in flight per broker, and a
+partition whose records were just taken is fetched again only once the others' poll returns.
+So the poll follows where the consumer stands:
 
-aiokafka reads its fetch wait when it builds each fetch request, from a private attribute of
-its fetcher; when a version lacks it, the poll keeps its configured length.
+- **behind** (the last poll filled its room, or a partition's high-water mark lies beyond the
+  records it brought): the configured short wait, so a look-ahead is topped up at once;
+- **caught up** (records fetched or held, none waiting): at least `CAUGHT_UP_MS`, Kafka's own
+  default, and the fetcher's wake-ups as long. A record that arrives still ends the wait at
+  once (`fetch_min_bytes` is one byte); only a second record of a partition that just
+  delivered one may wait for the others' poll;
+- **idle** (nothing fetched or held for `after_s`): `idle_ms`, and the fetcher's wake-ups as
+  long.
+
+aiokafka reads both from private attributes of its fetcher when it builds each fetch; when a
+version lacks them, the poll keeps its configured length (tests/unit/test_idle_cost.py pins
+the names).
 """
 
 from collections.abc import Callable
@@ -16,7 +25,9 @@ from typing import Any
 
 IDLE_AFTER_S = 2.0
 IDLE_GETMANY_MS = 1_000
-_ATTRIBUTE = "_fetch_max_wait_ms"
+CAUGHT_UP_MS = 500
+_WAIT = "_fetch_max_wait_ms"
+_WAKE = "_fetcher_timeout"
 
 
 class IdlePoll:
@@ -26,43 +37,56 @@ class IdlePoll:
         clock: Callable[[], float],
         idle_ms: int,
         after_s: float = IDLE_AFTER_S,
+        caught_up_ms: int = CAUGHT_UP_MS,
     ) -> None:
         self.consumer = consumer
         self.clock = clock
         self.idle_ms = idle_ms
         self.after_s = after_s
+        self.caught_up_ms = caught_up_ms
         self.last_busy = clock()
         self.idle = False
-        self._busy_ms = 0  # the configured wait, read when the poll first lengthens
+        self.behind = False
+        self._configured: tuple[int, float] | None = None  # (wait ms, wake s), read once
 
     def _fetcher(self) -> Any:
         fetcher = getattr(self.consumer, "_fetcher", None)
-        return fetcher if hasattr(fetcher, _ATTRIBUTE) else None
+        return fetcher if hasattr(fetcher, _WAIT) and hasattr(fetcher, _WAKE) else None
 
-    def polled(self, busy: bool) -> None:
-        """After each poll: `busy` if it brought records or records are held."""
+    def polled(self, busy: bool, behind: bool = False) -> None:
+        """After each poll: `busy` if it brought records or records are held; `behind` if
+        more records wait on the broker than it brought."""
+        self.behind = behind
+        fetcher = self._fetcher()
+        if self.idle_ms <= 0 or fetcher is None:
+            return
+        if self._configured is None:
+            self._configured = (int(getattr(fetcher, _WAIT)), float(getattr(fetcher, _WAKE)))
+        short_ms, wake_s = self._configured
         now = self.clock()
         if busy:
             self.last_busy = now
-            if self.idle:
-                self._set_wait(self._busy_ms)
-                self.idle = False
-        elif self.idle_ms > 0 and not self.idle and now - self.last_busy >= self.after_s:
-            fetcher = self._fetcher()
-            if fetcher is None:
-                return
-            self._busy_ms = int(getattr(fetcher, _ATTRIBUTE))
-            if self._busy_ms >= self.idle_ms:
-                return  # already polls at least this long
-            self._set_wait(self.idle_ms)
+            self.idle = False
+            if behind:
+                self._set(fetcher, short_ms, wake_s)
+            else:
+                wait_ms = max(short_ms, min(self.caught_up_ms, self.idle_ms))
+                self._set(fetcher, wait_ms, max(wake_s, wait_ms / 1000))
+        elif not self.idle and now - self.last_busy >= self.after_s:
             self.idle = True
+            self._set(fetcher, max(short_ms, self.idle_ms), max(wake_s, self.idle_ms / 1000))
 
     def getmany_timeout_ms(self, busy_ms: int) -> int:
         """How long a poll waits here for records: up to a second once idle (a record ends
         the wait at once either way; what waits longer is a stop or a pause check)."""
         return max(busy_ms, IDLE_GETMANY_MS) if self.idle else busy_ms
 
-    def _set_wait(self, wait_ms: int) -> None:
-        fetcher = self._fetcher()
-        if fetcher is not None:
-            setattr(fetcher, _ATTRIBUTE, wait_ms)
+    def recheck_s(self, behind_s: float) -> float:
+        """With every slot held, how often to top the look-ahead up from what the fetcher
+        holds: `behind_s` while records wait, else as often as a caught-up poll asks."""
+        return behind_s if self.behind else max(behind_s, self.caught_up_ms / 1000)
+
+    @staticmethod
+    def _set(fetcher: Any, wait_ms: int, wake_s: float) -> None:
+        setattr(fetcher, _WAIT, wait_ms)
+        setattr(fetcher, _WAKE, wake_s)

@@ -63,6 +63,8 @@ class IntakeRules(Generic[M]):
     recheck_s: float = 0.2
     # The broker's fetch wait once idle (`idle_poll`); 0 keeps the consumer's own.
     idle_fetch_wait_ms: int = 0
+    # ... and once caught up (`idle_poll`).
+    caught_up_fetch_wait_ms: int = 500
 
 
 class Intake(Generic[M]):
@@ -85,7 +87,12 @@ class Intake(Generic[M]):
         self.skipped_count = 0  # records a predecessor had finished (the commit's metadata)
         self.revocations = 0
         self._partitions_paused = False
-        self.idle_poll = IdlePoll(consumer, time.monotonic, idle_ms=rules.idle_fetch_wait_ms)
+        self.idle_poll = IdlePoll(
+            consumer,
+            time.monotonic,
+            idle_ms=rules.idle_fetch_wait_ms,
+            caught_up_ms=rules.caught_up_fetch_wait_ms,
+        )
 
     @property
     def progress(self) -> dict[TopicPartition, PartitionProgress]:
@@ -115,7 +122,10 @@ class Intake(Generic[M]):
                     # look-ahead from what the fetcher already holds.
                     timeout_ms = self.idle_poll.getmany_timeout_ms(200) if free > 0 else 0
                     batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
-                    self.idle_poll.polled(bool(batch) or held() > 0 or bool(self.waiting))
+                    self.idle_poll.polled(
+                        bool(batch) or held() > 0 or bool(self.waiting),
+                        behind=self._behind(batch),
+                    )
                     if batch:
                         await self.admit(batch)
                     if batch or free > 0:
@@ -124,12 +134,21 @@ class Intake(Generic[M]):
                 freed = asyncio.create_task(slot_freed.wait())
                 await asyncio.wait(
                     {freed, stopping},
-                    timeout=rules.recheck_s if room > 0 else None,
+                    timeout=self.idle_poll.recheck_s(rules.recheck_s) if room > 0 else None,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 freed.cancel()
         finally:
             stopping.cancel()
+
+    def _behind(self, batch: dict[TopicPartition, list[Record]]) -> bool:
+        """More records wait than the poll brought (on the broker, or fetched and not yet
+        taken): a partition's high-water mark lies beyond its last record."""
+        for tp, records in batch.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None and highwater > records[-1].offset + 1:
+                return True
+        return False
 
     def _start_waiting(self, start: Callable[[Fetched[M]], None], held: Callable[[], int]) -> None:
         """Start waiting records, highest priority first, while slots are free."""

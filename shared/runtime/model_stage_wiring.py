@@ -97,6 +97,7 @@ class ModelStageWiring:
                 drain_timeout_s=self.drain_timeout_s,
                 offset_metadata_max_bytes=settings.offset_metadata_max_bytes,
                 idle_fetch_wait_ms=settings.consumer_idle_fetch_wait_ms,
+                caught_up_fetch_wait_ms=settings.consumer_caught_up_fetch_wait_ms,
             ),
             make_consumer(settings.kafka, group, name, fetch_max_wait_ms=fetch_max_wait_ms),
             self.publisher,

@@ -63,6 +63,8 @@ class RunnerSettings:
     offset_metadata_max_bytes: int = 4096
     # The fetch wait once the consumer is idle (`idle_poll`); 0 keeps its own.
     idle_fetch_wait_ms: int = 0
+    # ... and once caught up: records in hand, none waiting on the broker.
+    caught_up_fetch_wait_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class StageRunner(Generic[M]):
             should_pause=work.paused,
             recheck_s=settings.commit_interval_s,
             idle_fetch_wait_ms=settings.idle_fetch_wait_ms,
+            caught_up_fetch_wait_ms=settings.caught_up_fetch_wait_ms,
         )
         # The default reads the coordinator of an aiokafka consumer (private API).
         read = read_committed or partial(committed_with_metadata, cast(AIOKafkaConsumer, consumer))

@@ -142,6 +142,9 @@ class FakeConsumer:
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.positions[partition] = offset
 
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return len(self.log[partition]) if partition in self.log else None
+
     def pause(self, *partitions: TopicPartition) -> None:
         self.paused_tps.update(partitions)
 

@@ -4,7 +4,15 @@ import dataclasses
 
 import pytest
 
-from bench.fleet_cost import Repeat, fleet_scale, hosts_per_core, spread, work_per_file
+from bench.fleet_check import Check, files_to_submit
+from bench.fleet_cost import (
+    Repeat,
+    fleet_scale,
+    fleet_section,
+    hosts_per_core,
+    spread,
+    work_per_file,
+)
 
 
 def test_work_per_file_removes_what_idling_costs_over_the_makespan() -> None:
@@ -56,3 +64,43 @@ def test_larger_fleets_run_slower_models_up_to_a_real_gpu() -> None:
 
 def test_spread_is_median_lowest_highest() -> None:
     assert spread([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+
+
+def test_the_real_speed_check_keeps_the_fleet_busy_past_its_window_and_divides() -> None:
+    # 1 file/s over a 60 s fill and a 300 s window, with half as many again still waiting.
+    assert files_to_submit(1.0, 60.0, 300.0) == 540
+    check = Check(hosts=4, window_s=300.0, cpu_per_s=0.04, files_done=330, other_load=0.0)
+    assert check.hosts_per_core == pytest.approx(100.0)
+    assert check.files_per_s == pytest.approx(1.1)
+
+
+def test_the_section_states_the_measured_figure_against_the_target_and_each_process() -> None:
+    repeat = Repeat(
+        hosts=4,
+        scale=0.1,
+        idle_cpu_per_s=0.05,
+        idle_shared_per_s={},
+        files=100,
+        makespan_s=10.0,
+        batch_cpu_s=1.5,
+        batch_shared_s={},
+        utilization=0.95,
+        other_load=0.0,
+        idle_services_per_s={"gpu-127.0.2.2": 0.01, "gpu-127.0.2.3": 0.03, "tracker": 0.01},
+        batch_services_s={"gpu-127.0.2.2": 0.5, "gpu-127.0.2.3": 0.7, "tracker": 0.3},
+    )
+    check = Check(
+        hosts=4,
+        window_s=300.0,
+        cpu_per_s=0.05,
+        files_done=300,
+        other_load=0.0,
+        services_per_s={"gpu-127.0.2.2": 0.01, "gpu-127.0.2.3": 0.02, "simulator": 0.5},
+    )
+    section = fleet_section({4: [repeat]}, {}, {4: check})
+    (measured,) = [f for f in section.figures if "measured at real speed" in f.name]
+    assert measured.value == pytest.approx(80.0) and measured.met is False
+    text = "\n".join(section.details)
+    assert "| 4 | gpu_stage (mean of 2) | 20.0 |" in text  # (10 + 30) / 2 ms/s idle
+    assert "| 4 | tracker | 10.0 |" in text
+    assert "Per process, ms/s: gpu_stage (mean of 2) 15.0." in text  # the simulator left out

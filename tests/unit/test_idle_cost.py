@@ -2,16 +2,21 @@
 and its commit loop sleeps until progress moves (shared/runtime/committer.py)."""
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.structs import TopicPartition
 
+from shared.output import Output
 from shared.runtime.committer import Committer
 from shared.runtime.idle_poll import IdlePoll
 from shared.runtime.offsets import PartitionProgress
-from tests.unit.fake_kafka import FakeConsumer, FakeGroup
+from shared.runtime.publisher import Publisher
+from shared.runtime.stage_runner import RunnerSettings, StageRunner, Work
+from tests.kafka_helpers import wait_until
+from tests.unit.fake_kafka import FakeConsumer, FakeGroup, FakeProducer
 
 pytestmark = pytest.mark.unit
 
@@ -21,11 +26,20 @@ TP = TopicPartition("cofi.in", 0)
 class FakeFetcher:
     def __init__(self, wait_ms: int) -> None:
         self._fetch_max_wait_ms = wait_ms
+        self._fetcher_timeout = 0.2
 
 
 class Polled:
     def __init__(self, wait_ms: int) -> None:
         self._fetcher = FakeFetcher(wait_ms)
+
+    @property
+    def wait_ms(self) -> int:
+        return self._fetcher._fetch_max_wait_ms
+
+    @property
+    def wake_s(self) -> float:
+        return self._fetcher._fetcher_timeout
 
 
 class Clock:
@@ -36,9 +50,10 @@ class Clock:
         return self.now
 
 
-def test_aiokafka_still_reads_the_fetch_wait_from_its_fetcher() -> None:
-    # The attribute the idle poll sets: an aiokafka upgrade that renames it fails here.
+def test_aiokafka_still_reads_the_fetch_wait_and_wake_up_from_its_fetcher() -> None:
+    # The attributes the poll sets: an aiokafka upgrade that renames them fails here.
     assert "_fetch_max_wait_ms" in Fetcher.__init__.__code__.co_names
+    assert "_fetcher_timeout" in Fetcher.__init__.__code__.co_names
     assert "_fetcher" in AIOKafkaConsumer.__init__.__code__.co_names
 
 
@@ -47,34 +62,47 @@ def test_the_poll_lengthens_after_idling_and_shortens_with_the_first_record() ->
     poll = IdlePoll(consumer, clock, idle_ms=2000, after_s=2.0)
     clock.now = 1.9
     poll.polled(busy=False)
-    assert consumer._fetcher._fetch_max_wait_ms == 100  # not idle long enough
+    assert consumer.wait_ms == 100  # not idle long enough
     clock.now = 2.1
     poll.polled(busy=False)
-    assert consumer._fetcher._fetch_max_wait_ms == 2000
+    assert (consumer.wait_ms, consumer.wake_s) == (2000, 2.0)
     clock.now = 9.0
-    poll.polled(busy=True)
-    assert consumer._fetcher._fetch_max_wait_ms == 100
+    poll.polled(busy=True, behind=True)
+    assert (consumer.wait_ms, consumer.wake_s) == (100, 0.2)
     clock.now = 10.0
     poll.polled(busy=False)
-    assert consumer._fetcher._fetch_max_wait_ms == 100  # idle again only after 2 s
+    assert consumer.wait_ms == 100  # idle again only after 2 s
 
 
-def test_held_records_keep_the_short_poll_and_zero_disables_it() -> None:
+def test_a_consumer_caught_up_polls_at_kafkas_default_and_short_only_while_behind() -> None:
     consumer, clock = Polled(100), Clock()
     poll = IdlePoll(consumer, clock, idle_ms=2000, after_s=2.0)
     for second in range(1, 6):
         clock.now = float(second)
-        poll.polled(busy=True)  # a record in flight: the consumer is not idle
-    assert consumer._fetcher._fetch_max_wait_ms == 100
+        poll.polled(busy=True)  # a record in flight, none waiting: not idle, not behind
+        assert (consumer.wait_ms, consumer.wake_s) == (500, 0.5)
+    assert poll.recheck_s(0.2) == 0.5
+    poll.polled(busy=True, behind=True)  # the broker holds more: top the look-ahead up
+    assert consumer.wait_ms == 100 and poll.recheck_s(0.2) == 0.2
+    poll.polled(busy=True)
+    assert consumer.wait_ms == 500
+
+
+def test_zero_disables_it_and_a_longer_configured_wait_is_kept() -> None:
+    clock = Clock()
     disabled = Polled(100)
-    clock.now = 0.0
     off = IdlePoll(disabled, clock, idle_ms=0)
     clock.now = 60.0
     off.polled(busy=False)
-    assert disabled._fetcher._fetch_max_wait_ms == 100
+    off.polled(busy=True)
+    assert (disabled.wait_ms, disabled.wake_s) == (100, 0.2)
+    long = Polled(800)
+    poll = IdlePoll(long, clock, idle_ms=2000)
+    poll.polled(busy=True)
+    assert long.wait_ms == 800
 
 
-def test_a_consumer_without_the_attribute_keeps_its_poll() -> None:
+def test_a_consumer_without_the_attributes_keeps_its_poll() -> None:
     clock = Clock()
     poll = IdlePoll(object(), clock, idle_ms=2000)
     clock.now = 60.0
@@ -112,3 +140,39 @@ def test_an_idle_consumer_waits_longer_in_each_poll_here_too() -> None:
     assert poll.getmany_timeout_ms(200) == 1000
     poll.polled(busy=True)
     assert poll.getmany_timeout_ms(200) == 200
+
+
+async def test_a_runner_polls_short_while_records_wait_on_the_broker_and_not_after() -> None:
+    release = asyncio.Event()
+
+    async def hold_until_released(n: int) -> Sequence[Output]:
+        await release.wait()
+        return []
+
+    consumer = FakeConsumer({TP: [b"1", b"2", b"3"]}, FakeGroup())
+    consumer._fetcher = FakeFetcher(100)  # type: ignore[attr-defined]
+    runner: StageRunner[int] = StageRunner(
+        RunnerSettings(name="t", topics=(TP.topic,), max_in_flight=1, idle_fetch_wait_ms=2000),
+        consumer,
+        Publisher(
+            FakeProducer, service="t", dead_letter_topic="cofi.failed", producer=FakeProducer()
+        ),
+        Work(decode=int, handle=hold_until_released),
+        read_committed=consumer.group.read_committed,
+    )
+    fetcher = consumer._fetcher  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    # One slot: the first poll takes one record of three, so two wait on the broker.
+    await wait_until(lambda: runner.held() == 1, timeout_s=10, what="one record held")
+    assert fetcher._fetch_max_wait_ms == 100
+    release.set()
+    await wait_until(
+        lambda: runner.finished_count == 3 and fetcher._fetch_max_wait_ms > 100,
+        timeout_s=10,
+        what=lambda: (
+            f"caught up: {runner.finished_count} {runner.held()} {fetcher._fetch_max_wait_ms}"
+        ),
+    )
+    stop.set()
+    await task
