@@ -45,7 +45,7 @@ BASE_SCALE = 0.1
 TARGET_HOSTS_PER_CORE = 100.0
 STRETCH_HOSTS_PER_CORE = 200.0
 SIGMA = 1.0
-FIGURE = "GPU hosts one control-plane core feeds at real model speed"
+FIGURE = "GPU hosts that one control-plane core feeds at real model speed"
 
 
 def fleet_scale(hosts: int) -> float:

@@ -15,7 +15,10 @@ So the poll follows where the consumer stands:
 - **idle** (nothing fetched or held for `after_s`): `idle_ms`, and the fetcher's wake-ups as
   long.
 
-aiokafka reads both from private attributes of its fetcher when it builds each fetch; when a
+Whatever the state, a fetch that leaves a partition out (its fetched records not yet taken)
+keeps the short wait, so a partition that just delivered a record is asked again soon.
+
+aiokafka reads these from private attributes of its fetcher when it builds each fetch; when a
 version lacks them, the poll keeps its configured length (tests/unit/test_idle_cost.py pins
 the names).
 """
@@ -28,6 +31,8 @@ IDLE_GETMANY_MS = 1_000
 CAUGHT_UP_MS = 500
 _WAIT = "_fetch_max_wait_ms"
 _WAKE = "_fetcher_timeout"
+_BUILD = "_get_actions_per_node"  # builds the next fetch of each broker
+_PENDING = "_records"  # fetched records not yet taken, by partition
 
 
 class IdlePoll:
@@ -62,6 +67,7 @@ class IdlePoll:
             return
         if self._configured is None:
             self._configured = (int(getattr(fetcher, _WAIT)), float(getattr(fetcher, _WAKE)))
+            _short_while_partial(fetcher, self._configured[0])
         short_ms, wake_s = self._configured
         now = self.clock()
         if busy:
@@ -90,3 +96,28 @@ class IdlePoll:
     def _set(fetcher: Any, wait_ms: int, wake_s: float) -> None:
         setattr(fetcher, _WAIT, wait_ms)
         setattr(fetcher, _WAKE, wake_s)
+
+
+def _short_while_partial(fetcher: Any, short_ms: int) -> None:
+    """Make a fetch that leaves a partition out short, whatever the wait set here.
+
+    aiokafka leaves out of its next fetch every partition whose fetched records are not yet
+    taken (`getmany`), and builds that fetch the moment the last one returns: so the fetch
+    after each delivery waits on the other partitions only, and a second record of the
+    delivering partition waits for it. Only a fetch over every partition may wait long."""
+    build = getattr(fetcher, _BUILD, None)
+    if build is None or not hasattr(fetcher, _PENDING):
+        return
+
+    def build_fetches(assignment: Any) -> Any:
+        pending = getattr(fetcher, _PENDING)
+        wait_ms = getattr(fetcher, _WAIT)
+        if wait_ms <= short_ms or not any(tp in pending for tp in assignment.tps):
+            return build(assignment)
+        setattr(fetcher, _WAIT, short_ms)
+        try:
+            return build(assignment)
+        finally:
+            setattr(fetcher, _WAIT, wait_ms)
+
+    setattr(fetcher, _BUILD, build_fetches)

@@ -27,6 +27,15 @@ class FakeFetcher:
     def __init__(self, wait_ms: int) -> None:
         self._fetch_max_wait_ms = wait_ms
         self._fetcher_timeout = 0.2
+        self._records: dict[TopicPartition, object] = {}
+        self.built_with: list[int] = []
+
+    def _get_actions_per_node(self, assignment: object) -> None:
+        self.built_with.append(self._fetch_max_wait_ms)
+
+
+class Assignment:
+    tps = frozenset({TP, TopicPartition("cofi.in", 1)})
 
 
 class Polled:
@@ -55,6 +64,20 @@ def test_aiokafka_still_reads_the_fetch_wait_and_wake_up_from_its_fetcher() -> N
     assert "_fetch_max_wait_ms" in Fetcher.__init__.__code__.co_names
     assert "_fetcher_timeout" in Fetcher.__init__.__code__.co_names
     assert "_fetcher" in AIOKafkaConsumer.__init__.__code__.co_names
+    assert "_records" in Fetcher.__init__.__code__.co_names
+    assert "_get_actions_per_node" in Fetcher._fetch_requests_routine.__code__.co_names
+
+
+def test_a_fetch_that_leaves_a_partition_out_stays_short_however_long_the_poll() -> None:
+    consumer, clock = Polled(100), Clock()
+    poll = IdlePoll(consumer, clock, idle_ms=2000, after_s=2.0)
+    poll.polled(busy=True)  # caught up: 500 ms
+    fetcher = consumer._fetcher
+    fetcher._get_actions_per_node(Assignment())  # every partition in the fetch: long
+    fetcher._records[TP] = object()  # a delivery not yet taken: the fetch leaves it out
+    fetcher._get_actions_per_node(Assignment())
+    assert fetcher.built_with == [500, 100]
+    assert consumer.wait_ms == 500  # the state's own wait is back
 
 
 def test_the_poll_lengthens_after_idling_and_shortens_with_the_first_record() -> None:
