@@ -6,17 +6,16 @@ own timer besides: most of a control plane's CPU at a GPU's real speed (bench/FI
 partition whose records were just taken is fetched again only once the others' poll returns.
 So the poll follows where the consumer stands:
 
-- **behind** (the last poll filled its room, or a partition's high-water mark lies beyond the
-  records it brought): the configured short wait, so a look-ahead is topped up at once;
+- **behind** (a partition's high-water mark lies beyond the last record the poll brought):
+  the configured short wait, so a look-ahead is topped up at once;
 - **caught up** (records fetched or held, none waiting): at least `CAUGHT_UP_MS`, Kafka's own
-  default, and the fetcher's wake-ups as long. A record that arrives still ends the wait at
-  once (`fetch_min_bytes` is one byte); only a second record of a partition that just
-  delivered one may wait for the others' poll;
+  default, and the fetcher's wake-ups as long;
 - **idle** (nothing fetched or held for `after_s`): `idle_ms`, and the fetcher's wake-ups as
   long.
 
-Whatever the state, a fetch that leaves a partition out (its fetched records not yet taken)
-keeps the short wait, so a partition that just delivered a record is asked again soon.
+A record that arrives ends any of these waits (`fetch_min_bytes` is one byte). And whatever the
+state, a fetch that leaves a partition out (its fetched records not yet taken) keeps the short
+wait, so a partition that just delivered a record is asked again soon.
 
 aiokafka reads these from private attributes of its fetcher when it builds each fetch; when a
 version lacks them, the poll keeps its configured length (tests/unit/test_idle_cost.py pins
