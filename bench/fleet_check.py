@@ -15,10 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.fleet_cost import SETTLE_S, control_plane_cpu, services_cpu
-from bench.gpu_util import CAPACITY, LLM_CONCURRENCY, simulator_config
+from bench.fleet_cost import SETTLE_S, control_plane_cpu, fleet_pipeline, services_cpu
 from bench.infra import new_run_id
-from bench.stack import BenchPipeline, Infra, fleet_hosts, other_load, running_pipeline
+from bench.stack import BenchPipeline, Infra, other_load
 
 WINDOW_S = 300.0
 FILL_S = 60.0
@@ -66,17 +65,7 @@ async def real_speed_check(
     say: Callable[[str], None] = print,
 ) -> Check:
     """`paths`: enough files to keep the fleet busy past the window (`files_to_submit`)."""
-    async with running_pipeline(
-        infra,
-        prefix=prefix,
-        latency_scale=1.0,
-        warmup=warmup,
-        log_dir=log_dir,
-        capacity=CAPACITY,
-        extra_env={"LLM_MAX_CONCURRENCY": str(LLM_CONCURRENCY), **env},
-        simulator_config=simulator_config(),
-        hosts=fleet_hosts(hosts),
-    ) as pipeline:
+    async with fleet_pipeline(infra, prefix, hosts, 1.0, warmup, log_dir, env) as pipeline:
         await asyncio.sleep(SETTLE_S)
         batch_id = f"{prefix}-{new_run_id()}"
         await pipeline.submit(batch_id, paths)

@@ -21,6 +21,7 @@ host at real speed are projected the same way (they serve other runs on this mac
 import asyncio
 import statistics
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,15 @@ from bench.gpu_util import CAPACITY, LLM_CONCURRENCY, run_batch, simulator_confi
 from bench.overhead import cpu_used
 from bench.report import Figure, Section
 from bench.resources import NOT_PRODUCT
-from bench.stack import GPU_HOSTS, Infra, Snapshot, fleet_hosts, other_load, running_pipeline
+from bench.stack import (
+    GPU_HOSTS,
+    BenchPipeline,
+    Infra,
+    Snapshot,
+    fleet_hosts,
+    other_load,
+    running_pipeline,
+)
 from cli.audio import CallLengths
 
 if TYPE_CHECKING:
@@ -148,6 +157,29 @@ def spread(values: Sequence[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
+def fleet_pipeline(
+    infra: Infra,
+    prefix: str,
+    hosts: int,
+    scale: float,
+    warmup: Sequence[Path],
+    log_dir: Path,
+    env: dict[str, str],
+) -> AbstractAsyncContextManager[BenchPipeline]:
+    """A pipeline over `hosts` simulated GPU hosts at latency `scale`, warmed up."""
+    return running_pipeline(
+        infra,
+        prefix=prefix,
+        latency_scale=scale,
+        warmup=warmup,
+        log_dir=log_dir,
+        capacity=CAPACITY,
+        extra_env={"LLM_MAX_CONCURRENCY": str(LLM_CONCURRENCY), **env},
+        simulator_config=simulator_config(),
+        hosts=fleet_hosts(hosts),
+    )
+
+
 async def measure_fleet(
     infra: Infra,
     prefix: str,
@@ -166,17 +198,7 @@ async def measure_fleet(
     names = fleet_hosts(hosts)
     scale = fleet_scale(hosts) if scale is None else scale
     results: list[Repeat] = []
-    async with running_pipeline(
-        infra,
-        prefix=prefix,
-        latency_scale=scale,
-        warmup=warmup,
-        log_dir=log_dir,
-        capacity=CAPACITY,
-        extra_env={"LLM_MAX_CONCURRENCY": str(LLM_CONCURRENCY), **env},
-        simulator_config=simulator_config(),
-        hosts=names,
-    ) as pipeline:
+    async with fleet_pipeline(infra, prefix, hosts, scale, warmup, log_dir, env) as pipeline:
         await asyncio.sleep(SETTLE_S)
         for n in range(repeats):
             before = pipeline.snapshot()
