@@ -345,17 +345,18 @@ def per_process(cpu_per_s: Mapping[str, float]) -> list[tuple[str, float]]:
 
 
 def service_rows(repeats: Sequence[Repeat]) -> list[tuple[str, float, float]]:
-    """(process, idle ms/s, work ms per file) of the control plane's processes, the GPU-stage
-    processes as one row (the mean of one)."""
-    names = sorted({n for r in repeats for n in r.batch_services_s if n != "simulator"})
-    gpu = [n for n in names if n.startswith("gpu")]
-    rows = []
-    for label, group in [(n, [n]) for n in names if n not in gpu] + [
-        (f"gpu_stage (mean of {len(gpu)})", gpu)
-    ]:
-        if not group:
-            continue
-        idle = [sum(r.idle_services_per_s.get(n, 0.0) for n in group) / len(group) for r in repeats]
-        work = [sum(r.service_work_per_file_s(n) for n in group) / len(group) for r in repeats]
-        rows.append((label, spread(idle)[0] * 1000, spread(work)[0] * 1000))
-    return rows
+    """(process, idle ms/s, work ms per file) as `per_process` groups them, each the median
+    over the repeats."""
+    names = {n for r in repeats for n in r.batch_services_s}
+    idle = [
+        dict(per_process({n: r.idle_services_per_s.get(n, 0.0) for n in names})) for r in repeats
+    ]
+    work = [dict(per_process({n: r.service_work_per_file_s(n) for n in names})) for r in repeats]
+    return [
+        (
+            label,
+            spread([i[label] for i in idle])[0] * 1000,
+            spread([w[label] for w in work])[0] * 1000,
+        )
+        for label, _ in per_process(dict.fromkeys(names, 0.0))
+    ]
