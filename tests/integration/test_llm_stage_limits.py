@@ -71,9 +71,18 @@ async def test_rate_limits_back_off_and_malformed_answers_are_dead_lettered_with
         url = sim.llm_url.rsplit("/chat", 1)[0] if "/chat" in sim.llm_url else sim.llm_url
         settings = _settings(topic_prefix, kafka_bootstrap, url, llm_retry_max_attempts=8)
         await create_pipeline_topics(settings)
-        await sim.set_llm_faults(rate_limit_rate=0.3, retry_after_s=0)
+        # Every call is refused until one 429 was served, then none: a random rate could
+        # serve no 429 at all, or exhaust a file's retry budget.
+        await sim.set_llm_faults(rate_limit_rate=1.0, retry_after_s=0)
         await produce_events(kafka_bootstrap, settings.topics.llm("llm1"), _after_stt(10, tmp_path))
         async with running(lambda stop: run(settings, ["llm1"], stop)):
+            await wait_until(
+                lambda: sim.stats()["llm"]["responses"].get("429", 0) >= 1,
+                timeout_s=30,
+                what="the first 429",
+                interval_s=0.01,
+            )
+            await sim.set_llm_faults(rate_limit_rate=0.0)
             ok = await read_topic(
                 kafka_bootstrap,
                 [settings.topics.llm("llm2")],
