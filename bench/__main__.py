@@ -10,7 +10,6 @@ allows (`--budget-s`).
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -31,8 +30,15 @@ from bench.model_chain import ChainConfig, run_chain
 from bench.overhead import Chain, cpu_per_file, message_sizes, overhead_section, timed_batch
 from bench.profiling import profile_section, restart_under_profiler
 from bench.report import RunInfo, Section, figure_table, write_reports
-from bench.resources import TARGET_BATCHES, MemorySampler, cpu_section, memory_section
+from bench.resources import (
+    TARGET_BATCHES,
+    MemorySampler,
+    cpu_section,
+    further_batches,
+    memory_batches,
+)
 from bench.run import BenchRun, git_commit, machine, say, show
+from bench.saturation import MIN_BATCHES, saturation_section
 from bench.stack import (
     CAPACITY,
     GPU_HOSTS,
@@ -264,9 +270,11 @@ async def instant_runs(run: BenchRun) -> list[Section]:
         sampler = MemorySampler(pipeline)
         first = await timed_batch(pipeline, f"{prefix}-b1", run.batch, sampler)
         say(f"    makespan {first.makespan_s:.1f} s, other load {first.other_load:.0%}")
+        batches, chain = [first], None
         if "overhead" in run.only:
             sizes = await message_sizes(run.infra.bootstrap, prefix, GPU_HOSTS[0])
-            sections.append(overhead_section(first, await bare_chain(run, pipeline, sizes)))
+            chain = await bare_chain(run, pipeline, sizes)
+            sections.append(overhead_section(first, chain))
             show(sections[-1])
         if "tracker" in run.only:
             say("figure 3: a second tracker over the batch's topics")
@@ -289,42 +297,17 @@ async def instant_runs(run: BenchRun) -> list[Section]:
             )
             show(sections[-1])
         if "memory" in run.only:
-            sections.append(await memory_batches(run, pipeline, sampler, first.makespan_s))
+            sections.append(await memory_batches(run, pipeline, sampler, batches))
+            show(sections[-1])
+        if "overhead" in run.only:
+            await further_batches(run, pipeline, sampler, batches, MIN_BATCHES, "saturation")
+            sections.append(saturation_section(batches, chain))
             show(sections[-1])
         sections.append(cpu_section(first, "the figure 1 batch"))
         show(sections[-1])
     if profiles:
         sections.append(profile_section(profiles))
     return sections
-
-
-async def memory_batches(
-    run: BenchRun, pipeline: BenchPipeline, sampler: MemorySampler, first_makespan_s: float
-) -> Section:
-    """Further batches through the same processes while the time budget allows."""
-    makespans = [first_makespan_s]
-    reserve_s = 30  # stopping the pipeline, cleaning up, writing the report
-    while len(makespans) < run.args.memory_batches:
-        elapsed = time.monotonic() - run.started
-        if elapsed + max(makespans) * 1.15 + reserve_s > run.args.budget_s:
-            say(f"figure 5: time budget reached after {len(makespans)} batch(es)")
-            break
-        n = len(makespans) + 1
-        say(f"figure 5: batch {n} of {run.args.memory_batches}")
-        prefix = pipeline.config.topic_prefix
-        batch = await timed_batch(pipeline, f"{prefix}-b{n}", run.batch, sampler)
-        makespans.append(batch.makespan_s)
-        say(f"    makespan {batch.makespan_s:.1f} s, other load {batch.other_load:.0%}")
-    run.artifacts.mkdir(parents=True, exist_ok=True)
-    (run.artifacts / "memory_samples.json").write_text(json.dumps(sampler.samples))
-    section = memory_section(sampler.samples, len(run.batch), len(makespans))
-    if len(makespans) > 1:
-        section.details += [
-            "",
-            "Makespans of the batches (s), a measure of this machine's noise: "
-            + ", ".join(f"{m:.1f}" for m in makespans),
-        ]
-    return section
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,13 +1,16 @@
 """Figures 5 and 6: each service's peak memory as files go by, and CPU time per file."""
 
 import asyncio
+import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
 
-from bench.overhead import TimedBatch
+from bench.overhead import TimedBatch, timed_batch
 from bench.report import Figure, Section
+from bench.run import BenchRun, say
 from bench.stack import BenchPipeline
 from bench.stats import projected_at
 
@@ -137,4 +140,46 @@ def memory_section(samples: Sequence[Sample], batch_files: int, batches: int) ->
         "",
         *rows,
     ]
+    return section
+
+
+async def further_batches(
+    run: BenchRun,
+    pipeline: BenchPipeline,
+    sampler: MemorySampler,
+    batches: list[TimedBatch],
+    count: int,
+    figure: str,
+) -> None:
+    """Time batches through the same processes until `batches` holds `count`, while the
+    time budget allows."""
+    reserve_s = 30  # stopping the pipeline, cleaning up, writing the report
+    while len(batches) < count:
+        elapsed = time.monotonic() - run.started
+        if elapsed + max(b.makespan_s for b in batches) * 1.15 + reserve_s > run.args.budget_s:
+            say(f"{figure}: time budget reached after {len(batches)} batch(es)")
+            return
+        n = len(batches) + 1
+        say(f"{figure}: batch {n} of {count}")
+        prefix = pipeline.config.topic_prefix
+        batch = await timed_batch(pipeline, f"{prefix}-b{n}", run.batch, sampler)
+        batches.append(batch)
+        say(f"    makespan {batch.makespan_s:.1f} s, other load {batch.other_load:.0%}")
+
+
+async def memory_batches(
+    run: BenchRun, pipeline: BenchPipeline, sampler: MemorySampler, batches: list[TimedBatch]
+) -> Section:
+    """Further batches through the same processes while the time budget allows."""
+    await further_batches(run, pipeline, sampler, batches, run.args.memory_batches, "figure 5")
+    makespans = [b.makespan_s for b in batches]
+    run.artifacts.mkdir(parents=True, exist_ok=True)
+    (run.artifacts / "memory_samples.json").write_text(json.dumps(sampler.samples))
+    section = memory_section(sampler.samples, len(run.batch), len(makespans))
+    if len(makespans) > 1:
+        section.details += [
+            "",
+            "Makespans of the batches (s), a measure of this machine's noise: "
+            + ", ".join(f"{m:.1f}" for m in makespans),
+        ]
     return section
