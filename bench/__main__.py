@@ -26,8 +26,9 @@ from bench.gpu_util import DEFAULT_SCALE as GPU_SCALE
 from bench.gpu_util import SPREADS, gpu_utilization
 from bench.infra import new_run_id
 from bench.latency import light_load_latency
-from bench.model_chain import ChainConfig, run_chain
+from bench.model_chain import run_chain
 from bench.overhead import Chain, cpu_per_file, message_sizes, overhead_section, timed_batch
+from bench.peer_figure import PEER_FILES, PEER_RATE, chain_config, fair_peer
 from bench.profiling import profile_section, restart_under_profiler
 from bench.report import RunInfo, Section, figure_table, write_reports
 from bench.resources import (
@@ -40,10 +41,7 @@ from bench.resources import (
 from bench.run import BenchRun, git_commit, machine, say, show
 from bench.saturation import MIN_BATCHES, saturation_section
 from bench.stack import (
-    CAPACITY,
     GPU_HOSTS,
-    GPU_PORTS,
-    LLM_PORT,
     ROOT,
     BenchPipeline,
     Infra,
@@ -53,12 +51,9 @@ from bench.stack import (
 from bench.tracker_rate import tracker_throughput
 from bench.tracker_scale import tracker_scale
 from cli.processes import exit_on_sigterm
-from services.llm_stage.settings import LlmStageSettings
-from shared.stages import GPU_STAGES
 
-FIGURES = ("hosts", "gpu", "overhead", "tracker", "latency", "memory")
+FIGURES = ("hosts", "gpu", "overhead", "peer", "tracker", "latency", "memory")
 CHAIN_RUNS = 3
-LLM_CONCURRENCY = LlmStageSettings.model_fields["llm_max_concurrency"].default
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -101,6 +96,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=WINDOW_S,
         help="hosts figure: the real-speed window, seconds (default %(default)g)",
+    )
+    p.add_argument(
+        "--peer-rate", type=float, default=PEER_RATE, help="fair peer: files/s (%(default)g)"
+    )
+    p.add_argument(
+        "--peer-files", type=int, default=PEER_FILES, help="fair peer: files a batch (%(default)s)"
     )
     p.add_argument("--latency-files", type=int, default=300, help="files of the latency run")
     p.add_argument("--interval-ms", type=float, default=100, help="latency run: upload interval")
@@ -197,7 +198,7 @@ async def bench(args: argparse.Namespace, run_id: str, started: float) -> list[S
                 )
             )
             show(sections[-1])
-        if only & {"overhead", "tracker", "latency", "memory"}:
+        if only & {"overhead", "peer", "tracker", "latency", "memory"}:
             sections += await instant_runs(run)
         if args.tracker_scale:
             sections.append(await tracker_scale(infra, args.tracker_scale, args.files, say))
@@ -217,17 +218,7 @@ async def bare_chain(run: BenchRun, pipeline: BenchPipeline, sizes: dict[str, in
     idle_before, idle_from = pipeline.usage(), time.monotonic()
     runs = []
     for attempt in range(CHAIN_RUNS):
-        config = ChainConfig(
-            bootstrap=run.infra.bootstrap,
-            prefix=run.prefix(f"c{attempt}"),
-            hosts=list(GPU_HOSTS),
-            sizes=sizes,
-            gpu_ports={stage: int(GPU_PORTS[f"{stage.upper()}_PORT"]) for stage in GPU_STAGES},
-            llm_url=f"http://127.0.0.1:{LLM_PORT}/v1/chat/completions",
-            # The stages' own limits, and the knobs that change them (--env).
-            capacity=int(run.env.get("GPU_MAX_IN_FLIGHT") or CAPACITY),
-            llm_concurrency=int(run.env.get("LLM_MAX_CONCURRENCY") or LLM_CONCURRENCY),
-        )
+        config = chain_config(run, run.prefix(f"c{attempt}"), sizes)
         result = await run_chain(
             config, run.batch, run.warmup, run.artifacts / "chain", simulator_pid
         )
@@ -275,6 +266,9 @@ async def instant_runs(run: BenchRun) -> list[Section]:
             sizes = await message_sizes(run.infra.bootstrap, prefix, GPU_HOSTS[0])
             chain = await bare_chain(run, pipeline, sizes)
             sections.append(overhead_section(first, chain))
+            show(sections[-1])
+        if "peer" in run.only:
+            sections.append(await fair_peer(run, pipeline))
             show(sections[-1])
         if "tracker" in run.only:
             say("figure 3: a second tracker over the batch's topics")

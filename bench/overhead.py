@@ -60,12 +60,14 @@ async def timed_batch(
     paths: Sequence[Path],
     watcher: BatchWatcher | None = None,
     timeout_s: float = 1800,
+    rate: float | None = None,
 ) -> TimedBatch:
+    """`paths` as one batch, all at once or `rate` files a second, timed until Complete."""
     before = pipeline.snapshot()
     started = time.monotonic()
     following = asyncio.create_task(watcher.follow(batch_id)) if watcher else None
     try:
-        await pipeline.submit(batch_id, paths)
+        await pipeline.submit(batch_id, paths, rate)
         finished = await pipeline.wait_complete(batch_id, timeout_s)
     finally:
         if following is not None:

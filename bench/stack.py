@@ -10,10 +10,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -33,7 +34,9 @@ from services.dashboard.summary import BatchSummary, batch_summary
 from services.tracker.migrate import migrate
 from shared.stages import GPU_STAGES
 from shared.status import Status
+from shared.upload_client import UploadClient, uploads_for
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +123,22 @@ def shared_usage() -> dict[str, ProcessUsage]:
     return found
 
 
+async def paced(
+    items: Sequence[T], rate: float, send: Callable[[Sequence[T]], Awaitable[object]]
+) -> None:
+    """`send` the items in slices, `rate` items a second on average (ten slices a second):
+    arrivals as an upload system spreads them, not a burst."""
+    if rate <= 0:
+        raise ValueError(f"rate {rate}: must be positive")
+    step = max(1, round(rate / 10))
+    started = time.monotonic()
+    for i in range(0, len(items), step):
+        await send(items[i : i + step])
+        ahead = started + (i + step) / rate - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
 @dataclass(frozen=True)
 class Infra:
     bootstrap: str
@@ -137,8 +156,16 @@ class BenchPipeline:
     def uploads_topic(self) -> str:
         return self.config.settings().topics.uploads
 
-    async def submit(self, batch_id: str, paths: Sequence[Path]) -> None:
-        await submit(self.config.bootstrap, self.config.settings().topics, batch_id, list(paths))
+    async def submit(self, batch_id: str, paths: Sequence[Path], rate: float | None = None) -> None:
+        """The batch's uploads, then its close: all at once, or `rate` files a second."""
+        topics = self.config.settings().topics
+        if rate is None:
+            await submit(self.config.bootstrap, topics, batch_id, list(paths))
+            return
+        async with UploadClient(self.config.bootstrap, topics.prefix) as client:
+            uploads = uploads_for(batch_id, paths)
+            await paced(uploads, rate, client.submit_files)
+            await client.close_batch(batch_id, len(uploads))
 
     async def wait_complete(self, batch_id: str, timeout_s: float) -> float:
         """Poll the tables until the batch is Complete; returns that moment (monotonic)."""

@@ -3,55 +3,15 @@ and the broker's CPU per file over the bare chain's."""
 
 import pytest
 
-from bench.model_chain import BROKER, ChainRun
-from bench.overhead import Chain, TimedBatch
-from bench.procfs import ProcessUsage
+from bench.model_chain import ChainRun
+from bench.overhead import Chain
 from bench.saturation import (
     BROKER_FIGURE,
     SATURATION_FIGURE,
     files_per_core_s,
     saturation_section,
 )
-from bench.stack import Snapshot
-from services.dashboard.summary import BatchSummary
-
-
-def _usage(cpu_s: float) -> ProcessUsage:
-    return ProcessUsage(cpu_s, 0, 0)
-
-
-def _batch(files: int, control_plane_s: float, broker_s: float | None) -> TimedBatch:
-    """A batch whose control plane used `control_plane_s` (split over two processes) while
-    the simulator used far more, which the figures must leave out."""
-    before = Snapshot(
-        0.0,
-        {"distributor": _usage(1.0), "tracker": _usage(2.0), "simulator": _usage(3.0)},
-        {BROKER: _usage(10.0)} if broker_s is not None else {},
-        0.0,
-        0.0,
-    )
-    after = Snapshot(
-        60.0,
-        {
-            "distributor": _usage(1.0 + control_plane_s / 2),
-            "tracker": _usage(2.0 + control_plane_s / 2),
-            "simulator": _usage(3.0 + 100.0),
-        },
-        {BROKER: _usage(10.0 + broker_s)} if broker_s is not None else {},
-        0.0,
-        0.0,
-    )
-    summary = BatchSummary(
-        batch_id="b",
-        status="Complete",
-        total_files=files,
-        files_seen=files,
-        distributed=files,
-        terminal={},
-        unfinished=0,
-        stages=[],
-    )
-    return TimedBatch("b", files, 60.0, before, after, summary)
+from tests.bench_helpers import timed_batch_of
 
 
 def _chain(broker_s: list[float], files: int = 1000) -> Chain:
@@ -60,11 +20,11 @@ def _chain(broker_s: list[float], files: int = 1000) -> Chain:
 
 
 def test_files_per_core_s_leaves_the_simulator_out() -> None:
-    assert files_per_core_s(_batch(1000, 4.0, None)) == pytest.approx(250.0)
+    assert files_per_core_s(timed_batch_of(1000, 4.0, None)) == pytest.approx(250.0)
 
 
 def test_the_saturation_figure_is_the_median_batch_against_its_target() -> None:
-    batches = [_batch(1000, cpu, None) for cpu in (8.0, 2.0, 5.0)]  # 125, 500, 200 files/s
+    batches = [timed_batch_of(1000, cpu, None) for cpu in (8.0, 2.0, 5.0)]  # 125, 500, 200 files/s
     section = saturation_section(batches, None)
     figure = next(f for f in section.figures if f.name == SATURATION_FIGURE)
     assert figure.value == pytest.approx(200.0)
@@ -75,14 +35,14 @@ def test_the_saturation_figure_is_the_median_batch_against_its_target() -> None:
 
 
 def test_one_batch_says_its_spread_is_unknown() -> None:
-    section = saturation_section([_batch(1000, 2.0, None)], None)
+    section = saturation_section([timed_batch_of(1000, 2.0, None)], None)
     assert section.figures[0].met is True
     assert any("spread is not known" in line for line in section.details)
 
 
 def test_the_broker_figure_divides_the_medians_per_file() -> None:
     # Pipeline: 3, 2 and 4 ms per file -> 3; chain: 1, 1.5 and 0.5 ms -> 1.
-    batches = [_batch(1000, 4.0, broker) for broker in (3.0, 2.0, 4.0)]
+    batches = [timed_batch_of(1000, 4.0, broker) for broker in (3.0, 2.0, 4.0)]
     section = saturation_section(batches, _chain([1.0, 1.5, 0.5]))
     figure = next(f for f in section.figures if f.name == BROKER_FIGURE)
     assert figure.value == pytest.approx(3.0)
