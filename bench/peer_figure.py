@@ -17,11 +17,12 @@ from bench.faust_peer import (
     create_tables,
     peer_roles,
 )
-from bench.fleet_cost import control_plane_cpu, spread
+from bench.fleet_cost import control_plane_cpu, services_cpu, spread
 from bench.model_chain import BROKER, ChainConfig
 from bench.overhead import TimedBatch, timed_batch
 from bench.procfs import usage
 from bench.report import Figure, Section
+from bench.resources import NOT_PRODUCT
 from bench.run import BenchRun, say
 from bench.saturation import broker_cpu_per_file
 from bench.stack import (
@@ -262,6 +263,17 @@ def peer_section(
         "acknowledged only once its output was, and a tracker that writes every event with "
         "two `executemany` per poll. Per process (ms per file): "
         + ", ".join(f"{name} {listed(v)}" for name, v in per_process.items())
+        + ".",
+    ]
+    cofi_process: dict[str, list[float]] = {}
+    for b in cofi:
+        for name, cpu in services_cpu(b.before, b.after).items():
+            if name not in NOT_PRODUCT:
+                cofi_process.setdefault(name, []).append(cpu / b.files * 1000)
+    section.details += [
+        "",
+        "cofi per process (ms per file): "
+        + ", ".join(f"{name} {listed(v)}" for name, v in cofi_process.items())
         + ".",
     ]
     cofi_broker = [v * 1000 for v in map(broker_cpu_per_file, cofi) if v is not None]

@@ -73,3 +73,5 @@ def test_the_peer_figure_divides_cofis_median_cpu_per_file_by_the_peers() -> Non
     assert figure.value == pytest.approx(1.0)  # 4 ms against 4 ms (3 + 1)
     assert figure.target == "<= 1" and figure.met is True
     assert "tracker 1.00 (1.00-1.00)" in section.details[2]
+    assert "distributor 2.00 (1.50-2.50)" in section.details[4]  # half of each batch's CPU
+    assert "simulator" not in section.details[4]
