@@ -27,9 +27,10 @@ def transcript_topics(topics: Topics, host: str) -> list[str]:
 
 
 async def read_one(consumer: AIOKafkaConsumer, timeout_s: float = 20) -> bytes:
-    """The first record the consumer gets; an authorization error is raised as it comes."""
-    await consumer.start()
+    """The first record the consumer gets; an authorization error is raised as it comes
+    (from `start` too: the consumer is stopped either way, or it leaks its connections)."""
     try:
+        await consumer.start()
         async with asyncio.timeout(timeout_s):
             while True:
                 batch = await consumer.getmany(timeout_ms=500)
