@@ -5,6 +5,7 @@ files.
 """
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -101,8 +102,14 @@ def history_lines(history: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+FINDINGS = Path(__file__).resolve().parent / "FINDINGS.md"
+
+
 def render_markdown(
-    run: RunInfo, sections: Sequence[Section], history: Sequence[dict[str, Any]]
+    run: RunInfo,
+    sections: Sequence[Section],
+    history: Sequence[dict[str, Any]],
+    findings_link: str = "../bench/FINDINGS.md",
 ) -> str:
     all_figures = [f for s in sections for f in s.figures]
     unmet = [f.name for f in all_figures if f.met is False]
@@ -119,7 +126,7 @@ def render_markdown(
         *figure_table(all_figures),
         "",
         f"Targets unmet: {', '.join(unmet) if unmet else 'none'}. What limits them, with "
-        "profiles and proposals: [bench/FINDINGS.md](../bench/FINDINGS.md).",
+        f"profiles and proposals: [bench/FINDINGS.md]({findings_link}).",
     ]
     for section in sections:
         lines += ["", f"## {section.title}", "", *section.details]
@@ -158,7 +165,9 @@ def write_reports(
     )
     history.append(history_entry(run, sections))
     history_path.write_text(json.dumps(history, indent=2) + "\n")
-    (out_dir / "bench.md").write_text(render_markdown(run, sections, history))
+    # A report folder below reports/ (`--out reports/fleet-cost`) links one level further up.
+    link = os.path.relpath(FINDINGS, out_dir.resolve())
+    (out_dir / "bench.md").write_text(render_markdown(run, sections, history, link))
     json_path = out_dir / "bench.json"
     json_path.write_text(figures_json(sections))
     if readme is not None and readme.exists():

@@ -1,7 +1,15 @@
 import json
+import re
 from pathlib import Path
 
-from bench.report import Figure, RunInfo, Section, readme_with_figures, write_reports
+from bench.report import (
+    FINDINGS,
+    Figure,
+    RunInfo,
+    Section,
+    readme_with_figures,
+    write_reports,
+)
 from bench.tracker_rate import chunks
 
 RUN = RunInfo(
@@ -55,6 +63,15 @@ def test_json_report_lists_every_figure_with_its_target_and_the_history_grows(
     assert "Targets unmet: overhead." in markdown
     assert "details of figure 1" in markdown
     assert markdown.count("`abc123`: overhead 2 ratio; p50 80.0 ms") == 2
+
+
+def test_the_link_to_the_findings_holds_from_any_report_folder(tmp_path: Path) -> None:
+    out = tmp_path / "reports" / "fleet-cost"
+    write_reports(out, RUN, sections())
+    link = re.search(r"\[bench/FINDINGS.md\]\(([^)]+)\)", (out / "bench.md").read_text())
+    assert link is not None
+    assert (out / link.group(1)).resolve() == FINDINGS
+    assert FINDINGS.exists()
 
 
 def test_readme_block_is_replaced_and_the_rest_kept() -> None:
