@@ -144,9 +144,13 @@ class PeerProcess:
 
     def _agent(self, stage: str, host: str | None) -> None:
         source = self.app.topic(input_topic(stage, self.topics, host))
-        slots = self.config.capacity if stage in GPU_HOPS else 1
-        if stage in LLM_HOPS:
-            slots = self.config.llm_concurrency
+        slots = (
+            self.config.capacity
+            if stage in GPU_HOPS
+            else self.config.llm_concurrency
+            if stage in LLM_HOPS
+            else 1
+        )
 
         async def hop(stream: Any) -> None:
             async for key, value in stream.items():
@@ -171,7 +175,8 @@ class PeerProcess:
     async def step(self, stage: str, host: str | None, event: PeerEvent) -> PeerEvent:
         update: dict[str, Any] = {"stage": stage}
         if stage == "distribute":
-            update["host"] = host_for(f"{event.batch_id}/{event.file_name}".encode(), self.hosts)
+            key = f"{event.batch_id}/{event.file_name}".encode()
+            update["host"] = host_for(key, self.config.hosts)
         elif stage in GPU_HOPS:
             url = f"http://{host}:{self.config.gpu_ports[stage]}/v1/{stage}"
             update["answers"] = event.answers | {stage: await self.call(stage, url, event)}
@@ -181,10 +186,6 @@ class PeerProcess:
             content = answer["choices"][0]["message"]["content"]
             update["answers"] = event.answers | {stage: {"content": content}}
         return event.model_copy(update=update)
-
-    @property
-    def hosts(self) -> list[str]:
-        return self.config.hosts
 
     async def call(self, stage: str, url: str, event: PeerEvent) -> dict[str, Any]:
         if self.session is None:

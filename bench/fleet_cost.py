@@ -157,6 +157,12 @@ def spread(values: Sequence[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
+def spread_text(values: Sequence[float], digits: int = 0) -> str:
+    """ "median (lowest-highest)", as the reports write a spread."""
+    middle, low, high = spread(values)
+    return f"{middle:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
 def fleet_pipeline(
     infra: Infra,
     prefix: str,
@@ -260,6 +266,7 @@ def fleet_section(
         if not repeats:
             continue
         per_core, low, high = spread([r.hosts_per_core for r in repeats])
+        per_core_text = spread_text([r.hosts_per_core for r in repeats])
         label = f"{FIGURE}, {hosts} simulated hosts (median of {len(repeats)})"
         figures.append(Figure.at_least(label, per_core, "hosts", TARGET_HOSTS_PER_CORE))
         figures.append(Figure.info(f"{FIGURE}, {hosts} hosts: lowest", low, "hosts"))
@@ -277,7 +284,7 @@ def fleet_section(
         utilization = spread([r.utilization for r in repeats])[0]
         load = spread([r.other_load for r in repeats])[0]
         rows.append(
-            f"| {hosts} | {repeats[0].scale:g} | {per_core:.0f} ({low:.0f}-{high:.0f}) | "
+            f"| {hosts} | {repeats[0].scale:g} | {per_core_text} | "
             f"{idle:.0f} | {work:.2f} | {rate:.2f} | {broker:.1f} | {mariadb:.1f} | "
             f"{utilization:.3f} | {load:.0%} |"
         )

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from bench.audio_cache import AUDIO_CACHE, cached_audio
-from bench.fleet_cost import Repeat, measure_fleet, spread
+from bench.fleet_cost import Repeat, measure_fleet, spread_text
 from bench.infra import new_run_id
 from bench.run import say
 from bench.stack import ROOT, Infra, cleanup_topics
@@ -21,26 +21,23 @@ from cli.processes import exit_on_sigterm
 
 
 def side_line(name: str, repeats: Sequence[Repeat]) -> str:
-    def show(values: list[float], digits: int) -> str:
-        mid, low, high = spread(values)
-        return f"{mid:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
-
     per_core = (
-        f"{show([r.hosts_per_core for r in repeats], 0)} hosts per core, "
+        f"{spread_text([r.hosts_per_core for r in repeats], 0)} hosts per core, "
         if all(r.scale for r in repeats)
         else ""
     )
     services = sorted({n for r in repeats for n in r.batch_services_s if n != "simulator"})
     per_service = "; ".join(
-        f"{n} idle {show([r.idle_services_per_s.get(n, 0) * 1000 for r in repeats], 1)} ms/s, "
-        f"work {show([r.service_work_per_file_s(n) * 1000 for r in repeats], 2)} ms per file"
+        f"{n} idle "
+        f"{spread_text([r.idle_services_per_s.get(n, 0) * 1000 for r in repeats], 1)} ms/s, "
+        f"work {spread_text([r.service_work_per_file_s(n) * 1000 for r in repeats], 2)} ms per file"
         for n in services
     )
     return (
-        f"{name}: idle {show([r.idle_cpu_per_s * 1000 for r in repeats], 0)} ms/s, "
-        f"work {show([r.work_per_file_s * 1000 for r in repeats], 2)} ms per file, "
-        f"{per_core}makespan {show([r.makespan_s for r in repeats], 1)} s, "
-        f"other load {show([r.other_load * 100 for r in repeats], 0)} %\n  {per_service}"
+        f"{name}: idle {spread_text([r.idle_cpu_per_s * 1000 for r in repeats], 0)} ms/s, "
+        f"work {spread_text([r.work_per_file_s * 1000 for r in repeats], 2)} ms per file, "
+        f"{per_core}makespan {spread_text([r.makespan_s for r in repeats], 1)} s, "
+        f"other load {spread_text([r.other_load * 100 for r in repeats], 0)} %\n  {per_service}"
     )
 
 

@@ -32,7 +32,7 @@ from aiokafka.structs import ConsumerRecord
 
 from bench.infra import end_offsets, reader
 from bench.procfs import usage
-from bench.stack import shared_usage
+from bench.stack import cpu_between, shared_usage
 from cli.processes import ProcessGroup
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.pipeline import input_topic, output_topic, spec, stages_of
@@ -352,11 +352,7 @@ async def run_chain(
             makespan_s=finished - started,
             cpu_s={name: after[name] - before[name] for name in pids},
             simulator_cpu_s=simulator_after - simulator_before,
-            broker_cpu_s=(
-                broker_after.cpu_s - broker_before.cpu_s
-                if broker_before is not None and broker_after is not None
-                else None
-            ),
+            broker_cpu_s=cpu_between(broker_before, broker_after),
             transcribed=stt_after - stt_before,
             idle_cpu_per_s=idle_cpu_per_s,
         )

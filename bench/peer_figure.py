@@ -4,9 +4,10 @@ fed the same files at the same paced arrival rate, on the same simulator at inst
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.faust_peer import (
     LOG_TABLE,
@@ -17,7 +18,7 @@ from bench.faust_peer import (
     create_tables,
     peer_roles,
 )
-from bench.fleet_cost import control_plane_cpu, services_cpu, spread
+from bench.fleet_cost import control_plane_cpu, services_cpu, spread, spread_text
 from bench.model_chain import BROKER, ChainConfig
 from bench.overhead import TimedBatch, timed_batch
 from bench.procfs import usage
@@ -31,6 +32,7 @@ from bench.stack import (
     GPU_PORTS,
     LLM_PORT,
     BenchPipeline,
+    cpu_between,
     paced,
     shared_usage,
 )
@@ -125,14 +127,14 @@ async def produce_uploads(
         await producer.stop()
 
 
-async def files_done(conn: object, batch_id: str) -> int:
-    async with conn.cursor() as cursor:  # type: ignore[attr-defined]
+async def files_done(conn: Any, batch_id: str) -> int:
+    async with conn.cursor() as cursor:
         await cursor.execute(
             f"SELECT COUNT(*) FROM {STATE_TABLE} WHERE batch_id = %s AND stage = 'done'",
             (batch_id,),
         )
         row = await cursor.fetchone()
-    await conn.commit()  # type: ignore[attr-defined]  # a fresh snapshot for the next read
+    await conn.commit()  # a fresh snapshot for the next read
     return int(row[0])
 
 
@@ -204,11 +206,7 @@ async def run_peer(
                 files=len(paths),
                 makespan_s=finished - started,
                 cpu_s={name: after[name] - before[name] for name in pids},
-                broker_cpu_s=(
-                    broker_after.cpu_s - broker_before.cpu_s
-                    if broker_before is not None and broker_after is not None
-                    else None
-                ),
+                broker_cpu_s=cpu_between(broker_before, broker_after),
             )
             say(
                 f"    faust peer batch {n}: {run.makespan_s:.1f} s, "
@@ -219,6 +217,17 @@ async def run_peer(
     finally:
         await asyncio.to_thread(group.stop_all)
         await drop_tables(config.database_url)
+
+
+def ms_per_file_by_process(
+    runs: Iterable[tuple[Mapping[str, float], int]],
+) -> dict[str, list[float]]:
+    """Each process's CPU per file (ms) over the runs, from (process -> CPU seconds, files)."""
+    found: dict[str, list[float]] = {}
+    for cpu_s, files in runs:
+        for name, cpu in cpu_s.items():
+            found.setdefault(name, []).append(cpu / files * 1000)
+    return found
 
 
 def peer_section(
@@ -235,14 +244,19 @@ def peer_section(
             Figure.info("CPU per file at the paced rate: faust peer", spread(peer_ms)[0], "ms"),
         ],
     )
-    per_process: dict[str, list[float]] = {}
-    for r in peer:
-        for name, cpu in r.cpu_s.items():
-            per_process.setdefault(name.removeprefix("peer-"), []).append(cpu / r.files * 1000)
+    peer_process = ms_per_file_by_process(
+        ({n.removeprefix("peer-"): cpu for n, cpu in r.cpu_s.items()}, r.files) for r in peer
+    )
+    cofi_process = ms_per_file_by_process(
+        (
+            {n: cpu for n, cpu in services_cpu(b.before, b.after).items() if n not in NOT_PRODUCT},
+            b.files,
+        )
+        for b in cofi
+    )
 
     def listed(values: Sequence[float]) -> str:
-        middle, low, high = spread(values)
-        return f"{middle:.2f} ({low:.2f}-{high:.2f})"
+        return spread_text(values, 2)
 
     section.details = [
         f"Both fed {cofi[0].files:,}-file batches at {rate:g} files/s (uploads sent in ten "
@@ -262,14 +276,9 @@ def peer_section(
         "the distributor's), pydantic events carrying each hop's answer, an input "
         "acknowledged only once its output was, and a tracker that writes every event with "
         "two `executemany` per poll. Per process (ms per file): "
-        + ", ".join(f"{name} {listed(v)}" for name, v in per_process.items())
+        + ", ".join(f"{name} {listed(v)}" for name, v in peer_process.items())
         + ".",
     ]
-    cofi_process: dict[str, list[float]] = {}
-    for b in cofi:
-        for name, cpu in services_cpu(b.before, b.after).items():
-            if name not in NOT_PRODUCT:
-                cofi_process.setdefault(name, []).append(cpu / b.files * 1000)
     section.details += [
         "",
         "cofi per process (ms per file): "

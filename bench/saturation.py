@@ -4,7 +4,7 @@ batches that one run timed through the same pipeline."""
 
 from collections.abc import Sequence
 
-from bench.fleet_cost import control_plane_cpu, shared_cpu, spread
+from bench.fleet_cost import control_plane_cpu, shared_cpu, spread, spread_text
 from bench.model_chain import BROKER
 from bench.overhead import Chain, TimedBatch
 from bench.report import Figure, Section
@@ -34,11 +34,6 @@ def chain_broker_per_file(chain: Chain) -> list[float]:
     return [r.broker_cpu_s / r.files for r in chain.runs if r.broker_cpu_s is not None]
 
 
-def _range(values: Sequence[float], scale: float = 1.0, digits: int = 0) -> str:
-    middle, low, high = spread(values)
-    return f"{middle * scale:.{digits}f} ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
-
-
 def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Section:
     if not batches:
         raise ValueError("no batch was timed")
@@ -52,8 +47,8 @@ def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Se
         f"Figure 2: files per CPU second of the control plane (distributor, GPU-stage "
         f"processes, LLM stage, tracker; the simulator left out) while a {batches[0].files:,}-"
         f"file batch at instant models (latency scale 0) piles work on every stage: the median "
-        f"of {len(batches)} batches through the same processes, {_range(rates)} files/s per "
-        f"core; the batches moved {_range(throughput)} files/s on this machine's two cores, "
+        f"of {len(batches)} batches through the same processes, {spread_text(rates)} files/s per "
+        f"core; the batches moved {spread_text(throughput)} files/s on this machine's two cores, "
         f"shared with the simulator, the broker and MariaDB. Each batch: "
         + ", ".join(f"{r:.0f}" for r in rates)
         + "."
@@ -63,16 +58,16 @@ def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Se
             f"Only {len(batches)} batch(es) timed (the time budget or `--only`): the spread "
             f"is not known; the issue asks for at least {MIN_BATCHES}."
         )
-    broker = [v for v in map(broker_cpu_per_file, batches) if v is not None]
-    chain_broker = chain_broker_per_file(chain) if chain is not None else []
+    broker = [v * 1000 for v in map(broker_cpu_per_file, batches) if v is not None]
+    chain_broker = [v * 1000 for v in chain_broker_per_file(chain)] if chain is not None else []
     if broker and chain_broker:
         ratio = spread(broker)[0] / spread(chain_broker)[0]
         section.figures.append(Figure.at_most(BROKER_FIGURE, ratio, "ratio", BROKER_TARGET))
         section.details += [
             "",
             f"Figure 5: the broker's CPU per file during the pipeline's batches, "
-            f"{_range(broker, 1000, 2)} ms (median, lowest-highest of {len(broker)}), over its "
-            f"CPU per file during the bare chain's runs, {_range(chain_broker, 1000, 2)} ms "
+            f"{spread_text(broker, 2)} ms (median, lowest-highest of {len(broker)}), over its "
+            f"CPU per file during the bare chain's runs, {spread_text(chain_broker, 2)} ms "
             f"(of {len(chain_broker)}), the same files and model calls. The broker's CPU "
             f"stands in for its request count: each fetch, produce and commit costs it about "
             f"the same, whatever it carries, so the ratio is about how many more requests the "

@@ -123,6 +123,11 @@ def shared_usage() -> dict[str, ProcessUsage]:
     return found
 
 
+def cpu_between(before: ProcessUsage | None, after: ProcessUsage | None) -> float | None:
+    """CPU seconds a shared process used between two readings; None if either is missing."""
+    return None if before is None or after is None else after.cpu_s - before.cpu_s
+
+
 async def paced(
     items: Sequence[T], rate: float, send: Callable[[Sequence[T]], Awaitable[object]]
 ) -> None:
