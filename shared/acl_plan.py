@@ -13,7 +13,7 @@ DESCRIBE, and WRITE on a topic lets the idempotent producer start (KIP-679).
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from shared.groups import stage_group, tracker_group
+from shared.groups import GpuConsumers, stage_group, tracker_group
 from shared.pipeline import PIPELINE, Runner, StageSpec, input_topic, output_topic, stages_of
 from shared.topics import Topics
 
@@ -88,8 +88,11 @@ def _stage_outputs(row: StageSpec, topics: Topics) -> set[Resource]:
     return {_topic(output_topic(row.name, topics, _ANY_HOST, route)) for route in routes}
 
 
-def _group_of(row: StageSpec, topics: Topics) -> Resource:
-    return _group(stage_group(row, topics, _ANY_HOST))
+def _groups_of(row: StageSpec, topics: Topics) -> set[Resource]:
+    """The stage's group, whichever way the GPU-stage processes consume (a switch of
+    `GPU_STAGE_CONSUMERS` needs no new ACL)."""
+    modes: tuple[GpuConsumers, ...] = ("per_stage", "per_host")
+    return {_group(stage_group(row, topics, _ANY_HOST, mode)) for mode in modes}
 
 
 def _runner_grants(runner: Runner, topics: Topics) -> set[Grant]:
@@ -102,7 +105,7 @@ def _runner_grants(runner: Runner, topics: Topics) -> set[Grant]:
     if runner == "gpu_stage":
         # A drained host hands its files back to the distributor (`FileReassigned`).
         writes.add(_topic(topics.uploads))
-    groups = {_group_of(row, topics) for row in rows}
+    groups = {g for row in rows for g in _groups_of(row, topics)}
     return {Grant(user, "READ", r) for r in reads | groups} | {
         Grant(user, "WRITE", r) for r in writes
     }
@@ -115,7 +118,7 @@ def _tracker_grants(topics: Topics) -> set[Grant]:
     read = {_stage_input(row, topics) for row in PIPELINE}
     read |= {_topic(t) for t in (topics.done, topics.failed, topics.control)}
     read.add(_group(tracker_group(topics)))
-    watched = {_group_of(row, topics) for row in PIPELINE}
+    watched = {g for row in PIPELINE for g in _groups_of(row, topics)}
     return {Grant(TRACKER, "READ", r) for r in read} | {
         Grant(TRACKER, "DESCRIBE", g) for g in watched
     }

@@ -21,6 +21,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from shared.groups import GpuConsumers
 from shared.kafka_connection import KafkaConnection, SaslMechanism, SecurityProtocol
 from shared.stages import GpuStage
 from shared.topic_plan import TopicSpec, topic_configs
@@ -171,6 +172,14 @@ class CommonSettings(FileAwareSettings):
     topic_prefix: str = Field(default="cofi", pattern=r"^[A-Za-z0-9._-]+$")
     gpu_hosts: Annotated[list[GpuHost], NoDecode] = Field(
         default_factory=lambda: [GpuHost(ip="127.0.0.2"), GpuHost(ip="127.0.0.3")]
+    )
+    gpu_stage_consumers: GpuConsumers = Field(
+        default="per_stage",
+        description="How a GPU-stage process reads a host's stages: `per_stage`, a consumer and "
+        "group per stage and host; `per_host`, one consumer over the host's stages in the "
+        "host's group (fewer requests; on the first switch each stage resumes from its own "
+        "group's commits, so nothing is redone; switching back redoes what ran meanwhile). "
+        "The tracker reads it to watch the right groups",
     )
     event_payload_max_bytes: int = Field(
         default=16_384,

@@ -13,20 +13,28 @@ from services.gpu_stage.settings import GpuStageSettings
 from shared import event_loop
 from shared.breaker import CircuitBreaker
 from shared.events import FileStageCompleted
+from shared.groups import gpu_host_group
 from shared.http_transport import model_api_transport
+from shared.kafka import make_consumer
 from shared.logging import configure_logging
 from shared.model_http import ModelApiClient
 from shared.pipeline import stages_of
 from shared.retry import RetryPolicy
+from shared.runtime.committed import committed_in_group
 from shared.runtime.control import ControlView
 from shared.runtime.heap import keep_large_buffers_out_of_the_heap
 from shared.runtime.lifecycle import stop_event_on_signals
 from shared.runtime.model_stage_wiring import ModelStageWiring
+from shared.runtime.shared_consumer import SharedConsumer
 from shared.runtime.stage_runner import StageRunner
 from shared.settings_env import load_settings, service_parser
 from shared.stages import GpuStage
 
 GPU_STAGES = [row.name for row in stages_of("gpu_stage")]
+# aiokafka sends one fetch at a time per broker: a partition whose look-ahead records were
+# just taken is fetched again only once the long poll of the others returns. A short poll
+# keeps the look-ahead topped up (`shared/runtime/idle_poll.py` lengthens it when caught up).
+LOOKAHEAD_FETCH_WAIT_MS = 100
 
 
 class DrainedHosts:
@@ -47,7 +55,9 @@ def build_runner(
     host: str,
     client: ModelApiClient,
     breakers: list[CircuitBreaker] | None = None,
+    shared: SharedConsumer | None = None,
 ) -> StageRunner[FileStageCompleted]:
+    """The runner of `stage` on `host`: with a consumer of its own, or a view of `shared`."""
     port = settings.stage_port(stage)
     url, health = stage_url(host, port, stage), health_url(host, port)
     guarded = wiring.guard(
@@ -83,21 +93,21 @@ def build_runner(
         hosts=settings.gpu_hosts,
         audio_policy=settings.audio_uri_policy,
     )
+    name = f"gpu_stage:{stage}@{host}"
+    earlier = partial(committed_in_group, settings.kafka, settings.group_id(stage, host))
     return wiring.add_runner(
         stage,
         host=host,
-        name=f"gpu_stage:{stage}@{host}",
+        name=name,
         group=settings.group_id(stage, host),
+        consumer=None if shared is None else shared.view(name, earlier_group=earlier),
         handle=handler,
         metrics=guarded.metrics,
         max_in_flight=settings.in_flight_per_consumer(host),
         paused=handler.paused,
         priority=call_seconds,
         lookahead=settings.gpu_lookahead,
-        # aiokafka sends one fetch at a time per broker: a partition whose look-ahead records
-        # were just taken is fetched again only once the long poll of the others returns.
-        # A short poll keeps the look-ahead topped up, for 8 more idle polls a second.
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=LOOKAHEAD_FETCH_WAIT_MS,
     )
 
 
@@ -131,10 +141,22 @@ async def run(
                 host,
                 partial(dead_for, host_breakers[host], settings.gpu_host_failover_deadline_s),
             )
-        for stage in stages:
-            for host in hosts:
-                build_runner(wiring, settings, stage, host, client, host_breakers[host])
+        for host in hosts:
+            shared = host_consumer(settings, host, len(stages))
+            for stage in stages:
+                build_runner(wiring, settings, stage, host, client, host_breakers[host], shared)
         await wiring.run(stop)
+
+
+def host_consumer(settings: GpuStageSettings, host: str, stages: int) -> SharedConsumer | None:
+    """With `GPU_STAGE_CONSUMERS=per_host`, the one consumer of the host's stages."""
+    if settings.gpu_stage_consumers != "per_host":
+        return None
+    group = gpu_host_group(settings.topics, host)
+    consumer = make_consumer(
+        settings.kafka, group, f"gpu_stage@{host}", fetch_max_wait_ms=LOOKAHEAD_FETCH_WAIT_MS
+    )
+    return SharedConsumer(consumer, views=stages)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -97,7 +97,7 @@ async def _track(
     )
     observability.watch_consumer("tracker", AiokafkaView(consumer))
     admin = StartedOnDemand(make_admin(settings.kafka))
-    groups = stage_groups(settings.topics, settings.host_ips)
+    groups = stage_groups(settings.topics, settings.host_ips, settings.gpu_stage_consumers)
     gauges = GroupLagGauges(observability.metrics.registry)
     lag = group_lag_probe(
         admin, consumer, groups, gauges, ready=lambda: bool(consumer.assignment())

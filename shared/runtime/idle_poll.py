@@ -34,6 +34,46 @@ _BUILD = "_get_actions_per_node"  # builds the next fetch of each broker
 _PENDING = "_records"  # fetched records not yet taken, by partition
 
 
+class FetcherWait:
+    """The wait and wake-up of one aiokafka fetcher, set to the shortest its pollers ask.
+
+    A consumer shared by several stages (`shared_consumer`) has one fetch for all of them:
+    a stage behind keeps it short however idle the others are."""
+
+    def __init__(self, consumer: object) -> None:
+        self.consumer = consumer
+        self.configured: tuple[int, float] | None = None  # (wait ms, wake s), read once
+        self.asks: dict[int, tuple[int, float]] = {}
+
+    @classmethod
+    def of(cls, consumer: object) -> "FetcherWait":
+        """The consumer's shared one if it has one, else its own."""
+        shared = getattr(consumer, "fetcher_wait", None)
+        return shared if isinstance(shared, FetcherWait) else cls(consumer)
+
+    def _fetcher(self) -> Any:
+        # aiokafka builds its fetcher in `start()`: looked up at each poll, not before.
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        return fetcher if hasattr(fetcher, _WAIT) and hasattr(fetcher, _WAKE) else None
+
+    def short(self) -> tuple[int, float] | None:
+        """The fetcher's own wait and wake-up (None: no fetcher to tune)."""
+        fetcher = self._fetcher()
+        if fetcher is None:
+            return None
+        if self.configured is None:
+            self.configured = (int(getattr(fetcher, _WAIT)), float(getattr(fetcher, _WAKE)))
+            _short_while_partial(fetcher, self.configured[0])
+        return self.configured
+
+    def ask(self, poller: object, wait_ms: int, wake_s: float) -> None:
+        self.asks[id(poller)] = (wait_ms, wake_s)
+        fetcher = self._fetcher()
+        if fetcher is not None:
+            setattr(fetcher, _WAIT, min(wait for wait, _ in self.asks.values()))
+            setattr(fetcher, _WAKE, min(wake for _, wake in self.asks.values()))
+
+
 class IdlePoll:
     def __init__(
         self,
@@ -43,7 +83,7 @@ class IdlePoll:
         after_s: float = IDLE_AFTER_S,
         caught_up_ms: int = CAUGHT_UP_MS,
     ) -> None:
-        self.consumer = consumer
+        self.fetch = FetcherWait.of(consumer)
         self.clock = clock
         self.idle_ms = idle_ms
         self.after_s = after_s
@@ -51,35 +91,27 @@ class IdlePoll:
         self.last_busy = clock()
         self.idle = False
         self.behind = False
-        self._configured: tuple[int, float] | None = None  # (wait ms, wake s), read once
-
-    def _fetcher(self) -> Any:
-        fetcher = getattr(self.consumer, "_fetcher", None)
-        return fetcher if hasattr(fetcher, _WAIT) and hasattr(fetcher, _WAKE) else None
 
     def polled(self, busy: bool, behind: bool = False) -> None:
         """After each poll: `busy` if it brought records or records are held; `behind` if
         more records wait on the broker than it brought."""
         self.behind = behind
-        fetcher = self._fetcher()
-        if self.idle_ms <= 0 or fetcher is None:
+        configured = self.fetch.short() if self.idle_ms > 0 else None
+        if configured is None:
             return
-        if self._configured is None:
-            self._configured = (int(getattr(fetcher, _WAIT)), float(getattr(fetcher, _WAKE)))
-            _short_while_partial(fetcher, self._configured[0])
-        short_ms, wake_s = self._configured
+        short_ms, wake_s = configured
         now = self.clock()
         if busy:
             self.last_busy = now
             self.idle = False
             if behind:
-                self._set(fetcher, short_ms, wake_s)
+                self.fetch.ask(self, short_ms, wake_s)
             else:
                 wait_ms = max(short_ms, min(self.caught_up_ms, self.idle_ms))
-                self._set(fetcher, wait_ms, max(wake_s, wait_ms / 1000))
+                self.fetch.ask(self, wait_ms, max(wake_s, wait_ms / 1000))
         elif not self.idle and now - self.last_busy >= self.after_s:
             self.idle = True
-            self._set(fetcher, max(short_ms, self.idle_ms), max(wake_s, self.idle_ms / 1000))
+            self.fetch.ask(self, max(short_ms, self.idle_ms), max(wake_s, self.idle_ms / 1000))
 
     def getmany_timeout_ms(self, busy_ms: int) -> int:
         """How long a poll waits here for records: up to a second once idle (a record ends
@@ -90,11 +122,6 @@ class IdlePoll:
         """With every slot held, how often to top the look-ahead up from what the fetcher
         holds: `behind_s` while records wait, else as often as a caught-up poll asks."""
         return behind_s if self.behind else max(behind_s, self.caught_up_ms / 1000)
-
-    @staticmethod
-    def _set(fetcher: Any, wait_ms: int, wake_s: float) -> None:
-        setattr(fetcher, _WAIT, wait_ms)
-        setattr(fetcher, _WAKE, wake_s)
 
 
 def _short_while_partial(fetcher: Any, short_ms: int) -> None:

@@ -21,6 +21,7 @@ from shared.observability.service import Observability
 from shared.pipeline import input_topic
 from shared.runtime.control import ControlView
 from shared.runtime.publisher import Publisher
+from shared.runtime.shared_consumer import StageView
 from shared.runtime.stage_runner import Handler, RunnerSettings, StageRunner, Work
 from shared.runtime.stage_service import run_stage_runners
 from shared.settings import CommonSettings
@@ -85,8 +86,10 @@ class ModelStageWiring:
         priority: Callable[[FileStageCompleted], float] | None = None,
         lookahead: int = 0,
         fetch_max_wait_ms: int = 500,
+        consumer: StageView | None = None,
     ) -> StageRunner[FileStageCompleted]:
-        """A runner over `stage`'s input topic (of `host`, for a GPU stage)."""
+        """A runner over `stage`'s input topic (of `host`, for a GPU stage), with a consumer
+        of its own in `group`, or `consumer`: its view of one the process shares."""
         settings = self.settings
         runner: StageRunner[FileStageCompleted] = StageRunner(
             RunnerSettings(
@@ -99,10 +102,12 @@ class ModelStageWiring:
                 idle_fetch_wait_ms=settings.consumer_idle_fetch_wait_ms,
                 caught_up_fetch_wait_ms=settings.consumer_caught_up_fetch_wait_ms,
             ),
-            make_consumer(settings.kafka, group, name, fetch_max_wait_ms=fetch_max_wait_ms),
+            consumer
+            or make_consumer(settings.kafka, group, name, fetch_max_wait_ms=fetch_max_wait_ms),
             self.publisher,
             Work(decode=decoder_for(stage), handle=handle, priority=priority, paused=paused),
             metrics=metrics,
+            read_committed=None if consumer is None else consumer.read_committed,
         )
         self.runners.append(runner)
         return runner

@@ -100,6 +100,7 @@ class FakeConsumer:
         self.paused_tps: set[TopicPartition] = set()
         self.listener: ConsumerRebalanceListener | None = None
         self.started = self.stopped = False
+        self.starts = 0
 
     def append(self, tp: TopicPartition, value: bytes) -> None:
         self.log.setdefault(tp, []).append(value)
@@ -109,6 +110,7 @@ class FakeConsumer:
 
     async def start(self) -> None:
         self.started = True
+        self.starts += 1
         for tp in self.log:
             committed = self.group.commits.get(tp)
             self.positions[tp] = committed.offset if committed else 0
@@ -122,7 +124,7 @@ class FakeConsumer:
         room = max_records if max_records is not None else 1 << 30
         batch: dict[TopicPartition, list[Record]] = {}
         for tp, values in self.log.items():
-            if tp in self.paused_tps or room <= 0:
+            if tp in self.paused_tps or room <= 0 or (partitions and tp not in partitions):
                 continue
             start = self.positions[tp]
             taken = values[start : start + room]

@@ -5,6 +5,7 @@ import pytest
 from shared.acl_plan import OPERATOR, TRACKER, UPLOAD, Operation, granted, plan, user_of, users
 from shared.groups import (
     distributor_group,
+    gpu_host_group,
     gpu_stage_group,
     llm_stage_group,
     stage_groups,
@@ -78,7 +79,8 @@ def test_each_service_may_join_its_own_groups_only(host: str) -> None:
         "distributor": [distributor_group(TOPICS)],
         "gpu-stage": [
             gpu_stage_group(TOPICS, r.name, host) for r in PIPELINE if r.runner == "gpu_stage"
-        ],
+        ]
+        + [gpu_host_group(TOPICS, host)],  # GPU_STAGE_CONSUMERS=per_host
         "llm-stage": [llm_stage_group(TOPICS, r.name) for r in PIPELINE if r.runner == "llm_stage"],
         TRACKER: [tracker_group(TOPICS)],
         UPLOAD: [],
@@ -125,6 +127,7 @@ def test_a_prefixed_grant_covers_its_prefix_only() -> None:
 @pytest.mark.parametrize("host", HOSTS)
 def test_the_tracker_sees_every_stage_groups_offsets_without_joining_them(host: str) -> None:
     """Its export of the groups' lag from the broker (shared/observability/group_lag.py)."""
-    for group in stage_groups(TOPICS, [host]):
+    watched = [*stage_groups(TOPICS, [host]), *stage_groups(TOPICS, [host], "per_host")]
+    for group in watched:
         assert granted(PLAN, TRACKER, "DESCRIBE", "group", group), group
         assert not granted(PLAN, TRACKER, "READ", "group", group), group

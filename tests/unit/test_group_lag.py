@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from shared.groups import stage_groups
+from shared.groups import gpu_host_group, stage_groups
 from shared.observability.group_lag import GroupLagGauges, group_lag, group_lag_probe
 from shared.pipeline import PIPELINE, input_topic
 from shared.topics import Topics
@@ -24,6 +24,19 @@ def test_every_stage_has_a_group_per_host_that_commits_on_its_input() -> None:
         for host in (HOSTS if row.per_host else [None])
     )
     assert inputs == expected
+
+
+def test_one_consumer_a_host_commits_every_gpu_stage_of_the_host_in_the_hosts_group() -> None:
+    per_stage, per_host = stage_groups(TOPICS, HOSTS), stage_groups(TOPICS, HOSTS, "per_host")
+    assert sorted(t for ts in per_host.values() for t in ts) == sorted(
+        t for ts in per_stage.values() for t in ts
+    )
+    gpu_stages = [row.name for row in PIPELINE if row.runner == "gpu_stage"]
+    for host in HOSTS:
+        assert per_host[gpu_host_group(TOPICS, host)] == [
+            input_topic(stage, TOPICS, host) for stage in gpu_stages
+        ]
+    assert len(per_stage) - len(per_host) == len(HOSTS) * (len(gpu_stages) - 1)
 
 
 def test_lag_is_what_lies_past_the_committed_offsets_per_group_and_topic() -> None:
