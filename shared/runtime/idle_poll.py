@@ -14,15 +14,19 @@ So the poll follows where the consumer stands:
   long.
 
 A record that arrives ends any of these waits (`fetch_min_bytes` is one byte). And whatever the
-state, a fetch that leaves a partition out (its fetched records not yet taken) keeps the short
-wait, so a partition that just delivered a record is asked again soon.
+state, a fetch that leaves out a partition that delivered just now (its records not yet taken)
+keeps the short wait, so that partition is asked again soon. A partition whose records stay
+untaken (its consumer's slots and look-ahead are full) is not in the fetch, and neither its
+state nor its records shorten the fetch of the others (`FetcherWait`).
 
 aiokafka reads these from private attributes of its fetcher when it builds each fetch; when a
 version lacks them, the poll keeps its configured length (tests/unit/test_idle_cost.py pins
 the names).
 """
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 IDLE_AFTER_S = 2.0
@@ -34,22 +38,34 @@ _BUILD = "_get_actions_per_node"  # builds the next fetch of each broker
 _PENDING = "_records"  # fetched records not yet taken, by partition
 
 
+@dataclass(frozen=True)
+class _Ask:
+    wait_ms: int
+    wake_s: float
+    owns: Callable[[Any], bool] | None  # the poller's partitions (None: every one)
+
+
 class FetcherWait:
-    """The wait and wake-up of one aiokafka fetcher, set to the shortest its pollers ask.
+    """The wait and wake-up of one aiokafka fetcher, set per fetch from what its pollers ask.
 
-    A consumer shared by several stages (`shared_consumer`) has one fetch for all of them:
-    a stage behind keeps it short however idle the others are."""
+    A consumer shared by several stages (`shared_consumer`) has one fetch for all of them, so
+    each fetch waits as short as the most pressed poller among those whose partitions it
+    carries: a stage whose fetched records wait untaken (every slot and its look-ahead full)
+    is not in the fetch, and does not shorten the others' polls."""
 
-    def __init__(self, consumer: object) -> None:
+    def __init__(self, consumer: object, clock: Callable[[], float] = time.monotonic) -> None:
         self.consumer = consumer
+        self.clock = clock
         self.configured: tuple[int, float] | None = None  # (wait ms, wake s), read once
-        self.asks: dict[int, tuple[int, float]] = {}
+        self.asks: dict[int, _Ask] = {}
+        # Partitions whose fetched records are not yet taken: their result, and since when.
+        self._untaken: dict[Any, tuple[object, float]] = {}
 
     @classmethod
-    def of(cls, consumer: object) -> "FetcherWait":
+    def of(cls, consumer: object, clock: Callable[[], float] = time.monotonic) -> "FetcherWait":
         """The consumer's shared one if it has one, else its own."""
         shared = getattr(consumer, "fetcher_wait", None)
-        return shared if isinstance(shared, FetcherWait) else cls(consumer)
+        return shared if isinstance(shared, FetcherWait) else cls(consumer, clock)
 
     def _fetcher(self) -> Any:
         # aiokafka builds its fetcher in `start()`: looked up at each poll, not before.
@@ -63,15 +79,66 @@ class FetcherWait:
             return None
         if self.configured is None:
             self.configured = (int(getattr(fetcher, _WAIT)), float(getattr(fetcher, _WAKE)))
-            _short_while_partial(fetcher, self.configured[0])
+            self._wrap_build(fetcher)
         return self.configured
 
-    def ask(self, poller: object, wait_ms: int, wake_s: float) -> None:
-        self.asks[id(poller)] = (wait_ms, wake_s)
+    def ask(
+        self,
+        poller: object,
+        wait_ms: int,
+        wake_s: float,
+        owns: Callable[[Any], bool] | None = None,
+    ) -> None:
+        self.asks[id(poller)] = _Ask(wait_ms, wake_s, owns)
         fetcher = self._fetcher()
         if fetcher is not None:
-            setattr(fetcher, _WAIT, min(wait for wait, _ in self.asks.values()))
-            setattr(fetcher, _WAKE, min(wake for _, wake in self.asks.values()))
+            setattr(fetcher, _WAIT, min(a.wait_ms for a in self.asks.values()))
+            setattr(fetcher, _WAKE, min(a.wake_s for a in self.asks.values()))
+
+    def wait_for(self, partitions: Any, untaken: Any) -> int | None:
+        """The wait of a fetch built over the assigned `partitions`, those with `untaken`
+        records left out: short while one of them was delivered just now (it is asked again
+        soon, not after the others' long poll); else the shortest ask among the pollers whose
+        partitions it carries (None: nothing to choose, the fetcher's own)."""
+        if self.configured is None:
+            return None
+        short_ms, now = self.configured[0], self.clock()
+        untaken_now: dict[Any, tuple[object, float]] = {}
+        for tp in partitions:
+            if tp in untaken:
+                result = untaken[tp]
+                seen = self._untaken.get(tp)
+                untaken_now[tp] = seen if seen and seen[0] is result else (result, now)
+        self._untaken = untaken_now
+        if any(now - since < short_ms / 1000 for _, since in untaken_now.values()):
+            return short_ms
+        fetched = [tp for tp in partitions if tp not in untaken]
+        waits = [
+            a.wait_ms
+            for a in self.asks.values()
+            if a.owns is None or any(a.owns(tp) for tp in fetched)
+        ]
+        return min(waits) if waits else None
+
+    def _wrap_build(self, fetcher: Any) -> None:
+        """aiokafka builds each fetch (`_get_actions_per_node`) reading the wait from its
+        fetcher: set it for that fetch, then put the pollers' back."""
+        build = getattr(fetcher, _BUILD, None)
+        if build is None or not hasattr(fetcher, _PENDING):
+            return
+
+        def build_fetches(assignment: Any) -> Any:
+            standing = getattr(fetcher, _WAIT)
+            wait_ms = self.wait_for(assignment.tps, getattr(fetcher, _PENDING))
+            if wait_ms is None or wait_ms == standing:
+                return build(assignment)
+            setattr(fetcher, _WAIT, wait_ms)
+            try:
+                return build(assignment)
+            finally:
+                setattr(fetcher, _WAIT, standing)
+
+        setattr(fetcher, _BUILD, build_fetches)
 
 
 class IdlePoll:
@@ -83,7 +150,9 @@ class IdlePoll:
         after_s: float = IDLE_AFTER_S,
         caught_up_ms: int = CAUGHT_UP_MS,
     ) -> None:
-        self.fetch = FetcherWait.of(consumer)
+        self.fetch = FetcherWait.of(consumer, clock)
+        # A view of a shared consumer: the partitions that are its own.
+        self.owns: Callable[[Any], bool] | None = getattr(consumer, "owns", None)
         self.clock = clock
         self.idle_ms = idle_ms
         self.after_s = after_s
@@ -105,13 +174,14 @@ class IdlePoll:
             self.last_busy = now
             self.idle = False
             if behind:
-                self.fetch.ask(self, short_ms, wake_s)
+                self.fetch.ask(self, short_ms, wake_s, self.owns)
             else:
                 wait_ms = max(short_ms, min(self.caught_up_ms, self.idle_ms))
-                self.fetch.ask(self, wait_ms, max(wake_s, wait_ms / 1000))
+                self.fetch.ask(self, wait_ms, max(wake_s, wait_ms / 1000), self.owns)
         elif not self.idle and now - self.last_busy >= self.after_s:
             self.idle = True
-            self.fetch.ask(self, max(short_ms, self.idle_ms), max(wake_s, self.idle_ms / 1000))
+            idle_ms = max(short_ms, self.idle_ms)
+            self.fetch.ask(self, idle_ms, max(wake_s, idle_ms / 1000), self.owns)
 
     def getmany_timeout_ms(self, busy_ms: int) -> int:
         """How long a poll waits here for records: up to a second once idle (a record ends
@@ -122,28 +192,3 @@ class IdlePoll:
         """With every slot held, how often to top the look-ahead up from what the fetcher
         holds: `behind_s` while records wait, else as often as a caught-up poll asks."""
         return behind_s if self.behind else max(behind_s, self.caught_up_ms / 1000)
-
-
-def _short_while_partial(fetcher: Any, short_ms: int) -> None:
-    """Make a fetch that leaves a partition out short, whatever the wait set here.
-
-    aiokafka leaves out of its next fetch every partition whose fetched records are not yet
-    taken (`getmany`), and builds that fetch the moment the last one returns: so the fetch
-    after each delivery waits on the other partitions only, and a second record of the
-    delivering partition waits for it. Only a fetch over every partition may wait long."""
-    build = getattr(fetcher, _BUILD, None)
-    if build is None or not hasattr(fetcher, _PENDING):
-        return
-
-    def build_fetches(assignment: Any) -> Any:
-        pending = getattr(fetcher, _PENDING)
-        wait_ms = getattr(fetcher, _WAIT)
-        if wait_ms <= short_ms or not any(tp in pending for tp in assignment.tps):
-            return build(assignment)
-        setattr(fetcher, _WAIT, short_ms)
-        try:
-            return build(assignment)
-        finally:
-            setattr(fetcher, _WAIT, wait_ms)
-
-    setattr(fetcher, _BUILD, build_fetches)

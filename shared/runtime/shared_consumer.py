@@ -17,7 +17,8 @@ its stage's old group's commit for a partition its own group never committed
 """
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -32,7 +33,11 @@ from shared.runtime.ports import Consumer, Record
 
 class SharedConsumer:
     def __init__(
-        self, consumer: Consumer, views: int, read_committed: ReadCommitted | None = None
+        self,
+        consumer: Consumer,
+        views: int,
+        read_committed: ReadCommitted | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`views`: how many runners share it; it starts once that many subscribed.
         `read_committed` reads the group's commits with their metadata (by default from an
@@ -43,7 +48,7 @@ class SharedConsumer:
         )
         self.expected = views
         self.views: list[StageView] = []
-        self.fetcher_wait = FetcherWait.of(consumer)
+        self.fetcher_wait = FetcherWait(consumer, clock)
         self._subscribed = asyncio.Event()
         self._started = False
         self._running = 0

@@ -80,6 +80,22 @@ def test_a_fetch_that_leaves_a_partition_out_stays_short_however_long_the_poll()
     assert consumer.wait_ms == 500  # the state's own wait is back
 
 
+def test_a_partition_left_untaken_past_the_short_wait_no_longer_shortens_the_fetch() -> None:
+    """Its consumer's slots and look-ahead are full: its records wait in the fetcher, and the
+    other partitions' fetch may wait as long as their state says."""
+    consumer, clock = Polled(100), Clock()
+    poll = IdlePoll(consumer, clock, idle_ms=2000, after_s=2.0)
+    poll.polled(busy=True)  # caught up: 500 ms
+    fetcher = consumer._fetcher
+    fetcher._records[TP] = object()
+    fetcher._get_actions_per_node(Assignment())  # delivered just now: short
+    clock.now = 0.5
+    fetcher._get_actions_per_node(Assignment())  # still untaken half a second later: long
+    fetcher._records[TP] = object()  # taken, and a new delivery: short again
+    fetcher._get_actions_per_node(Assignment())
+    assert fetcher.built_with == [100, 500, 100]
+
+
 def test_the_poll_lengthens_after_idling_and_shortens_with_the_first_record() -> None:
     consumer, clock = Polled(100), Clock()
     poll = IdlePoll(consumer, clock, idle_ms=2000, after_s=2.0)

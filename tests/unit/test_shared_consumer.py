@@ -4,6 +4,7 @@ The broker test (tests/integration/test_shared_consumer.py) shows the same on a 
 """
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import pytest
@@ -53,10 +54,14 @@ class Stage:
 
 
 def shared_over(
-    log: Mapping[TopicPartition, Sequence[bytes]], group: FakeGroup, views: int = 2
+    log: Mapping[TopicPartition, Sequence[bytes]],
+    group: FakeGroup,
+    views: int = 2,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[SharedConsumer, FakeConsumer]:
     consumer = FakeConsumer(log, group)
-    return SharedConsumer(consumer, views=views, read_committed=group.read_committed), consumer
+    shared = SharedConsumer(consumer, views, read_committed=group.read_committed, clock=clock)
+    return shared, consumer
 
 
 async def run_until(stages: list[Stage], done: Callable[[], bool]) -> None:
@@ -168,6 +173,15 @@ class FakeFetcher:
     def __init__(self, wait_ms: int) -> None:
         self._fetch_max_wait_ms = wait_ms
         self._fetcher_timeout = 0.2
+        self._records: dict[TopicPartition, object] = {}
+        self.built_with: list[int] = []
+
+    def _get_actions_per_node(self, assignment: object) -> None:
+        self.built_with.append(self._fetch_max_wait_ms)
+
+
+class Assignment:
+    tps = frozenset({DENOISE, STT})
 
 
 def test_the_shared_fetch_waits_as_short_as_its_most_pressed_stage_asks() -> None:
@@ -184,3 +198,24 @@ def test_the_shared_fetch_waits_as_short_as_its_most_pressed_stage_asks() -> Non
     now[0] = 6.0
     busy.polled(busy=False)  # both idle now: the long wait
     assert consumer._fetcher._fetch_max_wait_ms == 2000  # type: ignore[attr-defined]
+
+
+def test_a_stage_whose_records_wait_untaken_does_not_shorten_the_others_fetch() -> None:
+    """denoise is behind with its slots and look-ahead full: its fetched records wait in the
+    fetcher, out of the fetch, and stt's caught-up poll keeps its own wait."""
+    now = [0.0]
+    shared, consumer = shared_over({DENOISE: [], STT: []}, FakeGroup(), clock=lambda: now[0])
+    fetcher = FakeFetcher(100)
+    consumer._fetcher = fetcher  # type: ignore[attr-defined]
+    views = shared.view("denoise"), shared.view("stt")
+    for view, tp in zip(views, (DENOISE, STT), strict=True):
+        view.subscribe([tp.topic], listener=Recording())
+    denoise, stt = (IdlePoll(v, lambda: now[0], idle_ms=2000, after_s=2.0) for v in views)
+    denoise.polled(busy=True, behind=True)
+    stt.polled(busy=True)  # caught up: 500 ms
+    fetcher._get_actions_per_node(Assignment())  # denoise in the fetch: its short wait
+    fetcher._records[DENOISE] = object()  # delivered: short, so it is asked again soon
+    fetcher._get_actions_per_node(Assignment())
+    now[0] = 1.0  # ... and still untaken a second later: out of the fetch
+    fetcher._get_actions_per_node(Assignment())
+    assert fetcher.built_with == [100, 100, 500]
