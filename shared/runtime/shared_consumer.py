@@ -1,10 +1,11 @@
 """One Kafka consumer under several stage runners of a process: a view per stage.
 
 Each consumer costs its process a fetch loop, heartbeats and metadata refreshes whether or
-not records come: most of a GPU-stage process's CPU at a GPU's real speed (bench/FINDINGS.md,
-issue 21). A GPU-stage process runs a consumer per stage of its host; sharing one among them
-shares those requests, and a fetch then brings whichever stage's records arrived, while each
-record still starts on its own stage's free slot and is acknowledged on its own.
+not records come: about half of a GPU-stage process's CPU at a GPU's real speed
+(bench/FINDINGS.md, issue 21). With `GPU_STAGE_CONSUMERS=per_host` a GPU-stage process shares
+one consumer among its host's stages instead of one each: those requests are shared, and a
+fetch brings whichever stage's records arrived, while each record still starts on its own
+stage's free slot and is acknowledged on its own.
 
 Each runner sees its `StageView`, the runtime's `Consumer` port narrowed to its stage's
 topics: `getmany` names the view's partitions (aiokafka returns only theirs and leaves the

@@ -158,3 +158,17 @@ class FakeConsumer:
     ) -> None:
         self.group.commit_calls += 1
         self.group.commits.update(offsets or {})
+
+
+class FakeFetcher:
+    """The attributes of aiokafka's fetcher that `shared.runtime.idle_poll` sets and wraps:
+    its wait and wake-up, its untaken records, and the wait each fetch was built with."""
+
+    def __init__(self, wait_ms: int) -> None:
+        self._fetch_max_wait_ms = wait_ms
+        self._fetcher_timeout = 0.2
+        self._records: dict[TopicPartition, object] = {}
+        self.built_with: list[int] = []
+
+    def _get_actions_per_node(self, assignment: object) -> None:
+        self.built_with.append(self._fetch_max_wait_ms)

@@ -18,7 +18,7 @@ from shared.runtime.publisher import Publisher
 from shared.runtime.shared_consumer import SharedConsumer, StageView
 from shared.runtime.stage_runner import RunnerSettings, StageRunner, Work
 from tests.kafka_helpers import wait_until
-from tests.unit.fake_kafka import FakeConsumer, FakeGroup, FakeProducer
+from tests.unit.fake_kafka import FakeConsumer, FakeFetcher, FakeGroup, FakeProducer
 
 pytestmark = pytest.mark.unit
 
@@ -167,17 +167,6 @@ async def test_a_view_commits_and_pauses_only_its_own_partitions() -> None:
     assert set(group.commits) == {DENOISE}
     with pytest.raises(ValueError, match="named offsets only"):
         await denoise.commit()
-
-
-class FakeFetcher:
-    def __init__(self, wait_ms: int) -> None:
-        self._fetch_max_wait_ms = wait_ms
-        self._fetcher_timeout = 0.2
-        self._records: dict[TopicPartition, object] = {}
-        self.built_with: list[int] = []
-
-    def _get_actions_per_node(self, assignment: object) -> None:
-        self.built_with.append(self._fetch_max_wait_ms)
 
 
 class Assignment:
