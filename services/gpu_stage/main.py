@@ -93,14 +93,16 @@ def build_runner(
         hosts=settings.gpu_hosts,
         audio_policy=settings.audio_uri_policy,
     )
-    name = f"gpu_stage:{stage}@{host}"
-    earlier = partial(committed_in_group, settings.kafka, settings.group_id(stage, host))
+    name, group = f"gpu_stage:{stage}@{host}", settings.group_id(stage, host)
+    view = None
+    if shared is not None:  # resumes where the stage's own group left off, if it did
+        view = shared.view(name, earlier_group=partial(committed_in_group, settings.kafka, group))
     return wiring.add_runner(
         stage,
         host=host,
         name=name,
-        group=settings.group_id(stage, host),
-        consumer=None if shared is None else shared.view(name, earlier_group=earlier),
+        group=group,
+        consumer=view,
         handle=handler,
         metrics=guarded.metrics,
         max_in_flight=settings.in_flight_per_consumer(host),
