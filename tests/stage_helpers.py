@@ -38,13 +38,32 @@ async def produce_events(bootstrap: str, topic: str, events: list[FileStageCompl
 async def running(
     service: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
 ) -> AsyncIterator[None]:
-    """Run a service's `run(..., stop)` as a task; stop it (and surface its errors) on exit."""
+    """Run a service's `run(..., stop)` as a task; stop it (and surface its errors) on exit.
+
+    A service that fails while the body waits on it ends the body at once with the service's
+    own error, rather than leaving the body to time out waiting for what it will never do."""
     stop = asyncio.Event()
+    body = asyncio.current_task()
     task = asyncio.create_task(service(stop))
+
+    def interrupt(done: asyncio.Task[None]) -> None:
+        if body is not None and not stop.is_set() and _failure(done) is not None:
+            body.cancel()
+
+    task.add_done_callback(interrupt)
     try:
         yield
-        if task.done():
-            task.result()
+    except asyncio.CancelledError:
+        if body is None or _failure(task) is None:
+            raise
+        body.uncancel()  # the cancel was ours; the service's error is raised below
     finally:
         stop.set()
+        task.remove_done_callback(interrupt)
         await asyncio.wait_for(task, timeout=60)
+
+
+def _failure(task: asyncio.Task[None]) -> BaseException | None:
+    if not task.done() or task.cancelled():
+        return None
+    return task.exception()

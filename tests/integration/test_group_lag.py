@@ -18,6 +18,9 @@ from tests.metrics_helpers import free_metrics_port, scrape_until
 from tests.stage_helpers import running
 
 REFRESH_S = 0.5
+# The tracker migrates a fresh database and joins its group before the first export: on a
+# loaded machine (CI builds the images meanwhile) that took longer than a minute once.
+FIRST_EXPORT_S = 180.0
 
 
 async def _produce(bootstrap: str, topic: str, count: int) -> None:
@@ -64,6 +67,7 @@ async def test_the_tracker_exports_a_dead_groups_lag_from_its_committed_offsets(
         first = await scrape_until(
             url,
             lambda s: s.get("cofi_group_lag", **labels) == 5,
+            timeout_s=FIRST_EXPORT_S,
             what="llm1's group 5 records behind its last commit",
         )
         assert first.get("cofi_group_committed_offset", **labels) == 3
