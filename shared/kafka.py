@@ -92,7 +92,7 @@ def make_consumer(
         heartbeat_interval_ms=3_000,
         fetch_min_bytes=fetch_min_bytes,
         fetch_max_wait_ms=fetch_max_wait_ms,
-        metadata_max_age_ms=5_000,
+        metadata_max_age_ms=connection(kafka).consumer_metadata_max_age_ms,
     )
 
 
@@ -201,11 +201,13 @@ async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: set[str], deadli
         await asyncio.sleep(0.2)
 
 
-def make_topic_reader(kafka: Kafka, topic: str) -> AIOKafkaConsumer:
+def make_topic_reader(kafka: Kafka, topic: str, fetch_max_wait_ms: int = 500) -> AIOKafkaConsumer:
     """Reads every partition of a topic from the beginning, outside any consumer group.
 
     For state every instance needs whole (control events) and for operator tools; it is
-    assigned all partitions as soon as it starts.
+    assigned all partitions as soon as it starts. A reader that stays (the control topic's)
+    waits longer between fetches: its topic is quiet nearly always, and a record still ends
+    the wait at once.
     """
     return AIOKafkaConsumer(
         topic,
@@ -213,7 +215,8 @@ def make_topic_reader(kafka: Kafka, topic: str) -> AIOKafkaConsumer:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        metadata_max_age_ms=5_000,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        metadata_max_age_ms=connection(kafka).consumer_metadata_max_age_ms,
         # The fetcher's periodic wake-ups find a control topic idle nearly always;
         # a record still ends the wait at once.
         consumer_timeout_ms=1_000,

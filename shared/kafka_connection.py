@@ -29,6 +29,9 @@ class KafkaConnection(BaseModel):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
+    # Not how to reach the cluster but how often to ask it: every consumer made from this
+    # connection, so that the setting reaches them all without another argument.
+    consumer_metadata_max_age_ms: int = 5_000
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaConnection:

@@ -243,6 +243,27 @@ class CommonSettings(FileAwareSettings):
         ),
     )
 
+    control_fetch_wait_ms: int = Field(
+        default=500,
+        ge=100,
+        le=30_000,
+        description=(
+            "How often each stage process's reader of the control topic asks the broker again "
+            "while no cancel or drain comes (a record ends the wait at once)"
+        ),
+    )
+
+    kafka_consumer_metadata_max_age_ms: int = Field(
+        default=5_000,
+        ge=1_000,
+        le=300_000,
+        description=(
+            "How often a consumer refreshes the cluster's metadata unasked (a partition whose "
+            "leader moved refreshes it at once; a topic created after the consumer started "
+            "is seen at the next refresh)"
+        ),
+    )
+
     _parse_hosts = field_validator("gpu_hosts", mode="before")(parse_gpu_hosts)
 
     @field_validator("gpu_hosts")
@@ -277,6 +298,7 @@ class CommonSettings(FileAwareSettings):
             ssl_certfile=self.kafka_ssl_certfile,
             ssl_keyfile=self.kafka_ssl_keyfile,
             ssl_check_hostname=self.kafka_ssl_check_hostname,
+            consumer_metadata_max_age_ms=self.kafka_consumer_metadata_max_age_ms,
         )
 
     def topic_plan(self) -> list[TopicSpec]:

@@ -64,7 +64,7 @@ def create_app(settings: DistributorSettings) -> DistributorApp:
     )
 
     audio_policy = settings.audio_uri_policy
-    control = ControlView(settings.kafka, topics.control)
+    control = ControlView(settings.kafka, topics.control, settings.control_fetch_wait_ms)
     ledger = UploadLedger()
 
     def upload_router(message: Incoming) -> list[Output]:

@@ -29,9 +29,10 @@ class ControlView:
     """The batches cancelled and the GPU hosts drained, as read so far from the control
     topic; both sets are updated in place, so a holder of either sees every later word."""
 
-    def __init__(self, kafka: Kafka, topic: str) -> None:
+    def __init__(self, kafka: Kafka, topic: str, fetch_wait_ms: int = 500) -> None:
         self.kafka = kafka
         self.topic = topic
+        self.fetch_wait_ms = fetch_wait_ms
         self.cancelled_batches: set[str] = set()
         # Hosts drained by `cofi drain` (the latest word per host: a drain can be undone).
         self.drained_hosts: set[str] = set()
@@ -69,7 +70,7 @@ class ControlView:
         self.cancelled_batches.add(event.batch_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        reader = make_topic_reader(self.kafka, self.topic)
+        reader = make_topic_reader(self.kafka, self.topic, self.fetch_wait_ms)
         if not await start_when_reachable(reader, "control topic reader", stop):
             return
         ends: dict[TopicPartition, int] | None = None

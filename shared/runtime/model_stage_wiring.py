@@ -49,7 +49,9 @@ class ModelStageWiring:
             metrics=self.observability.metrics.publish(service),
         )
         self.observability.readiness.add(f"publisher ({service})", self.publisher.problem)
-        self.control = ControlView(settings.kafka, settings.topics.control)
+        self.control = ControlView(
+            settings.kafka, settings.topics.control, settings.control_fetch_wait_ms
+        )
         self.runners: list[StageRunner[Any]] = []
 
     def guard(

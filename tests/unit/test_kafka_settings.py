@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.distributor.producer import faust_options
+from shared.kafka import make_consumer, make_topic_reader
 from shared.kafka_connection import KafkaConnection
 from shared.settings import CommonSettings
 from shared.topic_plan import TopicSpec, TopicState, drift, retention_ms
@@ -76,3 +77,19 @@ def test_sasl_without_credentials_fails_at_start() -> None:
 def test_faust_gets_every_bootstrap_server() -> None:
     kafka = KafkaConnection(bootstrap_servers="a:1,b:2")
     assert faust_options(kafka) == {"broker": "kafka://a:1;kafka://b:2"}
+
+
+async def test_the_consumers_poll_settings_reach_the_clients() -> None:
+    settings = CommonSettings(
+        kafka_consumer_metadata_max_age_ms=30_000, control_fetch_wait_ms=5_000
+    )
+    consumer = make_consumer(settings.kafka, "g", "c")
+    reader = make_topic_reader(settings.kafka, "t", settings.control_fetch_wait_ms)
+    try:
+        # aiokafka keeps them privately: what its metadata task and its fetcher read.
+        assert consumer._client._metadata_max_age_ms == 30_000
+        assert reader._client._metadata_max_age_ms == 30_000
+        assert reader._fetch_max_wait_ms == 5_000
+    finally:
+        await consumer.stop()
+        await reader.stop()
