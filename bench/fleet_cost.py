@@ -163,6 +163,13 @@ def spread_text(values: Sequence[float], digits: int = 0) -> str:
     return f"{middle:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
+def shortest_calls(paths: Sequence[Path], count: int) -> list[Path]:
+    """A fleet's warm-up: enough files that every host's consumers have had a record, the
+    shortest calls (a WAV's size grows with its length), since at 64 hosts the fleet runs at
+    a real GPU's speed and one long call would outlast the warm-up's bound."""
+    return sorted(paths, key=lambda p: p.stat().st_size)[:count]
+
+
 def fleet_pipeline(
     infra: Infra,
     prefix: str,

@@ -6,18 +6,14 @@ from pathlib import Path
 
 from bench.audio_cache import AUDIO_CACHE, cached_audio
 from bench.fleet_check import FILL_S, files_to_submit, real_speed_check
-from bench.fleet_cost import fleet_section, measure_fleet
+from bench.fleet_cost import fleet_section, measure_fleet, shortest_calls
 from bench.gpu_util import SPREADS
 from bench.report import Section
 from bench.run import BenchRun, say
 
 
 def warmup_for(run: BenchRun, hosts: int) -> list[Path]:
-    """Enough warm-up files that every host's consumers have had a record: the shortest calls
-    (a WAV's size grows with its length), since at 64 hosts the fleet runs at a real GPU's
-    speed and one long call would outlast the warm-up's bound."""
-    count = max(len(run.warmup), 2 * hosts)
-    return sorted(run.paths, key=lambda p: p.stat().st_size)[:count]
+    return shortest_calls(run.paths, max(len(run.warmup), 2 * hosts))
 
 
 async def hosts_per_core(run: BenchRun) -> Section:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from bench.audio_cache import AUDIO_CACHE, cached_audio
-from bench.fleet_cost import Repeat, measure_fleet, spread_text
+from bench.fleet_cost import Repeat, measure_fleet, shortest_calls, spread_text
 from bench.infra import new_run_id
 from bench.run import say
 from bench.stack import ROOT, Infra, cleanup_topics
@@ -51,7 +51,7 @@ async def ab(args: argparse.Namespace) -> None:
         ),
     )
     paths = await asyncio.to_thread(cached_audio, AUDIO_CACHE, args.files, CallLengths(sigma=1.0))
-    warmup = await asyncio.to_thread(cached_audio, AUDIO_CACHE, max(20, 2 * args.hosts))
+    warmup = shortest_calls(paths, max(20, 2 * args.hosts))
     run_id = new_run_id()
     out = ROOT / "reports" / "artifacts" / f"ab-{run_id}"
     sides: dict[str, list[Repeat]] = {"A": [], "B": []}

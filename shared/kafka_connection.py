@@ -31,7 +31,7 @@ class KafkaConnection(BaseModel):
     ssl_check_hostname: bool = True
     # Not how to reach the cluster but how often to ask it: every consumer made from this
     # connection, so that the setting reaches them all without another argument.
-    consumer_metadata_max_age_ms: int = 5_000
+    consumer_metadata_max_age_ms: int = 30_000
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaConnection:

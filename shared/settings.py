@@ -244,7 +244,7 @@ class CommonSettings(FileAwareSettings):
     )
 
     control_fetch_wait_ms: int = Field(
-        default=500,
+        default=5_000,
         ge=100,
         le=30_000,
         description=(
@@ -254,7 +254,7 @@ class CommonSettings(FileAwareSettings):
     )
 
     kafka_consumer_metadata_max_age_ms: int = Field(
-        default=5_000,
+        default=30_000,
         ge=1_000,
         le=300_000,
         description=(

@@ -29,7 +29,7 @@ class ControlView:
     """The batches cancelled and the GPU hosts drained, as read so far from the control
     topic; both sets are updated in place, so a holder of either sees every later word."""
 
-    def __init__(self, kafka: Kafka, topic: str, fetch_wait_ms: int = 500) -> None:
+    def __init__(self, kafka: Kafka, topic: str, fetch_wait_ms: int = 5_000) -> None:
         self.kafka = kafka
         self.topic = topic
         self.fetch_wait_ms = fetch_wait_ms
