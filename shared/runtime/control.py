@@ -70,7 +70,9 @@ class ControlView:
         self.cancelled_batches.add(event.batch_id)
 
     async def run(self, stop: asyncio.Event) -> None:
-        reader = make_topic_reader(self.kafka, self.topic, self.fetch_wait_ms)
+        # Kafka's short wait until caught up: the end offsets it reads to know it is would
+        # queue behind a long fetch on the reader's one connection to the broker.
+        reader = make_topic_reader(self.kafka, self.topic)
         if not await start_when_reachable(reader, "control topic reader", stop):
             return
         ends: dict[TopicPartition, int] | None = None
@@ -87,8 +89,18 @@ class ControlView:
                             "control topic %s read to its end: consuming may start", self.topic
                         )
                         self._caught_up.set()
+                        _poll_longer(reader, self.fetch_wait_ms)
         finally:
             await reader.stop()
+
+
+def _poll_longer(reader: AIOKafkaConsumer, wait_ms: int) -> None:
+    """From now on ask the broker every `wait_ms` (a record still ends the wait at once);
+    aiokafka's fetcher reads this private attribute for each fetch (`idle_poll` sets it too,
+    and tests/unit/test_idle_cost.py pins its name)."""
+    fetcher = getattr(reader, "_fetcher", None)
+    if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+        fetcher._fetch_max_wait_ms = wait_ms
 
 
 async def _ends(reader: AIOKafkaConsumer) -> dict[TopicPartition, int] | None:

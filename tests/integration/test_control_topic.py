@@ -8,6 +8,7 @@ from shared.kafka import make_producer
 from shared.provisioning import create_pipeline_topics
 from shared.runtime.control import ControlView
 from shared.settings import CommonSettings
+from tests.kafka_helpers import wait_until
 from tests.stage_helpers import running
 
 
@@ -51,3 +52,25 @@ async def test_an_empty_control_topic_lets_work_start_at_once(
     async with running(control.run):
         assert await asyncio.wait_for(control.caught_up(asyncio.Event()), timeout=30)
         assert not control.cancelled_batches and not control.drained_hosts
+
+
+async def test_a_long_poll_neither_delays_catching_up_nor_a_later_cancel(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The reader asks the broker every 30 s here: an empty topic is still read to its end
+    within the short wait (the end offsets do not queue behind a long fetch), and a cancel
+    written afterwards ends the long poll at once."""
+    settings = CommonSettings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=topic_prefix)
+    await create_pipeline_topics(settings)
+    topics = settings.topics
+    control = ControlView(kafka_bootstrap, topics.control, fetch_wait_ms=30_000)
+    async with running(control.run):
+        assert await asyncio.wait_for(control.caught_up(asyncio.Event()), timeout=10)
+        producer = make_producer(kafka_bootstrap, "test")
+        await producer.start()
+        try:
+            late = cancellation("late", "test", topics)
+            await producer.send_and_wait(late.topic, encode(late.event), key=late.key)
+        finally:
+            await producer.stop()
+        await wait_until(lambda: "late" in control.cancelled_batches, timeout_s=10, what="cancel")
