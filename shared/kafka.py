@@ -205,9 +205,9 @@ def make_topic_reader(kafka: Kafka, topic: str, fetch_max_wait_ms: int = 500) ->
     """Reads every partition of a topic from the beginning, outside any consumer group.
 
     For state every instance needs whole (control events) and for operator tools; it is
-    assigned all partitions as soon as it starts. A reader that stays (the control topic's)
-    waits longer between fetches: its topic is quiet nearly always, and a record still ends
-    the wait at once.
+    assigned all partitions as soon as it starts. `fetch_max_wait_ms`: how often it asks again
+    while nothing comes (a record ends the wait at once; the control topic's reader lengthens
+    it once caught up, `shared/runtime/control.py`).
     """
     return AIOKafkaConsumer(
         topic,

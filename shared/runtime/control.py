@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from shared.events import HostDrained, control_event
 from shared.kafka import Kafka, make_topic_reader, start_when_reachable
+from shared.runtime.idle_poll import set_fetch_wait
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +90,9 @@ class ControlView:
                             "control topic %s read to its end: consuming may start", self.topic
                         )
                         self._caught_up.set()
-                        _poll_longer(reader, self.fetch_wait_ms)
+                        set_fetch_wait(reader, self.fetch_wait_ms)  # caught up: poll long
         finally:
             await reader.stop()
-
-
-def _poll_longer(reader: AIOKafkaConsumer, wait_ms: int) -> None:
-    """From now on ask the broker every `wait_ms` (a record still ends the wait at once);
-    aiokafka's fetcher reads this private attribute for each fetch (`idle_poll` sets it too,
-    and tests/unit/test_idle_cost.py pins its name)."""
-    fetcher = getattr(reader, "_fetcher", None)
-    if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
-        fetcher._fetch_max_wait_ms = wait_ms
 
 
 async def _ends(reader: AIOKafkaConsumer) -> dict[TopicPartition, int] | None:

@@ -38,6 +38,14 @@ _BUILD = "_get_actions_per_node"  # builds the next fetch of each broker
 _PENDING = "_records"  # fetched records not yet taken, by partition
 
 
+def set_fetch_wait(consumer: object, wait_ms: int) -> None:
+    """From now on `consumer` (started) asks the broker every `wait_ms` when nothing comes;
+    a version of aiokafka without the attribute keeps its configured wait."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if hasattr(fetcher, _WAIT):
+        setattr(fetcher, _WAIT, wait_ms)
+
+
 @dataclass(frozen=True)
 class _Ask:
     wait_ms: int
