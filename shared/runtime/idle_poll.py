@@ -6,8 +6,12 @@ own timer besides: most of a control plane's CPU at a GPU's real speed (bench/FI
 partition whose records were just taken is fetched again only once the others' poll returns.
 So the poll follows where the consumer stands:
 
-- **behind** (a partition's high-water mark lies beyond the last record the poll brought):
-  the configured short wait, so a look-ahead is topped up at once;
+- **behind** (a partition's high-water mark lies beyond the last record the poll brought) and
+  the records waiting for a slot would run out before a caught-up poll returns (their
+  `Runway`): the configured short wait, so a look-ahead is topped up at once. Behind with a
+  look-ahead that outlasts the caught-up wait (a backlog at a GPU's real speed, every slot
+  held for seconds), the poll is caught up: a short one would only come back empty, ten
+  times a second, over the partitions that have nothing;
 - **caught up** (records fetched or held, none waiting): at least `CAUGHT_UP_MS`, Kafka's own
   default, and the fetcher's wake-ups as long;
 - **idle** (nothing fetched or held for `after_s`): `idle_ms`, and the fetcher's wake-ups as
@@ -149,6 +153,31 @@ class FetcherWait:
         setattr(fetcher, _BUILD, build_fetches)
 
 
+class Runway:
+    """How long the records waiting for a slot last: as many as wait, each taking the recent
+    time between two starts (at least the time since the last start, so that slots held
+    long make a long runway). No start seen yet: none (the poll stays short)."""
+
+    WEIGHT = 0.2  # of the newest gap in the running mean
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.last_start: float | None = None
+        self.gap_s: float | None = None
+
+    def started(self) -> None:
+        now = self.clock()
+        if self.last_start is not None:
+            gap, mean = now - self.last_start, self.gap_s
+            self.gap_s = gap if mean is None else mean + self.WEIGHT * (gap - mean)
+        self.last_start = now
+
+    def seconds(self, waiting: int) -> float:
+        if waiting == 0 or self.gap_s is None or self.last_start is None:
+            return 0.0
+        return waiting * max(self.gap_s, self.clock() - self.last_start)
+
+
 class IdlePoll:
     def __init__(
         self,
@@ -169,23 +198,25 @@ class IdlePoll:
         self.idle = False
         self.behind = False
 
-    def polled(self, busy: bool, behind: bool = False) -> None:
+    def polled(self, busy: bool, behind: bool = False, runway_s: float = 0.0) -> None:
         """After each poll: `busy` if it brought records or records are held; `behind` if
-        more records wait on the broker than it brought."""
-        self.behind = behind
+        more records wait on the broker than it brought; `runway_s`, how long the records
+        waiting for a slot last (`Runway`)."""
         configured = self.fetch.short() if self.idle_ms > 0 else None
         if configured is None:
+            self.behind = behind
             return
         short_ms, wake_s = configured
+        caught_up_ms = max(short_ms, min(self.caught_up_ms, self.idle_ms))
+        self.behind = behind and runway_s * 1000 < caught_up_ms
         now = self.clock()
         if busy:
             self.last_busy = now
             self.idle = False
-            if behind:
+            if self.behind:
                 self.fetch.ask(self, short_ms, wake_s, self.owns)
             else:
-                wait_ms = max(short_ms, min(self.caught_up_ms, self.idle_ms))
-                self.fetch.ask(self, wait_ms, max(wake_s, wait_ms / 1000), self.owns)
+                self.fetch.ask(self, caught_up_ms, max(wake_s, caught_up_ms / 1000), self.owns)
         elif not self.idle and now - self.last_busy >= self.after_s:
             self.idle = True
             idle_ms = max(short_ms, self.idle_ms)

@@ -21,7 +21,7 @@ from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from shared.logging import fields
 from shared.runtime.committer import Committer
-from shared.runtime.idle_poll import IdlePoll
+from shared.runtime.idle_poll import IdlePoll, Runway
 from shared.runtime.offsets import Admit, PartitionProgress
 from shared.runtime.ports import Consumer, Record
 from shared.runtime.start_order import StartQueue
@@ -93,6 +93,7 @@ class Intake(Generic[M]):
             idle_ms=rules.idle_fetch_wait_ms,
             caught_up_ms=rules.caught_up_fetch_wait_ms,
         )
+        self.runway = Runway(time.monotonic)
 
     @property
     def progress(self) -> dict[TopicPartition, PartitionProgress]:
@@ -122,12 +123,13 @@ class Intake(Generic[M]):
                     # look-ahead from what the fetcher already holds.
                     timeout_ms = self.idle_poll.getmany_timeout_ms(200) if free > 0 else 0
                     batch = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
+                    if batch:
+                        await self.admit(batch)
                     self.idle_poll.polled(
                         bool(batch) or held() > 0 or bool(self.waiting),
                         behind=self._behind(batch),
+                        runway_s=self.runway.seconds(len(self.waiting)),
                     )
-                    if batch:
-                        await self.admit(batch)
                     if batch or free > 0:
                         continue
                 # Every slot busy: wait for one (and meanwhile top the look-ahead up again).
@@ -155,6 +157,7 @@ class Intake(Generic[M]):
         while self.waiting and held() < self.rules.max_in_flight:
             fetched = self.waiting.pop()
             if self.progress.get(fetched.tp) is fetched.progress:  # not revoked meanwhile
+                self.runway.started()
                 start(fetched)
 
     async def admit(self, batch: dict[TopicPartition, list[Record]]) -> None:

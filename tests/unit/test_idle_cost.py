@@ -11,7 +11,7 @@ from aiokafka.structs import TopicPartition
 
 from shared.output import Output
 from shared.runtime.committer import Committer
-from shared.runtime.idle_poll import IdlePoll
+from shared.runtime.idle_poll import IdlePoll, Runway
 from shared.runtime.offsets import PartitionProgress
 from shared.runtime.publisher import Publisher
 from shared.runtime.stage_runner import RunnerSettings, StageRunner, Work
@@ -116,6 +116,36 @@ def test_a_consumer_caught_up_polls_at_kafkas_default_and_short_only_while_behin
     assert consumer.wait_ms == 500
 
 
+def test_behind_with_a_look_ahead_that_outlasts_a_caught_up_poll_polls_as_caught_up() -> None:
+    # A backlog at a GPU's real speed: the records waiting for a slot last seconds, so a
+    # short poll over the partitions that have nothing would only come back empty.
+    consumer, clock = Polled(100), Clock()
+    poll = IdlePoll(consumer, clock, idle_ms=2000, after_s=2.0)
+    poll.polled(busy=True, behind=True, runway_s=0.3)  # runs out before 500 ms: top it up
+    assert (consumer.wait_ms, poll.recheck_s(0.2)) == (100, 0.2)
+    poll.polled(busy=True, behind=True, runway_s=0.5)
+    assert (consumer.wait_ms, poll.recheck_s(0.2)) == (500, 0.5)
+    poll.polled(busy=True, behind=True)  # nothing waits for a slot: no runway
+    assert consumer.wait_ms == 100
+
+
+def test_a_runway_is_the_waiting_records_at_the_recent_time_between_starts() -> None:
+    clock = Clock()
+    runway = Runway(clock)
+    assert runway.seconds(3) == 0.0  # no start yet: no runway, the poll stays short
+    runway.started()
+    assert runway.seconds(3) == 0.0  # one start: no gap yet
+    clock.now = 1.0
+    runway.started()
+    assert runway.seconds(3) == pytest.approx(3.0)
+    assert runway.seconds(0) == 0.0
+    clock.now = 1.1
+    runway.started()  # the mean moves a fifth of the way to the new gap
+    assert runway.gap_s == pytest.approx(0.82)
+    clock.now = 5.1  # slots held 4 s since the last start: the runway grows with them
+    assert runway.seconds(3) == pytest.approx(12.0)
+
+
 def test_zero_disables_it_and_a_longer_configured_wait_is_kept() -> None:
     clock = Clock()
     disabled = Polled(100)
@@ -203,4 +233,47 @@ async def test_a_runner_polls_short_while_records_wait_on_the_broker_and_not_aft
         ),
     )
     stop.set()
+    await task
+
+
+async def test_a_runner_behind_with_a_long_look_ahead_runway_polls_as_caught_up() -> None:
+    releases = [asyncio.Event() for _ in range(10)]
+
+    async def hold_until_released(n: int) -> Sequence[Output]:
+        await releases[n].wait()
+        return []
+
+    consumer = FakeConsumer({TP: [str(n).encode() for n in range(10)]}, FakeGroup())
+    consumer._fetcher = FakeFetcher(100)  # type: ignore[attr-defined]
+    runner: StageRunner[int] = StageRunner(
+        RunnerSettings(
+            name="t", topics=(TP.topic,), max_in_flight=1, lookahead=2, idle_fetch_wait_ms=2000
+        ),
+        consumer,
+        Publisher(
+            FakeProducer, service="t", dead_letter_topic="cofi.failed", producer=FakeProducer()
+        ),
+        Work(decode=int, handle=hold_until_released),
+        read_committed=consumer.group.read_committed,
+    )
+    clock = Clock()
+    runner.intake.runway = Runway(clock)
+    fetcher = consumer._fetcher  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    # The first start: no time between starts known yet, so the look-ahead is topped up short.
+    await wait_until(
+        lambda: runner.held() == 1 and len(runner.waiting) == 2, timeout_s=10, what="look-ahead"
+    )
+    assert fetcher._fetch_max_wait_ms == 100
+    clock.now = 10.0  # the first call took 10 s: two waiting records last 20 s
+    releases[0].set()
+    await wait_until(
+        lambda: runner.finished_count == 1 and fetcher._fetch_max_wait_ms == 500,
+        timeout_s=10,
+        what=lambda: f"caught up: {runner.finished_count} {fetcher._fetch_max_wait_ms}",
+    )
+    stop.set()
+    for release in releases:
+        release.set()
     await task
