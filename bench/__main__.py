@@ -54,6 +54,7 @@ from cli.processes import exit_on_sigterm
 
 FIGURES = ("hosts", "gpu", "overhead", "peer", "tracker", "latency", "memory")
 CHAIN_RUNS = 3
+KAFKA_REQUESTS = "kafka-requests"  # where the instant runs' processes count their requests
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -220,7 +221,12 @@ async def bare_chain(run: BenchRun, pipeline: BenchPipeline, sizes: dict[str, in
     for attempt in range(CHAIN_RUNS):
         config = chain_config(run, run.prefix(f"c{attempt}"), sizes)
         result = await run_chain(
-            config, run.batch, run.warmup, run.artifacts / "chain", simulator_pid
+            config,
+            run.batch,
+            run.warmup,
+            run.artifacts / "chain",
+            simulator_pid,
+            count_requests=run.artifacts / KAFKA_REQUESTS,
         )
         runs.append(result)
         say(
@@ -249,6 +255,7 @@ async def instant_runs(run: BenchRun) -> list[Section]:
         warmup=run.warmup,
         log_dir=run.artifacts / "instant",
         extra_env=run.env,
+        count_requests=run.artifacts / KAFKA_REQUESTS,
     ) as pipeline:
         profiles: dict[str, Path] = {}
         if args.profile:

@@ -22,14 +22,16 @@ import json
 import sys
 import time
 import zlib
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from bench import request_count
 from bench.infra import end_offsets, reader
 from bench.procfs import usage
 from bench.stack import cpu_between, shared_usage
@@ -258,6 +260,8 @@ class ChainRun:
     broker_cpu_s: float | None  # the shared broker's, other work included; None if not found
     transcribed: int  # files routed to STT (the rest skipped by triage)
     idle_cpu_per_s: float = 0.0  # CPU seconds per second its processes used with no work
+    # Kafka requests its processes sent during the batch, by kind (empty: not counted).
+    kafka_requests: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_cpu_s(self) -> float:
@@ -306,6 +310,10 @@ async def wait_for_records(
     raise TimeoutError(f"{topic} did not reach {count} records within {timeout_s:.0f}s")
 
 
+def requests_of(folder: Path | None, pids: Iterable[int]) -> Counter[str]:
+    return request_count.read(folder, pids) if folder is not None else Counter()
+
+
 async def run_chain(
     config: ChainConfig,
     batch: Sequence[Path],
@@ -313,12 +321,15 @@ async def run_chain(
     log_dir: Path,
     simulator_pid: int,
     partitions: int = 4,
+    count_requests: Path | None = None,
 ) -> ChainRun:
     """`batch` through the chain after a warm-up through every hop (each consumer has joined
-    its group before anything is timed)."""
+    its group before anything is timed); `count_requests`: a folder where its processes
+    count their Kafka requests."""
     topics = Topics(config.prefix)
     await ensure_topics(config.bootstrap, config.topics(), partitions)
-    group = ProcessGroup(log_dir=log_dir, env={})
+    env = request_count.hook_env(count_requests) if count_requests is not None else {}
+    group = ProcessGroup(log_dir=log_dir, env=env)
     try:
         for role in roles(config.hosts):
             argv = [sys.executable, "-m", "bench.model_chain", role, json.dumps(asdict(config))]
@@ -338,6 +349,7 @@ async def run_chain(
             before = {name: usage(pid).cpu_s for name, pid in pids.items()}
             simulator_before = usage(simulator_pid).cpu_s
             broker_before = shared_usage().get(BROKER)
+            requests_before = requests_of(count_requests, pids.values())
             started = time.monotonic()
             await produce_uploads(config.bootstrap, topics.uploads, "chain-batch", batch, size)
             finished = await wait_for_records(
@@ -346,6 +358,9 @@ async def run_chain(
             after = {name: usage(pid).cpu_s for name, pid in pids.items()}
             simulator_after = usage(simulator_pid).cpu_s
             broker_after = shared_usage().get(BROKER)
+            requests = request_count.between(
+                requests_before, requests_of(count_requests, pids.values())
+            )
             stt_after = (await end_offsets(consumer, [topics.llm("llm1")]))[topics.llm("llm1")]
         return ChainRun(
             files=len(batch),
@@ -355,6 +370,7 @@ async def run_chain(
             broker_cpu_s=cpu_between(broker_before, broker_after),
             transcribed=stt_after - stt_before,
             idle_cpu_per_s=idle_cpu_per_s,
+            kafka_requests=dict(requests),
         )
     finally:
         await asyncio.to_thread(group.stop_all)

@@ -2,8 +2,10 @@
 the broker's CPU per file beside the bare chain's, each the median of the instant-model
 batches that one run timed through the same pipeline."""
 
+from collections import Counter
 from collections.abc import Sequence
 
+from bench import request_count
 from bench.fleet_cost import control_plane_cpu, shared_cpu, spread, spread_text
 from bench.model_chain import BROKER
 from bench.overhead import Chain, TimedBatch
@@ -13,6 +15,7 @@ SATURATION_FIGURE = "Saturation: files per second per control-plane core"
 SATURATION_TARGET = 250.0
 BROKER_FIGURE = "Broker CPU per file, pipeline / bare chain"
 BROKER_TARGET = 2.0
+REQUESTS_FIGURE = "Kafka requests per file, pipeline / bare chain"
 # Fewer batches than this and the figures say so: one batch's spread is unknown.
 MIN_BATCHES = 3
 
@@ -32,6 +35,47 @@ def broker_cpu_per_file(batch: TimedBatch) -> float | None:
 
 def chain_broker_per_file(chain: Chain) -> list[float]:
     return [r.broker_cpu_s / r.files for r in chain.runs if r.broker_cpu_s is not None]
+
+
+def requests_per_file(batch: TimedBatch) -> dict[str, float]:
+    """The Kafka requests the services sent during the batch, per file and by kind."""
+    sent = request_count.between(batch.before.kafka_requests, batch.after.kafka_requests)
+    return {kind: n / batch.files for kind, n in sent.most_common()}
+
+
+def chain_requests_per_file(chain: Chain) -> list[dict[str, float]]:
+    return [
+        {kind: n / r.files for kind, n in Counter(r.kafka_requests).most_common()}
+        for r in chain.runs
+        if r.kafka_requests
+    ]
+
+
+def requests_text(per_kind: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {n:.2f}" for kind, n in per_kind.items())
+
+
+def add_requests_figure(section: Section, batches: Sequence[TimedBatch], chain: Chain) -> None:
+    """Figure 5 counted: the requests themselves, each batch's and each chain run's (nothing
+    when they were not counted)."""
+    ours = [r for r in map(requests_per_file, batches) if r]
+    theirs = chain_requests_per_file(chain)
+    if not ours or not theirs:
+        return
+    totals, chain_totals = [sum(r.values()) for r in ours], [sum(r.values()) for r in theirs]
+    median = sorted(ours, key=lambda r: sum(r.values()))[len(ours) // 2]
+    chain_median = sorted(theirs, key=lambda r: sum(r.values()))[len(theirs) // 2]
+    ratio = spread(totals)[0] / spread(chain_totals)[0]
+    section.figures.append(Figure.at_most(REQUESTS_FIGURE, ratio, "ratio", BROKER_TARGET))
+    section.details += [
+        "",
+        f"Figure 5 counted: every Kafka request the processes sent during each batch, counted "
+        f"in each of them where aiokafka sends it (`bench/request_count.py`; faust's too): the "
+        f"pipeline's services sent {spread_text(totals, 2)} requests per file (median, "
+        f"lowest-highest of {len(ours)} batches; the median batch's by kind: "
+        f"{requests_text(median)}), the bare chain's processes {spread_text(chain_totals, 2)} "
+        f"(of {len(theirs)} runs: {requests_text(chain_median)}).",
+    ]
 
 
 def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Section:
@@ -81,4 +125,6 @@ def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Se
             "Figure 5 not measured: it needs the bare chain's runs (`--only overhead`) and "
             "the broker's pid file.",
         ]
+    if chain is not None:
+        add_requests_figure(section, batches, chain)
     return section

@@ -12,13 +12,14 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bench import request_count
 from bench.infra import delete_topics, fresh_database, remove_faust_data
 from bench.procfs import (
     ProcessUsage,
@@ -69,6 +70,9 @@ class Snapshot:
     shared: dict[str, ProcessUsage]
     machine_busy_s: float
     bench_cpu_s: float
+    # Kafka requests the services (simulator excluded) sent so far, by kind; empty unless
+    # counted (`bench.request_count`).
+    kafka_requests: dict[str, int] = field(default_factory=dict)
 
 
 def own_cpu(before: Snapshot, after: Snapshot) -> float:
@@ -156,6 +160,7 @@ class BenchPipeline:
     group: ProcessGroup
     engine: AsyncEngine
     database_url: str
+    requests_dir: Path | None = None  # where its services count their Kafka requests
 
     @property
     def uploads_topic(self) -> str:
@@ -214,7 +219,14 @@ class BenchPipeline:
             shared=shared_usage(),
             machine_busy_s=machine_busy(),
             bench_cpu_s=own_cpu_seconds(),
+            kafka_requests=self.kafka_requests(),
         )
+
+    def kafka_requests(self) -> dict[str, int]:
+        if self.requests_dir is None:
+            return {}
+        pids = [pid for name, pid in self.services().items() if name != "simulator"]
+        return dict(request_count.read(self.requests_dir, pids))
 
 
 def gpu_hosts_spec(capacity: int, hosts: Sequence[str] = GPU_HOSTS) -> str:
@@ -240,8 +252,12 @@ async def running_pipeline(
     extra_env: dict[str, str] | None = None,
     simulator_config: dict[str, object] | None = None,
     hosts: Sequence[str] = GPU_HOSTS,
+    count_requests: Path | None = None,
 ) -> AsyncIterator[BenchPipeline]:
+    """`count_requests`: a folder where the services count their Kafka requests."""
     env = dict(GPU_PORTS, **(extra_env or {}))
+    if count_requests is not None:
+        env.update(request_count.hook_env(count_requests, env.get("PYTHONPATH")))
     if simulator_config is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         sim_file = log_dir / "simulator.json"
@@ -262,7 +278,7 @@ async def running_pipeline(
         await migrate(url)
         group = await asyncio.to_thread(start_pipeline, config, log_dir)
         engine = create_async_engine(url)
-        pipeline = BenchPipeline(config, group, engine, url)
+        pipeline = BenchPipeline(config, group, engine, url, count_requests)
         try:
             await pipeline.submit(f"{prefix}-warmup", warmup)
             await pipeline.wait_complete(f"{prefix}-warmup", timeout_s=180)

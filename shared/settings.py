@@ -232,14 +232,13 @@ class CommonSettings(FileAwareSettings):
     )
 
     consumer_caught_up_fetch_wait_ms: int = Field(
-        default=500,
+        default=2_000,
         ge=0,
         le=30_000,
         description=(
-            "A GPU or LLM stage consumer with records in hand but none waiting on the broker "
-            "asks again at least this often (a record still ends the wait at once; a second "
-            "record of a partition that just delivered one may wait this long); it keeps its "
-            "short poll only while records wait"
+            "A GPU or LLM stage consumer with records in hand asks the broker again this often "
+            "(a record still ends the wait at once); it keeps its short poll only while records "
+            "wait on the broker that its look-ahead will run out of first"
         ),
     )
 
