@@ -1,8 +1,8 @@
 """Counts the Kafka requests this process sends, by kind (Fetch, Produce, OffsetCommit, ...),
 when `BENCH_KAFKA_REQUESTS_DIR` names a folder: every request aiokafka sends (faust's
 included) goes through `AIOKafkaConnection.send`. A thread writes the counts to
-`<folder>/<pid>.json` whenever they changed, at most five times a second, so a reader sees
-them at most 0.2 s old (`bench.request_count`). Imported at start-up by Python itself, as
+`<folder>/<pid>.json` whenever they changed, at most twice a second, so a reader sees
+them at most 0.5 s old (`bench.request_count`). Imported at start-up by Python itself, as
 `sitecustomize`, only in processes the bench starts with this folder on PYTHONPATH."""
 
 import json
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 ENV = "BENCH_KAFKA_REQUESTS_DIR"
-EVERY_S = 0.2
+EVERY_S = 0.5
 
 
 def _count_requests(counts: Counter[str]) -> bool:
