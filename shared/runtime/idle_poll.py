@@ -12,8 +12,9 @@ So the poll follows where the consumer stands:
   look-ahead that outlasts the caught-up wait (a backlog at a GPU's real speed, every slot
   held for seconds), the poll is caught up: a short one would only come back empty, ten
   times a second, over the partitions that have nothing;
-- **caught up** (records fetched or held, none waiting): at least `CAUGHT_UP_MS`, Kafka's own
-  default, and the fetcher's wake-ups as long;
+- **caught up** (records fetched or held, none waiting): `caught_up_ms` (the stages pass
+  `CONSUMER_CAUGHT_UP_FETCH_WAIT_MS`; `CAUGHT_UP_MS`, Kafka's own default, otherwise), and
+  the fetcher's wake-ups as long;
 - **idle** (nothing fetched or held for `after_s`): `idle_ms`, and the fetcher's wake-ups as
   long.
 
