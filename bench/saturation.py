@@ -55,6 +55,15 @@ def requests_text(per_kind: dict[str, float]) -> str:
     return ", ".join(f"{kind} {n:.2f}" for kind, n in per_kind.items())
 
 
+def add_ratio_figure(
+    section: Section, name: str, ours: Sequence[float], theirs: Sequence[float], text: str
+) -> None:
+    """Figure 5's two readings: the pipeline's median over the chain's, and what it means."""
+    ratio = spread(ours)[0] / spread(theirs)[0]
+    section.figures.append(Figure.at_most(name, ratio, "ratio", BROKER_TARGET))
+    section.details += ["", text]
+
+
 def add_requests_figure(section: Section, batches: Sequence[TimedBatch], chain: Chain) -> None:
     """Figure 5 counted: the requests themselves, each batch's and each chain run's (nothing
     when they were not counted)."""
@@ -65,17 +74,18 @@ def add_requests_figure(section: Section, batches: Sequence[TimedBatch], chain: 
     totals, chain_totals = [sum(r.values()) for r in ours], [sum(r.values()) for r in theirs]
     median = sorted(ours, key=lambda r: sum(r.values()))[len(ours) // 2]
     chain_median = sorted(theirs, key=lambda r: sum(r.values()))[len(theirs) // 2]
-    ratio = spread(totals)[0] / spread(chain_totals)[0]
-    section.figures.append(Figure.at_most(REQUESTS_FIGURE, ratio, "ratio", BROKER_TARGET))
-    section.details += [
-        "",
+    add_ratio_figure(
+        section,
+        REQUESTS_FIGURE,
+        totals,
+        chain_totals,
         f"Figure 5 counted: every Kafka request the processes sent during each batch, counted "
         f"in each of them where aiokafka sends it (`bench/request_count.py`; faust's too): the "
         f"pipeline's services sent {spread_text(totals, 2)} requests per file (median, "
         f"lowest-highest of {len(ours)} batches; the median batch's by kind: "
         f"{requests_text(median)}), the bare chain's processes {spread_text(chain_totals, 2)} "
         f"(of {len(theirs)} runs: {requests_text(chain_median)}).",
-    ]
+    )
 
 
 def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Section:
@@ -105,10 +115,11 @@ def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Se
     broker = [v * 1000 for v in map(broker_cpu_per_file, batches) if v is not None]
     chain_broker = [v * 1000 for v in chain_broker_per_file(chain)] if chain is not None else []
     if broker and chain_broker:
-        ratio = spread(broker)[0] / spread(chain_broker)[0]
-        section.figures.append(Figure.at_most(BROKER_FIGURE, ratio, "ratio", BROKER_TARGET))
-        section.details += [
-            "",
+        add_ratio_figure(
+            section,
+            BROKER_FIGURE,
+            broker,
+            chain_broker,
             f"Figure 5: the broker's CPU per file during the pipeline's batches, "
             f"{spread_text(broker, 2)} ms (median, lowest-highest of {len(broker)}), over its "
             f"CPU per file during the bare chain's runs, {spread_text(chain_broker, 2)} ms "
@@ -118,7 +129,7 @@ def saturation_section(batches: Sequence[TimedBatch], chain: Chain | None) -> Se
             f"pipeline makes per file (the tracker's reads count: they are the pipeline's). "
             f"Not a direct count: requests differ in cost with their size, and the broker's "
             f"CPU includes any other run on this machine.",
-        ]
+        )
     else:
         section.details += [
             "",
