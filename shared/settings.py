@@ -174,11 +174,13 @@ class CommonSettings(FileAwareSettings):
         default_factory=lambda: [GpuHost(ip="127.0.0.2"), GpuHost(ip="127.0.0.3")]
     )
     gpu_stage_consumers: GpuConsumers = Field(
-        default="per_stage",
-        description="How a GPU-stage process reads a host's stages: `per_stage`, a consumer and "
-        "group per stage and host; `per_host`, one consumer over the host's stages in the "
-        "host's group (fewer requests; on the first switch each stage resumes from its own "
-        "group's commits, so nothing is redone; switching back redoes what ran meanwhile). "
+        default="per_host",
+        description="How a GPU-stage process reads a host's stages: `per_host`, one consumer "
+        "over the host's stages in the host's group (a process that runs all of a host's "
+        "stages shares its fetches, heartbeats and metadata; on the first switch each stage "
+        "resumes from its own group's commits, so nothing is redone); `per_stage`, a consumer "
+        "and group per stage and host, for deployments that run and scale one stage per "
+        "process (the compose file, the Helm chart; switching back redoes what ran meanwhile). "
         "The tracker reads it to watch the right groups",
     )
     event_payload_max_bytes: int = Field(

@@ -122,6 +122,8 @@ def test_every_environment_variable_is_a_known_setting() -> None:
 
 def test_the_shared_settings_parse_and_every_gpu_host_has_a_consumer_per_stage() -> None:
     settings = common()
+    # A service per (host, stage), scaled on its own: a group each, the tracker watching them.
+    assert settings.gpu_stage_consumers == "per_stage"
     pairs = set()
     for name, service in by_target("gpu-stage").items():
         _, args = run_target(service)  # type: ignore[misc]

@@ -88,6 +88,8 @@ def test_each_host_gets_a_consumer_per_stage_and_keda_caps_it_at_the_hosts_capac
             ]
             env = env_of(deployment)
             assert env["GPU_HOSTS"] == hosts and env["GPU_MAX_IN_FLIGHT"] == "1"
+            # KEDA scales each Deployment on its own group's lag, so the stage's group.
+            assert env["GPU_STAGE_CONSUMERS"] == "per_stage"
             so = scaled[name]["spec"]
             assert so["scaleTargetRef"]["name"] == name
             assert 1 <= so["maxReplicaCount"] <= min(host["capacity"], v["stagePartitions"])
@@ -95,6 +97,8 @@ def test_each_host_gets_a_consumer_per_stage_and_keda_caps_it_at_the_hosts_capac
             assert trigger["type"] == "kafka"
             assert trigger["metadata"]["topic"] == f"cofi.{stage}.{host['address']}"
             assert trigger["metadata"]["consumerGroup"] == f"cofi-{stage}-{host['address']}"
+    # The tracker watches the groups the stages join.
+    assert env_of(deployments["cofi-tracker"])["GPU_STAGE_CONSUMERS"] == "per_stage"
 
 
 def test_without_keda_the_replicas_share_the_hosts_capacity() -> None:

@@ -24,6 +24,8 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 - {name: TOPIC_PREFIX, value: {{ .Values.topicPrefix | quote }}}
 - {name: GPU_HOSTS, value: {{ include "cofi.gpuHosts" . | quote }}}
 - {name: STAGE_PARTITIONS, value: {{ .Values.stagePartitions | quote }}}
+{{- /* A Deployment per (GPU host, stage), scaled by KEDA on its own group's lag. */}}
+- {name: GPU_STAGE_CONSUMERS, value: per_stage}
 - {name: DATABASE_URL, value: {{ .Values.database.url | quote }}}
 - {name: DATABASE_PASSWORD_FILE, value: /run/secrets/db/password}
 - {name: LLM_API_URL, value: {{ .Values.llm.url | quote }}}
