@@ -332,19 +332,25 @@ def _check_redundancy(out: Outcome, run: ChaosRun, logs: list[Any], stats: dict[
             stage = "llm" if r["stage_name"] in LLM_STAGES else r["stage_name"]
             logged[(r["call_id"], stage)] += 1
     calls: Counter[tuple[str, str]] = Counter()
-    for host_calls in stats["gpu"]["calls"].values():
+    served_by: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for host, host_calls in stats["gpu"]["calls"].items():
         for stage, per_file in host_calls.items():
             for name, n in per_file.items():
                 calls[(name, stage)] += n
+                served_by[(name, stage)].add(host)
     # The LLM API sees a file only by its opaque reference (the `user` field).
     by_ref = {caller_ref(run.batch_id, name): name for name, _ in logged}
     for ref, n in stats["llm"]["calls"].items():
         calls[(by_ref.get(ref, ref), "llm")] += n
     by_stage: Counter[str] = Counter()
+    # Which GPU hosts served the redone calls (a file's calls on two hosts count for both).
+    by_host: Counter[str] = Counter()
     for key, n in calls.items():
         extra = n - logged[key]
         if extra > 0:
             by_stage[key[1]] += extra
+            for host in served_by.get(key, ()):
+                by_host[host] += extra
     out.redundant_by_stage = {s: by_stage[s] for s in (*GPU_STAGES, "llm") if by_stage[s]}
     out.redundant_calls = sum(by_stage.values())
     over = {
@@ -355,7 +361,8 @@ def _check_redundancy(out: Outcome, run: ChaosRun, logs: list[Any], stats: dict[
     if over:
         out.fail(
             f"stages redid more model calls than the faults' in-flight bounds allow "
-            f"(redone, allowed): {over}"
+            f"(redone, allowed): {over}; GPU calls redone by the hosts that served them: "
+            f"{dict(sorted(by_host.items()))}"
         )
 
 
